@@ -1,0 +1,68 @@
+// KernelSpec: everything that makes one generated kernel different from another.
+// A plain value type (no MLIR here) so the runtime, the CPU reference and the
+// tests can all use it. Hashable, printable, validated with messages that name
+// the offending field and the allowed values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace nsajit {
+
+enum class Branch : int { Compressed = 0, Selected = 1, Window = 2 };
+enum class DType : int { BF16 = 0, FP16 = 1 };
+enum class Arch : int { SM80 = 80, SM90a = 90 };
+
+const char *branchName(Branch b);    // "compressed" | "selected" | "window"
+const char *dtypeName(DType t);      // "bf16" | "fp16"
+const char *archName(Arch a);        // "sm_80" | "sm_90a"
+std::optional<Branch> parseBranch(const std::string &s);
+std::optional<DType> parseDType(const std::string &s);
+std::optional<Arch> parseArch(const std::string &s);
+
+// Tile parameters: chosen by compiler/KernelConfig (defaults) or the tuner.
+struct TileConfig {
+  int warps = 0;          // warps per CTA; each warp owns 16 query rows (query heads x tokens)
+  int tokensPerCta = 0;   // query tokens a CTA handles (selected branch: 1)
+  int kvChunk = 0;        // keys staged in shared memory per inner-loop step
+  bool operator==(const TileConfig &o) const = default;
+};
+
+struct KernelSpec {
+  Branch branch = Branch::Selected;
+  DType dtype = DType::BF16;
+  Arch arch = Arch::SM90a;
+  int headDimQK = 128;   // Dk
+  int headDimV = 128;    // Dv (<= Dk)
+  int group = 16;        // G: query heads per KV head
+  int cmpBlock = 32;     // l  (compressed branch)
+  int cmpStride = 16;    // d  (compressed branch)
+  int slcBlock = 64;     // l' (selected branch)
+  int slcCount = 16;     // n  (selected branch)
+  int window = 512;      // w  (window branch)
+  float scale = 0.0f;    // softmax scale; 0 means 1/sqrt(Dk)
+  TileConfig tile;       // zero fields are filled by defaultTileConfig()
+
+  float effectiveScale() const;
+  // Only the fields that matter for this branch take part in equality/hash/print.
+  bool operator==(const KernelSpec &o) const;
+  std::string str() const;        // human readable, stable (used in cache keys)
+  std::uint64_t hash() const;     // FNV-1a over str()
+  std::string kernelName() const; // e.g. nsa_selected_fwd
+};
+
+// Returns an empty string when the spec is supported, otherwise a message that
+// names the field and the allowed values.
+std::string validate(const KernelSpec &spec);
+
+// Fills the zero fields of spec.tile with defaults for the branch, dims and arch.
+TileConfig defaultTileConfig(const KernelSpec &spec);
+KernelSpec withDefaultTiles(KernelSpec spec);
+
+// Resource needs implied by a spec (after defaults): used by the launcher.
+int threadsPerCta(const KernelSpec &spec);
+int sharedMemoryBytes(const KernelSpec &spec);
+int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
+
+} // namespace nsajit

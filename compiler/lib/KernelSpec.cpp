@@ -1,0 +1,152 @@
+#include "nsajit/compiler/KernelSpec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+
+namespace nsajit {
+
+const char *branchName(Branch b) {
+  switch (b) {
+  case Branch::Compressed: return "compressed";
+  case Branch::Selected: return "selected";
+  case Branch::Window: return "window";
+  }
+  return "?";
+}
+const char *dtypeName(DType t) { return t == DType::BF16 ? "bf16" : "fp16"; }
+const char *archName(Arch a) { return a == Arch::SM80 ? "sm_80" : "sm_90a"; }
+
+std::optional<Branch> parseBranch(const std::string &s) {
+  if (s == "compressed" || s == "cmp") return Branch::Compressed;
+  if (s == "selected" || s == "slc") return Branch::Selected;
+  if (s == "window" || s == "swa") return Branch::Window;
+  return std::nullopt;
+}
+std::optional<DType> parseDType(const std::string &s) {
+  if (s == "bf16") return DType::BF16;
+  if (s == "fp16" || s == "f16") return DType::FP16;
+  return std::nullopt;
+}
+std::optional<Arch> parseArch(const std::string &s) {
+  if (s == "sm_80" || s == "sm80") return Arch::SM80;
+  if (s == "sm_90a" || s == "sm90a" || s == "sm_90") return Arch::SM90a;
+  return std::nullopt;
+}
+
+float KernelSpec::effectiveScale() const {
+  return scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(headDimQK));
+}
+
+std::string KernelSpec::str() const {
+  std::string s = fmt::format("{} fwd {} {} dk={} dv={} g={}", branchName(branch), dtypeName(dtype),
+                              archName(arch), headDimQK, headDimV, group);
+  switch (branch) {
+  case Branch::Compressed: s += fmt::format(" l={} d={}", cmpBlock, cmpStride); break;
+  case Branch::Selected: s += fmt::format(" l'={} n={}", slcBlock, slcCount); break;
+  case Branch::Window: s += fmt::format(" w={}", window); break;
+  }
+  s += fmt::format(" scale={:.9g} tile=w{}t{}c{}", effectiveScale(), tile.warps, tile.tokensPerCta,
+                   tile.kvChunk);
+  return s;
+}
+
+bool KernelSpec::operator==(const KernelSpec &o) const { return str() == o.str(); }
+
+std::uint64_t KernelSpec::hash() const {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : str()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string KernelSpec::kernelName() const { return fmt::format("nsa_{}_fwd", branchName(branch)); }
+
+static bool isOneOf(int v, std::initializer_list<int> allowed) {
+  return std::find(allowed.begin(), allowed.end(), v) != allowed.end();
+}
+
+std::string validate(const KernelSpec &s) {
+  if (!isOneOf(s.headDimQK, {64, 128, 192, 256}))
+    return fmt::format("head_dim_qk (Dk) = {} is not supported; allowed: 64, 128, 192, 256", s.headDimQK);
+  if (!isOneOf(s.headDimV, {64, 128, 192, 256}))
+    return fmt::format("head_dim_v (Dv) = {} is not supported; allowed: 64, 128, 192, 256", s.headDimV);
+  if (s.headDimV > s.headDimQK)
+    return fmt::format("head_dim_v (Dv) = {} must not exceed head_dim_qk (Dk) = {}", s.headDimV, s.headDimQK);
+  if (!isOneOf(s.group, {1, 2, 4, 8, 16, 32}))
+    return fmt::format("group (G) = {} is not supported; allowed: 1, 2, 4, 8, 16, 32", s.group);
+  if (!(s.scale >= 0.0f) || std::isinf(s.scale))
+    return fmt::format("scale = {} must be a finite positive number (or 0 for 1/sqrt(Dk))", s.scale);
+  switch (s.branch) {
+  case Branch::Compressed:
+    if (s.cmpStride < 1 || s.cmpBlock < 1 || s.cmpBlock > 4096)
+      return fmt::format("compressed block l = {} and stride d = {} must satisfy 1 <= d <= l <= 4096", s.cmpBlock,
+                         s.cmpStride);
+    if (s.cmpStride > s.cmpBlock || s.cmpBlock % s.cmpStride != 0)
+      return fmt::format("compressed stride d = {} must divide block l = {} (d <= l, l % d == 0)", s.cmpStride,
+                         s.cmpBlock);
+    break;
+  case Branch::Selected:
+    if (!isOneOf(s.slcBlock, {16, 32, 64, 128}))
+      return fmt::format("selection block l' = {} is not supported; allowed: 16, 32, 64, 128", s.slcBlock);
+    if (s.slcCount < 1 || s.slcCount > 1024)
+      return fmt::format("selected block count n = {} is not supported; allowed: 1..1024", s.slcCount);
+    break;
+  case Branch::Window:
+    if (s.window < 1 || s.window > (1 << 24))
+      return fmt::format("window w = {} is not supported; allowed: 1..16777216", s.window);
+    break;
+  }
+  const TileConfig &t = s.tile;
+  if (t.warps < 0 || t.warps > 8 || t.tokensPerCta < 0 || t.kvChunk < 0)
+    return fmt::format("tile (warps={}, tokens={}, kv_chunk={}) has fields out of range", t.warps, t.tokensPerCta,
+                       t.kvChunk);
+  if (t.kvChunk != 0 && !isOneOf(t.kvChunk, {16, 32, 64, 128}))
+    return fmt::format("tile kv_chunk = {} is not supported; allowed: 16, 32, 64, 128", t.kvChunk);
+  if (s.branch == Branch::Selected && t.kvChunk != 0 && s.slcBlock % t.kvChunk != 0)
+    return fmt::format("tile kv_chunk = {} must divide the selection block l' = {}", t.kvChunk, s.slcBlock);
+  if (t.warps != 0 && t.tokensPerCta != 0 && t.tokensPerCta * s.group > t.warps * 16)
+    return fmt::format("tile holds {} query rows (warps x 16) but tokens x G = {}", t.warps * 16,
+                       t.tokensPerCta * s.group);
+  if (s.branch == Branch::Selected && t.tokensPerCta > 1)
+    return fmt::format("tile tokens = {}: the selected branch takes one query token per CTA", t.tokensPerCta);
+  return {};
+}
+
+TileConfig defaultTileConfig(const KernelSpec &s) {
+  TileConfig t = s.tile;
+  int chunkCap = s.headDimQK > 128 ? 32 : 64;
+  if (s.branch == Branch::Selected) {
+    if (!t.warps) t.warps = std::max(1, s.group / 16);
+    if (!t.tokensPerCta) t.tokensPerCta = 1;
+    if (!t.kvChunk) t.kvChunk = std::min(s.slcBlock, chunkCap);
+  } else {
+    if (!t.warps) t.warps = std::max(4, s.group / 16);
+    if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
+    if (!t.kvChunk) t.kvChunk = chunkCap;
+  }
+  return t;
+}
+
+KernelSpec withDefaultTiles(KernelSpec spec) {
+  spec.tile = defaultTileConfig(spec);
+  return spec;
+}
+
+int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
+int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
+
+// Shared memory: Q rows, one K chunk and one V chunk, each row padded by 8
+// elements (16 bytes) so the fragment loads of a warp hit 32 distinct banks.
+int sharedMemoryBytes(const KernelSpec &s) {
+  TileConfig t = defaultTileConfig(s);
+  int rows = t.warps * 16;
+  int bytes = rows * (s.headDimQK + 8) * 2;
+  bytes += t.kvChunk * (s.headDimQK + 8) * 2;
+  bytes += t.kvChunk * (s.headDimV + 8) * 2;
+  return bytes;
+}
+
+} // namespace nsajit
