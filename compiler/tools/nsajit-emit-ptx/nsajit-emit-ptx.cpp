@@ -1,0 +1,84 @@
+// nsajit-emit-ptx: compiles the forward kernels of a configuration matrix and
+// writes one .ptx file per kernel, so CI can assemble every one with ptxas.
+//   nsajit-emit-ptx --out DIR [--arch sm_80|sm_90a|all] [--quick]
+#include "nsajit/compiler/Compiler.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace nsajit;
+
+static std::vector<KernelSpec> matrix(bool quick) {
+  std::vector<KernelSpec> specs;
+  const std::vector<std::pair<int, int>> dims = quick ? std::vector<std::pair<int, int>>{{128, 128}, {192, 128}}
+                                                      : std::vector<std::pair<int, int>>{
+                                                            {64, 64}, {128, 64}, {128, 128}, {192, 128}, {192, 192},
+                                                            {256, 128}, {256, 256}};
+  const std::vector<int> groups = quick ? std::vector<int>{1, 16} : std::vector<int>{1, 2, 4, 8, 16, 32};
+  for (DType dt : {DType::BF16, DType::FP16})
+    for (auto [dk, dv] : dims)
+      for (int g : groups) {
+        KernelSpec s;
+        s.dtype = dt, s.headDimQK = dk, s.headDimV = dv, s.group = g;
+        s.branch = Branch::Compressed, s.cmpBlock = 32, s.cmpStride = 16;
+        specs.push_back(s);
+        s.branch = Branch::Window, s.window = 512;
+        specs.push_back(s);
+        for (int lsel : quick ? std::vector<int>{64} : std::vector<int>{16, 32, 64, 128}) {
+          s.branch = Branch::Selected, s.slcBlock = lsel, s.slcCount = 16;
+          specs.push_back(s);
+        }
+      }
+  return specs;
+}
+
+int main(int argc, char **argv) {
+  std::string out, arch = "all";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    else if (!std::strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else {
+      fmt::print(stderr, "usage: nsajit-emit-ptx --out DIR [--arch sm_80|sm_90a|all] [--quick]\n");
+      return 2;
+    }
+  }
+  if (out.empty()) {
+    fmt::print(stderr, "nsajit-emit-ptx: --out DIR is required\n");
+    return 2;
+  }
+  std::filesystem::create_directories(out);
+  std::vector<Arch> arches;
+  if (arch == "all") arches = {Arch::SM80, Arch::SM90a};
+  else if (auto a = parseArch(arch)) arches = {*a};
+  else {
+    fmt::print(stderr, "nsajit-emit-ptx: --arch {} is not supported; allowed: sm_80, sm_90a, all\n", arch);
+    return 2;
+  }
+  auto specs = matrix(quick);
+  int done = 0, failed = 0, total = static_cast<int>(specs.size() * arches.size());
+  for (Arch a : arches)
+    for (KernelSpec s : specs) {
+      s.arch = a;
+      CompileResult r;
+      std::string err = compileKernel(s, r);
+      ++done;
+      if (!err.empty()) {
+        ++failed;
+        fmt::print(stderr, "\nFAILED {}: {}\n", s.str(), err);
+        continue;
+      }
+      std::string name = fmt::format("{}_{}_{}_dk{}_dv{}_g{}_{:016x}.ptx", s.kernelName(), archName(a),
+                                     dtypeName(s.dtype), s.headDimQK, s.headDimV, s.group, r.spec.hash());
+      std::ofstream(std::filesystem::path(out) / name) << r.ptx;
+      fmt::print(stderr, "\r[{}/{}] {:<80.80}", done, total, s.str());
+    }
+  fmt::print(stderr, "\n{} kernels written to {}, {} failed\n", done - failed, out, failed);
+  return failed ? 1 : 0;
+}

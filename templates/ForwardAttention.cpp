@@ -1,0 +1,393 @@
+#include "ForwardAttention.h"
+
+#include "IRBuilderHelpers.h"
+#include "WarpMma.h"
+
+#include "nsajit/compiler/KernelAbi.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+namespace {
+
+// Kernel parameters in KernelAbi.h order.
+struct Params {
+  Value q, k, v, idx, o, lse;
+  Value qs[3], ks[3], vs[3], idxs[3], os[3], lses[3];
+  Value seqLen, kvLen;
+};
+
+// Which keys chunk c covers and which keys a query token may see: the only
+// thing that differs between the branches.
+class BranchKeys {
+public:
+  BranchKeys(IRBuilderHelpers &h, const KernelSpec &spec, const Params &p, Value batch, Value kvHead, Value t0,
+             Value tMax)
+      : h(h), spec(spec), p(p), batch(batch), kvHead(kvHead), t0(t0), tMax(tMax) {}
+
+  // Number of key chunks the CTA walks (uniform across the CTA).
+  Value numChunks() {
+    int C = spec.tile.kvChunk;
+    switch (spec.branch) {
+    case Branch::Compressed: {
+      // Compressed token i is complete for t when i*d + l - 1 <= t.
+      Value sees = h.ge(tMax, h.c32(spec.cmpBlock - 1));
+      Value span = h.maxs(h.sub(tMax, h.c32(spec.cmpBlock - 1)), h.c32(0));
+      Value visible = h.add(h.divs(span, h.c32(spec.cmpStride)), h.c32(1));
+      visible = h.select(sees, h.mins(visible, p.kvLen), h.c32(0));
+      return h.ceilDiv(visible, h.c32(C));
+    }
+    case Branch::Window:
+      return h.ceilDiv(h.add(h.sub(tMax, windowStart()), h.c32(1)), h.c32(C));
+    case Branch::Selected:
+      return h.c32(spec.slcCount * (spec.slcBlock / C));
+    }
+    return h.c32(0);
+  }
+
+  // First key of chunk c, and whether the chunk holds any key at all
+  // (selected branch: the index is -1, negative or names a future block).
+  std::pair<Value, Value> chunkStart(Value c) {
+    int C = spec.tile.kvChunk;
+    switch (spec.branch) {
+    case Branch::Compressed:
+      return {h.mul(c, h.c32(C)), h.cbool(true)};
+    case Branch::Window:
+      return {h.add(windowStart(), h.mul(c, h.c32(C))), h.cbool(true)};
+    case Branch::Selected: {
+      int chunksPerBlock = spec.slcBlock / C;
+      Value slot = h.divs(c, h.c32(chunksPerBlock));
+      Value sub = h.rems(c, h.c32(chunksPerBlock));
+      Value off = h.add(h.add(h.mul(h.ext64(batch), p.idxs[0]), h.mul(h.ext64(t0), p.idxs[1])),
+                        h.add(h.mul(h.ext64(kvHead), p.idxs[2]), h.ext64(slot)));
+      Value blk = h.load(h.i32(), h.gep(p.idx, h.i32(), off), 4);
+      Value active = h.band(h.ge(blk, h.c32(0)), h.le(blk, h.divs(tMax, h.c32(spec.slcBlock))));
+      Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(sub, h.c32(C)));
+      return {h.select(active, start, h.c32(0)), active};
+    }
+    }
+    return {h.c32(0), h.cbool(false)};
+  }
+
+  // Whether query token `tok` may attend key `key` (key is inside [0, kvLen)).
+  Value visible(Value tok, Value key) {
+    switch (spec.branch) {
+    case Branch::Compressed:
+      return h.le(h.add(h.mul(key, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1)), tok);
+    case Branch::Window:
+      return h.band(h.le(key, tok), h.gt(key, h.sub(tok, h.c32(spec.window))));
+    case Branch::Selected:
+      return h.le(key, tok);
+    }
+    return h.cbool(false);
+  }
+
+private:
+  Value windowStart() { return h.maxs(h.sub(t0, h.c32(spec.window - 1)), h.c32(0)); }
+
+  IRBuilderHelpers &h;
+  const KernelSpec &spec;
+  const Params &p;
+  Value batch, kvHead, t0, tMax;
+};
+
+// Online-softmax state of the two rows a thread holds (rows g and g + 8 of its
+// warp's 16) and the output accumulators: O[n] is the 16x8 tile of dims 8n..8n+7.
+struct SoftmaxState {
+  Value m[2], l[2];
+  std::vector<Frag4> o;
+
+  SmallVector<Value> flatten() const {
+    SmallVector<Value> v{m[0], m[1], l[0], l[1]};
+    for (auto &f : o) v.append(f.begin(), f.end());
+    return v;
+  }
+  static SoftmaxState unflatten(ValueRange v, int tiles) {
+    SoftmaxState s;
+    s.m[0] = v[0], s.m[1] = v[1], s.l[0] = v[2], s.l[1] = v[3];
+    for (int n = 0; n < tiles; ++n) s.o.push_back({v[4 + 4 * n], v[5 + 4 * n], v[6 + 4 * n], v[7 + 4 * n]});
+    return s;
+  }
+};
+
+class ForwardKernelBuilder {
+public:
+  ForwardKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
+      : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV), G(spec.group),
+        W(spec.tile.warps), TQ(spec.tile.tokensPerCta), C(spec.tile.kvChunk) {}
+
+  LogicalResult build();
+
+private:
+  void declareSharedMemory(Operation *gpuModule);
+  void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
+                 const std::function<std::pair<Value, Value>(Value row)> &rowOffset);
+  SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart);
+  void storeOutputs(const SoftmaxState &s);
+
+  std::string name;
+  IRBuilderHelpers h;
+  WarpMma mma;
+  const KernelSpec &spec;
+  const int Dk, Dv, G, W, TQ, C;
+  int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, vBase = 0; // shared layout, in elements
+  Params p;
+  Value tid, warp, group, tig, batch, kvHead, t0, smem;
+  Value tok[2], head[2], rowValid[2], rowInWarp[2];
+  std::unique_ptr<BranchKeys> keys;
+};
+
+void ForwardKernelBuilder::declareSharedMemory(Operation *gpuModule) {
+  if (SymbolTable::lookupSymbolIn(gpuModule, kSharedMemorySymbol))
+    return;
+  auto arrTy = LLVM::LLVMArrayType::get(h.b.getI8Type(), 0);
+  LLVM::GlobalOp::create(h.b, h.loc, arrTy, /*isConstant=*/false, LLVM::Linkage::External, kSharedMemorySymbol,
+                         Attribute(), /*alignment=*/16, /*addrSpace=*/kShared);
+}
+
+// Copies `rows` rows of `dim` 16-bit elements from global to shared memory in
+// 16-byte vectors, all threads cooperating. rowOffset(row) gives the global
+// element offset of the row and whether it exists; missing rows become zeros.
+void ForwardKernelBuilder::stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
+                                     const std::function<std::pair<Value, Value>(Value row)> &rowOffset) {
+  int vecsPerRow = dim / 8;
+  auto vecTy = VectorType::get({4}, h.i32());
+  scf::ForOp::create(h.b, h.loc, tid, h.c32(rows * vecsPerRow), h.c32(W * 32), ValueRange{},
+                     [&](OpBuilder &, Location, Value i, ValueRange) {
+                       Value row = h.divs(i, h.c32(vecsPerRow));
+                       Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
+                       auto [off, valid] = rowOffset(row);
+                       Value safe = h.select(valid, h.add(off, h.ext64(col)), h.c64(0));
+                       Value vec = h.load(vecTy, h.gep(src, h.i16(), safe), 16);
+                       Value zero = arith::ConstantOp::create(h.b, h.loc, vecTy,
+                                                              DenseElementsAttr::get(vecTy, h.b.getI32IntegerAttr(0)));
+                       vec = h.select(valid, vec, zero);
+                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col));
+                       h.store(vec, h.gep(smem, h.i16(), dst), 16);
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+}
+
+SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart) {
+  // Stage K and V rows keyStart .. keyStart + C - 1 (zeros outside [0, kvLen)).
+  h.barrier();
+  auto keyRow = [&](Value strides[3]) {
+    return [&, strides](Value row) -> std::pair<Value, Value> {
+      Value key = h.add(keyStart, row);
+      Value valid = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
+      Value off = h.add(h.add(h.mul(h.ext64(batch), strides[0]), h.mul(h.ext64(key), strides[1])),
+                        h.mul(h.ext64(kvHead), strides[2]));
+      return {off, valid};
+    };
+  };
+  stageRows(h.c32(kBase), kPitch, C, Dk, p.k, keyRow(p.ks));
+  stageRows(h.c32(vBase), vPitch, C, Dv, p.v, keyRow(p.vs));
+  h.barrier();
+
+  // S = Q K^T for this warp's 16 rows and the C keys.
+  const int nTiles = C / 8;
+  Value zero = h.cf(0.0f);
+  std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero});
+  Value qA = h.add(h.c32(qBase), h.add(h.mul(rowInWarp[0], h.c32(qPitch)), h.mul(tig, h.c32(2))));
+  Value qB = h.add(qA, h.c32(8 * qPitch));
+  Value kRow = h.add(h.c32(kBase), h.add(h.mul(group, h.c32(kPitch)), h.mul(tig, h.c32(2))));
+  for (int kk = 0; kk < Dk / 16; ++kk) {
+    Frag4 a{mma.loadPair(smem, h.add(qA, h.c32(16 * kk))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk))),
+            mma.loadPair(smem, h.add(qA, h.c32(16 * kk + 8))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk + 8)))};
+    for (int n = 0; n < nTiles; ++n) {
+      Value kOff = h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk));
+      Frag2 bf{mma.loadPair(smem, kOff), mma.loadPair(smem, h.add(kOff, h.c32(8)))};
+      s[n] = mma.mma(a, bf, s[n]);
+    }
+  }
+
+  // Mask and scale into the base-2 domain: s2 = s * scale * log2(e).
+  const float scaleLog2 = spec.effectiveScale() * 1.4426950408889634f;
+  Value negInf = h.cf(-std::numeric_limits<float>::infinity());
+  Value keyBase = h.add(keyStart, h.mul(tig, h.c32(2)));
+  Value rowMax[2] = {negInf, negInf};
+  for (int n = 0; n < nTiles; ++n)
+    for (int e = 0; e < 4; ++e) {
+      int r = e / 2;
+      Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
+      Value inRange = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
+      Value ok = h.band(inRange, keys->visible(tok[r], key));
+      s[n][e] = h.select(ok, h.fmul(s[n][e], h.cf(scaleLog2)), negInf);
+      rowMax[r] = h.fmax(rowMax[r], s[n][e]);
+    }
+
+  // Online softmax: rescale by 2^(m_old - m_new); a row with no visible key
+  // so far keeps m = -inf and uses 0 as its reference to avoid inf - inf.
+  SoftmaxState out;
+  Value alpha[2], mUse[2];
+  for (int r = 0; r < 2; ++r) {
+    Value mx = rowMax[r];
+    mx = h.fmax(mx, h.shflXor(mx, 1));
+    mx = h.fmax(mx, h.shflXor(mx, 2));
+    out.m[r] = h.fmax(in.m[r], mx);
+    mUse[r] = h.select(h.feq(out.m[r], negInf), h.cf(0.0f), out.m[r]);
+    alpha[r] = h.exp2(h.fsub(in.m[r], mUse[r]));
+  }
+  Value rowSum[2] = {zero, zero};
+  for (int n = 0; n < nTiles; ++n)
+    for (int e = 0; e < 4; ++e) {
+      int r = e / 2;
+      s[n][e] = h.exp2(h.fsub(s[n][e], mUse[r]));
+      rowSum[r] = h.fadd(rowSum[r], s[n][e]);
+    }
+  for (int r = 0; r < 2; ++r) out.l[r] = h.fadd(h.fmul(in.l[r], alpha[r]), rowSum[r]);
+  out.o = in.o;
+  for (auto &f : out.o)
+    for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
+
+  // O += P V: the C fragments of two adjacent S tiles form one A fragment.
+  Value vCol = h.add(h.c32(vBase), h.add(h.mul(h.mul(tig, h.c32(2)), h.c32(vPitch)), group));
+  for (int kk = 0; kk < C / 16; ++kk) {
+    Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
+            mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]), mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+    for (int n = 0; n < Dv / 8; ++n) {
+      Value base = h.add(vCol, h.c32(16 * kk * vPitch + 8 * n));
+      auto pairAt = [&](int rowDelta) {
+        Value lo = mma.loadHalf(smem, h.add(base, h.c32(rowDelta * vPitch)));
+        Value hi = mma.loadHalf(smem, h.add(base, h.c32((rowDelta + 1) * vPitch)));
+        return mma.packHalves(lo, hi);
+      };
+      Frag2 bf{pairAt(0), pairAt(8)};
+      out.o[n] = mma.mma(a, bf, out.o[n]);
+    }
+  }
+  return out;
+}
+
+void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {
+  const float ln2 = 0.6931471805599453f;
+  Value zero = h.cf(0.0f);
+  Value negInf = h.cf(-std::numeric_limits<float>::infinity());
+  for (int r = 0; r < 2; ++r) {
+    Value l = s.l[r];
+    l = h.fadd(l, h.shflXor(l, 1));
+    l = h.fadd(l, h.shflXor(l, 2));
+    Value any = h.fgt(l, zero);
+    Value inv = h.select(any, h.fdiv(h.cf(1.0f), h.select(any, l, h.cf(1.0f))), zero);
+    Value lse = h.select(any, h.fmul(h.fadd(s.m[r], h.log2(h.select(any, l, h.cf(1.0f)))), h.cf(ln2)), negInf);
+    Value row64 = h.add(h.mul(h.ext64(batch), p.os[0]),
+                        h.add(h.mul(h.ext64(tok[r]), p.os[1]), h.mul(h.ext64(head[r]), p.os[2])));
+    scf::IfOp::create(h.b, h.loc, rowValid[r], [&](OpBuilder &, Location) {
+      Value col = h.ext64(h.mul(tig, h.c32(2)));
+      for (int n = 0; n < Dv / 8; ++n) {
+        Value packed = mma.packFloats(h.fmul(s.o[n][2 * r], inv), h.fmul(s.o[n][2 * r + 1], inv));
+        Value off = h.add(row64, h.add(col, h.c64(8 * n)));
+        h.store(packed, h.gep(p.o, h.i16(), off), 4);
+      }
+      scf::IfOp::create(h.b, h.loc, h.eq(tig, h.c32(0)), [&](OpBuilder &, Location) {
+        Value lOff = h.add(h.mul(h.ext64(batch), p.lses[0]),
+                           h.add(h.mul(h.ext64(tok[r]), p.lses[1]), h.mul(h.ext64(head[r]), p.lses[2])));
+        h.store(lse, h.gep(p.lse, h.f32(), lOff), 4);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  }
+}
+
+LogicalResult ForwardKernelBuilder::build() {
+  OpBuilder &b = h.b;
+  Operation *gpuModule = b.getInsertionBlock()->getParentOp();
+  if (!isa<gpu::GPUModuleOp>(gpuModule))
+    return emitError(h.loc, "buildForwardKernel must be called inside a gpu.module");
+  if (W <= 0 || TQ <= 0 || C <= 0 || TQ * G > W * 16 || C % 16 != 0)
+    return emitError(h.loc, "incomplete or inconsistent tile configuration: ") << spec.str();
+  declareSharedMemory(gpuModule);
+
+  qPitch = Dk + 8, kPitch = Dk + 8, vPitch = Dv + 8;
+  qBase = 0, kBase = W * 16 * qPitch, vBase = kBase + C * kPitch;
+
+  SmallVector<Type> argTypes(6, h.ptr(kGlobal));
+  argTypes.append(18, h.i64());
+  argTypes.append(2, h.i32());
+  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({W * 32, 1, 1}));
+  Block &entry = fn.getBody().front();
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&entry);
+
+  auto args = entry.getArguments();
+  p.q = args[0], p.k = args[1], p.v = args[2], p.idx = args[3], p.o = args[4], p.lse = args[5];
+  Value *strideSets[6] = {p.qs, p.ks, p.vs, p.idxs, p.os, p.lses};
+  for (int t = 0; t < 6; ++t)
+    for (int d = 0; d < 3; ++d) strideSets[t][d] = args[6 + 3 * t + d];
+  p.seqLen = args[24], p.kvLen = args[25];
+
+  tid = h.threadIdX();
+  warp = h.divs(tid, h.c32(32));
+  Value lane = h.rems(tid, h.c32(32));
+  group = h.divs(lane, h.c32(4));
+  tig = h.rems(lane, h.c32(4));
+  t0 = h.mul(h.blockIdX(), h.c32(TQ));
+  kvHead = h.blockIdY();
+  batch = h.blockIdZ();
+  Value tMax = h.mins(h.sub(p.seqLen, h.c32(1)), h.add(t0, h.c32(TQ - 1)));
+  smem = LLVM::AddressOfOp::create(b, h.loc, h.ptr(kShared), kSharedMemorySymbol);
+  keys = std::make_unique<BranchKeys>(h, spec, p, batch, kvHead, t0, tMax);
+
+  // Row r of the CTA tile is (token t0 + r / G, query head kvHead * G + r % G).
+  auto rowToken = [&](Value r) { return h.add(t0, h.divs(r, h.c32(G))); };
+  auto rowHead = [&](Value r) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G))); };
+  auto rowExists = [&](Value r) {
+    return h.band(h.lt(h.divs(r, h.c32(G)), h.c32(TQ)), h.lt(rowToken(r), p.seqLen));
+  };
+  for (int r = 0; r < 2; ++r) {
+    rowInWarp[r] = h.add(h.mul(warp, h.c32(16)), h.add(group, h.c32(8 * r)));
+    tok[r] = rowToken(rowInWarp[r]);
+    head[r] = rowHead(rowInWarp[r]);
+    rowValid[r] = rowExists(rowInWarp[r]);
+  }
+
+  // Stage the CTA's query rows once.
+  stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, [&](Value r) -> std::pair<Value, Value> {
+    Value off = h.add(h.add(h.mul(h.ext64(batch), p.qs[0]), h.mul(h.ext64(rowToken(r)), p.qs[1])),
+                      h.mul(h.ext64(rowHead(r)), p.qs[2]));
+    return {off, rowExists(r)};
+  });
+
+  SoftmaxState init;
+  Value negInf = h.cf(-std::numeric_limits<float>::infinity()), zero = h.cf(0.0f);
+  init.m[0] = init.m[1] = negInf;
+  init.l[0] = init.l[1] = zero;
+  init.o.assign(Dv / 8, Frag4{zero, zero, zero, zero});
+  const int oTiles = Dv / 8;
+
+  auto loop = scf::ForOp::create(
+      b, h.loc, h.c32(0), keys->numChunks(), h.c32(1), init.flatten(),
+      [&](OpBuilder &, Location, Value c, ValueRange iter) {
+        SoftmaxState cur = SoftmaxState::unflatten(iter, oTiles);
+        auto [keyStart, active] = keys->chunkStart(c);
+        SmallVector<Type> types(iter.getTypes());
+        auto ifOp = scf::IfOp::create(
+            h.b, h.loc, active,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart).flatten());
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
+        scf::YieldOp::create(h.b, h.loc, ifOp.getResults());
+      });
+
+  storeOutputs(SoftmaxState::unflatten(loop.getResults(), oTiles));
+  gpu::ReturnOp::create(b, h.loc);
+  return success();
+}
+
+} // namespace
+
+LogicalResult buildForwardKernel(OpBuilder &builder, Location loc, const KernelSpec &spec, StringRef name) {
+  return ForwardKernelBuilder(builder, loc, spec, name).build();
+}
+
+} // namespace nsajit::tpl

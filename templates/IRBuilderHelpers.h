@@ -1,0 +1,117 @@
+// Thread-scope building blocks for the kernel templates: integer and float
+// arithmetic, global/shared memory access and NVVM special registers, emitted
+// as arith/LLVM/NVVM ops. Keeps the kernel skeletons readable.
+#pragma once
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/IR/Builders.h"
+
+namespace nsajit::tpl {
+
+// Address spaces of the NVPTX back end.
+inline constexpr unsigned kGlobal = 1;
+inline constexpr unsigned kShared = 3;
+
+class IRBuilderHelpers {
+public:
+  IRBuilderHelpers(mlir::OpBuilder &b, mlir::Location loc) : b(b), loc(loc) {}
+
+  mlir::OpBuilder &b;
+  mlir::Location loc;
+
+  // Types.
+  mlir::Type i1() { return b.getI1Type(); }
+  mlir::Type i16() { return b.getI16Type(); }
+  mlir::Type i32() { return b.getI32Type(); }
+  mlir::Type i64() { return b.getI64Type(); }
+  mlir::Type f32() { return b.getF32Type(); }
+  mlir::Type ptr(unsigned addrSpace) { return mlir::LLVM::LLVMPointerType::get(b.getContext(), addrSpace); }
+
+  // Constants.
+  mlir::Value c32(int64_t v) { return mlir::arith::ConstantIntOp::create(b, loc, v, 32); }
+  mlir::Value c64(int64_t v) { return mlir::arith::ConstantIntOp::create(b, loc, v, 64); }
+  mlir::Value cf(float v) { return mlir::arith::ConstantFloatOp::create(b, loc, b.getF32Type(), llvm::APFloat(v)); }
+  mlir::Value cbool(bool v) { return mlir::arith::ConstantIntOp::create(b, loc, v ? 1 : 0, 1); }
+
+  // Integer arithmetic (signed).
+  mlir::Value add(mlir::Value x, mlir::Value y) { return mlir::arith::AddIOp::create(b, loc, x, y); }
+  mlir::Value sub(mlir::Value x, mlir::Value y) { return mlir::arith::SubIOp::create(b, loc, x, y); }
+  mlir::Value mul(mlir::Value x, mlir::Value y) { return mlir::arith::MulIOp::create(b, loc, x, y); }
+  mlir::Value divs(mlir::Value x, mlir::Value y) { return mlir::arith::DivSIOp::create(b, loc, x, y); }
+  mlir::Value rems(mlir::Value x, mlir::Value y) { return mlir::arith::RemSIOp::create(b, loc, x, y); }
+  mlir::Value mins(mlir::Value x, mlir::Value y) { return mlir::arith::MinSIOp::create(b, loc, x, y); }
+  mlir::Value maxs(mlir::Value x, mlir::Value y) { return mlir::arith::MaxSIOp::create(b, loc, x, y); }
+  mlir::Value shl(mlir::Value x, mlir::Value y) { return mlir::arith::ShLIOp::create(b, loc, x, y); }
+  mlir::Value bor(mlir::Value x, mlir::Value y) { return mlir::arith::OrIOp::create(b, loc, x, y); }
+  mlir::Value band(mlir::Value x, mlir::Value y) { return mlir::arith::AndIOp::create(b, loc, x, y); }
+  mlir::Value ext64(mlir::Value x) { return mlir::arith::ExtSIOp::create(b, loc, b.getI64Type(), x); }
+  mlir::Value zext32(mlir::Value x) { return mlir::arith::ExtUIOp::create(b, loc, b.getI32Type(), x); }
+  mlir::Value lt(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::slt, x, y);
+  }
+  mlir::Value le(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::sle, x, y);
+  }
+  mlir::Value ge(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::sge, x, y);
+  }
+  mlir::Value gt(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::sgt, x, y);
+  }
+  mlir::Value eq(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::eq, x, y);
+  }
+  mlir::Value select(mlir::Value c, mlir::Value x, mlir::Value y) {
+    return mlir::arith::SelectOp::create(b, loc, c, x, y);
+  }
+  // ceil(x / y) for non-negative x and positive y.
+  mlir::Value ceilDiv(mlir::Value x, mlir::Value y) { return divs(add(x, sub(y, one(x))), y); }
+  mlir::Value one(mlir::Value like) { return like.getType().isInteger(64) ? c64(1) : c32(1); }
+
+  // Float arithmetic.
+  mlir::Value fadd(mlir::Value x, mlir::Value y) { return mlir::arith::AddFOp::create(b, loc, x, y); }
+  mlir::Value fsub(mlir::Value x, mlir::Value y) { return mlir::arith::SubFOp::create(b, loc, x, y); }
+  mlir::Value fmul(mlir::Value x, mlir::Value y) { return mlir::arith::MulFOp::create(b, loc, x, y); }
+  mlir::Value fdiv(mlir::Value x, mlir::Value y) { return mlir::arith::DivFOp::create(b, loc, x, y); }
+  mlir::Value fmax(mlir::Value x, mlir::Value y) { return mlir::arith::MaxNumFOp::create(b, loc, x, y); }
+  mlir::Value feq(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpFOp::create(b, loc, mlir::arith::CmpFPredicate::OEQ, x, y);
+  }
+  mlir::Value fgt(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpFOp::create(b, loc, mlir::arith::CmpFPredicate::OGT, x, y);
+  }
+  // 2^x and log2(x) through the PTX approximations: no libdevice needed.
+  mlir::Value exp2(mlir::Value x) { return intrinsic("llvm.nvvm.ex2.approx.ftz.f", x); }
+  mlir::Value log2(mlir::Value x) { return intrinsic("llvm.nvvm.lg2.approx.ftz.f", x); }
+  mlir::Value intrinsic(llvm::StringRef name, mlir::Value x) {
+    return mlir::LLVM::CallIntrinsicOp::create(b, loc, x.getType(), b.getStringAttr(name), mlir::ValueRange{x})
+        .getResult(0);
+  }
+
+  // Special registers and warp/CTA synchronisation.
+  mlir::Value threadIdX() { return mlir::NVVM::ThreadIdXOp::create(b, loc, i32()); }
+  mlir::Value blockIdX() { return mlir::NVVM::BlockIdXOp::create(b, loc, i32()); }
+  mlir::Value blockIdY() { return mlir::NVVM::BlockIdYOp::create(b, loc, i32()); }
+  mlir::Value blockIdZ() { return mlir::NVVM::BlockIdZOp::create(b, loc, i32()); }
+  void barrier() { mlir::NVVM::Barrier0Op::create(b, loc); }
+  // Butterfly shuffle across the full warp.
+  mlir::Value shflXor(mlir::Value v, int laneMask) {
+    return mlir::NVVM::ShflOp::create(b, loc, v.getType(), c32(-1), v, c32(laneMask), c32(31),
+                                      mlir::NVVM::ShflKindAttr::get(b.getContext(), mlir::NVVM::ShflKind::bfly),
+                                      mlir::UnitAttr())
+        .getResult();
+  }
+
+  // Memory: typed element pointer arithmetic and loads/stores.
+  mlir::Value gep(mlir::Value base, mlir::Type elemType, mlir::Value offset) {
+    return mlir::LLVM::GEPOp::create(b, loc, base.getType(), elemType, base, mlir::ValueRange{offset});
+  }
+  mlir::Value load(mlir::Type t, mlir::Value p, unsigned align) {
+    return mlir::LLVM::LoadOp::create(b, loc, t, p, align);
+  }
+  void store(mlir::Value v, mlir::Value p, unsigned align) { mlir::LLVM::StoreOp::create(b, loc, v, p, align); }
+};
+
+} // namespace nsajit::tpl

@@ -1,0 +1,55 @@
+#include "WarpMma.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+
+Value WarpMma::asOperand(Value packed) {
+  if (dtype == DType::BF16)
+    return packed;
+  auto v2f16 = VectorType::get({2}, h.b.getF16Type());
+  return LLVM::BitcastOp::create(h.b, h.loc, v2f16, packed);
+}
+
+Frag4 WarpMma::mma(const Frag4 &a, const Frag2 &bf, const Frag4 &c) {
+  auto f32 = h.f32();
+  auto resTy = LLVM::LLVMStructType::getLiteral(h.b.getContext(), {f32, f32, f32, f32});
+  SmallVector<Value> aOps, bOps;
+  for (Value v : a) aOps.push_back(asOperand(v));
+  for (Value v : bf) bOps.push_back(asOperand(v));
+  auto ptxType = dtype == DType::BF16 ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+  auto op = NVVM::MmaOp::create(h.b, h.loc, resTy, aOps, bOps, ValueRange{c[0], c[1], c[2], c[3]},
+                                ArrayRef<int64_t>{16, 8, 16}, std::nullopt, std::nullopt,
+                                std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+                                std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+  Frag4 d;
+  for (int i = 0; i < 4; ++i)
+    d[i] = LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(), ArrayRef<int64_t>{i});
+  return d;
+}
+
+Value WarpMma::packHalves(Value lo, Value hi) {
+  Value l = h.zext32(lo), u = h.zext32(hi);
+  return h.bor(l, h.shl(u, h.c32(16)));
+}
+
+Value WarpMma::packFloats(Value lo, Value hi) {
+  auto et = elementType();
+  auto toBits = [&](Value f) {
+    Value t = arith::TruncFOp::create(h.b, h.loc, et, f);
+    return arith::BitcastOp::create(h.b, h.loc, h.i16(), t).getResult();
+  };
+  return packHalves(toBits(lo), toBits(hi));
+}
+
+Value WarpMma::loadPair(Value smem, Value elemOffset) {
+  return h.load(h.i32(), h.gep(smem, h.i16(), elemOffset), 4);
+}
+
+Value WarpMma::loadHalf(Value smem, Value elemOffset) {
+  return h.load(h.i16(), h.gep(smem, h.i16(), elemOffset), 2);
+}
+
+} // namespace nsajit::tpl
