@@ -40,7 +40,10 @@
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/Pass.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/Support/Format.h"
 
 #include "nsa/NsaDialect.h"
 #include "nsa/NsaOps.h"
@@ -49,7 +52,69 @@
 #include "nsajit/compiler/Passes.h"
 #endif
 
+namespace {
+/// --nsa-test-helpers: exercises the dialect's C++ helpers for lit
+/// (tests/lit/Dialect/helpers.mlir): getAttentionShape, getGatherAttr,
+/// AttentionOpInterface, checkTile and the result-type-inferring builders.
+struct NsaTestHelpersPass
+    : mlir::PassWrapper<NsaTestHelpersPass,
+                        mlir::OperationPass<mlir::func::FuncOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(NsaTestHelpersPass)
+  llvm::StringRef getArgument() const final { return "nsa-test-helpers"; }
+  llvm::StringRef getDescription() const final {
+    return "Test pass: report nsa helper results as remarks";
+  }
+  void runOnOperation() override {
+    using namespace mlir;
+    getOperation().walk([&](nsa::AttentionOpInterface op) {
+      FailureOr<nsa::AttentionShape> shape =
+          nsa::getAttentionShape(op.getOperation());
+      if (failed(shape)) {
+        op->emitRemark("no attention shape");
+        return;
+      }
+      // Rebuild the op with the inferring builder: same result types?
+      OpBuilder b(op);
+      Operation *rebuilt = nullptr;
+      if (auto c = dyn_cast<nsa::CompressedAttentionOp>(op.getOperation()))
+        rebuilt = nsa::CompressedAttentionOp::create(
+            b, c.getLoc(), c.getQ(), c.getK(), c.getV(), c.getGather(),
+            c.getScaleAttr(), c.getTileAttr());
+      else if (auto s = dyn_cast<nsa::SelectedAttentionOp>(op.getOperation()))
+        rebuilt = nsa::SelectedAttentionOp::create(
+            b, s.getLoc(), s.getQ(), s.getK(), s.getV(), s.getIndices(),
+            s.getGather(), s.getScaleAttr(), s.getTileAttr());
+      else if (auto w = dyn_cast<nsa::WindowAttentionOp>(op.getOperation()))
+        rebuilt = nsa::WindowAttentionOp::create(
+            b, w.getLoc(), w.getQ(), w.getK(), w.getV(), w.getGather(),
+            w.getScaleAttr(), w.getTileAttr());
+      bool sameTypes = rebuilt && rebuilt->getResultTypes() == op->getResultTypes();
+      bool verifies = rebuilt && succeeded(mlir::verify(rebuilt));
+      if (rebuilt)
+        rebuilt->erase();
+
+      // A candidate tile as a tuner would try it.
+      auto candidate = nsa::TileAttr::get(op->getContext(), 4, 4, 64);
+      std::string tileMsg =
+          nsa::checkTile(*shape, nsa::getGatherAttr(op.getOperation()), candidate);
+
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      os << "HQ=" << shape->HQ << " H=" << shape->H << " G=" << shape->G
+         << " Dk=" << shape->Dk << " Dv=" << shape->Dv
+         << " elt=" << shape->elementType << " gather=" << op.getGatherAttribute()
+         << " scale=" << llvm::format("%.6f", op.getEffectiveScale())
+         << " tile=" << (op.getTileAttribute() ? "yes" : "no")
+         << " rebuilt=" << (sameTypes && verifies ? "ok" : "mismatch")
+         << " tile4x4x64=" << (tileMsg.empty() ? std::string("ok") : tileMsg);
+      op->emitRemark(text);
+    });
+  }
+};
+} // namespace
+
 static void registerNsaOptPasses() {
+  mlir::PassRegistration<NsaTestHelpersPass>();
   // canonicalize, cse, inline, symbol-dce, loop-invariant-code-motion, ...
   mlir::registerTransformsPasses();
   // gpu-module-to-binary, nvvm-attach-target, gpu-kernel-outlining, ...
