@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine: unpacks the self-contained build made by
+# scripts/pack-gpu-build.sh, runs the GPU tests and the CLI checks, and writes
+# logs and JSON into OUT_DIR.
+#   scripts/gpu-check.sh OUT_DIR [TARBALL]
+set -uo pipefail
+out="${1:?usage: gpu-check.sh OUT_DIR [TARBALL]}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tarball="${2:-$root/.carry/nsajit-gpu.tar.xz}"
+mkdir -p "$out"
+work="$(mktemp -d)"
+tar -C "$work" -xJf "$tarball"
+bin="$work/nsajit/bin"
+export NSAJIT_CACHE_DIR="$work/cache"
+status=0
+
+{
+  echo "== date: $(date -u +%FT%TZ)"
+  echo "== git: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  "$bin/nsajit" info
+} 2>&1 | tee "$out/info.log"
+
+echo "== GPU tests (matrix against the float64 reference)"
+NSAJIT_GPU_TEST_JSON="$out/gpu-cases.jsonl" "$bin/gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu-tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== nsajit compile and check (paper configuration)"
+run() { echo "\$ nsajit $*"; "$bin/nsajit" "$@" || status=1; }
+{
+  run compile
+  run check --T 2000 --heads 1
+  run check --T 777 --dtype fp16 --dk 192 --dv 128 --group 4 --l 64 --d 64 --lsel 32 --n 8 --w 100
+  # Again: the kernels now come from the caches.
+  run compile --branch selected
+} > "$out/cli.log" 2>&1
+cat "$out/cli.log"
+
+echo "== gpu-check status: $status" | tee -a "$out/info.log"
+exit $status

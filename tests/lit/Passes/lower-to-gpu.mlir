@@ -1,0 +1,55 @@
+// RUN: nsa-opt %s --split-input-file --nsa-configure-tiles --nsa-lower-to-gpu --verify-diagnostics | FileCheck %s
+
+// The func becomes a kernel of the same name in one gpu.module, with the
+// pointer + element-stride ABI (6 pointers, 18 strides, T and Tkv), launch
+// bounds from the tile, dynamic shared memory and tensor-core mma.
+// CHECK: module attributes {gpu.container_module}
+// CHECK-NOT: func.func
+// CHECK: gpu.module @nsa_kernels
+// CHECK: llvm.mlir.global external @nsa_smem() {addr_space = 3 : i32, alignment = 16 : i64} : !llvm.array<0 x i8>
+// CHECK: gpu.func @nsa_selected_fwd(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i64
+// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
+// The selection index is read per chunk, and a chunk of an invalid block is skipped.
+// CHECK: scf.for
+// CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
+// CHECK: scf.if
+// CHECK: nvvm.barrier0
+// CHECK: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// CHECK: nvvm.shfl.sync bfly
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: gpu.return
+func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
+                            %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 16>}
+      : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x16xi32>)
+      -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
+// fp16 inputs use the f16 mma; the window kernel has 4 warps.
+// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
+func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
+    -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}
+      : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
+      -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
+  return %o, %lse : tensor<?x?x4x64xf16>, tensor<?x?x4xf32>
+}
+
+// -----
+
+// One kernel per func: two ops in one func are refused.
+// expected-error @+1 {{nsa-lower-to-gpu expects one nsa attention op per func (one kernel each), found 2}}
+func.func @two(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
+    -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}
+      : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
+      -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
+  %o2, %lse2 = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 32>}
+      : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
+      -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
+  return %o2, %lse2 : tensor<?x?x4x64xf16>, tensor<?x?x4xf32>
+}

@@ -1,0 +1,24 @@
+// RUN: nsa-opt %s --nsa-to-ptx="chip=sm_90a" | FileCheck %s --check-prefix=SM90
+// RUN: nsa-opt %s --nsa-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80
+
+// The whole pipeline: nsa op -> tiles -> gpu.module -> NVVM/LLVM -> PTX text
+// in a gpu.binary, with no CUDA toolkit and no libdevice.
+// SM90: gpu.binary @nsa_kernels
+// SM90-SAME: chip = "sm_90a"
+// SM90-SAME: .target sm_90a
+// SM90-SAME: .extern .shared .align 16 .b8 nsa_smem[];
+// SM90-SAME: .visible .entry nsa_compressed_fwd(
+// SM90-SAME: .maxntid 128, 1, 1
+// SM90-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// SM90-SAME: ex2.approx.ftz.f32
+// SM90-NOT: __nv_
+// SM80: gpu.binary @nsa_kernels
+// SM80-SAME: .target sm_80
+// SM80-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+func.func @nsa_compressed_fwd(%q: tensor<?x?x64x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor<?x?x4x128xbf16>)
+    -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>}
+      : (tensor<?x?x64x128xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x128xbf16>)
+      -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>)
+  return %o, %lse : tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>
+}

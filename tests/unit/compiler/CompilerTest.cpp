@@ -1,0 +1,164 @@
+// Unit tests of the compiler: KernelSpec validation and identity, the spec <->
+// nsa IR bridge, and compileKernel's PTX for every branch (no GPU needed).
+#include "nsajit/compiler/Compiler.h"
+#include "nsajit/compiler/KernelSpec.h"
+#include "nsajit/compiler/Pipeline.h"
+#include "nsajit/compiler/SpecIR.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+
+#include "nsa/NsaOps.h"
+
+#include <gtest/gtest.h>
+
+#include <regex>
+
+using namespace nsajit;
+
+namespace {
+
+KernelSpec spec(Branch b, int dk = 128, int dv = 128, int g = 16) {
+  KernelSpec s;
+  s.branch = b, s.headDimQK = dk, s.headDimV = dv, s.group = g;
+  return s;
+}
+
+TEST(KernelSpec, ValidateNamesFieldAndAllowedValues) {
+  KernelSpec s = spec(Branch::Selected);
+  EXPECT_EQ(validate(s), "");
+  s.headDimQK = 96;
+  EXPECT_NE(validate(s).find("head_dim_qk (Dk) = 96"), std::string::npos) << validate(s);
+  EXPECT_NE(validate(s).find("64, 128, 192, 256"), std::string::npos);
+  s = spec(Branch::Selected, 128, 256);
+  EXPECT_NE(validate(s).find("must not exceed"), std::string::npos) << validate(s);
+  s = spec(Branch::Selected, 128, 128, 3);
+  EXPECT_NE(validate(s).find("group (G) = 3"), std::string::npos) << validate(s);
+  s = spec(Branch::Selected);
+  s.slcBlock = 48;
+  EXPECT_NE(validate(s).find("l' = 48"), std::string::npos) << validate(s);
+  s = spec(Branch::Compressed);
+  s.cmpBlock = 32, s.cmpStride = 12;
+  EXPECT_NE(validate(s).find("must divide"), std::string::npos) << validate(s);
+  s = spec(Branch::Window);
+  s.window = 0;
+  EXPECT_NE(validate(s).find("window w = 0"), std::string::npos) << validate(s);
+  s = spec(Branch::Selected, 128, 128, 1);
+  s.tile = {1, 2, 64};
+  EXPECT_NE(validate(s).find("one query token"), std::string::npos) << validate(s);
+  s = spec(Branch::Window, 128, 128, 32);
+  s.tile = {1, 1, 64};
+  EXPECT_NE(validate(s).find("tokens x G"), std::string::npos) << validate(s);
+}
+
+TEST(KernelSpec, DefaultTilesCoverTheGroup) {
+  for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window})
+    for (int g : {1, 2, 4, 8, 16, 32})
+      for (int dk : {64, 128, 192, 256}) {
+        KernelSpec s = withDefaultTiles(spec(b, dk, 64, g));
+        ASSERT_EQ(validate(s), "") << s.str();
+        EXPECT_GE(s.tile.warps * 16, s.tile.tokensPerCta * g) << s.str();
+        EXPECT_LE(sharedMemoryBytes(s), 227 * 1024) << s.str();
+        if (b == Branch::Selected) EXPECT_EQ(s.tile.tokensPerCta, 1);
+      }
+}
+
+TEST(KernelSpec, IdentityIgnoresOtherBranchesFields) {
+  KernelSpec a = spec(Branch::Window), b = spec(Branch::Window);
+  b.slcBlock = 16, b.cmpBlock = 64; // not used by the window branch
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.hash(), b.hash());
+  b.window = 256;
+  EXPECT_NE(a.str(), b.str());
+  EXPECT_NE(a.hash(), b.hash());
+  KernelSpec c = a;
+  c.dtype = DType::FP16;
+  EXPECT_NE(a.hash(), c.hash());
+}
+
+class SpecIRTest : public ::testing::Test {
+protected:
+  SpecIRTest() {
+    mlir::DialectRegistry registry;
+    registerCompilerDialects(registry);
+    ctx.appendDialectRegistry(registry);
+    ctx.loadAllAvailableDialects();
+  }
+  mlir::MLIRContext ctx;
+};
+
+TEST_F(SpecIRTest, RoundTripThroughTheNsaOp) {
+  for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window}) {
+    KernelSpec s = spec(b, 192, 128, 4);
+    s.dtype = DType::FP16, s.cmpBlock = 64, s.cmpStride = 32, s.slcBlock = 32, s.slcCount = 7, s.window = 100;
+    s.scale = 0.25f;
+    s.tile = defaultTileConfig(s);
+    auto module = buildSpecModule(&ctx, s);
+    ASSERT_TRUE(mlir::succeeded(mlir::verify(*module)));
+    mlir::Operation *op = nullptr;
+    module->walk([&](mlir::nsa::AttentionOpInterface o) { op = o; });
+    ASSERT_NE(op, nullptr);
+    KernelSpec back;
+    std::string error;
+    ASSERT_TRUE(specFromOp(op, s.arch, back, error)) << error;
+    EXPECT_EQ(back, s) << back.str() << " vs " << s.str();
+  }
+}
+
+TEST(Compiler, EveryBranchProducesTensorCorePtx) {
+  for (Arch arch : {Arch::SM80, Arch::SM90a})
+    for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window}) {
+      KernelSpec s = spec(b);
+      s.arch = arch;
+      CompileResult r;
+      std::string err = compileKernel(s, r);
+      ASSERT_EQ(err, "") << s.str();
+      EXPECT_EQ(r.kernelName, s.kernelName());
+      EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos);
+      EXPECT_NE(r.ptx.find(std::string(".target ") + archName(arch)), std::string::npos);
+      EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
+      EXPECT_NE(r.ptx.find("ex2.approx"), std::string::npos);
+      EXPECT_NE(r.ptx.find("shfl.sync.bfly"), std::string::npos);
+      // No libdevice: nothing external may remain to be linked.
+      EXPECT_EQ(r.ptx.find("__nv_"), std::string::npos);
+      EXPECT_EQ(r.ptx.find(".extern .func"), std::string::npos);
+      // The launch bounds match the block the runtime launches.
+      EXPECT_NE(r.ptx.find(".maxntid " + std::to_string(threadsPerCta(s)) + ", 1, 1"), std::string::npos);
+    }
+}
+
+TEST(Compiler, Fp16UsesHalfMma) {
+  KernelSpec s = spec(Branch::Window);
+  s.dtype = DType::FP16;
+  CompileResult r;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), std::string::npos);
+}
+
+TEST(Compiler, SpecializesPerConfiguration) {
+  // Head dims are unrolled into the kernel: more mma for a larger Dk.
+  auto countMma = [](const KernelSpec &s) {
+    CompileResult r;
+    EXPECT_EQ(compileKernel(s, r), "");
+    std::regex re("mma\\.sync");
+    return std::distance(std::sregex_iterator(r.ptx.begin(), r.ptx.end(), re), std::sregex_iterator());
+  };
+  KernelSpec a = spec(Branch::Selected, 64, 64, 16), b = spec(Branch::Selected, 256, 256, 16);
+  EXPECT_LT(countMma(a), countMma(b));
+}
+
+TEST(Compiler, InvalidSpecIsRejectedWithItsMessage) {
+  KernelSpec s = spec(Branch::Selected);
+  s.slcBlock = 48;
+  CompileResult r;
+  std::string err = compileKernel(s, r);
+  EXPECT_NE(err.find("l' = 48"), std::string::npos) << err;
+  EXPECT_TRUE(r.ptx.empty());
+}
+
+TEST(Compiler, VersionNamesMlir) {
+  EXPECT_NE(compilerVersion().find("mlir 22"), std::string::npos) << compilerVersion();
+}
+
+} // namespace
