@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Generates the PTX of the whole configuration matrix for sm_80 and sm_90a and
+# assembles every file with ptxas (from a CUDA toolkit). Fails on any error.
+#   scripts/check-ptx.sh BUILD_DIR
+set -euo pipefail
+build="${1:?usage: check-ptx.sh BUILD_DIR}"
+ptxas="$(command -v ptxas || true)"
+[ -n "$ptxas" ] || ptxas="${CUDA_HOME:-/usr/local/cuda}/bin/ptxas"
+if [ ! -x "$ptxas" ]; then
+  echo "check-ptx: ptxas not found (CUDA toolkit): cannot assemble the generated PTX" >&2
+  exit 1
+fi
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+"$build/compiler/tools/nsajit-emit-ptx" --out "$out" --arch all
+count=$(ls "$out"/*.ptx | wc -l)
+echo "check-ptx: assembling $count kernels with $ptxas"
+assemble() {
+  f="$1"; arch=sm_90a
+  case "$f" in *_sm_80_*) arch=sm_80 ;; esac
+  if ! "$ptxas" -arch="$arch" "$f" -o /dev/null 2>"$f.err"; then
+    echo "ptxas FAILED for $(basename "$f") ($arch):"; cat "$f.err"; return 1
+  fi
+}
+export -f assemble
+export ptxas
+ls "$out"/*.ptx | xargs -P "$(nproc)" -I{} bash -c 'assemble "$@"' _ {}
+echo "check-ptx: $count passed, 0 failed"
