@@ -1,0 +1,262 @@
+/*
+ * nsajit.h: the stable C API of libnsajit.so.
+ *
+ * nsajit generates, caches and launches Native Sparse Attention (NSA) forward
+ * kernels for the configuration you describe (head dims, GQA group, block
+ * sizes, window, dtype) on the GPU of a context.
+ *
+ * Conventions
+ *  - Every function returns an nsajit_status, except nsajit_last_error(),
+ *    nsajit_status_string(), nsajit_version(), nsajit_compiler_version() and
+ *    nsajit_abi_version(). On failure nsajit_last_error() describes what is
+ *    wrong and what is allowed; the text is thread-local and stays valid until
+ *    the next nsajit call on the same thread. A successful call sets it to "".
+ *  - Handles are opaque. Structs that may grow begin with `uint32_t struct_size`:
+ *    set it to sizeof(the struct) (the *_init functions do), so a newer library
+ *    can tell which fields an older caller knows.
+ *  - Device memory is passed as CUdeviceptr values (uint64_t); streams as
+ *    CUstream cast to void* (NULL = the legacy default stream). Launches are
+ *    asynchronous on that stream, like any CUDA kernel launch.
+ *  - No CUDA headers or libraries are needed to use this API. libnsajit.so
+ *    loads the NVIDIA driver (libcuda.so.1) at run time; set NSAJIT_LIBCUDA to
+ *    load another file instead.
+ *
+ * Environment
+ *  - NSAJIT_CACHE_DIR: directory of the PTX disk cache (else
+ *    $XDG_CACHE_HOME/nsajit, else $HOME/.cache/nsajit). "off" disables the disk
+ *    cache. A directory that cannot be written degrades to an in-memory cache
+ *    with a warning (see nsajit_set_log_callback); it never fails a launch.
+ *  - NSAJIT_CHECK_POINTERS=0: skip the per-launch check that every tensor lies
+ *    inside memory the driver knows (cuPointerGetAttribute/cuMemGetAddressRange).
+ *  - NSAJIT_VERBOSE=1: also log informational messages (compiles, cache hits).
+ *
+ * Thread safety: all functions may be called from any thread. A context may be
+ * used by several threads at once; destroying it while another thread uses it
+ * is undefined.
+ */
+#ifndef NSAJIT_NSAJIT_H
+#define NSAJIT_NSAJIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define NSAJIT_API
+#else
+#define NSAJIT_API __attribute__((visibility("default")))
+#endif
+
+#define NSAJIT_VERSION_MAJOR 0
+#define NSAJIT_VERSION_MINOR 1
+#define NSAJIT_VERSION_PATCH 0
+#define NSAJIT_VERSION_STRING "0.1.0"
+/* Bumped whenever a struct, enum or signature of this header changes
+ * incompatibly. Compare with nsajit_abi_version() at run time. */
+#define NSAJIT_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nsajit_status {
+  NSAJIT_OK = 0,
+  NSAJIT_ERROR_INVALID_ARGUMENT = 1, /* NULL/misaligned pointer, bad stride, bad size */
+  NSAJIT_ERROR_UNSUPPORTED = 2,      /* valid request this build/GPU cannot run */
+  NSAJIT_ERROR_NO_DEVICE = 3,        /* no NVIDIA driver or no CUDA device */
+  NSAJIT_ERROR_DRIVER_ERROR = 4,     /* a CUDA driver call failed */
+  NSAJIT_ERROR_COMPILE_ERROR = 5,    /* generating or JIT-loading the kernel failed */
+  NSAJIT_ERROR_OUT_OF_MEMORY = 6,    /* host or device allocation failed */
+  NSAJIT_ERROR_INTERNAL = 7          /* a bug in nsajit: please report it */
+} nsajit_status;
+
+typedef enum nsajit_dtype {
+  NSAJIT_DTYPE_BF16 = 0,
+  NSAJIT_DTYPE_FP16 = 1
+} nsajit_dtype;
+
+typedef enum nsajit_branch {
+  NSAJIT_BRANCH_COMPRESSED = 0,
+  NSAJIT_BRANCH_SELECTED = 1,
+  NSAJIT_BRANCH_WINDOW = 2
+} nsajit_branch;
+
+/* Opaque: one GPU (CUcontext) plus the kernels loaded into it. */
+typedef struct nsajit_context nsajit_context;
+
+/* The attention configuration. Fill with nsajit_config_init(), then change
+ * fields. Fields a branch does not use are ignored by it. */
+typedef struct nsajit_config {
+  uint32_t struct_size; /* = sizeof(nsajit_config); set by nsajit_config_init */
+  int32_t dtype;        /* nsajit_dtype of q, k, v and out (default bf16) */
+  int32_t head_dim_qk;  /* Dk: 64, 128, 192, 256 (default 128) */
+  int32_t head_dim_v;   /* Dv <= Dk: 64, 128, 192, 256 (default 128) */
+  int32_t num_kv_heads; /* H: 1..65535 (default 4) */
+  int32_t group;        /* G, query heads per KV head: 1, 2, 4, 8, 16, 32 (default 16) */
+  int32_t cmp_block;    /* l, compressed block length (default 32) */
+  int32_t cmp_stride;   /* d, compressed stride, d <= l, l % d == 0 (default 16) */
+  int32_t slc_block;    /* l', selection block: 16, 32, 64, 128 (default 64) */
+  int32_t slc_count;    /* n, selected blocks per query: 1..1024 (default 16) */
+  int32_t window;       /* w, sliding window: 1..2^24 (default 512) */
+  float scale;          /* softmax scale; 0 = 1/sqrt(Dk) (default 0) */
+  /* Tile overrides (0 = nsajit's default for the branch and GPU): */
+  int32_t tile_warps;    /* warps per CTA, 1..8 */
+  int32_t tile_tokens;   /* query tokens per CTA (selected branch: 1) */
+  int32_t tile_kv_chunk; /* keys per inner-loop step: 16, 32, 64, 128 */
+} nsajit_config;
+
+/* A strided view of a device tensor [batch, token, head, dim] (or, for lse,
+ * [batch, token, head]). Strides are in elements of the tensor's own type; the
+ * innermost dimension (dim, or head for lse) is contiguous.
+ * Rules checked before every launch:
+ *  - data != 0, 16-byte aligned for bf16/fp16 tensors, 4-byte aligned for
+ *    indices and lse;
+ *  - bf16/fp16 strides are multiples of 8 elements (16 bytes);
+ *  - input strides are >= 0 (0 broadcasts), output (out, lse) strides > 0 and
+ *    the output's elements must not overlap; lse.stride_head must be 1;
+ *  - strides of dimensions of size 1 are ignored. */
+typedef struct nsajit_tensor {
+  uint64_t data; /* CUdeviceptr */
+  int64_t stride_batch;
+  int64_t stride_token;
+  int64_t stride_head;
+} nsajit_tensor;
+
+typedef struct nsajit_cache_counters {
+  uint32_t struct_size;    /* = sizeof(nsajit_cache_counters) */
+  uint64_t kernel_hits;    /* kernel already loaded in the context */
+  uint64_t ptx_memory_hits;/* PTX found in the process-wide memory cache */
+  uint64_t disk_hits;      /* PTX loaded from the disk cache */
+  uint64_t compiles;       /* PTX generated by the compiler */
+  uint64_t modules_loaded; /* cuModuleLoadDataEx calls that succeeded */
+  uint64_t disk_writes;    /* PTX files written to the disk cache */
+  uint64_t disk_rejects;   /* cache files rejected (corrupt, truncated, other key) */
+} nsajit_cache_counters;
+
+/* What a kernel needs; registers and local memory are known only once it is
+ * loaded into a context (-1 otherwise). */
+typedef struct nsajit_kernel_info {
+  uint32_t struct_size;        /* = sizeof(nsajit_kernel_info) */
+  int32_t arch;                /* 80 (sm_80) or 90 (sm_90a) */
+  int32_t threads_per_cta;
+  int32_t shared_memory_bytes; /* dynamic shared memory per CTA */
+  int32_t tile_warps;
+  int32_t tile_tokens;         /* query tokens per CTA (grid x = ceil(T / tile_tokens)) */
+  int32_t tile_kv_chunk;
+  int32_t num_regs;            /* per thread; -1 if unknown */
+  int32_t local_bytes;         /* local memory (spills) per thread; -1 if unknown */
+  char kernel_name[64];
+  char spec[256];              /* the kernel spec as text (part of the cache key) */
+} nsajit_kernel_info;
+
+/* ---- errors and versions ------------------------------------------------ */
+
+NSAJIT_API const char *nsajit_last_error(void);
+NSAJIT_API const char *nsajit_status_string(nsajit_status status); /* "NSAJIT_ERROR_NO_DEVICE" */
+NSAJIT_API const char *nsajit_version(void);          /* "0.1.0" */
+NSAJIT_API const char *nsajit_compiler_version(void); /* the kernel compiler, part of every cache key */
+NSAJIT_API uint32_t nsajit_abi_version(void);         /* NSAJIT_ABI_VERSION of the library */
+
+/* Log sink for warnings (e.g. a cache directory that cannot be written) and,
+ * with NSAJIT_VERBOSE=1, information. Default: warnings go to stderr.
+ * fn = NULL restores the default. The callback may be called from any thread. */
+typedef enum nsajit_log_level { NSAJIT_LOG_WARNING = 1, NSAJIT_LOG_INFO = 2 } nsajit_log_level;
+typedef void (*nsajit_log_fn)(int level, const char *message, void *user_data);
+NSAJIT_API nsajit_status nsajit_set_log_callback(nsajit_log_fn fn, void *user_data);
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Fills the paper's defaults: bf16, Dk = Dv = 128, H = 4, G = 16, l = 32, d = 16,
+ * l' = 64, n = 16, w = 512, scale 1/sqrt(Dk), default tiles. */
+NSAJIT_API nsajit_status nsajit_config_init(nsajit_config *config);
+
+/* ---- contexts ----------------------------------------------------------- */
+
+/* Binds to GPU `device_ordinal` (-1: the device of the calling thread's current
+ * CUDA context, or 0 if there is none). Uses the calling thread's current
+ * context if it belongs to that device, else the device's primary context
+ * (retained until nsajit_context_destroy). */
+NSAJIT_API nsajit_status nsajit_context_create(nsajit_context **out, int device_ordinal);
+/* Unloads the context's kernels. NULL is ignored. */
+NSAJIT_API nsajit_status nsajit_context_destroy(nsajit_context *ctx);
+/* Forces the kernel architecture: 80 (sm_80 PTX, runs on any GPU >= 8.0) or
+ * 90 (sm_90a, compute capability 9.0 only); 0 restores the automatic choice. */
+NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
+/* "device 0: NVIDIA H100 80GB HBM3, compute capability 9.0 (kernels: sm_90a), ..." */
+NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len);
+
+/* ---- forward kernels -----------------------------------------------------
+ * q   [B, T, H*G, Dk]           dtype           (B = batch, T = seq_len)
+ * out [B, T, H*G, Dv]           dtype, written
+ * lse [B, T, H*G]               float32, written: natural-log sum-exp of the
+ *                               scaled scores; -inf (and out = 0) for a query
+ *                               that sees no key.
+ * batch: 1..65535; seq_len: >= 1.
+ */
+
+/* Compressed branch: k_cmp [B, Tc, H, Dk], v_cmp [B, Tc, H, Dv] with
+ * Tc = seq_len >= l ? (seq_len - l) / d + 1 : 0 (when Tc == 0 their data may
+ * be 0). Query t attends compressed token i when i*d + l - 1 <= t. */
+NSAJIT_API nsajit_status nsajit_compressed_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                   int seq_len, const nsajit_tensor *q,
+                                                   const nsajit_tensor *k_cmp, const nsajit_tensor *v_cmp,
+                                                   const nsajit_tensor *out, const nsajit_tensor *lse,
+                                                   void *stream);
+
+/* Selected branch: k [B, T, H, Dk], v [B, T, H, Dv], indices int32 [B, T, H, n]:
+ * the selection blocks of each query token and KV head (block j = keys
+ * j*l' .. j*l'+l'-1, causally masked). An index that is -1, negative, or whose
+ * block starts after the query token contributes nothing; a repeated index is
+ * attended as often as it is listed. */
+NSAJIT_API nsajit_status nsajit_selected_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                 int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                 const nsajit_tensor *v, const nsajit_tensor *indices,
+                                                 const nsajit_tensor *out, const nsajit_tensor *lse,
+                                                 void *stream);
+
+/* Sliding-window branch: k [B, T, H, Dk], v [B, T, H, Dv]; query t attends keys
+ * max(0, t - w + 1) .. t. */
+NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                               int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                               const nsajit_tensor *v, const nsajit_tensor *out,
+                                               const nsajit_tensor *lse, void *stream);
+
+/* Debug helper: waits for `stream`, copies the indices to the host and fails
+ * with NSAJIT_ERROR_INVALID_ARGUMENT naming the first index that is neither -1
+ * nor a block j >= 0 with j*l' <= t. (The kernel tolerates such indices; this
+ * finds bugs in the code that produced them.) */
+NSAJIT_API nsajit_status nsajit_check_indices(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                              int seq_len, const nsajit_tensor *indices, void *stream);
+
+/* ---- kernels, PTX and the cache ----------------------------------------- */
+
+/* Generates (or finds in the cache) and loads the kernel of `branch` for the
+ * context's GPU; *ptx_out points to its PTX, owned by ctx (valid until
+ * nsajit_context_destroy). */
+NSAJIT_API nsajit_status nsajit_compile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                        const char **ptx_out);
+
+/* Without a GPU: PTX for arch 80 (sm_80) or 90 (sm_90a). Writes at most
+ * buf_len bytes including the terminating NUL; *ptx_len (if not NULL) gets
+ * strlen of the whole PTX. buf may be NULL (with buf_len 0) to ask the size.
+ * A buffer that is too small gives NSAJIT_ERROR_INVALID_ARGUMENT. */
+NSAJIT_API nsajit_status nsajit_compile_ptx(const nsajit_config *config, nsajit_branch branch, int arch, char *buf,
+                                            size_t buf_len, size_t *ptx_len);
+
+/* Resources of the kernel for `branch`. ctx may be NULL: then `arch` (80 or
+ * 90) is used and num_regs/local_bytes are -1; with a ctx the kernel is loaded
+ * (compiled if needed) and `arch` is ignored. */
+NSAJIT_API nsajit_status nsajit_kernel_query(nsajit_context *ctx, const nsajit_config *config,
+                                             nsajit_branch branch, int arch, nsajit_kernel_info *info);
+
+/* Cache counters of ctx, or of the whole process when ctx is NULL.
+ * Set stats->struct_size = sizeof(nsajit_cache_counters) first. */
+NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_counters *stats);
+
+/* "disk cache: /home/u/.cache/nsajit (read-write)" or the reason it is off. */
+NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NSAJIT_NSAJIT_H */

@@ -1,0 +1,193 @@
+// nsajit.hpp: a header-only C++ (17 or newer) layer over the C API of
+// nsajit.h: RAII handles, exceptions instead of status codes, std::string_view.
+//
+//   nsajit::Context ctx;                                  // current device
+//   nsajit::Config cfg;                                   // the paper's defaults
+//   cfg.withHeads(4, 16).withHeadDims(192, 128);
+//   ctx.selectedForward(cfg, B, T, q, k, v, idx, out, lse, stream);
+//
+// Every failure throws nsajit::Error, whose status() is the C status and whose
+// what() is the message of nsajit_last_error().
+#pragma once
+
+#include "nsajit/nsajit.h"
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace nsajit {
+
+class Error : public std::runtime_error {
+public:
+  Error(nsajit_status status, const std::string &message) : std::runtime_error(message), status_(status) {}
+  nsajit_status status() const noexcept { return status_; }
+  const char *statusName() const noexcept { return nsajit_status_string(status_); }
+
+private:
+  nsajit_status status_;
+};
+
+// Throws Error(status, nsajit_last_error()) unless status is NSAJIT_OK.
+inline void throwIfError(nsajit_status status) {
+  if (status != NSAJIT_OK)
+    throw Error(status, nsajit_last_error());
+}
+
+// nsajit_config with the defaults of nsajit_config_init and chainable setters.
+struct Config : nsajit_config {
+  Config() : nsajit_config() { throwIfError(nsajit_config_init(this)); }
+  Config &withDtype(nsajit_dtype t) { dtype = t; return *this; }
+  Config &withHeadDims(int dk, int dv) { head_dim_qk = dk; head_dim_v = dv; return *this; }
+  // H key/value heads, G query heads per KV head (HQ = H * G).
+  Config &withHeads(int numKvHeads, int groupSize) { num_kv_heads = numKvHeads; group = groupSize; return *this; }
+  Config &withCompression(int block, int stride) { cmp_block = block; cmp_stride = stride; return *this; }
+  Config &withSelection(int block, int count) { slc_block = block; slc_count = count; return *this; }
+  Config &withWindow(int w) { window = w; return *this; }
+  Config &withScale(float s) { scale = s; return *this; }
+  Config &withTile(int warps, int tokens, int kvChunk) {
+    tile_warps = warps; tile_tokens = tokens; tile_kv_chunk = kvChunk; return *this;
+  }
+  const nsajit_config *get() const noexcept { return this; }
+};
+
+// nsajit_tensor: a strided view of device memory (strides in elements).
+struct Tensor : nsajit_tensor {
+  Tensor() noexcept : nsajit_tensor{0, 0, 0, 0} {}
+  Tensor(std::uint64_t devicePtr, std::int64_t strideBatch, std::int64_t strideToken, std::int64_t strideHead) noexcept
+      : nsajit_tensor{devicePtr, strideBatch, strideToken, strideHead} {}
+  Tensor(const void *devicePtr, std::int64_t strideBatch, std::int64_t strideToken, std::int64_t strideHead) noexcept
+      : Tensor(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(devicePtr)), strideBatch, strideToken,
+               strideHead) {}
+  // A contiguous [B, tokens, heads, dim] tensor.
+  static Tensor contiguous(std::uint64_t devicePtr, std::int64_t tokens, std::int64_t heads, std::int64_t dim) noexcept {
+    return Tensor(devicePtr, tokens * heads * dim, heads * dim, dim);
+  }
+  // A contiguous [B, tokens, heads] tensor (lse).
+  static Tensor contiguous(std::uint64_t devicePtr, std::int64_t tokens, std::int64_t heads) noexcept {
+    return Tensor(devicePtr, tokens * heads, heads, 1);
+  }
+};
+
+struct CacheStats : nsajit_cache_counters {
+  CacheStats() noexcept : nsajit_cache_counters() { struct_size = sizeof(nsajit_cache_counters); }
+};
+
+struct KernelInfo : nsajit_kernel_info {
+  KernelInfo() noexcept : nsajit_kernel_info() { struct_size = sizeof(nsajit_kernel_info); }
+  std::string_view kernelName() const noexcept { return kernel_name; }
+  std::string_view specText() const noexcept { return spec; }
+};
+
+// One GPU. Move-only; destroying it unloads its kernels.
+class Context {
+public:
+  // device: an ordinal, or -1 for the device of the current CUDA context (else 0).
+  explicit Context(int device = -1) { throwIfError(nsajit_context_create(&ctx_, device)); }
+  // Takes ownership of a context made with nsajit_context_create.
+  static Context adopt(nsajit_context *ctx) noexcept { return Context(ctx); }
+  ~Context() { reset(); }
+  Context(Context &&o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+  Context &operator=(Context &&o) noexcept {
+    if (this != &o) {
+      reset();
+      ctx_ = std::exchange(o.ctx_, nullptr);
+    }
+    return *this;
+  }
+  Context(const Context &) = delete;
+  Context &operator=(const Context &) = delete;
+
+  nsajit_context *get() const noexcept { return ctx_; }
+  nsajit_context *release() noexcept { return std::exchange(ctx_, nullptr); }
+  void reset() noexcept {
+    if (ctx_)
+      nsajit_context_destroy(std::exchange(ctx_, nullptr));
+  }
+
+  std::string deviceInfo() const {
+    char buf[1024];
+    throwIfError(nsajit_device_info(ctx_, buf, sizeof buf));
+    return buf;
+  }
+  // 80, 90, or 0 for the automatic choice.
+  void setArch(int arch) { throwIfError(nsajit_context_set_arch(ctx_, arch)); }
+
+  // The kernel's PTX (owned by the context, valid while it lives).
+  std::string_view compile(const nsajit_config &config, nsajit_branch branch) const {
+    const char *ptx = nullptr;
+    throwIfError(nsajit_compile(ctx_, &config, branch, &ptx));
+    return ptx;
+  }
+  KernelInfo kernelInfo(const nsajit_config &config, nsajit_branch branch) const {
+    KernelInfo info;
+    throwIfError(nsajit_kernel_query(ctx_, &config, branch, 0, &info));
+    return info;
+  }
+  CacheStats cacheStats() const {
+    CacheStats s;
+    throwIfError(nsajit_cache_stats(ctx_, &s));
+    return s;
+  }
+
+  void compressedForward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                         const nsajit_tensor &kCmp, const nsajit_tensor &vCmp, const nsajit_tensor &out,
+                         const nsajit_tensor &lse, void *stream = nullptr) const {
+    throwIfError(nsajit_compressed_forward(ctx_, &config, batch, seqLen, &q, &kCmp, &vCmp, &out, &lse, stream));
+  }
+  void selectedForward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                       const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &indices,
+                       const nsajit_tensor &out, const nsajit_tensor &lse, void *stream = nullptr) const {
+    throwIfError(nsajit_selected_forward(ctx_, &config, batch, seqLen, &q, &k, &v, &indices, &out, &lse, stream));
+  }
+  void windowForward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                     const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &out,
+                     const nsajit_tensor &lse, void *stream = nullptr) const {
+    throwIfError(nsajit_window_forward(ctx_, &config, batch, seqLen, &q, &k, &v, &out, &lse, stream));
+  }
+  void checkIndices(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &indices,
+                    void *stream = nullptr) const {
+    throwIfError(nsajit_check_indices(ctx_, &config, batch, seqLen, &indices, stream));
+  }
+
+private:
+  explicit Context(nsajit_context *ctx) noexcept : ctx_(ctx) {}
+  nsajit_context *ctx_ = nullptr;
+};
+
+inline std::string_view version() noexcept { return nsajit_version(); }
+inline std::string_view kernelCompilerVersion() noexcept { return nsajit_compiler_version(); }
+
+// PTX for arch 80 or 90 without a GPU.
+inline std::string compilePtx(const nsajit_config &config, nsajit_branch branch, int arch) {
+  std::size_t len = 0;
+  throwIfError(nsajit_compile_ptx(&config, branch, arch, nullptr, 0, &len));
+  std::string ptx(len + 1, '\0');
+  throwIfError(nsajit_compile_ptx(&config, branch, arch, ptx.data(), ptx.size(), &len));
+  ptx.resize(len);
+  return ptx;
+}
+
+inline KernelInfo kernelInfo(const nsajit_config &config, nsajit_branch branch, int arch) {
+  KernelInfo info;
+  throwIfError(nsajit_kernel_query(nullptr, &config, branch, arch, &info));
+  return info;
+}
+
+// Counters of the whole process.
+inline CacheStats processCacheStats() {
+  CacheStats s;
+  throwIfError(nsajit_cache_stats(nullptr, &s));
+  return s;
+}
+
+inline std::string cacheInfo() {
+  char buf[4096];
+  throwIfError(nsajit_cache_info(buf, sizeof buf));
+  return buf;
+}
+
+} // namespace nsajit

@@ -1,0 +1,269 @@
+// The C API: argument checks, exception-to-status translation and the
+// thread-local last error. Every exported function is here.
+#include "Context.h"
+#include "DiskCache.h"
+#include "KernelCache.h"
+#include "Log.h"
+#include "Validate.h"
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+using namespace nsajit;
+using namespace nsajit::rt;
+
+static_assert(sizeof(nsajit_config) == 60, "nsajit_config layout is part of the ABI");
+static_assert(sizeof(nsajit_tensor) == 32, "nsajit_tensor layout is part of the ABI");
+
+namespace {
+
+thread_local std::string tlsLastError;
+
+template <typename F>
+nsajit_status guarded(F &&f) noexcept {
+  try {
+    f();
+    tlsLastError.clear();
+    return NSAJIT_OK;
+  } catch (const Error &e) {
+    tlsLastError = e.what();
+    return e.status();
+  } catch (const std::bad_alloc &) {
+    tlsLastError = "out of host memory";
+    return NSAJIT_ERROR_OUT_OF_MEMORY;
+  } catch (const std::exception &e) {
+    tlsLastError = fmt::format("internal error: {}", e.what());
+    return NSAJIT_ERROR_INTERNAL;
+  } catch (...) {
+    tlsLastError = "internal error: unknown exception";
+    return NSAJIT_ERROR_INTERNAL;
+  }
+}
+
+nsajit_context &requireContext(nsajit_context *ctx) {
+  if (!ctx)
+    invalidArgument("ctx is NULL: create a context with nsajit_context_create()");
+  return *ctx;
+}
+
+// Copies s (with its NUL) into buf; a buffer that is too small is an error
+// after writing as much as fits.
+void copyOut(const std::string &s, char *buf, std::size_t len, const char *what) {
+  if (!buf || len == 0)
+    invalidArgument("buf is NULL or len is 0: {} needs {} bytes", what, s.size() + 1);
+  std::size_t n = std::min(s.size(), len - 1);
+  std::memcpy(buf, s.data(), n);
+  buf[n] = '\0';
+  if (s.size() + 1 > len)
+    invalidArgument("buf of {} bytes is too small for {}: {} bytes needed", len, what, s.size() + 1);
+}
+
+} // namespace
+
+extern "C" {
+
+NSAJIT_API const char *nsajit_last_error(void) { return tlsLastError.c_str(); }
+
+NSAJIT_API const char *nsajit_status_string(nsajit_status status) {
+  switch (status) {
+  case NSAJIT_OK: return "NSAJIT_OK";
+  case NSAJIT_ERROR_INVALID_ARGUMENT: return "NSAJIT_ERROR_INVALID_ARGUMENT";
+  case NSAJIT_ERROR_UNSUPPORTED: return "NSAJIT_ERROR_UNSUPPORTED";
+  case NSAJIT_ERROR_NO_DEVICE: return "NSAJIT_ERROR_NO_DEVICE";
+  case NSAJIT_ERROR_DRIVER_ERROR: return "NSAJIT_ERROR_DRIVER_ERROR";
+  case NSAJIT_ERROR_COMPILE_ERROR: return "NSAJIT_ERROR_COMPILE_ERROR";
+  case NSAJIT_ERROR_OUT_OF_MEMORY: return "NSAJIT_ERROR_OUT_OF_MEMORY";
+  case NSAJIT_ERROR_INTERNAL: return "NSAJIT_ERROR_INTERNAL";
+  }
+  return "NSAJIT_STATUS_UNKNOWN";
+}
+
+NSAJIT_API const char *nsajit_version(void) { return NSAJIT_VERSION_STRING; }
+
+NSAJIT_API const char *nsajit_compiler_version(void) { return compilerVersionString().c_str(); }
+
+NSAJIT_API uint32_t nsajit_abi_version(void) { return NSAJIT_ABI_VERSION; }
+
+NSAJIT_API nsajit_status nsajit_set_log_callback(nsajit_log_fn fn, void *user_data) {
+  return guarded([&] { setLogCallback(fn, user_data); });
+}
+
+NSAJIT_API nsajit_status nsajit_config_init(nsajit_config *config) {
+  return guarded([&] {
+    if (!config)
+      invalidArgument("config is NULL: pass the address of an nsajit_config to fill");
+    *config = defaultConfig();
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_context_create(nsajit_context **out, int device_ordinal) {
+  return guarded([&] {
+    if (!out)
+      invalidArgument("out is NULL: pass the address of an nsajit_context* to receive the context");
+    *out = nullptr;
+    *out = createContext(device_ordinal).release();
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_context_destroy(nsajit_context *ctx) {
+  return guarded([&] { delete ctx; });
+}
+
+NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch) {
+  return guarded([&] { setContextArch(requireContext(ctx), arch); });
+}
+
+NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len) {
+  return guarded([&] { copyOut(describeDevice(requireContext(ctx)), buf, len, "the device description"); });
+}
+
+NSAJIT_API nsajit_status nsajit_compressed_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                   int seq_len, const nsajit_tensor *q, const nsajit_tensor *k_cmp,
+                                                   const nsajit_tensor *v_cmp, const nsajit_tensor *out,
+                                                   const nsajit_tensor *lse, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    ForwardRequest req;
+    req.branch = Branch::Compressed;
+    req.config = config;
+    req.batch = batch;
+    req.seqLen = seq_len;
+    req.q = q;
+    req.k = k_cmp;
+    req.v = v_cmp;
+    req.out = out;
+    req.lse = lse;
+    launchForward(c, req, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_selected_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                 int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                 const nsajit_tensor *v, const nsajit_tensor *indices,
+                                                 const nsajit_tensor *out, const nsajit_tensor *lse, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    ForwardRequest req;
+    req.branch = Branch::Selected;
+    req.config = config;
+    req.batch = batch;
+    req.seqLen = seq_len;
+    req.q = q;
+    req.k = k;
+    req.v = v;
+    req.indices = indices;
+    req.out = out;
+    req.lse = lse;
+    launchForward(c, req, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                               int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                               const nsajit_tensor *v, const nsajit_tensor *out,
+                                               const nsajit_tensor *lse, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    ForwardRequest req;
+    req.branch = Branch::Window;
+    req.config = config;
+    req.batch = batch;
+    req.seqLen = seq_len;
+    req.q = q;
+    req.k = k;
+    req.v = v;
+    req.out = out;
+    req.lse = lse;
+    launchForward(c, req, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_check_indices(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                              int seq_len, const nsajit_tensor *indices, void *stream) {
+  return guarded([&] { checkIndices(requireContext(ctx), config, batch, seq_len, indices, stream); });
+}
+
+NSAJIT_API nsajit_status nsajit_compile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                        const char **ptx_out) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (!ptx_out)
+      invalidArgument("ptx_out is NULL: pass the address of a const char* to receive the PTX");
+    *ptx_out = nullptr;
+    Branch b = branchFromC(branch);
+    KernelSpec spec = specFromConfig(config, b, contextArch(c));
+    const LoadedKernel &k = c.kernels->get(spec);
+    *ptx_out = k.ptx->c_str();
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_compile_ptx(const nsajit_config *config, nsajit_branch branch, int arch, char *buf,
+                                            size_t buf_len, size_t *ptx_len) {
+  return guarded([&] {
+    Branch b = branchFromC(branch);
+    KernelSpec spec = specFromConfig(config, b, archFromInt(arch));
+    std::shared_ptr<const std::string> ptx =
+        PtxCache::global().get(spec, cacheKey(spec, "offline"), nullptr);
+    if (ptx_len)
+      *ptx_len = ptx->size();
+    if (!buf && buf_len == 0)
+      return; // size query
+    copyOut(*ptx, buf, buf_len, "the PTX");
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_kernel_query(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                             int arch, nsajit_kernel_info *info) {
+  return guarded([&] {
+    if (!info)
+      invalidArgument("info is NULL: pass the address of an nsajit_kernel_info");
+    if (info->struct_size < sizeof(nsajit_kernel_info))
+      invalidArgument("info->struct_size = {}; set it to sizeof(nsajit_kernel_info) = {}", info->struct_size,
+                      sizeof(nsajit_kernel_info));
+    Branch b = branchFromC(branch);
+    Arch a = ctx ? contextArch(*ctx) : archFromInt(arch);
+    KernelSpec spec = specFromConfig(config, b, a);
+    nsajit_kernel_info r{};
+    r.struct_size = sizeof r;
+    r.arch = static_cast<int32_t>(spec.arch);
+    r.threads_per_cta = threadsPerCta(spec);
+    r.shared_memory_bytes = sharedMemoryBytes(spec);
+    r.tile_warps = spec.tile.warps;
+    r.tile_tokens = spec.tile.tokensPerCta;
+    r.tile_kv_chunk = spec.tile.kvChunk;
+    r.num_regs = -1;
+    r.local_bytes = -1;
+    if (ctx) {
+      const LoadedKernel &k = ctx->kernels->get(spec);
+      r.num_regs = k.numRegs;
+      r.local_bytes = k.localBytes;
+    }
+    std::snprintf(r.kernel_name, sizeof r.kernel_name, "%s", spec.kernelName().c_str());
+    std::snprintf(r.spec, sizeof r.spec, "%s", spec.str().c_str());
+    *info = r;
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_counters *stats) {
+  return guarded([&] {
+    if (!stats)
+      invalidArgument("stats is NULL: pass the address of an nsajit_cache_counters");
+    std::uint32_t size = stats->struct_size;
+    if (size < sizeof(std::uint64_t) * 2)
+      invalidArgument("stats->struct_size = {}; set it to sizeof(nsajit_cache_counters) = {}", size,
+                      sizeof(nsajit_cache_counters));
+    nsajit_cache_counters r{};
+    (ctx ? ctx->kernels->counters() : processCounters()).fill(r);
+    if (!ctx)
+      r.disk_rejects = std::max<std::uint64_t>(r.disk_rejects, DiskCache::global()->rejects());
+    r.struct_size = size;
+    std::memcpy(stats, &r, std::min<std::size_t>(size, sizeof r));
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len) {
+  return guarded([&] { copyOut(DiskCache::global()->describe(), buf, len, "the cache description"); });
+}
+
+} // extern "C"

@@ -1,0 +1,47 @@
+// nsajit_context: one GPU (a CUcontext), its kernels, and the launch path.
+#pragma once
+
+#include "CudaDriver.h"
+#include "KernelCache.h"
+#include "Validate.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+struct nsajit_context {
+  std::shared_ptr<const nsajit::rt::CudaDriver> drv;
+  CUdevice device = 0;
+  CUcontext cuContext = nullptr;
+  bool retainedPrimary = false;
+  nsajit::rt::DeviceInfo info;
+  std::atomic<int> archOverride{0}; // 0 = automatic, else 80 / 90
+  bool checkPointers = true;        // NSAJIT_CHECK_POINTERS != 0
+  std::unique_ptr<nsajit::rt::KernelCache> kernels;
+
+  ~nsajit_context();
+};
+
+namespace nsajit::rt {
+
+// Creates a context for `ordinal` (-1: the current context's device, else 0). Throws Error.
+std::unique_ptr<nsajit_context> createContext(int ordinal);
+
+// The kernel architecture of the context (override or chooseArch). Throws UNSUPPORTED.
+Arch contextArch(const nsajit_context &ctx);
+void setContextArch(nsajit_context &ctx, int arch);
+
+std::string describeDevice(const nsajit_context &ctx);
+
+// Validates the request, loads the kernel and launches it on `stream`. Throws Error.
+void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream);
+
+// Checks that every span lies inside memory the driver knows (when it can tell).
+void checkDeviceSpans(const nsajit_context &ctx, const PreparedLaunch &p);
+
+// nsajit_check_indices.
+void checkIndices(nsajit_context &ctx, const nsajit_config *config, int batch, int seqLen,
+                  const nsajit_tensor *indices, void *stream);
+
+} // namespace nsajit::rt

@@ -1,0 +1,126 @@
+// Compile-or-load of kernels.
+//
+// Key = KernelSpec::str() (arch set, tile defaults filled in) + the GPU (name and
+// compute capability) + compilerVersion(). PTX lives in a process-wide memory
+// cache (PtxCache, shared by all contexts) backed by the disk cache; loaded
+// modules live in a KernelCache, one per nsajit_context (= one CUcontext), and
+// are unloaded with it.
+#pragma once
+
+#include "CudaDriver.h"
+#include "DiskCache.h"
+
+#include "nsajit/compiler/KernelSpec.h"
+#include "nsajit/nsajit.h"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace nsajit::rt {
+
+struct DeviceInfo {
+  int ordinal = 0;
+  std::string name;
+  int ccMajor = 0, ccMinor = 0;
+  int smCount = 0;
+  int sharedPerBlock = 0;      // bytes without opt-in
+  int sharedPerBlockOptin = 0; // bytes with cuFuncSetAttribute opt-in
+  bool pageableMemoryAccess = false;
+};
+
+// sm_90a for compute capability 9.x, sm_80 for 8.x and (PTX being forward
+// compatible) for 10.x and newer; throws UNSUPPORTED for older GPUs.
+Arch chooseArch(const DeviceInfo &dev);
+// "NVIDIA H100 80GB HBM3 cc9.0": the device part of a cache key.
+std::string deviceTag(const DeviceInfo &dev);
+std::string cacheKey(const KernelSpec &spec, const std::string &deviceTag);
+
+// compilerVersion() of the linked compiler, or a marker when the library was
+// built without it.
+const std::string &compilerVersionString();
+bool haveCompiler();
+
+// Generates PTX for a spec: returns "" and sets `ptx`, or returns an error
+// message; may throw Error for a specific status.
+using CompileFn = std::function<std::string(const KernelSpec &spec, std::string &ptx)>;
+CompileFn defaultCompileFn();
+
+struct CacheCounters {
+  std::atomic<std::uint64_t> kernelHits{0}, ptxMemoryHits{0}, diskHits{0}, compiles{0}, modulesLoaded{0},
+      diskWrites{0}, diskRejects{0};
+  void fill(nsajit_cache_counters &out) const;
+};
+CacheCounters &processCounters();
+
+class PtxCache {
+public:
+  static PtxCache &global();
+  explicit PtxCache(CompileFn compile);
+
+  // The PTX of `spec` under `key`: from memory, else disk, else compiled (and
+  // stored to disk). Counts in `counters` (may be null) and processCounters().
+  std::shared_ptr<const std::string> get(const KernelSpec &spec, const std::string &key, CacheCounters *counters);
+
+  // Tests only: replace the compiler (nullptr: the default) and forget all PTX.
+  void resetForTesting(CompileFn compile);
+
+private:
+  struct Slot {
+    std::mutex mutex;
+    std::shared_ptr<const std::string> ptx;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Slot>> map_;
+  CompileFn compile_;
+  std::mutex compileMutex_; // one compile at a time per process
+};
+
+struct LoadedKernel {
+  KernelSpec spec;
+  std::string key;
+  std::shared_ptr<const std::string> ptx;
+  CUmodule module = nullptr;
+  CUfunction function = nullptr;
+  int sharedBytes = 0;
+  int threads = 0;
+  int numRegs = -1;
+  int localBytes = -1;
+};
+
+class KernelCache {
+public:
+  KernelCache(std::shared_ptr<const CudaDriver> driver, CUcontext context, DeviceInfo device,
+              PtxCache &ptx = PtxCache::global());
+  ~KernelCache(); // unloads every module (makes the context current for that)
+  KernelCache(const KernelCache &) = delete;
+  KernelCache &operator=(const KernelCache &) = delete;
+
+  // The loaded kernel for `spec` (arch set, tile defaults filled in). Throws Error.
+  // The reference stays valid for the lifetime of the cache.
+  const LoadedKernel &get(const KernelSpec &spec);
+
+  CacheCounters &counters() { return counters_; }
+  const DeviceInfo &device() const { return device_; }
+
+private:
+  struct Slot {
+    std::mutex mutex;
+    std::unique_ptr<LoadedKernel> kernel;
+  };
+  std::unique_ptr<LoadedKernel> load(const KernelSpec &spec, const std::string &key);
+
+  std::shared_ptr<const CudaDriver> drv_;
+  CUcontext context_;
+  DeviceInfo device_;
+  std::string deviceTag_;
+  PtxCache &ptx_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Slot>> map_;
+  CacheCounters counters_;
+};
+
+} // namespace nsajit::rt

@@ -1,0 +1,41 @@
+// Control interface of the fake CUDA driver (FakeCuda.cpp), a libcuda stand-in
+// for the machines without a GPU: it implements the Driver API entry points the
+// runtime resolves, with host memory as "device" memory, and records launches.
+// Tests reach these functions through dlopen/dlsym on the same library file.
+#pragma once
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct FakeCudaLaunch {
+  int count;             /* launches so far */
+  void *context;         /* current context at the launch */
+  void *function;
+  unsigned grid[3], block[3], shared;
+  void *stream;
+  uint64_t u64[24];      /* 6 pointers then 18 strides, in ForwardKernelArgs order */
+  int32_t i32[2];        /* seqLen, kvLen */
+  char kernel_name[64];
+} FakeCudaLaunch;
+
+void fakecuda_reset(void);
+void fakecuda_set_device(int count, int cc_major, int cc_minor, const char *name, int smem_optin, int pageable);
+void fakecuda_set_init_result(int result);
+/* Next cuModuleLoadDataEx calls fail with `result` and write `log` to the JIT error log (0: succeed). */
+void fakecuda_set_module_load_error(int result, const char *log);
+void fakecuda_set_max_threads_per_block(int n);
+/* cuLaunchKernel returns `result` without launching (0: launch normally). */
+void fakecuda_set_launch_result(int result);
+void fakecuda_get_last_launch(FakeCudaLaunch *out);
+int fakecuda_loaded_modules(void);   /* currently loaded */
+int fakecuda_module_loads(void);     /* successful loads since reset */
+int fakecuda_primary_refcount(int device);
+int fakecuda_max_dynamic_shared(void); /* last CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES set */
+int fakecuda_live_allocations(void);
+
+#ifdef __cplusplus
+}
+#endif

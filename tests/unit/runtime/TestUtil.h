@@ -1,0 +1,176 @@
+// Helpers shared by the runtime unit tests: temporary directories, scoped
+// environment variables, and the fake CUDA driver (FakeCuda.cpp).
+#pragma once
+
+#include "CudaDriver.h"
+#include "DiskCache.h"
+#include "FakeCuda.h"
+#include "KernelCache.h"
+
+#include "nsajit/nsajit.h"
+
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace nsajit::rt::test {
+
+class TempDir {
+public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "nsajit-rt-test-XXXXXX").string();
+    char *p = ::mkdtemp(tmpl.data());
+    if (!p)
+      throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string &path() const { return path_; }
+  std::string operator/(const std::string &name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    if (const char *old = std::getenv(name))
+      old_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+
+private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+// The fake driver's control functions, resolved from the same library file the
+// runtime dlopen()s.
+struct FakeDriver {
+  void *handle = nullptr;
+#define NSAJIT_FAKE_FN(name) decltype(&::name) name = nullptr;
+  NSAJIT_FAKE_FN(fakecuda_reset)
+  NSAJIT_FAKE_FN(fakecuda_set_device)
+  NSAJIT_FAKE_FN(fakecuda_set_init_result)
+  NSAJIT_FAKE_FN(fakecuda_set_module_load_error)
+  NSAJIT_FAKE_FN(fakecuda_set_max_threads_per_block)
+  NSAJIT_FAKE_FN(fakecuda_set_launch_result)
+  NSAJIT_FAKE_FN(fakecuda_get_last_launch)
+  NSAJIT_FAKE_FN(fakecuda_loaded_modules)
+  NSAJIT_FAKE_FN(fakecuda_module_loads)
+  NSAJIT_FAKE_FN(fakecuda_primary_refcount)
+  NSAJIT_FAKE_FN(fakecuda_max_dynamic_shared)
+  NSAJIT_FAKE_FN(fakecuda_live_allocations)
+#undef NSAJIT_FAKE_FN
+  decltype(&::cuMemAlloc_v2) memAlloc = nullptr;
+  decltype(&::cuMemFree_v2) memFree = nullptr;
+  decltype(&::cuMemcpyHtoD_v2) memcpyHtoD = nullptr;
+  decltype(&::cuCtxSetCurrent) ctxSetCurrent = nullptr;
+  decltype(&::cuCtxGetCurrent) ctxGetCurrent = nullptr;
+  decltype(&::cuDevicePrimaryCtxRetain) primaryRetain = nullptr;
+  decltype(&::cuDevicePrimaryCtxRelease_v2) primaryRelease = nullptr;
+
+  static FakeDriver &get() {
+    static FakeDriver d = [] {
+      FakeDriver f;
+      f.handle = ::dlopen(NSAJIT_FAKE_CUDA_PATH, RTLD_NOW | RTLD_LOCAL);
+      if (!f.handle)
+        throw std::runtime_error(std::string("cannot load the fake driver: ") + ::dlerror());
+      auto sym = [&](auto &fn, const char *name) {
+        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(f.handle, name));
+        if (!fn)
+          throw std::runtime_error(std::string("fake driver lacks ") + name);
+      };
+#define NSAJIT_FAKE_SYM(name) sym(f.name, #name);
+      NSAJIT_FAKE_SYM(fakecuda_reset)
+      NSAJIT_FAKE_SYM(fakecuda_set_device)
+      NSAJIT_FAKE_SYM(fakecuda_set_init_result)
+      NSAJIT_FAKE_SYM(fakecuda_set_module_load_error)
+      NSAJIT_FAKE_SYM(fakecuda_set_max_threads_per_block)
+      NSAJIT_FAKE_SYM(fakecuda_set_launch_result)
+      NSAJIT_FAKE_SYM(fakecuda_get_last_launch)
+      NSAJIT_FAKE_SYM(fakecuda_loaded_modules)
+      NSAJIT_FAKE_SYM(fakecuda_module_loads)
+      NSAJIT_FAKE_SYM(fakecuda_primary_refcount)
+      NSAJIT_FAKE_SYM(fakecuda_max_dynamic_shared)
+      NSAJIT_FAKE_SYM(fakecuda_live_allocations)
+#undef NSAJIT_FAKE_SYM
+      sym(f.memAlloc, "cuMemAlloc_v2");
+      sym(f.memFree, "cuMemFree_v2");
+      sym(f.memcpyHtoD, "cuMemcpyHtoD_v2");
+      sym(f.ctxSetCurrent, "cuCtxSetCurrent");
+      sym(f.ctxGetCurrent, "cuCtxGetCurrent");
+      sym(f.primaryRetain, "cuDevicePrimaryCtxRetain");
+      sym(f.primaryRelease, "cuDevicePrimaryCtxRelease_v2");
+      return f;
+    }();
+    return d;
+  }
+
+  FakeCudaLaunch lastLaunch() const {
+    FakeCudaLaunch l{};
+    fakecuda_get_last_launch(&l);
+    return l;
+  }
+};
+
+// A "device" allocation of the fake driver, freed at scope exit.
+class FakeBuffer {
+public:
+  explicit FakeBuffer(std::size_t bytes) {
+    if (FakeDriver::get().memAlloc(&ptr_, bytes) != CUDA_SUCCESS)
+      throw std::runtime_error("fake cuMemAlloc failed");
+    bytes_ = bytes;
+  }
+  ~FakeBuffer() { FakeDriver::get().memFree(ptr_); }
+  FakeBuffer(const FakeBuffer &) = delete;
+  FakeBuffer &operator=(const FakeBuffer &) = delete;
+  CUdeviceptr ptr() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+private:
+  CUdeviceptr ptr_ = 0;
+  std::size_t bytes_ = 0;
+};
+
+// PTX the fake driver accepts for a spec: an entry named spec.kernelName().
+inline std::string fakePtx(const KernelSpec &spec) {
+  return "// fake PTX for " + spec.str() + "\n.version 8.0\n.target " + archName(spec.arch) +
+         "\n.visible .entry " + spec.kernelName() + "(\n)\n{\n ret;\n}\n";
+}
+
+// A compile function for the PtxCache that records what it was asked for.
+struct RecordingCompiler {
+  int calls = 0;
+  KernelSpec lastSpec;
+  std::string failWith; // non-empty: fail with this message
+  CompileFn fn() {
+    return [this](const KernelSpec &spec, std::string &ptx) -> std::string {
+      ++calls;
+      lastSpec = spec;
+      if (!failWith.empty())
+        return failWith;
+      ptx = fakePtx(spec);
+      return {};
+    };
+  }
+};
+
+} // namespace nsajit::rt::test
