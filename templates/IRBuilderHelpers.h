@@ -75,7 +75,8 @@ public:
   mlir::Value fsub(mlir::Value x, mlir::Value y) { return mlir::arith::SubFOp::create(b, loc, x, y); }
   mlir::Value fmul(mlir::Value x, mlir::Value y) { return mlir::arith::MulFOp::create(b, loc, x, y); }
   mlir::Value fdiv(mlir::Value x, mlir::Value y) { return mlir::arith::DivFOp::create(b, loc, x, y); }
-  mlir::Value fmax(mlir::Value x, mlir::Value y) { return mlir::arith::MaxNumFOp::create(b, loc, x, y); }
+  // llvm.maxnum (PTX max.f32); arith.maxnumf would become a libdevice call.
+  mlir::Value fmax(mlir::Value x, mlir::Value y) { return mlir::LLVM::MaxNumOp::create(b, loc, x, y); }
   mlir::Value feq(mlir::Value x, mlir::Value y) {
     return mlir::arith::CmpFOp::create(b, loc, mlir::arith::CmpFPredicate::OEQ, x, y);
   }
