@@ -265,7 +265,7 @@ TEST(DiskCache, GlobalCacheFollowsTheEnvironment) {
     ASSERT_EQ(nsajit_cache_info(buf, sizeof buf), NSAJIT_OK);
     EXPECT_NE(std::string(buf).find("disk cache: off"), std::string::npos) << buf;
   }
-  DiskCache::setGlobalForTesting(nullptr);
+  DiskCache::setGlobalForTesting(std::make_shared<DiskCache>("", "unit tests")); // never the user's cache
 }
 
 TEST(DiskCache, UnwritableDirectoryDegradesToMemoryOnlyWithAWarning) {
