@@ -16,7 +16,7 @@ status=0
 
 {
   echo "== date: $(date -u +%FT%TZ)"
-  echo "== git: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  cat "$work/nsajit/BUILD_INFO" 2>/dev/null
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   "$bin/nsajit" info
 } 2>&1 | tee "$out/info.log"

@@ -16,6 +16,10 @@ if ldd "$stage/nsajit/lib/libnsajit.so" | grep -E "libLLVM|libMLIR|libz3|libzstd
   echo "pack-gpu-build: libnsajit.so is not self-contained (see above)" >&2
   exit 1
 fi
+{
+  echo "commit: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "built: $(date -u +%FT%TZ) on $(uname -m)"
+} > "$stage/nsajit/BUILD_INFO"
 mkdir -p "$root/.carry"
 tar -C "$stage" -cJf "$root/.carry/nsajit-gpu.tar.xz" nsajit
 ls -la "$root/.carry/nsajit-gpu.tar.xz"
