@@ -1,6 +1,7 @@
 #include "ForwardAttention.h"
 
 #include "IRBuilderHelpers.h"
+#include "KernelCommon.h"
 #include "WarpMma.h"
 
 #include "nsajit/compiler/KernelAbi.h"
@@ -21,80 +22,6 @@ struct Params {
   Value q, k, v, idx, o, lse;
   Value qs[3], ks[3], vs[3], idxs[3], os[3], lses[3];
   Value seqLen, kvLen;
-};
-
-// Which keys chunk c covers and which keys a query token may see: the only
-// thing that differs between the branches.
-class BranchKeys {
-public:
-  BranchKeys(IRBuilderHelpers &h, const KernelSpec &spec, const Params &p, Value batch, Value kvHead, Value t0,
-             Value tMax)
-      : h(h), spec(spec), p(p), batch(batch), kvHead(kvHead), t0(t0), tMax(tMax) {}
-
-  // Number of key chunks the CTA walks (uniform across the CTA).
-  Value numChunks() {
-    int C = spec.tile.kvChunk;
-    switch (spec.branch) {
-    case Branch::Compressed: {
-      // Compressed token i is complete for t when i*d + l - 1 <= t.
-      Value sees = h.ge(tMax, h.c32(spec.cmpBlock - 1));
-      Value span = h.maxs(h.sub(tMax, h.c32(spec.cmpBlock - 1)), h.c32(0));
-      Value visible = h.add(h.divs(span, h.c32(spec.cmpStride)), h.c32(1));
-      visible = h.select(sees, h.mins(visible, p.kvLen), h.c32(0));
-      return h.ceilDiv(visible, h.c32(C));
-    }
-    case Branch::Window:
-      return h.ceilDiv(h.add(h.sub(tMax, windowStart()), h.c32(1)), h.c32(C));
-    case Branch::Selected:
-      return h.c32(spec.slcCount * (spec.slcBlock / C));
-    }
-    return h.c32(0);
-  }
-
-  // First key of chunk c, and whether the chunk holds any key at all
-  // (selected branch: the index is -1, negative or names a future block).
-  std::pair<Value, Value> chunkStart(Value c) {
-    int C = spec.tile.kvChunk;
-    switch (spec.branch) {
-    case Branch::Compressed:
-      return {h.mul(c, h.c32(C)), h.cbool(true)};
-    case Branch::Window:
-      return {h.add(windowStart(), h.mul(c, h.c32(C))), h.cbool(true)};
-    case Branch::Selected: {
-      int chunksPerBlock = spec.slcBlock / C;
-      Value slot = h.divs(c, h.c32(chunksPerBlock));
-      Value sub = h.rems(c, h.c32(chunksPerBlock));
-      Value off = h.add(h.add(h.mul(h.ext64(batch), p.idxs[0]), h.mul(h.ext64(t0), p.idxs[1])),
-                        h.add(h.mul(h.ext64(kvHead), p.idxs[2]), h.ext64(slot)));
-      Value blk = h.load(h.i32(), h.gep(p.idx, h.i32(), off), 4);
-      Value active = h.band(h.ge(blk, h.c32(0)), h.le(blk, h.divs(tMax, h.c32(spec.slcBlock))));
-      Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(sub, h.c32(C)));
-      return {h.select(active, start, h.c32(0)), active};
-    }
-    }
-    return {h.c32(0), h.cbool(false)};
-  }
-
-  // Whether query token `tok` may attend key `key` (key is inside [0, kvLen)).
-  Value visible(Value tok, Value key) {
-    switch (spec.branch) {
-    case Branch::Compressed:
-      return h.le(h.add(h.mul(key, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1)), tok);
-    case Branch::Window:
-      return h.band(h.le(key, tok), h.gt(key, h.sub(tok, h.c32(spec.window))));
-    case Branch::Selected:
-      return h.le(key, tok);
-    }
-    return h.cbool(false);
-  }
-
-private:
-  Value windowStart() { return h.maxs(h.sub(t0, h.c32(spec.window - 1)), h.c32(0)); }
-
-  IRBuilderHelpers &h;
-  const KernelSpec &spec;
-  const Params &p;
-  Value batch, kvHead, t0, tMax;
 };
 
 // Online-softmax state of the two rows a thread holds (rows g and g + 8 of its
@@ -125,9 +52,7 @@ public:
   LogicalResult build();
 
 private:
-  void declareSharedMemory(Operation *gpuModule);
-  void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
-                 const std::function<std::pair<Value, Value>(Value row)> &rowOffset);
+  void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src, const RowOffsetFn &rowOffset);
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart);
   void storeOutputs(const SoftmaxState &s);
 
@@ -138,40 +63,15 @@ private:
   const int Dk, Dv, G, W, TQ, C;
   int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, vBase = 0; // shared layout, in elements
   Params p;
-  Value tid, warp, group, tig, batch, kvHead, t0, smem;
+  ThreadIds ids;
+  Value group, tig, batch, kvHead, t0, smem;
   Value tok[2], head[2], rowValid[2], rowInWarp[2];
   std::unique_ptr<BranchKeys> keys;
 };
 
-void ForwardKernelBuilder::declareSharedMemory(Operation *gpuModule) {
-  if (SymbolTable::lookupSymbolIn(gpuModule, kSharedMemorySymbol))
-    return;
-  auto arrTy = LLVM::LLVMArrayType::get(h.b.getI8Type(), 0);
-  LLVM::GlobalOp::create(h.b, h.loc, arrTy, /*isConstant=*/false, LLVM::Linkage::External, kSharedMemorySymbol,
-                         Attribute(), /*alignment=*/16, /*addrSpace=*/kShared);
-}
-
-// Copies `rows` rows of `dim` 16-bit elements from global to shared memory in
-// 16-byte vectors, all threads cooperating. rowOffset(row) gives the global
-// element offset of the row and whether it exists; missing rows become zeros.
 void ForwardKernelBuilder::stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
-                                     const std::function<std::pair<Value, Value>(Value row)> &rowOffset) {
-  int vecsPerRow = dim / 8;
-  auto vecTy = VectorType::get({4}, h.i32());
-  scf::ForOp::create(h.b, h.loc, tid, h.c32(rows * vecsPerRow), h.c32(W * 32), ValueRange{},
-                     [&](OpBuilder &, Location, Value i, ValueRange) {
-                       Value row = h.divs(i, h.c32(vecsPerRow));
-                       Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
-                       auto [off, valid] = rowOffset(row);
-                       Value safe = h.select(valid, h.add(off, h.ext64(col)), h.c64(0));
-                       Value vec = h.load(vecTy, h.gep(src, h.i16(), safe), 16);
-                       Value zero = arith::ConstantOp::create(h.b, h.loc, vecTy,
-                                                              DenseElementsAttr::get(vecTy, h.b.getI32IntegerAttr(0)));
-                       vec = h.select(valid, vec, zero);
-                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col));
-                       h.store(vec, h.gep(smem, h.i16(), dst), 16);
-                       scf::YieldOp::create(h.b, h.loc);
-                     });
+                                     const RowOffsetFn &rowOffset) {
+  tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset);
 }
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart) {
@@ -303,7 +203,7 @@ LogicalResult ForwardKernelBuilder::build() {
     return emitError(h.loc, "buildForwardKernel must be called inside a gpu.module");
   if (W <= 0 || TQ <= 0 || C <= 0 || TQ * G > W * 16 || C % 16 != 0)
     return emitError(h.loc, "incomplete or inconsistent tile configuration: ") << spec.str();
-  declareSharedMemory(gpuModule);
+  declareSharedMemory(h, gpuModule);
 
   qPitch = Dk + 8, kPitch = Dk + 8, vPitch = Dv + 8;
   qBase = 0, kBase = W * 16 * qPitch, vBase = kBase + C * kPitch;
@@ -325,17 +225,16 @@ LogicalResult ForwardKernelBuilder::build() {
     for (int d = 0; d < 3; ++d) strideSets[t][d] = args[6 + 3 * t + d];
   p.seqLen = args[24], p.kvLen = args[25];
 
-  tid = h.threadIdX();
-  warp = h.divs(tid, h.c32(32));
-  Value lane = h.rems(tid, h.c32(32));
-  group = h.divs(lane, h.c32(4));
-  tig = h.rems(lane, h.c32(4));
+  ids = ThreadIds::read(h);
+  group = ids.group, tig = ids.tig;
+  Value warp = ids.warp;
   t0 = h.mul(h.blockIdX(), h.c32(TQ));
   kvHead = h.blockIdY();
   batch = h.blockIdZ();
   Value tMax = h.mins(h.sub(p.seqLen, h.c32(1)), h.add(t0, h.c32(TQ - 1)));
-  smem = LLVM::AddressOfOp::create(b, h.loc, h.ptr(kShared), kSharedMemorySymbol);
-  keys = std::make_unique<BranchKeys>(h, spec, p, batch, kvHead, t0, tMax);
+  smem = sharedMemoryBase(h, gpuModule);
+  keys = std::make_unique<BranchKeys>(h, spec, BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}},
+                                      p.kvLen, batch, kvHead, t0, tMax);
 
   // Row r of the CTA tile is (token t0 + r / G, query head kvHead * G + r % G).
   auto rowToken = [&](Value r) { return h.add(t0, h.divs(r, h.c32(G))); };

@@ -16,9 +16,6 @@
 
 namespace nsajit::tpl {
 
-// Name of the dynamic shared memory symbol the kernels use.
-inline constexpr const char *kSharedMemorySymbol = "nsa_smem";
-
 // Builds `gpu.func @<name>` (parameters: ForwardKernelArgs of
 // KernelAbi.h) at the builder's insertion point, which must be inside a
 // gpu.module body. `spec.tile` must be complete (see withDefaultTiles).

@@ -16,6 +16,15 @@ const char *branchName(Branch b) {
 }
 const char *dtypeName(DType t) { return t == DType::BF16 ? "bf16" : "fp16"; }
 const char *archName(Arch a) { return a == Arch::SM80 ? "sm_80" : "sm_90a"; }
+const char *passName(KernelPass p) {
+  switch (p) {
+  case KernelPass::Forward: return "fwd";
+  case KernelPass::BackwardPreprocess: return "bwd_pre";
+  case KernelPass::BackwardDQ: return "bwd_dq";
+  case KernelPass::BackwardDKDV: return "bwd_dkdv";
+  }
+  return "?";
+}
 
 std::optional<Branch> parseBranch(const std::string &s) {
   if (s == "compressed" || s == "cmp") return Branch::Compressed;
@@ -39,7 +48,7 @@ float KernelSpec::effectiveScale() const {
 }
 
 std::string KernelSpec::str() const {
-  std::string s = fmt::format("{} fwd {} {} dk={} dv={} g={}", branchName(branch), dtypeName(dtype),
+  std::string s = fmt::format("{} {} {} {} dk={} dv={} g={}", branchName(branch), passName(pass), dtypeName(dtype),
                               archName(arch), headDimQK, headDimV, group);
   switch (branch) {
   case Branch::Compressed: s += fmt::format(" l={} d={}", cmpBlock, cmpStride); break;
@@ -62,7 +71,9 @@ std::uint64_t KernelSpec::hash() const {
   return h;
 }
 
-std::string KernelSpec::kernelName() const { return fmt::format("nsa_{}_fwd", branchName(branch)); }
+std::string KernelSpec::kernelName() const {
+  return fmt::format("nsa_{}_{}", branchName(branch), passName(pass));
+}
 
 static bool isOneOf(int v, std::initializer_list<int> allowed) {
   return std::find(allowed.begin(), allowed.end(), v) != allowed.end();
@@ -107,10 +118,20 @@ std::string validate(const KernelSpec &s) {
     return fmt::format("tile kv_chunk = {} is not supported; allowed: 16, 32, 64, 128", t.kvChunk);
   if (s.branch == Branch::Selected && t.kvChunk != 0 && s.slcBlock % t.kvChunk != 0)
     return fmt::format("tile kv_chunk = {} must divide the selection block l' = {}", t.kvChunk, s.slcBlock);
+  if (s.pass == KernelPass::BackwardDKDV) {
+    if (t.warps != 0 && t.kvChunk != 0 && t.kvChunk != t.warps * 16)
+      return fmt::format("tile kv_chunk = {} must be warps x 16 = {} for the dK/dV kernel", t.kvChunk, t.warps * 16);
+    if (t.tokensPerCta != 0 && (t.tokensPerCta * s.group) % 16 != 0)
+      return fmt::format("tile tokens x G = {} must be a multiple of 16 for the dK/dV kernel",
+                         t.tokensPerCta * s.group);
+    if (s.branch == Branch::Selected && t.kvChunk != 0 && s.slcBlock % t.kvChunk != 0)
+      return fmt::format("tile kv_chunk = {} must divide the selection block l' = {}", t.kvChunk, s.slcBlock);
+    return {};
+  }
   if (t.warps != 0 && t.tokensPerCta != 0 && t.tokensPerCta * s.group > t.warps * 16)
     return fmt::format("tile holds {} query rows (warps x 16) but tokens x G = {}", t.warps * 16,
                        t.tokensPerCta * s.group);
-  if (s.branch == Branch::Selected && t.tokensPerCta > 1)
+  if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess && t.tokensPerCta > 1)
     return fmt::format("tile tokens = {}: the selected branch takes one query token per CTA", t.tokensPerCta);
   return {};
 }
@@ -118,7 +139,15 @@ std::string validate(const KernelSpec &s) {
 TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
-  if (s.branch == Branch::Selected) {
+  if (s.pass == KernelPass::BackwardDKDV) {
+    // 16 keys per warp; a step stages 64 query rows (tokens x G).
+    int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, chunkCap) : chunkCap;
+    if (!t.warps) t.warps = keys / 16;
+    if (!t.kvChunk) t.kvChunk = t.warps * 16;
+    if (!t.tokensPerCta) t.tokensPerCta = std::max(1, 64 / s.group);
+    return t;
+  }
+  if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
     if (!t.warps) t.warps = std::max(1, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = 1;
     if (!t.kvChunk) t.kvChunk = std::min(s.slcBlock, chunkCap);
@@ -138,15 +167,29 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
 
-// Shared memory: Q rows, one K chunk and one V chunk, each row padded by 8
-// elements (16 bytes) so the fragment loads of a warp hit 32 distinct banks.
+// Shared memory, rows padded by 8 elements (16 bytes) so the fragment loads of
+// a warp hit 32 distinct banks:
+//   forward:    Q rows, one K chunk, one V chunk;
+//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk, per-row lse/delta/gate;
+//   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows and their lse/delta/gate
+//               (+ the step's token list for the selected branch);
+//   bwd pre:    none.
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
-  int rows = t.warps * 16;
-  int bytes = rows * (s.headDimQK + 8) * 2;
-  bytes += t.kvChunk * (s.headDimQK + 8) * 2;
-  bytes += t.kvChunk * (s.headDimV + 8) * 2;
-  return bytes;
+  const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
+  switch (s.pass) {
+  case KernelPass::Forward:
+    return t.warps * 16 * kRow + t.kvChunk * (kRow + vRow);
+  case KernelPass::BackwardDQ:
+    return t.warps * 16 * (kRow + vRow + 12) + t.kvChunk * (kRow + vRow);
+  case KernelPass::BackwardDKDV: {
+    int rows = t.tokensPerCta * s.group;
+    return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 12) + t.tokensPerCta * 8;
+  }
+  case KernelPass::BackwardPreprocess:
+    return 0;
+  }
+  return 0;
 }
 
 } // namespace nsajit

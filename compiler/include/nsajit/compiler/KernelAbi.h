@@ -31,4 +31,25 @@ inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
 // Grid: x = ceil(T / tile.tokensPerCta), y = H (KV heads), z = B.
 // Block: threadsPerCta(spec); dynamic shared memory: sharedMemoryBytes(spec).
 
+// Backward kernels of a branch c (o = sum_c g_c * o_c, gates optional):
+//   bwd_pre  (grid as forward): dgate = rowsum(dO * o_c); delta = gate * dgate.
+//   bwd_dq   (grid as forward): recompute P from lse, dP = gate * dO V^T,
+//            dS = P (dP - delta), dq = scale * dS K.
+//   bwd_dkdv (grid x = ceil(Tkv / tile.kvChunk), y = H, z = B): for the CTA's
+//            keys, over every query row that sees them: dv = sum P^T (gate dO),
+//            dk = scale * sum dS^T q. Each output element is written once by one
+//            CTA: deterministic, no atomics.
+// Unused pointers may be 0; gate = 0 means all gates are 1 (then dgate is not
+// written). lse, delta, gate, dgate: [B, T, HQ] fp32; dq/dk/dv: like q/k/v.
+struct BackwardKernelArgs {
+  std::uint64_t q = 0, k = 0, v = 0, idx = 0, o = 0, lse = 0, dout = 0, gate = 0, delta = 0;
+  std::uint64_t dq = 0, dk = 0, dv = 0, dgate = 0;
+  TensorStrides3 qs, ks, vs, idxs, os, lses, douts, gates, deltas, dqs, dks, dvs, dgates;
+  std::int32_t seqLen = 0;
+  std::int32_t kvLen = 0;
+};
+
+// 13 pointers, 39 strides, 2 ints.
+inline constexpr int kBackwardKernelParamCount = 13 + 39 + 2;
+
 } // namespace nsajit

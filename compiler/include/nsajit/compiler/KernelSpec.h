@@ -13,24 +13,32 @@ namespace nsajit {
 enum class Branch : int { Compressed = 0, Selected = 1, Window = 2 };
 enum class DType : int { BF16 = 0, FP16 = 1 };
 enum class Arch : int { SM80 = 80, SM90a = 90 };
+// Which kernel of a branch: the forward, or one of the three backward kernels
+// (see KernelAbi.h for what each reads and writes).
+enum class KernelPass : int { Forward = 0, BackwardPreprocess = 1, BackwardDQ = 2, BackwardDKDV = 3 };
 
 const char *branchName(Branch b);    // "compressed" | "selected" | "window"
 const char *dtypeName(DType t);      // "bf16" | "fp16"
 const char *archName(Arch a);        // "sm_80" | "sm_90a"
+const char *passName(KernelPass p);        // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv"
 std::optional<Branch> parseBranch(const std::string &s);
 std::optional<DType> parseDType(const std::string &s);
 std::optional<Arch> parseArch(const std::string &s);
 
 // Tile parameters: chosen by compiler/KernelConfig (defaults) or the tuner.
 struct TileConfig {
-  int warps = 0;          // warps per CTA; each warp owns 16 query rows (query heads x tokens)
-  int tokensPerCta = 0;   // query tokens a CTA handles (selected branch: 1)
-  int kvChunk = 0;        // keys staged in shared memory per inner-loop step
+  int warps = 0;          // warps per CTA; each warp owns 16 rows: query rows (query heads x
+                          // tokens), or for BackwardDKDV 16 keys
+  int tokensPerCta = 0;   // query tokens a CTA handles (selected branch: 1); BackwardDKDV:
+                          // query tokens staged per inner-loop step
+  int kvChunk = 0;        // keys staged in shared memory per inner-loop step; BackwardDKDV:
+                          // keys a CTA owns (= warps x 16)
   bool operator==(const TileConfig &o) const = default;
 };
 
 struct KernelSpec {
   Branch branch = Branch::Selected;
+  KernelPass pass = KernelPass::Forward;
   DType dtype = DType::BF16;
   Arch arch = Arch::SM90a;
   int headDimQK = 128;   // Dk
@@ -49,7 +57,7 @@ struct KernelSpec {
   bool operator==(const KernelSpec &o) const;
   std::string str() const;        // human readable, stable (used in cache keys)
   std::uint64_t hash() const;     // FNV-1a over str()
-  std::string kernelName() const; // e.g. nsa_selected_fwd
+  std::string kernelName() const; // e.g. nsa_selected_fwd, nsa_window_bwd_dq
 };
 
 // Returns an empty string when the spec is supported, otherwise a message that

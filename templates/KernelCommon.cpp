@@ -1,0 +1,107 @@
+#include "KernelCommon.h"
+
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/SymbolTable.h"
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+
+ThreadIds ThreadIds::read(IRBuilderHelpers &h) {
+  ThreadIds ids;
+  ids.tid = h.threadIdX();
+  ids.warp = h.divs(ids.tid, h.c32(32));
+  ids.lane = h.rems(ids.tid, h.c32(32));
+  ids.group = h.divs(ids.lane, h.c32(4));
+  ids.tig = h.rems(ids.lane, h.c32(4));
+  return ids;
+}
+
+void declareSharedMemory(IRBuilderHelpers &h, Operation *gpuModule) {
+  if (SymbolTable::lookupSymbolIn(gpuModule, kSharedMemorySymbol))
+    return;
+  auto arrTy = LLVM::LLVMArrayType::get(h.b.getI8Type(), 0);
+  LLVM::GlobalOp::create(h.b, h.loc, arrTy, /*isConstant=*/false, LLVM::Linkage::External, kSharedMemorySymbol,
+                         Attribute(), /*alignment=*/16, /*addrSpace=*/kShared);
+}
+
+Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {
+  return LLVM::AddressOfOp::create(h.b, h.loc, h.ptr(kShared), kSharedMemorySymbol);
+}
+
+void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase, int pitch,
+               int rows, int dim, Value src, const RowOffsetFn &rowOffset) {
+  int vecsPerRow = dim / 8;
+  auto vecTy = VectorType::get({4}, h.i32());
+  scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(rows * vecsPerRow), h.c32(threads), ValueRange{},
+                     [&](OpBuilder &, Location, Value i, ValueRange) {
+                       Value row = h.divs(i, h.c32(vecsPerRow));
+                       Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
+                       auto [off, valid] = rowOffset(row);
+                       Value safe = h.select(valid, h.add(off, h.ext64(col)), h.c64(0));
+                       Value vec = h.load(vecTy, h.gep(src, h.i16(), safe), 16);
+                       Value zero = arith::ConstantOp::create(h.b, h.loc, vecTy,
+                                                              DenseElementsAttr::get(vecTy, h.b.getI32IntegerAttr(0)));
+                       vec = h.select(valid, vec, zero);
+                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col));
+                       h.store(vec, h.gep(smem, h.i16(), dst), 16);
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+}
+
+Value BranchKeys::numChunks() {
+  int C = spec.tile.kvChunk;
+  switch (spec.branch) {
+  case Branch::Compressed: {
+    // Compressed token i is complete for t when i*d + l - 1 <= t.
+    Value sees = h.ge(tMax, h.c32(spec.cmpBlock - 1));
+    Value span = h.maxs(h.sub(tMax, h.c32(spec.cmpBlock - 1)), h.c32(0));
+    Value visibleCount = h.add(h.divs(span, h.c32(spec.cmpStride)), h.c32(1));
+    visibleCount = h.select(sees, h.mins(visibleCount, kvLen), h.c32(0));
+    return h.ceilDiv(visibleCount, h.c32(C));
+  }
+  case Branch::Window:
+    return h.ceilDiv(h.add(h.sub(tMax, windowStart()), h.c32(1)), h.c32(C));
+  case Branch::Selected:
+    return h.c32(spec.slcCount * (spec.slcBlock / C));
+  }
+  return h.c32(0);
+}
+
+std::pair<Value, Value> BranchKeys::chunkStart(Value c) {
+  int C = spec.tile.kvChunk;
+  switch (spec.branch) {
+  case Branch::Compressed:
+    return {h.mul(c, h.c32(C)), h.cbool(true)};
+  case Branch::Window:
+    return {h.add(windowStart(), h.mul(c, h.c32(C))), h.cbool(true)};
+  case Branch::Selected: {
+    int chunksPerBlock = spec.slcBlock / C;
+    Value slot = h.divs(c, h.c32(chunksPerBlock));
+    Value sub = h.rems(c, h.c32(chunksPerBlock));
+    Value off = h.add(h.add(h.mul(h.ext64(batch), idx.strides[0]), h.mul(h.ext64(t0), idx.strides[1])),
+                      h.add(h.mul(h.ext64(kvHead), idx.strides[2]), h.ext64(slot)));
+    Value blk = h.load(h.i32(), h.gep(idx.ptr, h.i32(), off), 4);
+    Value active = h.band(h.ge(blk, h.c32(0)), h.le(blk, h.divs(tMax, h.c32(spec.slcBlock))));
+    Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(sub, h.c32(C)));
+    return {h.select(active, start, h.c32(0)), active};
+  }
+  }
+  return {h.c32(0), h.cbool(false)};
+}
+
+Value BranchKeys::visible(Value tok, Value key) {
+  switch (spec.branch) {
+  case Branch::Compressed:
+    return h.le(h.add(h.mul(key, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1)), tok);
+  case Branch::Window:
+    return h.band(h.le(key, tok), h.gt(key, h.sub(tok, h.c32(spec.window))));
+  case Branch::Selected:
+    return h.le(key, tok);
+  }
+  return h.cbool(false);
+}
+
+Value BranchKeys::windowStart() { return h.maxs(h.sub(t0, h.c32(spec.window - 1)), h.c32(0)); }
+
+} // namespace nsajit::tpl

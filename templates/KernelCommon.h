@@ -1,0 +1,67 @@
+// Pieces every attention kernel template shares: the thread's position in the
+// CTA, the dynamic shared memory symbol, cooperative global -> shared staging
+// and the branch's key sets (BranchKeys).
+#pragma once
+
+#include "IRBuilderHelpers.h"
+
+#include "nsajit/compiler/KernelSpec.h"
+
+#include <functional>
+#include <utility>
+
+namespace nsajit::tpl {
+
+// Name of the dynamic shared memory symbol the kernels use.
+inline constexpr const char *kSharedMemorySymbol = "nsa_smem";
+
+// lane = 4 * group + tig inside a warp (the mma fragment coordinates).
+struct ThreadIds {
+  mlir::Value tid, warp, lane, group, tig;
+  static ThreadIds read(IRBuilderHelpers &h);
+};
+
+// Declares `nsa_smem` (external, addrspace 3, 16-byte aligned) once per module
+// and returns its address in the current function.
+mlir::Value sharedMemoryBase(IRBuilderHelpers &h, mlir::Operation *gpuModule);
+void declareSharedMemory(IRBuilderHelpers &h, mlir::Operation *gpuModule);
+
+// Returns the global element offset (i64) of a row and whether it exists.
+using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Value row)>;
+
+// Copies `rows` rows of `dim` 16-bit elements from global to shared memory in
+// 16-byte vectors, all `threads` threads cooperating; missing rows become zeros.
+// `smemElemBase` and `pitch` are in 16-bit elements.
+void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, mlir::Value smemElemBase,
+               int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset);
+
+// Which keys chunk c of a query-centric kernel covers and which keys a query
+// token may see: the only thing that differs between the branches.
+class BranchKeys {
+public:
+  struct IndexInput {
+    mlir::Value ptr;          // int32 [B, T, H, n]
+    mlir::Value strides[3];   // i64 element strides (batch, token, head)
+  };
+  BranchKeys(IRBuilderHelpers &h, const KernelSpec &spec, IndexInput idx, mlir::Value kvLen, mlir::Value batch,
+             mlir::Value kvHead, mlir::Value t0, mlir::Value tMax)
+      : h(h), spec(spec), idx(idx), kvLen(kvLen), batch(batch), kvHead(kvHead), t0(t0), tMax(tMax) {}
+
+  // Number of key chunks the CTA walks (uniform across the CTA).
+  mlir::Value numChunks();
+  // First key of chunk c, and whether the chunk holds any key at all
+  // (selected branch: the index is -1, negative or names a future block).
+  std::pair<mlir::Value, mlir::Value> chunkStart(mlir::Value c);
+  // Whether query token `tok` may attend key `key` (key is inside [0, kvLen)).
+  mlir::Value visible(mlir::Value tok, mlir::Value key);
+
+private:
+  mlir::Value windowStart();
+
+  IRBuilderHelpers &h;
+  const KernelSpec &spec;
+  IndexInput idx;
+  mlir::Value kvLen, batch, kvHead, t0, tMax;
+};
+
+} // namespace nsajit::tpl
