@@ -2,6 +2,7 @@
 // conventions; every function here is a direct transcription of the maths with
 // naive loops, so that it can serve as the oracle for the GPU kernels.
 #include "runtime/reference/Reference.h"
+#include "runtime/reference/ReferenceDetail.h"
 
 #include <fmt/format.h>
 
@@ -15,48 +16,19 @@
 
 namespace nsajit::ref {
 
+using namespace detail;
+
 namespace {
 
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// Throws with a message naming the function and the offending argument.
-[[noreturn]] void fail(std::string_view fn, const std::string &msg) {
-  throw std::invalid_argument(fmt::format("nsajit::ref::{}: {}", fn, msg));
-}
-
-void checkSize(std::string_view fn, std::string_view what, std::size_t got, std::size_t want) {
-  if (got != want)
-    fail(fn, fmt::format("{} has {} elements, expected {}", what, got, want));
-}
-
-void checkDims(std::string_view fn, const Dims &d) {
-  if (d.B < 1 || d.T < 0 || d.H < 1 || d.G < 1 || d.Dk < 1 || d.Dv < 1)
-    fail(fn, fmt::format("bad dims B={} T={} H={} G={} Dk={} Dv={} (need B,H,G,Dk,Dv >= 1, T >= 0)",
-                         d.B, d.T, d.H, d.G, d.Dk, d.Dv));
-}
-
-void checkCompression(std::string_view fn, int l, int d) {
-  if (l < 1 || d < 1 || d > l || l % d != 0)
-    fail(fn, fmt::format("bad compression l={} d={} (need 1 <= d <= l, l % d == 0)", l, d));
-}
-
-std::size_t sz(long long a) { return static_cast<std::size_t>(a); }
-
-// Index helpers for the row-major layouts.
-// [B, T, Heads, D] element (b, t, h, 0).
-std::size_t at4(int T, int Hn, int D, int b, int t, int h) {
-  return ((sz(b) * T + t) * Hn + h) * D;
-}
-
-// One attention row: query qrow (Dk floats) against the keys at positions
+// One attention row: query qrow (Dk values) against the keys at positions
 // `keys` (possibly repeated) of one KV head. kBase/vBase point at token 0 of that
-// (b, head); consecutive tokens are kStride/vStride floats apart.
+// (b, head); consecutive tokens are kStride/vStride elements apart.
 // Writes Dv doubles to out and returns lse (natural log, scaled scores);
 // no key -> zeros and -inf. Two passes with max subtraction so large scores
 // cannot overflow.
-double attendRow(const float *qrow, int Dk, int Dv, double scale, const std::vector<int> &keys,
-                 const float *kBase, std::size_t kStride, const float *vBase,
+template <typename S>
+double attendRow(const S *qrow, int Dk, int Dv, double scale, const std::vector<int> &keys,
+                 const S *kBase, std::size_t kStride, const S *vBase,
                  std::size_t vStride, double *out) {
   std::fill(out, out + Dv, 0.0);
   if (keys.empty())
@@ -64,7 +36,7 @@ double attendRow(const float *qrow, int Dk, int Dv, double scale, const std::vec
   std::vector<double> s(keys.size());
   double mx = kNegInf;
   for (std::size_t j = 0; j < keys.size(); ++j) {
-    const float *krow = kBase + sz(keys[j]) * kStride;
+    const S *krow = kBase + sz(keys[j]) * kStride;
     double dot = 0.0;
     for (int x = 0; x < Dk; ++x)
       dot += static_cast<double>(qrow[x]) * static_cast<double>(krow[x]);
@@ -75,7 +47,7 @@ double attendRow(const float *qrow, int Dk, int Dv, double scale, const std::vec
   for (std::size_t j = 0; j < keys.size(); ++j) {
     double p = std::exp(s[j] - mx);
     sum += p;
-    const float *vrow = vBase + sz(keys[j]) * vStride;
+    const S *vrow = vBase + sz(keys[j]) * vStride;
     for (int x = 0; x < Dv; ++x)
       out[x] += p * static_cast<double>(vrow[x]);
   }
@@ -86,9 +58,9 @@ double attendRow(const float *qrow, int Dk, int Dv, double scale, const std::vec
 
 // Shared driver: for every (b, t, hq) attend the key positions that keysFor(b, t, kvh)
 // returns, from k/v with kvLen tokens.
-template <typename KeysFor>
-void attendAll(const Dims &dims, int kvLen, double scale, std::span<const float> q,
-               std::span<const float> k, std::span<const float> v, std::vector<double> &o,
+template <typename S, typename KeysFor>
+void attendAll(const Dims &dims, int kvLen, double scale, std::span<const S> q,
+               std::span<const S> k, std::span<const S> v, std::vector<double> &o,
                std::vector<double> &lse, KeysFor keysFor) {
   const int HQ = dims.HQ();
   o.assign(sz(dims.B) * dims.T * HQ * dims.Dv, 0.0);
@@ -99,25 +71,17 @@ void attendAll(const Dims &dims, int kvLen, double scale, std::span<const float>
       for (int kvh = 0; kvh < dims.H; ++kvh) {
         keys.clear();
         keysFor(b, t, kvh, keys);
-        const float *kBase = k.data() + at4(kvLen, dims.H, dims.Dk, b, 0, kvh);
-        const float *vBase = v.data() + at4(kvLen, dims.H, dims.Dv, b, 0, kvh);
+        const S *kBase = k.data() + at4(kvLen, dims.H, dims.Dk, b, 0, kvh);
+        const S *vBase = v.data() + at4(kvLen, dims.H, dims.Dv, b, 0, kvh);
         for (int g = 0; g < dims.G; ++g) {
           const int hq = kvh * dims.G + g;
-          const float *qrow = q.data() + at4(dims.T, HQ, dims.Dk, b, t, hq);
+          const S *qrow = q.data() + at4(dims.T, HQ, dims.Dk, b, t, hq);
           double *orow = o.data() + at4(dims.T, HQ, dims.Dv, b, t, hq);
           lse[(sz(b) * dims.T + t) * HQ + hq] =
               attendRow(qrow, dims.Dk, dims.Dv, scale, keys, kBase, sz(dims.H) * dims.Dk, vBase,
                         sz(dims.H) * dims.Dv, orow);
         }
       }
-}
-
-void checkQkv(std::string_view fn, const Dims &dims, int kvLen, std::span<const float> q,
-              std::span<const float> k, std::span<const float> v) {
-  checkDims(fn, dims);
-  checkSize(fn, "q", q.size(), sz(dims.B) * dims.T * dims.HQ() * dims.Dk);
-  checkSize(fn, "k", k.size(), sz(dims.B) * kvLen * dims.H * dims.Dk);
-  checkSize(fn, "v", v.size(), sz(dims.B) * kvLen * dims.H * dims.Dv);
 }
 
 // Shared body of the two eq. 9 variants: sign = -1 gives the paper's
@@ -206,27 +170,31 @@ int numCompressed(int T, int l, int d) { return T >= l ? (T - l) / d + 1 : 0; }
 int numSelectionBlocks(int T, int lsel) { return (T + lsel - 1) / lsel; }
 
 // ---- attention branches ----------------------------------------------------
+// Each branch is one template over the input element type S (float or double);
+// the public float and double overloads below only instantiate it.
+
+namespace {
 
 // Compressed token i summarises tokens i*d .. i*d+l-1, so it is visible to t only
 // when its last token i*d + l - 1 <= t.
-void compressedAttention(const Dims &dims, int l, int d, double scale,
-                         std::span<const float> q, std::span<const float> kc,
-                         std::span<const float> vc, std::vector<double> &o,
-                         std::vector<double> &lse) {
+template <typename S>
+void compressedAttentionImpl(const Dims &dims, int l, int d, double scale, std::span<const S> q,
+                             std::span<const S> kc, std::span<const S> vc,
+                             std::vector<double> &o, std::vector<double> &lse) {
   checkCompression("compressedAttention", l, d);
   const int Tc = numCompressed(dims.T, l, d);
   checkQkv("compressedAttention", dims, Tc, q, kc, vc);
   attendAll(dims, Tc, scale, q, kc, vc, o, lse, [&](int, int t, int, std::vector<int> &keys) {
-    for (int i = 0; i < Tc && i * d + l - 1 <= t; ++i)
-      keys.push_back(i);
+    compressedKeys(t, l, d, Tc, keys);
   });
 }
 
 // The tokens of the listed blocks, concatenated in list order, causally cut at t.
-void selectedAttention(const Dims &dims, int lsel, int n, double scale,
-                       std::span<const float> q, std::span<const float> k,
-                       std::span<const float> v, std::span<const std::int32_t> idx,
-                       std::vector<double> &o, std::vector<double> &lse) {
+template <typename S>
+void selectedAttentionImpl(const Dims &dims, int lsel, int n, double scale, std::span<const S> q,
+                           std::span<const S> k, std::span<const S> v,
+                           std::span<const std::int32_t> idx, std::vector<double> &o,
+                           std::vector<double> &lse) {
   if (lsel < 1 || n < 0)
     fail("selectedAttention", fmt::format("bad lsel={} n={}", lsel, n));
   checkQkv("selectedAttention", dims, dims.T, q, k, v);
@@ -234,74 +202,56 @@ void selectedAttention(const Dims &dims, int lsel, int n, double scale,
   const int NB = numSelectionBlocks(dims.T, lsel);
   attendAll(dims, dims.T, scale, q, k, v, o, lse,
             [&](int b, int t, int kvh, std::vector<int> &keys) {
-              const std::int32_t *row = idx.data() + at4(dims.T, dims.H, n, b, t, kvh);
-              for (int s = 0; s < n; ++s) {
-                const std::int64_t j = row[s];
-                if (j < 0 || j >= NB || j * lsel > t)
-                  continue;
-                const int first = static_cast<int>(j) * lsel;
-                const int last = std::min({first + lsel - 1, dims.T - 1, t});
-                for (int key = first; key <= last; ++key)
-                  keys.push_back(key);
-              }
+              selectedKeys(idx.data() + at4(dims.T, dims.H, n, b, t, kvh), n, lsel, NB, dims.T,
+                           t, keys);
             });
 }
 
-void windowAttention(const Dims &dims, int w, double scale, std::span<const float> q,
-                     std::span<const float> k, std::span<const float> v,
-                     std::vector<double> &o, std::vector<double> &lse) {
+template <typename S>
+void windowAttentionImpl(const Dims &dims, int w, double scale, std::span<const S> q,
+                         std::span<const S> k, std::span<const S> v, std::vector<double> &o,
+                         std::vector<double> &lse) {
   if (w < 1)
     fail("windowAttention", fmt::format("bad window w={} (need w >= 1)", w));
   checkQkv("windowAttention", dims, dims.T, q, k, v);
   attendAll(dims, dims.T, scale, q, k, v, o, lse, [&](int, int t, int, std::vector<int> &keys) {
-    for (int key = std::max(0, t - w + 1); key <= t; ++key)
-      keys.push_back(key);
+    windowKeys(t, w, keys);
   });
-}
-
-void causalAttention(const Dims &dims, double scale, std::span<const float> q,
-                     std::span<const float> k, std::span<const float> v,
-                     std::vector<double> &o, std::vector<double> &lse) {
-  windowAttention(dims, std::max(dims.T, 1), scale, q, k, v, o, lse);
 }
 
 // ---- compression (phi) -----------------------------------------------------
 
-void compressWeighted(int B, int T, int H, int D, int l, int d,
-                      std::span<const float> weights, std::span<const float> x,
-                      std::vector<float> &out) {
+// Accumulates in double; out stays double (the float API rounds it afterwards).
+template <typename S>
+void compressWeightedImpl(int B, int T, int H, int D, int l, int d, std::span<const S> weights,
+                          std::span<const S> x, std::vector<double> &out) {
   checkCompression("compressWeighted", l, d);
-  if (B < 1 || T < 0 || H < 1 || D < 1)
-    fail("compressWeighted", fmt::format("bad dims B={} T={} H={} D={}", B, T, H, D));
+  checkPoolDims("compressWeighted", B, T, H, D);
   checkSize("compressWeighted", "weights", weights.size(), sz(l));
   checkSize("compressWeighted", "x", x.size(), sz(B) * T * H * D);
   const int Tc = numCompressed(T, l, d);
-  out.assign(sz(B) * Tc * H * D, 0.0f);
-  std::vector<double> acc(D);
+  out.assign(sz(B) * Tc * H * D, 0.0);
   for (int b = 0; b < B; ++b)
     for (int i = 0; i < Tc; ++i)
       for (int h = 0; h < H; ++h) {
-        std::fill(acc.begin(), acc.end(), 0.0);
+        double *acc = out.data() + at4(Tc, H, D, b, i, h);
         for (int p = 0; p < l; ++p) {
-          const float *row = x.data() + at4(T, H, D, b, i * d + p, h);
+          const S *row = x.data() + at4(T, H, D, b, i * d + p, h);
           for (int e = 0; e < D; ++e)
             acc[e] += static_cast<double>(weights[p]) * static_cast<double>(row[e]);
         }
-        float *dst = out.data() + at4(Tc, H, D, b, i, h);
-        for (int e = 0; e < D; ++e)
-          dst[e] = static_cast<float>(acc[e]);
       }
 }
 
-void compressMeanPool(int B, int T, int H, int D, int l, int d, std::span<const float> x,
-                      std::vector<float> &out) {
-  // Not compressWeighted with weights 1/l: 1/l may not be exact in float.
+template <typename S>
+void compressMeanPoolImpl(int B, int T, int H, int D, int l, int d, std::span<const S> x,
+                          std::vector<double> &out) {
+  // Not compressWeighted with weights 1/l: 1/l may not be exact.
   checkCompression("compressMeanPool", l, d);
-  if (B < 1 || T < 0 || H < 1 || D < 1)
-    fail("compressMeanPool", fmt::format("bad dims B={} T={} H={} D={}", B, T, H, D));
+  checkPoolDims("compressMeanPool", B, T, H, D);
   checkSize("compressMeanPool", "x", x.size(), sz(B) * T * H * D);
   const int Tc = numCompressed(T, l, d);
-  out.assign(sz(B) * Tc * H * D, 0.0f);
+  out.assign(sz(B) * Tc * H * D, 0.0);
   for (int b = 0; b < B; ++b)
     for (int i = 0; i < Tc; ++i)
       for (int h = 0; h < H; ++h)
@@ -309,16 +259,24 @@ void compressMeanPool(int B, int T, int H, int D, int l, int d, std::span<const 
           double acc = 0.0;
           for (int p = 0; p < l; ++p)
             acc += static_cast<double>(x[at4(T, H, D, b, i * d + p, h) + e]);
-          out[at4(Tc, H, D, b, i, h) + e] = static_cast<float>(acc / l);
+          out[at4(Tc, H, D, b, i, h) + e] = acc / l;
         }
 }
 
-// ---- selection scores and top-n --------------------------------------------
+std::vector<float> toFloat(const std::vector<double> &xs) {
+  std::vector<float> out(xs.size());
+  std::transform(xs.begin(), xs.end(), out.begin(),
+                 [](double x) { return static_cast<float>(x); });
+  return out;
+}
+
+// ---- selection scores --------------------------------------------------------
 
 // Same visibility rule as compressedAttention; p = exp(s - lse) per visible token.
-void compressedProbabilities(const Dims &dims, int l, int d, double scale,
-                             std::span<const float> q, std::span<const float> kc,
-                             std::vector<double> &pcmp) {
+template <typename S>
+void compressedProbabilitiesImpl(const Dims &dims, int l, int d, double scale,
+                                 std::span<const S> q, std::span<const S> kc,
+                                 std::vector<double> &pcmp) {
   constexpr std::string_view fn = "compressedProbabilities";
   checkDims(fn, dims);
   checkCompression(fn, l, d);
@@ -332,11 +290,11 @@ void compressedProbabilities(const Dims &dims, int l, int d, double scale,
     for (int t = 0; t < dims.T; ++t)
       for (int hq = 0; hq < HQ; ++hq) {
         const int kvh = hq / dims.G;
-        const float *qrow = q.data() + at4(dims.T, HQ, dims.Dk, b, t, hq);
+        const S *qrow = q.data() + at4(dims.T, HQ, dims.Dk, b, t, hq);
         s.clear();
         double mx = kNegInf;
         for (int i = 0; i < Tc && i * d + l - 1 <= t; ++i) {
-          const float *krow = kc.data() + at4(Tc, dims.H, dims.Dk, b, i, kvh);
+          const S *krow = kc.data() + at4(Tc, dims.H, dims.Dk, b, i, kvh);
           double dot = 0.0;
           for (int x = 0; x < dims.Dk; ++x)
             dot += static_cast<double>(qrow[x]) * static_cast<double>(krow[x]);
@@ -352,6 +310,95 @@ void compressedProbabilities(const Dims &dims, int l, int d, double scale,
         for (std::size_t i = 0; i < s.size(); ++i)
           prow[i] = std::exp(s[i] - mx) / sum;
       }
+}
+
+} // namespace
+
+void compressedAttention(const Dims &dims, int l, int d, double scale,
+                         std::span<const float> q, std::span<const float> kc,
+                         std::span<const float> vc, std::vector<double> &o,
+                         std::vector<double> &lse) {
+  compressedAttentionImpl(dims, l, d, scale, q, kc, vc, o, lse);
+}
+void compressedAttention(const Dims &dims, int l, int d, double scale,
+                         std::span<const double> q, std::span<const double> kc,
+                         std::span<const double> vc, std::vector<double> &o,
+                         std::vector<double> &lse) {
+  compressedAttentionImpl(dims, l, d, scale, q, kc, vc, o, lse);
+}
+
+void selectedAttention(const Dims &dims, int lsel, int n, double scale,
+                       std::span<const float> q, std::span<const float> k,
+                       std::span<const float> v, std::span<const std::int32_t> idx,
+                       std::vector<double> &o, std::vector<double> &lse) {
+  selectedAttentionImpl(dims, lsel, n, scale, q, k, v, idx, o, lse);
+}
+void selectedAttention(const Dims &dims, int lsel, int n, double scale,
+                       std::span<const double> q, std::span<const double> k,
+                       std::span<const double> v, std::span<const std::int32_t> idx,
+                       std::vector<double> &o, std::vector<double> &lse) {
+  selectedAttentionImpl(dims, lsel, n, scale, q, k, v, idx, o, lse);
+}
+
+void windowAttention(const Dims &dims, int w, double scale, std::span<const float> q,
+                     std::span<const float> k, std::span<const float> v,
+                     std::vector<double> &o, std::vector<double> &lse) {
+  windowAttentionImpl(dims, w, scale, q, k, v, o, lse);
+}
+void windowAttention(const Dims &dims, int w, double scale, std::span<const double> q,
+                     std::span<const double> k, std::span<const double> v,
+                     std::vector<double> &o, std::vector<double> &lse) {
+  windowAttentionImpl(dims, w, scale, q, k, v, o, lse);
+}
+
+void causalAttention(const Dims &dims, double scale, std::span<const float> q,
+                     std::span<const float> k, std::span<const float> v,
+                     std::vector<double> &o, std::vector<double> &lse) {
+  windowAttention(dims, std::max(dims.T, 1), scale, q, k, v, o, lse);
+}
+void causalAttention(const Dims &dims, double scale, std::span<const double> q,
+                     std::span<const double> k, std::span<const double> v,
+                     std::vector<double> &o, std::vector<double> &lse) {
+  windowAttention(dims, std::max(dims.T, 1), scale, q, k, v, o, lse);
+}
+
+// ---- compression (phi) -----------------------------------------------------
+
+void compressWeighted(int B, int T, int H, int D, int l, int d,
+                      std::span<const float> weights, std::span<const float> x,
+                      std::vector<float> &out) {
+  std::vector<double> acc;
+  compressWeightedImpl(B, T, H, D, l, d, weights, x, acc);
+  out = toFloat(acc);
+}
+void compressWeighted(int B, int T, int H, int D, int l, int d,
+                      std::span<const double> weights, std::span<const double> x,
+                      std::vector<double> &out) {
+  compressWeightedImpl(B, T, H, D, l, d, weights, x, out);
+}
+
+void compressMeanPool(int B, int T, int H, int D, int l, int d, std::span<const float> x,
+                      std::vector<float> &out) {
+  std::vector<double> acc;
+  compressMeanPoolImpl(B, T, H, D, l, d, x, acc);
+  out = toFloat(acc);
+}
+void compressMeanPool(int B, int T, int H, int D, int l, int d, std::span<const double> x,
+                      std::vector<double> &out) {
+  compressMeanPoolImpl(B, T, H, D, l, d, x, out);
+}
+
+// ---- selection scores and top-n --------------------------------------------
+
+void compressedProbabilities(const Dims &dims, int l, int d, double scale,
+                             std::span<const float> q, std::span<const float> kc,
+                             std::vector<double> &pcmp) {
+  compressedProbabilitiesImpl(dims, l, d, scale, q, kc, pcmp);
+}
+void compressedProbabilities(const Dims &dims, int l, int d, double scale,
+                             std::span<const double> q, std::span<const double> kc,
+                             std::vector<double> &pcmp) {
+  compressedProbabilitiesImpl(dims, l, d, scale, q, kc, pcmp);
 }
 
 // Paper eq. 9, exactly as in docs/NSA.md:
@@ -452,23 +499,39 @@ void selectTopNFromScores(const Dims &dims, int lsel, int n, std::span<const dou
       }
 }
 
-void selectTopN(const Dims &dims, int l, int d, int lsel, int n, double scale,
-                std::span<const float> q, std::span<const float> kc,
-                std::vector<std::int32_t> &idx, int numInitial, int numLocal) {
+namespace {
+template <typename S>
+void selectTopNImpl(const Dims &dims, int l, int d, int lsel, int n, double scale,
+                    std::span<const S> q, std::span<const S> kc, std::vector<std::int32_t> &idx,
+                    int numInitial, int numLocal) {
   std::vector<double> pcmp, pslc, shared;
   compressedProbabilities(dims, l, d, scale, q, kc, pcmp);
   blockImportance(dims, l, d, lsel, pcmp, pslc);
   sharedBlockScores(dims, numSelectionBlocks(dims.T, lsel), pslc, shared);
   selectTopNFromScores(dims, lsel, n, shared, idx, numInitial, numLocal);
 }
+} // namespace
+
+void selectTopN(const Dims &dims, int l, int d, int lsel, int n, double scale,
+                std::span<const float> q, std::span<const float> kc,
+                std::vector<std::int32_t> &idx, int numInitial, int numLocal) {
+  selectTopNImpl(dims, l, d, lsel, n, scale, q, kc, idx, numInitial, numLocal);
+}
+void selectTopN(const Dims &dims, int l, int d, int lsel, int n, double scale,
+                std::span<const double> q, std::span<const double> kc,
+                std::vector<std::int32_t> &idx, int numInitial, int numLocal) {
+  selectTopNImpl(dims, l, d, lsel, n, scale, q, kc, idx, numInitial, numLocal);
+}
 
 // ---- gating ------------------------------------------------------------------
 
+namespace {
 // Gates are per (b, t, hq) and broadcast over Dv.
-void gatedCombine(const Dims &dims, std::span<const double> oCmp, std::span<const double> oSlc,
-                  std::span<const double> oSwa, std::span<const float> gCmp,
-                  std::span<const float> gSlc, std::span<const float> gSwa,
-                  std::vector<double> &out) {
+template <typename S>
+void gatedCombineImpl(const Dims &dims, std::span<const double> oCmp,
+                      std::span<const double> oSlc, std::span<const double> oSwa,
+                      std::span<const S> gCmp, std::span<const S> gSlc, std::span<const S> gSwa,
+                      std::vector<double> &out) {
   constexpr std::string_view fn = "gatedCombine";
   checkDims(fn, dims);
   const std::size_t rows = sz(dims.B) * dims.T * dims.HQ();
@@ -485,6 +548,20 @@ void gatedCombine(const Dims &dims, std::span<const double> oCmp, std::span<cons
       out[i] = static_cast<double>(gCmp[r]) * oCmp[i] + static_cast<double>(gSlc[r]) * oSlc[i] +
                static_cast<double>(gSwa[r]) * oSwa[i];
     }
+}
+} // namespace
+
+void gatedCombine(const Dims &dims, std::span<const double> oCmp, std::span<const double> oSlc,
+                  std::span<const double> oSwa, std::span<const float> gCmp,
+                  std::span<const float> gSlc, std::span<const float> gSwa,
+                  std::vector<double> &out) {
+  gatedCombineImpl(dims, oCmp, oSlc, oSwa, gCmp, gSlc, gSwa, out);
+}
+void gatedCombine(const Dims &dims, std::span<const double> oCmp, std::span<const double> oSlc,
+                  std::span<const double> oSwa, std::span<const double> gCmp,
+                  std::span<const double> gSlc, std::span<const double> gSwa,
+                  std::vector<double> &out) {
+  gatedCombineImpl(dims, oCmp, oSlc, oSwa, gCmp, gSlc, gSwa, out);
 }
 
 // ---- comparison ----------------------------------------------------------------
