@@ -105,6 +105,15 @@ public:
         .getResult();
   }
 
+  // Whether a pointer argument is non-null (optional tensors).
+  mlir::Value nonNull(mlir::Value p) {
+    mlir::Value i = mlir::LLVM::PtrToIntOp::create(b, loc, i64(), p);
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::ne, i, c64(0));
+  }
+  mlir::Value ult(mlir::Value x, mlir::Value y) {
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::ult, x, y);
+  }
+
   // Memory: typed element pointer arithmetic and loads/stores.
   mlir::Value gep(mlir::Value base, mlir::Type elemType, mlir::Value offset) {
     return mlir::LLVM::GEPOp::create(b, loc, base.getType(), elemType, base, mlir::ValueRange{offset});

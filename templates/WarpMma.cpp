@@ -44,6 +44,11 @@ Value WarpMma::packFloats(Value lo, Value hi) {
   return packHalves(toBits(lo), toBits(hi));
 }
 
+Value WarpMma::halfToFloat(Value bits) {
+  Value half = arith::BitcastOp::create(h.b, h.loc, elementType(), bits);
+  return arith::ExtFOp::create(h.b, h.loc, h.f32(), half);
+}
+
 Value WarpMma::loadPair(Value smem, Value elemOffset) {
   return h.load(h.i32(), h.gep(smem, h.i16(), elemOffset), 4);
 }

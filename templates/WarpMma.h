@@ -35,6 +35,8 @@ public:
   mlir::Value packHalves(mlir::Value lo, mlir::Value hi);
   // 32-bit load of two adjacent 16-bit elements from shared memory.
   mlir::Value loadPair(mlir::Value smem, mlir::Value elemOffset);
+  // One 16-bit element (i16 bits of bf16/fp16) -> f32.
+  mlir::Value halfToFloat(mlir::Value bits);
   // 16-bit load from shared memory.
   mlir::Value loadHalf(mlir::Value smem, mlir::Value elemOffset);
 

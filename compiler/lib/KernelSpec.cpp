@@ -140,11 +140,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
   if (s.pass == KernelPass::BackwardDKDV) {
-    // 16 keys per warp; a step stages 64 query rows (tokens x G).
+    // 16 keys per warp; a step stages 64 query rows (tokens x G), 32 for the
+    // large head dims whose dK/dV accumulators already fill the registers.
     int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, chunkCap) : chunkCap;
+    int rows = s.headDimQK > 128 ? 32 : 64;
     if (!t.warps) t.warps = keys / 16;
     if (!t.kvChunk) t.kvChunk = t.warps * 16;
-    if (!t.tokensPerCta) t.tokensPerCta = std::max(1, 64 / s.group);
+    if (!t.tokensPerCta) t.tokensPerCta = std::max(1, rows / s.group);
     return t;
   }
   if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
@@ -170,9 +172,9 @@ int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32;
 // Shared memory, rows padded by 8 elements (16 bytes) so the fragment loads of
 // a warp hit 32 distinct banks:
 //   forward:    Q rows, one K chunk, one V chunk;
-//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk, per-row lse/delta/gate;
-//   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows and their lse/delta/gate
-//               (+ the step's token list for the selected branch);
+//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk;
+//   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
+//               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
 //   bwd pre:    none.
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
@@ -181,10 +183,10 @@ int sharedMemoryBytes(const KernelSpec &s) {
   case KernelPass::Forward:
     return t.warps * 16 * kRow + t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDQ:
-    return t.warps * 16 * (kRow + vRow + 12) + t.kvChunk * (kRow + vRow);
+    return t.warps * 16 * (kRow + vRow) + t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
     int rows = t.tokensPerCta * s.group;
-    return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 12) + t.tokensPerCta * 8;
+    return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 16) + t.tokensPerCta * 8 + 16;
   }
   case KernelPass::BackwardPreprocess:
     return 0;

@@ -54,6 +54,8 @@ OwningOpRef<ModuleOp> buildSpecModule(MLIRContext *ctx, const KernelSpec &spec) 
                                         nsa::WindowGatherAttr::get(ctx, spec.window), scale, tile);
     break;
   }
+  if (spec.pass != KernelPass::Forward)
+    op->setAttr(kKernelPassAttrName, b.getStringAttr(passName(spec.pass)));
   func::ReturnOp::create(b, loc, op->getResults());
   return module;
 }
@@ -78,6 +80,21 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
     s.branch = Branch::Selected, s.slcBlock = sl.getBlock(), s.slcCount = sl.getCount();
   } else if (auto w = dyn_cast<nsa::WindowGatherAttr>(gather)) {
     s.branch = Branch::Window, s.window = w.getSize();
+  }
+  if (auto passAttr = op->getAttrOfType<StringAttr>(kKernelPassAttrName)) {
+    bool known = false;
+    for (KernelPass k : {KernelPass::Forward, KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
+                         KernelPass::BackwardDKDV})
+      if (passAttr.getValue() == passName(k))
+        s.pass = k, known = true;
+    if (!known) {
+      error = fmt::format("{} = \"{}\" is not a kernel of the branch; allowed: fwd, bwd_pre, bwd_dq, bwd_dkdv",
+                          kKernelPassAttrName, passAttr.getValue().str());
+      return false;
+    }
+  } else if (op->hasAttr(kKernelPassAttrName)) {
+    error = fmt::format("{} must be a string attribute", kKernelPassAttrName);
+    return false;
   }
   if (FloatAttr scale = iface.getScaleAttribute())
     s.scale = static_cast<float>(scale.getValueAsDouble());

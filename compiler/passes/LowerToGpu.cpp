@@ -5,6 +5,7 @@
 #include "nsajit/compiler/Passes.h"
 #include "nsajit/compiler/SpecIR.h"
 
+#include "templates/BackwardAttention.h"
 #include "templates/ForwardAttention.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -70,7 +71,10 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
       spec = withDefaultTiles(spec);
       OpBuilder kb(gpuModule.getBodyRegion());
       kb.setInsertionPointToEnd(gpuModule.getBody());
-      if (failed(tpl::buildForwardKernel(kb, op->getLoc(), spec, fn.getSymName())))
+      LogicalResult built = spec.pass == KernelPass::Forward
+                                ? tpl::buildForwardKernel(kb, op->getLoc(), spec, fn.getSymName())
+                                : tpl::buildBackwardKernel(kb, op->getLoc(), spec, fn.getSymName());
+      if (failed(built))
         return signalPassFailure();
       fn.erase();
     }

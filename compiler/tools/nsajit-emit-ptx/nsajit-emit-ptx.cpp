@@ -61,7 +61,15 @@ int main(int argc, char **argv) {
     fmt::print(stderr, "nsajit-emit-ptx: --arch {} is not supported; allowed: sm_80, sm_90a, all\n", arch);
     return 2;
   }
-  auto specs = matrix(quick);
+  // Every kernel of every configuration: the forward and the three backward kernels.
+  std::vector<KernelSpec> specs;
+  for (const KernelSpec &s : matrix(quick))
+    for (KernelPass pass : {KernelPass::Forward, KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
+                            KernelPass::BackwardDKDV}) {
+      KernelSpec withPass = s;
+      withPass.pass = pass;
+      specs.push_back(withPass);
+    }
   int done = 0, failed = 0, total = static_cast<int>(specs.size() * arches.size());
   for (Arch a : arches)
     for (KernelSpec s : specs) {

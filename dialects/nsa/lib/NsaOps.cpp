@@ -117,11 +117,32 @@ Attribute mlir::nsa::getGatherAttr(Operation *op) {
 }
 
 std::string mlir::nsa::checkTile(const AttentionShape &shape, Attribute gather,
-                                 TileAttr tile) {
+                                 TileAttr tile, bool keyCentric) {
   if (!tile)
     return {};
   int64_t warps = tile.getWarps(), tokens = tile.getTokens(),
           chunk = tile.getKvChunk();
+  if (keyCentric) {
+    // The dK/dV kernel: each warp owns 16 keys, a step stages tokens * G
+    // query rows (an mma K dimension, so a multiple of 16).
+    if (warps < 1 || warps > kMaxTileWarps)
+      return "tile warps = " + std::to_string(warps) +
+             " is out of range; allowed: 1.." + std::to_string(kMaxTileWarps);
+    if (chunk != warps * 16)
+      return "tile kv_chunk = " + std::to_string(chunk) +
+             " must equal warps * 16 = " + std::to_string(warps * 16) +
+             " for the bwd_dkdv kernel";
+    if (tokens < 1 || (tokens * shape.G) % 16 != 0)
+      return "tile tokens * G = " + std::to_string(tokens * shape.G) +
+             " is not allowed for the bwd_dkdv kernel; allowed: a positive "
+             "multiple of 16";
+    if (auto sel = dyn_cast_or_null<SelectedGatherAttr>(gather))
+      if (sel.getBlock() % chunk != 0)
+        return "gather block l' = " + std::to_string(sel.getBlock()) +
+               " is not a multiple of tile kv_chunk = " +
+               std::to_string(chunk) + "; allowed: l' % kv_chunk == 0";
+    return {};
+  }
   if (warps < 1 || warps > kMaxTileWarps)
     return "tile warps = " + std::to_string(warps) +
            " is out of range; allowed: 1.." + std::to_string(kMaxTileWarps);
@@ -349,8 +370,24 @@ static LogicalResult verifyScaleAndTile(AttentionOpInterface op,
                               << " is not allowed; allowed: finite and > 0 "
                                  "(omit it for 1/sqrt(Dk))";
   }
+  // Which of the branch's kernels the op stands for (nsajit's compiler sets
+  // it; absent means the forward).
+  bool keyCentric = false;
+  Attribute gather = op.getGatherAttribute();
+  if (Attribute k = o->getAttr(kKernelAttrName)) {
+    auto name = dyn_cast<StringAttr>(k);
+    if (!name || !llvm::is_contained(kKernelNames, name.getValue()))
+      return o->emitOpError()
+             << kKernelAttrName
+             << " is not allowed; allowed: \"fwd\", \"bwd_pre\", "
+                "\"bwd_dq\", \"bwd_dkdv\"";
+    keyCentric = name.getValue() == "bwd_dkdv";
+    // bwd_pre works per query row and gathers nothing: any query-row tile.
+    if (name.getValue() == "bwd_pre")
+      gather = Attribute();
+  }
   std::string msg =
-      checkTile(shape, op.getGatherAttribute(), op.getTileAttribute());
+      checkTile(shape, gather, op.getTileAttribute(), keyCentric);
   if (!msg.empty())
     return o->emitOpError() << msg;
   return success();

@@ -11,6 +11,10 @@
 
 namespace nsajit {
 
+// Discardable attribute on an nsa attention op naming which of the branch's
+// kernels to generate: "fwd" (default when absent), "bwd_pre", "bwd_dq", "bwd_dkdv".
+inline constexpr const char *kKernelPassAttrName = "nsa.kernel";
+
 // Builds `func.func @<kernelName>` around the branch's nsa op. Kernels do not
 // depend on the number of KV heads (it is the grid's y), so the IR uses H = 1.
 mlir::OwningOpRef<mlir::ModuleOp> buildSpecModule(mlir::MLIRContext *ctx, const KernelSpec &spec);

@@ -56,7 +56,14 @@ Attribute getGatherAttr(Operation *op);
 /// Returns an empty string when the tile is allowed, else the message
 /// (naming the field and the allowed values). Meant for the tile tuner.
 std::string checkTile(const AttentionShape &shape, Attribute gather,
-                      TileAttr tile);
+                      TileAttr tile, bool keyCentric = false);
+
+/// Discardable attribute naming which of the branch's kernels the op stands
+/// for: the forward (default) or a backward kernel. "bwd_dkdv" tiles are
+/// key-centric (checkTile's keyCentric rules).
+inline constexpr const char *kKernelAttrName = "nsa.kernel";
+inline constexpr llvm::StringLiteral kKernelNames[] = {"fwd", "bwd_pre", "bwd_dq",
+                                                       "bwd_dkdv"};
 
 /// Values the verifiers accept, for tools/tuners that enumerate configs.
 inline constexpr int64_t kSupportedGroupSizes[] = {1, 2, 4, 8, 16, 32};

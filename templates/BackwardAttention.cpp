@@ -1,0 +1,516 @@
+#include "BackwardAttention.h"
+
+#include "IRBuilderHelpers.h"
+#include "KernelCommon.h"
+#include "WarpMma.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+#include <vector>
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// BackwardKernelArgs, in order.
+enum Arg { Q, K, V, IDX, O, LSE, DO, GATE, DELTA, DQ, DK, DV, DGATE, kNumTensors };
+
+struct BwdParams {
+  Value ptr[kNumTensors];
+  Value stride[kNumTensors][3];
+  Value seqLen, kvLen;
+};
+
+class BackwardKernelBuilder {
+public:
+  BackwardKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
+      : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV),
+        G(spec.group), W(spec.tile.warps), TQ(spec.tile.tokensPerCta), C(spec.tile.kvChunk) {}
+
+  LogicalResult build();
+
+private:
+  void buildPreprocess();
+  void buildDq();
+  void buildDkdv();
+
+  // Element offset of (batch, token-or-key, head) in tensor `t`.
+  Value offset(Arg t, Value batchIdx, Value row, Value head) {
+    return h.add(h.add(h.mul(h.ext64(batchIdx), p.stride[t][0]), h.mul(h.ext64(row), p.stride[t][1])),
+                 h.mul(h.ext64(head), p.stride[t][2]));
+  }
+  // f32 load of an optional [B,T,HQ] tensor, `fallback` when it is absent or the row is invalid.
+  Value loadOptionalF32(Arg t, Value present, Value off, float fallback);
+  Value loadF32(Arg t, Value off) { return h.load(h.f32(), h.gep(p.ptr[t], h.f32(), off), 4); }
+  void storeF32(Arg t, Value off, Value v) { h.store(v, h.gep(p.ptr[t], h.f32(), off), 4); }
+  Value smemAt(int byteOffset) { return h.gep(smem, h.b.getI8Type(), h.c32(byteOffset)); }
+  void stage(int elemBase, int pitch, int rows, int dim, Arg t, const RowOffsetFn &fn) {
+    stageRows(h, ids, W * 32, smem, h.c32(elemBase), pitch, rows, dim, p.ptr[t], fn);
+  }
+  // A fragment of 16 rows x 16 columns (k = 16kk..) of a row-major smem tile.
+  Frag4 loadA(int elemBase, int pitch, Value firstRow, int kk) {
+    Value r0 = h.add(h.c32(elemBase), h.add(h.mul(h.add(firstRow, ids.group), h.c32(pitch)), h.mul(ids.tig, h.c32(2))));
+    Value r8 = h.add(r0, h.c32(8 * pitch));
+    return {mma.loadPair(smem, h.add(r0, h.c32(16 * kk))), mma.loadPair(smem, h.add(r8, h.c32(16 * kk))),
+            mma.loadPair(smem, h.add(r0, h.c32(16 * kk + 8))), mma.loadPair(smem, h.add(r8, h.c32(16 * kk + 8)))};
+  }
+  // B fragment (k = 16kk.. along the row, n = 8 rows starting at nRow) of a row-major tile: B = tile^T.
+  Frag2 loadBTransposed(int elemBase, int pitch, int nRow, int kk) {
+    Value r = h.add(h.c32(elemBase), h.add(h.mul(h.add(ids.group, h.c32(nRow)), h.c32(pitch)), h.mul(ids.tig, h.c32(2))));
+    return {mma.loadPair(smem, h.add(r, h.c32(16 * kk))), mma.loadPair(smem, h.add(r, h.c32(16 * kk + 8)))};
+  }
+  // B fragment (k = rows 16kk.., n = columns nCol..nCol+7) of a row-major tile.
+  Frag2 loadB(int elemBase, int pitch, int kk, int nCol) {
+    Value base = h.add(h.c32(elemBase + 16 * kk * pitch + nCol),
+                       h.add(h.mul(h.mul(ids.tig, h.c32(2)), h.c32(pitch)), ids.group));
+    auto pairAt = [&](int rowDelta) {
+      Value lo = mma.loadHalf(smem, h.add(base, h.c32(rowDelta * pitch)));
+      Value hi = mma.loadHalf(smem, h.add(base, h.c32((rowDelta + 1) * pitch)));
+      return mma.packHalves(lo, hi);
+    };
+    return {pairAt(0), pairAt(8)};
+  }
+  void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
+
+  std::string name;
+  IRBuilderHelpers h;
+  WarpMma mma;
+  const KernelSpec &spec;
+  const int Dk, Dv, G, W, TQ, C;
+  BwdParams p;
+  ThreadIds ids;
+  Value batch, kvHead, smem, gatePresent;
+  Operation *gpuModule = nullptr;
+};
+
+Value BackwardKernelBuilder::loadOptionalF32(Arg t, Value present, Value off, float fallback) {
+  auto ifOp = scf::IfOp::create(
+      h.b, h.loc, present,
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{loadF32(t, off)}); },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.cf(fallback)}); });
+  return ifOp.getResult(0);
+}
+
+// Stores row r (0: group, 1: group + 8) of the 16-row accumulator tiles as
+// packed pairs at columns 8n + 2 tig.
+void BackwardKernelBuilder::storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale) {
+  Value col = h.ext64(h.mul(ids.tig, h.c32(2)));
+  for (size_t n = 0; n < acc.size(); ++n) {
+    Value packed = mma.packFloats(h.fmul(acc[n][2 * r], h.cf(scale)), h.fmul(acc[n][2 * r + 1], h.cf(scale)));
+    h.store(packed, h.gep(p.ptr[t], h.i16(), h.add(rowOff, h.add(col, h.c64(8 * n)))), 4);
+  }
+}
+
+// dgate = rowsum(dO * o_c), delta = gate * dgate: one thread per query row.
+void BackwardKernelBuilder::buildPreprocess() {
+  Value t0 = h.mul(h.blockIdX(), h.c32(TQ));
+  Value r = ids.tid;
+  Value tok = h.add(t0, h.divs(r, h.c32(G)));
+  Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+  Value valid = h.band(h.band(h.lt(r, h.c32(TQ * G)), h.lt(h.divs(r, h.c32(G)), h.c32(TQ))), h.lt(tok, p.seqLen));
+  scf::IfOp::create(h.b, h.loc, valid, [&](OpBuilder &, Location) {
+    Value oOff = offset(O, batch, tok, head), dOff = offset(DO, batch, tok, head);
+    auto loop = scf::ForOp::create(
+        h.b, h.loc, h.c32(0), h.c32(Dv), h.c32(1), ValueRange{h.cf(0.0f)},
+        [&](OpBuilder &, Location, Value i, ValueRange acc) {
+          Value o = mma.halfToFloat(h.load(h.i16(), h.gep(p.ptr[O], h.i16(), h.add(oOff, h.ext64(i))), 2));
+          Value d = mma.halfToFloat(h.load(h.i16(), h.gep(p.ptr[DO], h.i16(), h.add(dOff, h.ext64(i))), 2));
+          scf::YieldOp::create(h.b, h.loc, ValueRange{h.fadd(acc[0], h.fmul(o, d))});
+        });
+    Value dgate = loop.getResult(0);
+    Value gOff = offset(GATE, batch, tok, head);
+    Value gate = loadOptionalF32(GATE, gatePresent, gOff, 1.0f);
+    storeF32(DELTA, offset(DELTA, batch, tok, head), h.fmul(gate, dgate));
+    scf::IfOp::create(h.b, h.loc, gatePresent, [&](OpBuilder &, Location) {
+      storeF32(DGATE, offset(DGATE, batch, tok, head), dgate);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+// Query-centric: the forward's walk over key chunks, accumulating dq.
+void BackwardKernelBuilder::buildDq() {
+  const int qPitch = Dk + 8, dPitch = Dv + 8, kPitch = Dk + 8, vPitch = Dv + 8;
+  const int R = W * 16;
+  const int qBase = 0, dBase = R * qPitch, kBase = dBase + R * dPitch, vBase = kBase + C * kPitch;
+  Value t0 = h.mul(h.blockIdX(), h.c32(TQ));
+  Value tMax = h.mins(h.sub(p.seqLen, h.c32(1)), h.add(t0, h.c32(TQ - 1)));
+  BranchKeys keys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen, batch,
+                  kvHead, t0, tMax);
+
+  auto rowToken = [&](Value r) { return h.add(t0, h.divs(r, h.c32(G))); };
+  auto rowHead = [&](Value r) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G))); };
+  auto rowExists = [&](Value r) {
+    return h.band(h.lt(h.divs(r, h.c32(G)), h.c32(TQ)), h.lt(rowToken(r), p.seqLen));
+  };
+  Value rowInWarp[2], tok[2], head[2], valid[2], lse2[2], delta[2], gate[2];
+  Value inf = h.cf(std::numeric_limits<float>::infinity());
+  for (int r = 0; r < 2; ++r) {
+    rowInWarp[r] = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
+    tok[r] = rowToken(rowInWarp[r]);
+    head[r] = rowHead(rowInWarp[r]);
+    valid[r] = rowExists(rowInWarp[r]);
+    Value safeTok = h.select(valid[r], tok[r], h.c32(0));
+    Value lse = loadF32(LSE, offset(LSE, batch, safeTok, head[r]));
+    // A row that saw no key (lse = -inf) or does not exist gets P = 2^(s - inf) = 0.
+    Value finite = h.band(valid[r], h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
+    lse2[r] = h.select(finite, h.fmul(lse, h.cf(kLog2e)), inf);
+    delta[r] = h.select(valid[r], loadF32(DELTA, offset(DELTA, batch, safeTok, head[r])), h.cf(0.0f));
+    gate[r] = loadOptionalF32(GATE, h.band(gatePresent, valid[r]), offset(GATE, batch, safeTok, head[r]), 1.0f);
+  }
+
+  auto qRow = [&](Arg t) {
+    return [&, t](Value r) -> std::pair<Value, Value> {
+      return {offset(t, batch, rowToken(r), rowHead(r)), rowExists(r)};
+    };
+  };
+  stage(qBase, qPitch, R, Dk, Q, qRow(Q));
+  stage(dBase, dPitch, R, Dv, DO, qRow(DO));
+
+  Value zero = h.cf(0.0f);
+  std::vector<Frag4> init(Dk / 8, Frag4{zero, zero, zero, zero});
+  SmallVector<Value> flat;
+  for (auto &f : init) flat.append(f.begin(), f.end());
+  const float scaleLog2 = spec.effectiveScale() * kLog2e;
+  Value warpRow = h.mul(ids.warp, h.c32(16));
+
+  auto loop = scf::ForOp::create(
+      h.b, h.loc, h.c32(0), keys.numChunks(), h.c32(1), flat, [&](OpBuilder &, Location, Value c, ValueRange iter) {
+        auto [keyStart, active] = keys.chunkStart(c);
+        auto ifOp = scf::IfOp::create(
+            h.b, h.loc, active,
+            [&](OpBuilder &, Location) {
+              h.barrier();
+              auto keyRow = [&](Arg t) {
+                return [&, t](Value row) -> std::pair<Value, Value> {
+                  Value key = h.add(keyStart, row);
+                  Value ok = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
+                  return {offset(t, batch, key, kvHead), ok};
+                };
+              };
+              stage(kBase, kPitch, C, Dk, K, keyRow(K));
+              stage(vBase, vPitch, C, Dv, V, keyRow(V));
+              h.barrier();
+              const int nTiles = C / 8;
+              std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero}), dp = s;
+              for (int kk = 0; kk < Dk / 16; ++kk) {
+                Frag4 a = loadA(qBase, qPitch, warpRow, kk);
+                for (int n = 0; n < nTiles; ++n) s[n] = mma.mma(a, loadBTransposed(kBase, kPitch, 8 * n, kk), s[n]);
+              }
+              for (int kk = 0; kk < Dv / 16; ++kk) {
+                Frag4 a = loadA(dBase, dPitch, warpRow, kk);
+                for (int n = 0; n < nTiles; ++n) dp[n] = mma.mma(a, loadBTransposed(vBase, vPitch, 8 * n, kk), dp[n]);
+              }
+              // P from the saved lse, dS = P (gate dP - delta).
+              Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));
+              for (int n = 0; n < nTiles; ++n)
+                for (int e = 0; e < 4; ++e) {
+                  int r = e / 2;
+                  Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
+                  Value ok = h.band(h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen)), keys.visible(tok[r], key));
+                  Value pr = h.exp2(h.fsub(h.fmul(s[n][e], h.cf(scaleLog2)), lse2[r]));
+                  pr = h.select(ok, pr, zero);
+                  s[n][e] = h.fmul(pr, h.fsub(h.fmul(gate[r], dp[n][e]), delta[r]));
+                }
+              // dQ += dS K.
+              std::vector<Frag4> acc;
+              for (int n = 0; n < Dk / 8; ++n) acc.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
+              for (int kk = 0; kk < C / 16; ++kk) {
+                Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
+                        mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                        mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                for (int n = 0; n < Dk / 8; ++n) acc[n] = mma.mma(a, loadB(kBase, kPitch, kk, 8 * n), acc[n]);
+              }
+              SmallVector<Value> out;
+              for (auto &f : acc) out.append(f.begin(), f.end());
+              scf::YieldOp::create(h.b, h.loc, out);
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
+        scf::YieldOp::create(h.b, h.loc, ifOp.getResults());
+      });
+
+  std::vector<Frag4> acc;
+  for (int n = 0; n < Dk / 8; ++n)
+    acc.push_back({loop.getResult(4 * n), loop.getResult(4 * n + 1), loop.getResult(4 * n + 2), loop.getResult(4 * n + 3)});
+  for (int r = 0; r < 2; ++r)
+    scf::IfOp::create(h.b, h.loc, valid[r], [&](OpBuilder &, Location) {
+      storePairs(DQ, offset(DQ, batch, tok[r], head[r]), acc, r, spec.effectiveScale());
+      scf::YieldOp::create(h.b, h.loc);
+    });
+}
+
+// Key-centric: this CTA's C keys against every query row that sees them.
+void BackwardKernelBuilder::buildDkdv() {
+  const int kPitch = Dk + 8, vPitch = Dv + 8, qPitch = Dk + 8, dPitch = Dv + 8;
+  const int Rq = TQ * G; // query rows per step
+  const int kBase = 0, vBase = C * kPitch, qBase = vBase + C * vPitch, dBase = qBase + Rq * qPitch;
+  const int rowBytes = 2 * (dBase + Rq * dPitch);               // start of the per-row floats
+  const int lseOff = rowBytes, deltaOff = lseOff + 4 * Rq, gateOff = deltaOff + 4 * Rq, multOff = gateOff + 4 * Rq;
+  const int tokOff = multOff + 4 * Rq, tokMultOff = tokOff + 4 * TQ, countOff = tokMultOff + 4 * TQ;
+
+  Value k0 = h.mul(h.blockIdX(), h.c32(C));
+  // The query tokens that can see keys k0 .. k0 + C - 1.
+  Value tLo, tHi = h.sub(p.seqLen, h.c32(1));
+  switch (spec.branch) {
+  case Branch::Compressed:
+    tLo = h.add(h.mul(k0, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1));
+    break;
+  case Branch::Window:
+    tLo = k0;
+    tHi = h.mins(tHi, h.add(k0, h.c32(C - 1 + spec.window - 1)));
+    break;
+  case Branch::Selected:
+    tLo = h.mul(h.divs(k0, h.c32(spec.slcBlock)), h.c32(spec.slcBlock));
+    break;
+  }
+  Value numSteps = h.select(h.ge(tHi, tLo), h.ceilDiv(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(TQ)), h.c32(0));
+  BranchKeys keys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen, batch,
+                  kvHead, k0, k0);
+
+  // The CTA's keys, staged once.
+  auto keyRow = [&](Arg t) {
+    return [&, t](Value row) -> std::pair<Value, Value> {
+      Value key = h.add(k0, row);
+      return {offset(t, batch, key, kvHead), h.lt(key, p.kvLen)};
+    };
+  };
+  stage(kBase, kPitch, C, Dk, K, keyRow(K));
+  stage(vBase, vPitch, C, Dv, V, keyRow(V));
+
+  Value zero = h.cf(0.0f);
+  SmallVector<Value> flat(4 * (Dk / 8 + Dv / 8), zero);
+  const float scaleLog2 = spec.effectiveScale() * kLog2e;
+  Value warpKey = h.mul(ids.warp, h.c32(16));
+  Value tokPtr = h.gep(smemAt(tokOff), h.i32(), h.c32(0));
+  Value tokMultPtr = smemAt(tokMultOff);
+  Value countPtr = smemAt(countOff);
+  auto rowF32 = [&](int base, Value r) { return h.load(h.f32(), h.gep(smemAt(base), h.f32(), r), 4); };
+  auto slotToken = [&](Value slot) { return h.load(h.i32(), h.gep(tokPtr, h.i32(), slot), 4); };
+  auto slotMult = [&](Value slot) { return h.load(h.i32(), h.gep(tokMultPtr, h.i32(), slot), 4); };
+
+  auto loop = scf::ForOp::create(h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s,
+                                                                                      ValueRange iter) {
+    Value wStart = h.add(tLo, h.mul(s, h.c32(TQ)));
+    h.barrier(); // the previous step is done with the shared tiles
+    // The step's token list and multiplicities (how often the token's index list names this block).
+    if (spec.branch != Branch::Selected) {
+      scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
+        Value t = h.add(wStart, ids.tid);
+        h.store(t, h.gep(tokPtr, h.i32(), ids.tid), 4);
+        h.store(h.select(h.le(t, tHi), h.c32(1), h.c32(0)), h.gep(tokMultPtr, h.i32(), ids.tid), 4);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+      scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+        h.store(h.c32(1), countPtr, 4);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    } else {
+      // Warp 0 compacts the tokens that selected block k0 / l', in token order.
+      scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
+        Value blk = h.divs(k0, h.c32(spec.slcBlock));
+        Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
+        auto scan = scf::ForOp::create(
+            h.b, h.loc, h.c32(0), h.c32((TQ + 31) / 32), h.c32(1), ValueRange{h.c32(0)},
+            [&](OpBuilder &, Location, Value part, ValueRange count) {
+              Value slot = h.add(h.mul(part, h.c32(32)), ids.lane);
+              Value t = h.add(wStart, slot);
+              Value inRange = h.band(h.lt(slot, h.c32(TQ)), h.le(t, tHi));
+              Value safeT = h.select(inRange, t, h.c32(0));
+              Value rowOff = offset(IDX, batch, safeT, kvHead);
+              auto mloop = scf::ForOp::create(
+                  h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{h.c32(0)},
+                  [&](OpBuilder &, Location, Value i, ValueRange m) {
+                    Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
+                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], h.select(h.eq(j, blk), h.c32(1), h.c32(0)))});
+                  });
+              Value mult = h.select(inRange, mloop.getResult(0), h.c32(0));
+              Value has = h.gt(mult, h.c32(0));
+              Value ballot = NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), has,
+                                                      NVVM::VoteSyncKindAttr::get(h.b.getContext(),
+                                                                                  NVVM::VoteSyncKind::ballot));
+              Value pos = h.add(count[0], LLVM::CtPopOp::create(h.b, h.loc, h.band(ballot, lanesBelow)));
+              scf::IfOp::create(h.b, h.loc, has, [&](OpBuilder &, Location) {
+                h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
+                h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
+                scf::YieldOp::create(h.b, h.loc);
+              });
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(count[0], LLVM::CtPopOp::create(h.b, h.loc, ballot))});
+            });
+        Value found = scan.getResult(0);
+        // Unused slots: multiplicity 0.
+        scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
+                           [&](OpBuilder &, Location, Value slot, ValueRange) {
+                             h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
+                             h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
+                             scf::YieldOp::create(h.b, h.loc);
+                           });
+        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+          h.store(found, countPtr, 4);
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    }
+    h.barrier();
+    Value any = h.gt(h.load(h.i32(), countPtr, 4), h.c32(0));
+    auto stepIf = scf::IfOp::create(
+        h.b, h.loc, any,
+        [&](OpBuilder &, Location) {
+          // Stage the step's Q and dO rows (row r = token slot r / G, head r % G) and their scalars.
+          auto rowOf = [&](Arg t) {
+            return [&, t](Value r) -> std::pair<Value, Value> {
+              Value slot = h.divs(r, h.c32(G));
+              Value tok = slotToken(slot);
+              Value ok = h.band(h.gt(slotMult(slot), h.c32(0)), h.lt(tok, p.seqLen));
+              Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+              return {offset(t, batch, h.select(ok, tok, h.c32(0)), head), ok};
+            };
+          };
+          stage(qBase, qPitch, Rq, Dk, Q, rowOf(Q));
+          stage(dBase, dPitch, Rq, Dv, DO, rowOf(DO));
+          scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(Rq), h.c32(W * 32), ValueRange{},
+                             [&](OpBuilder &, Location, Value r, ValueRange) {
+                               auto [off, ok] = rowOf(LSE)(r);
+                               Value slot = h.divs(r, h.c32(G));
+                               Value tok = h.select(ok, slotToken(slot), h.c32(0));
+                               Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+                               Value lse = loadF32(LSE, off);
+                               Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
+                               Value lse2 = h.select(finite, h.fmul(lse, h.cf(kLog2e)),
+                                                     h.cf(std::numeric_limits<float>::infinity()));
+                               Value delta = h.select(ok, loadF32(DELTA, offset(DELTA, batch, tok, head)), zero);
+                               Value gate = loadOptionalF32(GATE, h.band(gatePresent, ok),
+                                                            offset(GATE, batch, tok, head), 1.0f);
+                               Value mult = arith::SIToFPOp::create(h.b, h.loc, h.f32(),
+                                                                    h.select(ok, slotMult(slot), h.c32(0)));
+                               h.store(lse2, h.gep(smemAt(lseOff), h.f32(), r), 4);
+                               h.store(delta, h.gep(smemAt(deltaOff), h.f32(), r), 4);
+                               h.store(gate, h.gep(smemAt(gateOff), h.f32(), r), 4);
+                               h.store(mult, h.gep(smemAt(multOff), h.f32(), r), 4);
+                               scf::YieldOp::create(h.b, h.loc);
+                             });
+          h.barrier();
+
+          const int nTiles = Rq / 8;
+          std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
+          for (int kk = 0; kk < Dk / 16; ++kk) {
+            Frag4 a = loadA(kBase, kPitch, warpKey, kk);
+            for (int n = 0; n < nTiles; ++n) st[n] = mma.mma(a, loadBTransposed(qBase, qPitch, 8 * n, kk), st[n]);
+          }
+          for (int kk = 0; kk < Dv / 16; ++kk) {
+            Frag4 a = loadA(vBase, vPitch, warpKey, kk);
+            for (int n = 0; n < nTiles; ++n) dpt[n] = mma.mma(a, loadBTransposed(dBase, dPitch, 8 * n, kk), dpt[n]);
+          }
+          // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
+          std::vector<Frag4> pg(nTiles), ds(nTiles);
+          for (int n = 0; n < nTiles; ++n)
+            for (int e = 0; e < 4; ++e) {
+              Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
+              Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
+              Value tok = slotToken(h.divs(row, h.c32(G)));
+              Value mult = rowF32(multOff, row);
+              Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
+              Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(lseOff, row)));
+              pr = h.select(ok, h.fmul(mult, pr), zero);
+              Value gate = rowF32(gateOff, row);
+              pg[n][e] = h.fmul(pr, gate);
+              ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(deltaOff, row)));
+            }
+          std::vector<Frag4> dk, dv;
+          for (int n = 0; n < Dk / 8; ++n) dk.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
+          int vOff = 4 * (Dk / 8);
+          for (int n = 0; n < Dv / 8; ++n)
+            dv.push_back({iter[vOff + 4 * n], iter[vOff + 4 * n + 1], iter[vOff + 4 * n + 2], iter[vOff + 4 * n + 3]});
+          for (int kk = 0; kk < Rq / 16; ++kk) {
+            auto pack = [&](std::vector<Frag4> &t) {
+              return Frag4{mma.packFloats(t[2 * kk][0], t[2 * kk][1]), mma.packFloats(t[2 * kk][2], t[2 * kk][3]),
+                           mma.packFloats(t[2 * kk + 1][0], t[2 * kk + 1][1]),
+                           mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])};
+            };
+            Frag4 aP = pack(pg), aS = pack(ds);
+            for (int n = 0; n < Dv / 8; ++n) dv[n] = mma.mma(aP, loadB(dBase, dPitch, kk, 8 * n), dv[n]);
+            for (int n = 0; n < Dk / 8; ++n) dk[n] = mma.mma(aS, loadB(qBase, qPitch, kk, 8 * n), dk[n]);
+          }
+          SmallVector<Value> out;
+          for (auto &f : dk) out.append(f.begin(), f.end());
+          for (auto &f : dv) out.append(f.begin(), f.end());
+          scf::YieldOp::create(h.b, h.loc, out);
+        },
+        [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
+    scf::YieldOp::create(h.b, h.loc, stepIf.getResults());
+  });
+
+  std::vector<Frag4> dk, dv;
+  for (int n = 0; n < Dk / 8; ++n)
+    dk.push_back({loop.getResult(4 * n), loop.getResult(4 * n + 1), loop.getResult(4 * n + 2), loop.getResult(4 * n + 3)});
+  int vOff = 4 * (Dk / 8);
+  for (int n = 0; n < Dv / 8; ++n)
+    dv.push_back({loop.getResult(vOff + 4 * n), loop.getResult(vOff + 4 * n + 1), loop.getResult(vOff + 4 * n + 2),
+                  loop.getResult(vOff + 4 * n + 3)});
+  for (int r = 0; r < 2; ++r) {
+    Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(8 * r))));
+    scf::IfOp::create(h.b, h.loc, h.lt(key, p.kvLen), [&](OpBuilder &, Location) {
+      storePairs(DK, offset(DK, batch, key, kvHead), dk, r, spec.effectiveScale());
+      storePairs(DV, offset(DV, batch, key, kvHead), dv, r, 1.0f);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  }
+}
+
+LogicalResult BackwardKernelBuilder::build() {
+  OpBuilder &b = h.b;
+  gpuModule = b.getInsertionBlock()->getParentOp();
+  if (!isa<gpu::GPUModuleOp>(gpuModule))
+    return emitError(h.loc, "buildBackwardKernel must be called inside a gpu.module");
+  if (spec.pass == KernelPass::Forward)
+    return emitError(h.loc, "buildBackwardKernel got a forward spec: ") << spec.str();
+  if (W <= 0 || TQ <= 0 || C <= 0 || C % 16 != 0)
+    return emitError(h.loc, "incomplete or inconsistent tile configuration: ") << spec.str();
+  if (spec.pass == KernelPass::BackwardDKDV && ((TQ * G) % 16 != 0 || C != W * 16))
+    return emitError(h.loc, "the dK/dV tile needs tokens x G % 16 == 0 and kv_chunk = warps x 16: ") << spec.str();
+  declareSharedMemory(h, gpuModule);
+
+  SmallVector<Type> argTypes(kNumTensors, h.ptr(kGlobal));
+  argTypes.append(3 * kNumTensors, h.i64());
+  argTypes.append(2, h.i32());
+  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({W * 32, 1, 1}));
+  Block &entry = fn.getBody().front();
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&entry);
+  auto args = entry.getArguments();
+  for (int t = 0; t < kNumTensors; ++t) {
+    p.ptr[t] = args[t];
+    for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 3 * t + d];
+  }
+  p.seqLen = args[4 * kNumTensors], p.kvLen = args[4 * kNumTensors + 1];
+
+  ids = ThreadIds::read(h);
+  kvHead = h.blockIdY();
+  batch = h.blockIdZ();
+  smem = sharedMemoryBase(h, gpuModule);
+  gatePresent = h.nonNull(p.ptr[GATE]);
+  switch (spec.pass) {
+  case KernelPass::BackwardPreprocess: buildPreprocess(); break;
+  case KernelPass::BackwardDQ: buildDq(); break;
+  case KernelPass::BackwardDKDV: buildDkdv(); break;
+  case KernelPass::Forward: break;
+  }
+  gpu::ReturnOp::create(b, h.loc);
+  return success();
+}
+
+} // namespace
+
+LogicalResult buildBackwardKernel(OpBuilder &builder, Location loc, const KernelSpec &spec, StringRef name) {
+  return BackwardKernelBuilder(builder, loc, spec, name).build();
+}
+
+} // namespace nsajit::tpl
