@@ -8,7 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${NSAJIT_BUILD_DIR:-$root/build}"
 
 packages=(cmake ninja-build g++ python3 llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
-          libfmt-dev libgtest-dev libzstd-dev zlib1g-dev)
+          libfmt-dev libgtest-dev libzstd-dev zlib1g-dev python3-torch python3-numpy python3-pytest)
 if [ "${NSAJIT_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -9,3 +9,4 @@ build="${NSAJIT_BUILD_DIR:-$root/build}"
 "$root/scripts/setup.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"
+NSAJIT_LIBRARY="$build/lib/libnsajit.so" "${NSAJIT_PYTHON:-/usr/bin/python3}" -m pytest -q "$root/python/tests"  # Python package (python/README.md)

@@ -1,0 +1,587 @@
+"""NSA branches on CUDA tensors through libnsajit, with autograd.
+
+Functions (``q [B, T, HQ, Dk]``, keys/values ``[B, Tkv, H, D]``, gates ``[B, T, HQ]``):
+
+- :func:`compressed_attention`, :func:`selected_attention`, :func:`window_attention`:
+  one branch, optionally gated (``out = gate * branch(q, k, v)``), returning ``out``
+  (and its ``lse`` with ``return_lse=True``). They wrap the autograd functions
+  :class:`CompressedAttention`, :class:`SelectedAttention`, :class:`WindowAttention`
+  (forward: ``nsajit_*_forward``; backward: ``nsajit_*_backward``, which also gives the
+  gate's gradient).
+- :func:`nsa_attention`: the whole NSA layer (compression in PyTorch, selection,
+  three branches, gates), same signature as :func:`nsajit.reference.nsa_attention`.
+
+Rules checked before anything touches a GPU, in this order, each raising an error
+that names the argument (so they also work, and are tested, on CPU tensors):
+
+1. dtypes: q, k, v of every branch bf16 or fp16, all equal (``TypeError``); gates any
+   floating dtype; ``indices`` int32 without ``requires_grad``;
+2. shapes (``ValueError`` naming the tensor and the expected shape);
+3. layout: the innermost dimension must be contiguous (stride 1), else ``ValueError``
+   (call ``.contiguous()`` yourself; nsajit does not copy silently there). Other
+   strides are passed to the kernels as they are; a tensor whose data is not 16-byte
+   aligned or whose outer strides are not multiples of 8 elements (what the kernels
+   need) IS copied with ``.contiguous()``. Gates are converted to contiguous float32
+   (the kernels' gate type); the incoming gradient in backward is made contiguous if
+   it does not meet the rules above.
+4. gates in [0, 1]: one ``torch.aminmax`` reduction per gate, which synchronises
+   with the GPU (``check_gate_range=False`` skips it). NaN fails too;
+5. the configuration (head dims, GQA group, block sizes...) through
+   ``nsajit_kernel_query`` without a context (``nsajit.UnsupportedError``);
+6. every tensor on the same CUDA device (``ValueError: ... must be a CUDA tensor``).
+
+Launches run on the current CUDA stream of the tensors' device; one nsajit context
+per device is created on first use and cached (:func:`context`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import threading
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from . import _capi
+from . import reference as _ref
+
+__all__ = [
+    "CompressedAttention",
+    "SelectedAttention",
+    "WindowAttention",
+    "compressed_attention",
+    "selected_attention",
+    "window_attention",
+    "nsa_attention",
+    "context",
+]
+
+Tensor = torch.Tensor
+
+_DTYPES = {torch.bfloat16: _capi.DType.BF16, torch.float16: _capi.DType.FP16}
+
+# ---- contexts -----------------------------------------------------------------------
+
+_contexts: Dict[int, _capi.Context] = {}
+_contexts_lock = threading.Lock()
+
+
+@atexit.register
+def _close_contexts() -> None:
+    """Destroy the cached contexts while the CUDA driver is still up (not in interpreter teardown)."""
+    with _contexts_lock:
+        for ctx in _contexts.values():
+            try:
+                ctx.close()
+            except Exception:
+                pass
+        _contexts.clear()
+
+
+def context(device=None) -> _capi.Context:
+    """The cached nsajit context of a CUDA device (created on first use)."""
+    dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"nsajit contexts live on CUDA devices, got {dev}")
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    ctx = _contexts.get(index)
+    if ctx is not None:
+        return ctx
+    with _contexts_lock:
+        ctx = _contexts.get(index)
+        if ctx is None:
+            with torch.cuda.device(index):
+                torch.cuda.init()
+                # nsajit binds to the thread's current context if it belongs to this
+                # device (torch's primary context), else retains the primary context.
+                ctx = _capi.Context(index)
+            _contexts[index] = ctx
+        return ctx
+
+
+def _stream(device: torch.device) -> ctypes.c_void_p:
+    return ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream or None)
+
+
+# ---- validation (CPU-only, before any GPU work) -------------------------------------------
+
+
+def _shape_str(names: Sequence[str], sizes: Sequence[Optional[int]]) -> str:
+    parts = [f"{n}={s}" if s is not None else n for n, s in zip(names, sizes)]
+    return "[" + ", ".join(parts) + "]"
+
+
+def _check_is_tensor(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _check_dtypes(named: Sequence[Tuple[str, Tensor]]) -> torch.dtype:
+    first_name, first = named[0]
+    for name, t in named:
+        _check_is_tensor(name, t)
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name} has dtype {t.dtype}; nsajit kernels take torch.bfloat16 or torch.float16 "
+                            f"(q, k and v all the same)")
+    for name, t in named[1:]:
+        if t.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but {first_name} has {first.dtype}: q, k and v of "
+                            f"every branch must share one dtype")
+    return first.dtype
+
+
+def _check_shape(name: str, t: Tensor, names: Sequence[str], sizes: Sequence[Optional[int]]) -> None:
+    ok = t.dim() == len(names) and all(s is None or t.shape[i] == s for i, s in enumerate(sizes))
+    if not ok:
+        raise ValueError(f"{name} has shape {list(t.shape)}, expected {_shape_str(names, sizes)}")
+
+
+def _check_inner(name: str, t: Tensor) -> None:
+    if t.shape[-1] > 1 and t.stride(-1) != 1:
+        raise ValueError(f"{name}: the last dimension must be contiguous (stride 1), got strides "
+                         f"{list(t.stride())}; pass {name}.contiguous()")
+
+
+def _check_gate(name: str, g: Tensor, B: int, T: int, HQ: int) -> None:
+    _check_is_tensor(name, g)
+    if not g.dtype.is_floating_point:
+        raise TypeError(f"{name} has dtype {g.dtype}; gates must be floating point (float32, bf16, fp16, ...)")
+    _check_shape(name, g, ("B", "T", "HQ"), (B, T, HQ))
+
+
+def _check_gate_range(name: str, g: Tensor) -> None:
+    """One reduction (and a GPU sync) per gate: every value in [0, 1], no NaN."""
+    if g.numel() == 0:
+        return
+    lo, hi = torch.aminmax(g.detach())
+    lo, hi = float(lo), float(hi)
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(f"{name} has values outside [0, 1] (min {lo}, max {hi}); gates are sigmoid outputs "
+                         f"in [0, 1] (pass check_gate_range=False to skip this check)")
+
+
+def _check_indices(indices: Tensor, B: int, T: int, H: int) -> None:
+    _check_is_tensor("indices", indices)
+    if indices.dtype != torch.int32:
+        raise TypeError(f"indices has dtype {indices.dtype}; it must be torch.int32 [B, T, H, n]")
+    if indices.requires_grad:
+        raise ValueError("indices requires grad; block indices are discrete: pass indices.detach()")
+    _check_shape("indices", indices, ("B", "T", "H", "n"), (B, T, H, None))
+    if indices.shape[-1] < 1:
+        raise ValueError("indices has n = 0 blocks per query; n must be >= 1")
+    _check_inner("indices", indices)
+
+
+def _check_devices(named: Sequence[Tuple[str, Optional[Tensor]]]) -> torch.device:
+    device = None
+    first = None
+    for name, t in named:
+        if t is None:
+            continue
+        if not t.is_cuda:
+            raise ValueError(f"{name} must be a CUDA tensor (got device {t.device}); nsajit runs on NVIDIA "
+                             f"GPUs (use nsajit.reference for CPU)")
+        if device is None:
+            device, first = t.device, name
+        elif t.device != device:
+            raise ValueError(f"{name} is on {t.device} but {first} is on {device}: all tensors must be on one "
+                             f"CUDA device")
+    return device
+
+
+def _needs_copy(t: Tensor, elem_align: int, stride_multiple: int) -> bool:
+    if t.numel() == 0:
+        return False
+    if t.data_ptr() % elem_align != 0:
+        return True
+    for size, stride in zip(t.shape[:-1], t.stride()[:-1]):
+        if size > 1 and (stride < 0 or stride % stride_multiple != 0):
+            return True
+    return False
+
+
+def _kernel_layout(t: Tensor) -> Tensor:
+    """bf16/fp16 tensors: 16-byte aligned data, outer strides multiples of 8 (else a copy,
+    fresh allocations are aligned; .contiguous() alone would keep a misaligned contiguous view)."""
+    return t.clone(memory_format=torch.contiguous_format) if _needs_copy(t, 16, 8) else t
+
+
+def _gate32(g: Optional[Tensor]) -> Optional[Tensor]:
+    if g is None:
+        return None
+    return g.to(torch.float32).contiguous()  # differentiable; dgate flows back through the cast
+
+
+_BRANCH_NAMES = {_capi.Branch.COMPRESSED: "compressed", _capi.Branch.SELECTED: "selected",
+                 _capi.Branch.WINDOW: "window"}
+
+
+@functools.lru_cache(maxsize=256)
+def _config(branch: int, dtype: int, dk: int, dv: int, h: int, g: int, l: int, d: int, l_sel: int, n: int,
+            w: int, scale: float) -> _capi.NsajitConfig:
+    """A validated config (checked on the CPU with nsajit_kernel_query, no context). Cached:
+    callers must not modify it."""
+    cfg = _capi.make_config(dtype=dtype, head_dim_qk=dk, head_dim_v=dv, num_kv_heads=h, group=g,
+                            cmp_block=l or None, cmp_stride=d or None, slc_block=l_sel or None,
+                            slc_count=n or None, window=w or None, scale=scale)
+    _capi.kernel_query(cfg, branch, 90)  # raises UnsupportedError / InvalidArgumentError naming the field
+    return cfg
+
+
+def _make_config(branch: _capi.Branch, dtype: torch.dtype, dk: int, dv: int, h: int, g: int, *, l: int = 0,
+                 d: int = 0, l_sel: int = 0, n: int = 0, w: int = 0, scale: Optional[float] = None):
+    for name, value in (("l", l), ("d", d), ("l_sel", l_sel), ("n", n), ("w", w)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if branch == _capi.Branch.COMPRESSED and (l < 1 or d < 1 or d > l or l % d != 0):
+        raise ValueError(f"bad compression l = {l}, d = {d}: need 1 <= d <= l and l % d == 0")
+    if branch == _capi.Branch.WINDOW and w < 1:
+        raise ValueError(f"window w = {w} must be >= 1")
+    if branch == _capi.Branch.SELECTED and l_sel < 1:
+        raise ValueError(f"l_sel = {l_sel} must be >= 1")
+    if scale is not None and not scale > 0:
+        raise ValueError(f"scale = {scale} must be > 0 (None: 1/sqrt(Dk))")
+    return _config(int(branch), int(_DTYPES[dtype]), dk, dv, h, g, l, d, l_sel, n, w,
+                   float(scale) if scale is not None else 0.0)
+
+
+# ---- C views -------------------------------------------------------------------------------
+
+
+def _view(t: Optional[Tensor]):
+    """A pointer to an nsajit_tensor of t ([B, T, heads, dim] or [B, T, heads]); None -> NULL."""
+    if t is None:
+        return None
+    s = t.stride()
+    if t.dim() == 4:
+        view = _capi.NsajitTensor(t.data_ptr() if t.numel() else 0, s[0], s[1], s[2])
+    elif t.dim() == 3:
+        view = _capi.NsajitTensor(t.data_ptr() if t.numel() else 0, s[0], s[1], s[2])
+    else:
+        raise ValueError(f"internal: tensor of shape {list(t.shape)} has no nsajit view")
+    return ctypes.pointer(view)
+
+
+def _forward(branch: _capi.Branch, cfg: _capi.NsajitConfig, q: Tensor, k: Tensor, v: Tensor,
+             indices: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    B, T, HQ, _ = q.shape
+    Dv = v.shape[-1]
+    o = torch.empty(B, T, HQ, Dv, dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, T, HQ, dtype=torch.float32, device=q.device)
+    lib = _capi.library()
+    with torch.cuda.device(q.device):
+        ctx = context(q.device)
+        args = [ctx.handle, ctypes.byref(cfg), B, T, _view(q), _view(k), _view(v)]
+        if branch == _capi.Branch.SELECTED:
+            args.append(_view(indices))
+        args += [_view(o), _view(lse), _stream(q.device)]
+        lib.call(f"{_BRANCH_NAMES[branch]}_forward", *args)
+    return o, lse
+
+
+def _backward(branch: _capi.Branch, cfg: _capi.NsajitConfig, q: Tensor, k: Tensor, v: Tensor,
+              indices: Optional[Tensor], o: Tensor, lse: Tensor, dout: Tensor, gate: Optional[Tensor]):
+    B, T, HQ, _ = q.shape
+    lib = _capi.library()
+    name = f"{_BRANCH_NAMES[branch]}_backward"
+    if not lib.has_backward(_BRANCH_NAMES[branch]):
+        lib.call(name)  # raises BackwardUnavailableError with the library path
+    if dout.stride(-1) != 1 or _needs_copy(dout, 16, 8):
+        dout = dout.clone(memory_format=torch.contiguous_format)  # documented: any incoming layout
+    # Outputs are overwritten, every element exactly once (nsajit.h), so no zero fill.
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    dgate = torch.empty(B, T, HQ, dtype=torch.float32, device=q.device) if gate is not None else None
+    delta = torch.empty(B, T, HQ, dtype=torch.float32, device=q.device)
+    with torch.cuda.device(q.device):
+        ctx = context(q.device)
+        args = [ctx.handle, ctypes.byref(cfg), B, T, _view(q), _view(k), _view(v)]
+        if branch == _capi.Branch.SELECTED:
+            args.append(_view(indices))
+        args += [_view(o), _view(lse), _view(dout), _view(gate), _view(delta), _view(dq), _view(dk), _view(dv),
+                 _view(dgate), _stream(q.device)]
+        lib.call(name, *args)
+    return dq, dk, dv, dgate
+
+
+def _gated(o: Tensor, gate: Optional[Tensor]) -> Tensor:
+    if gate is None:
+        return o
+    return (o.float() * gate.unsqueeze(-1)).to(o.dtype)
+
+
+# ---- autograd functions -------------------------------------------------------------------
+# They take already-validated tensors (use the wrappers below): q, k, v bf16/fp16 on one
+# CUDA device in the kernels' layout, gate None or contiguous float32 [B, T, HQ], and a
+# config from _make_config. Outputs: (gate * o or o) in q's dtype, lse float32 (not
+# differentiable).
+
+
+class CompressedAttention(torch.autograd.Function):
+    """out, lse = CompressedAttention.apply(q, k_cmp, v_cmp, gate, cfg)."""
+
+    @staticmethod
+    def forward(ctx, q, k_cmp, v_cmp, gate, cfg):
+        o, lse = _forward(_capi.Branch.COMPRESSED, cfg, q, k_cmp, v_cmp, None)
+        ctx.save_for_backward(q, k_cmp, v_cmp, gate, o, lse)
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(lse)
+        return _gated(o, gate), lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        q, k, v, gate, o, lse = ctx.saved_tensors
+        dq, dk, dv, dgate = _backward(_capi.Branch.COMPRESSED, ctx.cfg, q, k, v, None, o, lse, dout, gate)
+        return dq, dk, dv, dgate, None
+
+
+class SelectedAttention(torch.autograd.Function):
+    """out, lse = SelectedAttention.apply(q, k, v, indices, gate, cfg)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, indices, gate, cfg):
+        o, lse = _forward(_capi.Branch.SELECTED, cfg, q, k, v, indices)
+        ctx.save_for_backward(q, k, v, indices, gate, o, lse)
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(lse)
+        return _gated(o, gate), lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        q, k, v, indices, gate, o, lse = ctx.saved_tensors
+        dq, dk, dv, dgate = _backward(_capi.Branch.SELECTED, ctx.cfg, q, k, v, indices, o, lse, dout, gate)
+        return dq, dk, dv, None, dgate, None
+
+
+class WindowAttention(torch.autograd.Function):
+    """out, lse = WindowAttention.apply(q, k, v, gate, cfg)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, gate, cfg):
+        o, lse = _forward(_capi.Branch.WINDOW, cfg, q, k, v, None)
+        ctx.save_for_backward(q, k, v, gate, o, lse)
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(lse)
+        return _gated(o, gate), lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        q, k, v, gate, o, lse = ctx.saved_tensors
+        dq, dk, dv, dgate = _backward(_capi.Branch.WINDOW, ctx.cfg, q, k, v, None, o, lse, dout, gate)
+        return dq, dk, dv, dgate, None
+
+
+# ---- user-facing wrappers --------------------------------------------------------------------
+
+
+def _qkv_shapes(q: Tensor, k: Tensor, v: Tensor, k_name: str, v_name: str, tkv_name: str,
+                tkv: Optional[int]) -> Tuple[int, int, int, int, int, int]:
+    _check_shape("q", q, ("B", "T", "HQ", "Dk"), (None, None, None, None))
+    B, T, HQ, Dk = q.shape
+    _check_shape(k_name, k, ("B", tkv_name, "H", "Dk"), (B, tkv, None, Dk))
+    H = k.shape[2]
+    _check_shape(k_name, k, ("B", tkv_name, "H", "Dk"), (B, tkv, H, Dk))
+    if H < 1 or HQ % H != 0:
+        raise ValueError(f"q has HQ = {HQ} query heads, not a multiple of the H = {H} KV heads of {k_name}")
+    _check_shape(v_name, v, ("B", tkv_name, "H", "Dv"), (B, k.shape[1], H, None))
+    return B, T, HQ, H, Dk, v.shape[3]
+
+
+def _finish(out: Tensor, lse: Tensor, return_lse: bool):
+    return (out, lse) if return_lse else out
+
+
+def compressed_attention(q: Tensor, k_cmp: Tensor, v_cmp: Tensor, gate: Optional[Tensor] = None, *, l: int,
+                         d: int, scale: Optional[float] = None, return_lse: bool = False,
+                         check_gate_range: bool = True):
+    """Compressed branch on nsajit: ``gate * Attn(q, k_cmp, v_cmp)`` with query t seeing
+    compressed token i iff ``i*d + l - 1 <= t``. ``k_cmp [B, Tc, H, Dk]``, ``v_cmp
+    [B, Tc, H, Dv]`` with Tc = (T - l) // d + 1 (0 when T < l). Returns out [B, T, HQ, Dv]
+    (and lse [B, T, HQ] float32 with ``return_lse``)."""
+    _check_dtypes([("q", q), ("k_cmp", k_cmp), ("v_cmp", v_cmp)])
+    _check_shape("q", q, ("B", "T", "HQ", "Dk"), (None, None, None, None))
+    if l < 1 or d < 1 or d > l or l % d != 0:
+        raise ValueError(f"bad compression l = {l}, d = {d}: need 1 <= d <= l and l % d == 0")
+    tc = _ref.num_compressed(q.shape[1], l, d)
+    B, T, HQ, H, Dk, Dv = _qkv_shapes(q, k_cmp, v_cmp, "k_cmp", "v_cmp", "Tc", tc)
+    if gate is not None:
+        _check_gate("gate", gate, B, T, HQ)
+    for name, t in (("q", q), ("k_cmp", k_cmp), ("v_cmp", v_cmp)):
+        _check_inner(name, t)
+    if gate is not None and check_gate_range:
+        _check_gate_range("gate", gate)
+    cfg = _make_config(_capi.Branch.COMPRESSED, q.dtype, Dk, Dv, H, HQ // H, l=l, d=d, scale=scale)
+    _check_devices([("q", q), ("k_cmp", k_cmp), ("v_cmp", v_cmp), ("gate", gate)])
+    out, lse = CompressedAttention.apply(_kernel_layout(q), _kernel_layout(k_cmp), _kernel_layout(v_cmp),
+                                         _gate32(gate), cfg)
+    return _finish(out, lse, return_lse)
+
+
+def selected_attention(q: Tensor, k: Tensor, v: Tensor, indices: Tensor, gate: Optional[Tensor] = None, *,
+                       l_sel: int, scale: Optional[float] = None, return_lse: bool = False,
+                       check_gate_range: bool = True):
+    """Selected branch on nsajit: attention over the keys of the blocks listed in
+    ``indices`` (int32 [B, T, H, n]; block j = keys j*l_sel .. j*l_sel + l_sel - 1, causal;
+    -1, negative or future blocks are ignored, repeats attended as listed). The indices
+    get no gradient. Returns out (and lse with ``return_lse``)."""
+    _check_dtypes([("q", q), ("k", k), ("v", v)])
+    B, T, HQ, H, Dk, Dv = _qkv_shapes(q, k, v, "k", "v", "T", q.shape[1] if q.dim() == 4 else None)
+    _check_indices(indices, B, T, H)
+    if gate is not None:
+        _check_gate("gate", gate, B, T, HQ)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_inner(name, t)
+    if gate is not None and check_gate_range:
+        _check_gate_range("gate", gate)
+    cfg = _make_config(_capi.Branch.SELECTED, q.dtype, Dk, Dv, H, HQ // H, l_sel=l_sel, n=indices.shape[-1],
+                       scale=scale)
+    _check_devices([("q", q), ("k", k), ("v", v), ("indices", indices), ("gate", gate)])
+    out, lse = SelectedAttention.apply(_kernel_layout(q), _kernel_layout(k), _kernel_layout(v), indices,
+                                       _gate32(gate), cfg)
+    return _finish(out, lse, return_lse)
+
+
+def window_attention(q: Tensor, k: Tensor, v: Tensor, gate: Optional[Tensor] = None, *, w: int,
+                     scale: Optional[float] = None, return_lse: bool = False, check_gate_range: bool = True):
+    """Sliding-window branch on nsajit: query t attends keys max(0, t - w + 1) .. t.
+    Returns out (and lse with ``return_lse``)."""
+    _check_dtypes([("q", q), ("k", k), ("v", v)])
+    B, T, HQ, H, Dk, Dv = _qkv_shapes(q, k, v, "k", "v", "T", q.shape[1] if q.dim() == 4 else None)
+    if gate is not None:
+        _check_gate("gate", gate, B, T, HQ)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_inner(name, t)
+    if gate is not None and check_gate_range:
+        _check_gate_range("gate", gate)
+    cfg = _make_config(_capi.Branch.WINDOW, q.dtype, Dk, Dv, H, HQ // H, w=w, scale=scale)
+    _check_devices([("q", q), ("k", k), ("v", v), ("gate", gate)])
+    out, lse = WindowAttention.apply(_kernel_layout(q), _kernel_layout(k), _kernel_layout(v), _gate32(gate),
+                                     cfg)
+    return _finish(out, lse, return_lse)
+
+
+def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Tensor, g_slc: Tensor,
+                  g_swa: Tensor, *, l: int, d: int, l_sel: int, n: int, w: int, scale: Optional[float] = None,
+                  k_cmp: Optional[Tensor] = None, v_cmp: Optional[Tensor] = None,
+                  k_slc: Optional[Tensor] = None, v_slc: Optional[Tensor] = None,
+                  k_swa: Optional[Tensor] = None, v_swa: Optional[Tensor] = None,
+                  kc: Optional[Tensor] = None, vc: Optional[Tensor] = None,
+                  pool: str = "mean", pool_weight: Optional[Tensor] = None,
+                  indices: Optional[Tensor] = None, num_initial: int = 1, num_local: int = 2,
+                  return_indices: bool = False, return_lse: bool = False, check_gate_range: bool = True,
+                  selection_chunk: int = _ref.DEFAULT_CHUNK):
+    """Native Sparse Attention on nsajit; arguments and return value as
+    :func:`nsajit.reference.nsa_attention` (bf16/fp16 CUDA tensors).
+
+    - compression (``pool``: 'mean', or 'weighted' with ``pool_weight [l]``) runs in
+      PyTorch in float32 and is differentiable (a fused kernel is planned);
+    - the selection (eq. 9-12) runs in PyTorch on the GPU under ``torch.no_grad``,
+      ``selection_chunk`` query tokens at a time (memory ``[B, chunk, HQ, Tc]``), unless
+      ``indices`` (int32 [B, T, H, n]) is given;
+    - the three branches run through nsajit; the gates get their gradients from the
+      backward kernels. Each gated branch output is rounded to q's dtype, and their sum is
+      formed in float32 and rounded to q's dtype.
+    """
+    _check_is_tensor("q", q)
+
+    def pick(name, given, default):
+        t = given if given is not None else default
+        if t is None:
+            raise ValueError(f"{name} is not given and there is no shared k/v to fall back on")
+        return t
+
+    if (kc is None) != (vc is None):
+        raise ValueError("give both kc and vc (already compressed keys/values) or neither")
+    k_s, v_s = pick("k_slc", k_slc, k), pick("v_slc", v_slc, v)
+    k_w, v_w = pick("k_swa", k_swa, k), pick("v_swa", v_swa, v)
+    if kc is None:
+        k_c, v_c = pick("k_cmp", k_cmp, k), pick("v_cmp", v_cmp, v)
+        name_c = ("k_cmp" if k_cmp is not None else "k", "v_cmp" if v_cmp is not None else "v")
+        t_c = (k_c, v_c)
+    else:
+        name_c, t_c = ("kc", "vc"), (kc, vc)
+    name_s = ("k_slc" if k_slc is not None else "k", "v_slc" if v_slc is not None else "v")
+    name_w = ("k_swa" if k_swa is not None else "k", "v_swa" if v_swa is not None else "v")
+    named = [("q", q), (name_c[0], t_c[0]), (name_c[1], t_c[1]), (name_s[0], k_s), (name_s[1], v_s),
+             (name_w[0], k_w), (name_w[1], v_w)]
+    dtype = _check_dtypes(named)
+    for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa)):
+        _check_is_tensor(name, g)
+    if pool not in ("mean", "weighted"):
+        raise ValueError(f"pool = {pool!r} is unknown; allowed: 'mean', 'weighted'")
+    if pool == "weighted" and kc is None:
+        if pool_weight is None:
+            raise ValueError("pool='weighted' needs pool_weight [l]")
+        _check_is_tensor("pool_weight", pool_weight)
+        _check_shape("pool_weight", pool_weight, ("l",), (l,))
+
+    # Shapes.
+    _check_shape("q", q, ("B", "T", "HQ", "Dk"), (None, None, None, None))
+    B, T, HQ, Dk = q.shape
+    if l < 1 or d < 1 or d > l or l % d != 0:
+        raise ValueError(f"bad compression l = {l}, d = {d}: need 1 <= d <= l and l % d == 0")
+    if kc is not None:
+        _qkv_shapes(q, kc, vc, "kc", "vc", "Tc", _ref.num_compressed(T, l, d))
+    else:
+        _qkv_shapes(q, k_c, v_c, name_c[0], name_c[1], "T", T)
+    _, _, _, H, _, Dv = _qkv_shapes(q, k_s, v_s, name_s[0], name_s[1], "T", T)
+    _qkv_shapes(q, k_w, v_w, name_w[0], name_w[1], "T", T)
+    for name, t in named[1:]:
+        if t.shape[2] != H:
+            raise ValueError(f"{name} has {t.shape[2]} KV heads but {name_s[0]} has {H}: all branches need the "
+                             f"same H")
+        if t.shape[3] != (Dk if name.startswith("k") else Dv):
+            raise ValueError(f"{name} has head dim {t.shape[3]}, expected {Dk if name.startswith('k') else Dv}")
+    for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa)):
+        _check_gate(name, g, B, T, HQ)
+    if indices is not None:
+        _check_indices(indices, B, T, H)
+        if indices.shape[-1] != n:
+            raise ValueError(f"indices has shape {list(indices.shape)}, expected [B={B}, T={T}, H={H}, n={n}]")
+    if n < 1 or num_initial < 0 or num_local < 0 or num_initial + num_local > n:
+        raise ValueError(f"bad selection n = {n}, num_initial = {num_initial}, num_local = {num_local}: need "
+                         f"num_initial + num_local <= n")
+    if l_sel < 1 or l_sel % d != 0:
+        raise ValueError(f"l_sel = {l_sel} must be a positive multiple of d = {d} (eq. 9)")
+    for name, t in named:
+        _check_inner(name, t)
+    if check_gate_range:
+        for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa)):
+            _check_gate_range(name, g)
+    G = HQ // H
+    cfg_c = _make_config(_capi.Branch.COMPRESSED, dtype, Dk, Dv, H, G, l=l, d=d, scale=scale)
+    cfg_s = _make_config(_capi.Branch.SELECTED, dtype, Dk, Dv, H, G, l_sel=l_sel, n=n, scale=scale)
+    cfg_w = _make_config(_capi.Branch.WINDOW, dtype, Dk, Dv, H, G, w=w, scale=scale)
+    _check_devices(named + [("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa),
+                                     ("indices", indices), ("pool_weight", pool_weight if kc is None else None)])
+
+    # Compression (PyTorch, float32, differentiable).
+    if kc is None:
+        weight = pool_weight.float() if (pool == "weighted") else None
+        kc = _ref.compress(k_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
+        vc = _ref.compress(v_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
+
+    # Selection. TODO(nsajit): replace by the fused score + top-n kernel; this reference
+    # selection recomputes p_cmp densely per query chunk ([B, chunk, HQ, Tc] floats).
+    if indices is None:
+        with torch.no_grad():
+            indices = _ref.select_blocks(q.detach().float(), kc.detach().float(), l=l, d=d, l_sel=l_sel, n=n,
+                                         scale=scale, num_initial=num_initial, num_local=num_local,
+                                         chunk=selection_chunk)
+
+    q_ = _kernel_layout(q)
+    o_c, lse_c = CompressedAttention.apply(q_, _kernel_layout(kc), _kernel_layout(vc), _gate32(g_cmp), cfg_c)
+    o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, _gate32(g_slc),
+                                         cfg_s)
+    o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), _gate32(g_swa), cfg_w)
+    o = (o_c.float() + o_s.float() + o_w.float()).to(dtype)
+    if return_indices and return_lse:
+        return o, indices, (lse_c, lse_s, lse_w)
+    if return_indices:
+        return o, indices
+    if return_lse:
+        return o, (lse_c, lse_s, lse_w)
+    return o

@@ -1,0 +1,238 @@
+"""nsajit.torch checks its inputs before touching a GPU: these run on CPU tensors."""
+
+import pytest
+import torch
+
+import nsajit
+import nsajit.torch as nt
+from nsajit import reference as R
+
+BF16 = torch.bfloat16
+
+
+def make(B=2, T=96, H=2, G=2, Dk=64, Dv=64, dtype=BF16, Tkv=None):
+    Tkv = T if Tkv is None else Tkv
+    q = torch.randn(B, T, H * G, Dk).to(dtype)
+    k = torch.randn(B, Tkv, H, Dk).to(dtype)
+    v = torch.randn(B, Tkv, H, Dv).to(dtype)
+    return q, k, v
+
+
+def gates(B=2, T=96, HQ=4, value=0.5):
+    return [torch.full((B, T, HQ), value) for _ in range(3)]
+
+
+NSA = dict(l=32, d=16, l_sel=32, n=4, w=32)
+
+
+# ---------------------------------------------------------------- dtypes
+
+
+def test_float32_is_rejected_naming_dtypes():
+    q, k, v = make(dtype=torch.float32)
+    with pytest.raises(TypeError, match=r"q has dtype torch.float32.*bfloat16 or torch.float16"):
+        nt.window_attention(q, k, v, w=16)
+
+
+def test_mixed_dtypes_are_rejected_naming_the_tensor():
+    q, k, v = make()
+    with pytest.raises(TypeError, match="v has dtype torch.float16 but q has torch.bfloat16"):
+        nt.window_attention(q, k, v.half(), w=16)
+    with pytest.raises(TypeError, match="k has dtype"):
+        nt.nsa_attention(q, k.float(), v, *gates(), **NSA)
+
+
+def test_non_tensor_argument():
+    q, k, v = make()
+    with pytest.raises(TypeError, match="k must be a torch.Tensor"):
+        nt.window_attention(q, [1, 2], v, w=4)
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def test_wrong_shapes_name_tensor_and_expected_shape():
+    q, k, v = make()
+    with pytest.raises(ValueError, match=r"k has shape \[2, 96, 2, 128\], expected \[B=2, T=96, H, Dk=64\]"):
+        nt.window_attention(q, torch.zeros(2, 96, 2, 128, dtype=BF16), v, w=4)
+    with pytest.raises(ValueError, match=r"v has shape \[2, 96, 3, 64\], expected \[B=2, T=96, H=2, Dv\]"):
+        nt.window_attention(q, k, torch.zeros(2, 96, 3, 64, dtype=BF16), w=4)
+    with pytest.raises(ValueError, match=r"q has shape \[96, 4, 64\], expected \[B, T, HQ, Dk\]"):
+        nt.window_attention(q[0], k, v, w=4)
+    with pytest.raises(ValueError, match=r"k has shape \[2, 95, 2, 64\]"):
+        nt.selected_attention(q, k[:, :95], v, torch.zeros(2, 96, 2, 4, dtype=torch.int32), l_sel=32)
+
+
+def test_group_must_divide():
+    q, k, v = make(H=2, G=2)
+    k3 = torch.zeros(2, 96, 3, 64, dtype=BF16)
+    with pytest.raises(ValueError, match="HQ = 4 .* H = 3"):
+        nt.window_attention(q, k3, torch.zeros(2, 96, 3, 64, dtype=BF16), w=4)
+
+
+def test_compressed_kv_must_have_tc_tokens():
+    q, _, _ = make(T=96)
+    tc = R.num_compressed(96, 32, 16)  # 5
+    kc = torch.zeros(2, tc + 1, 2, 64, dtype=BF16)
+    with pytest.raises(ValueError, match=r"k_cmp has shape \[2, 6, 2, 64\], expected \[B=2, Tc=5, H, Dk=64\]"):
+        nt.compressed_attention(q, kc, kc, l=32, d=16)
+    with pytest.raises(ValueError, match="bad compression"):
+        nt.compressed_attention(q, kc, kc, l=32, d=24)
+
+
+def test_gate_shape_and_dtype():
+    q, k, v = make()
+    with pytest.raises(ValueError, match=r"gate has shape \[2, 96\], expected \[B=2, T=96, HQ=4\]"):
+        nt.window_attention(q, k, v, torch.zeros(2, 96), w=4)
+    with pytest.raises(TypeError, match="gate has dtype torch.int64"):
+        nt.window_attention(q, k, v, torch.zeros(2, 96, 4, dtype=torch.int64), w=4)
+    g = gates()
+    g[1] = g[1][:, :, :2]
+    with pytest.raises(ValueError, match="g_slc has shape"):
+        nt.nsa_attention(q, k, v, *g, **NSA)
+
+
+def test_indices_checks():
+    q, k, v = make()
+    good = torch.zeros(2, 96, 2, 4, dtype=torch.int32)
+    with pytest.raises(TypeError, match="indices has dtype torch.int64; it must be torch.int32"):
+        nt.selected_attention(q, k, v, good.long(), l_sel=32)
+    with pytest.raises(TypeError, match="indices has dtype torch.float32"):
+        nt.selected_attention(q, k, v, good.float().requires_grad_(True), l_sel=32)
+    with pytest.raises(ValueError, match=r"indices has shape \[2, 96, 1, 4\], expected \[B=2, T=96, H=2, n\]"):
+        nt.selected_attention(q, k, v, good[:, :, :1], l_sel=32)
+    with pytest.raises(ValueError, match="indices: the last dimension must be contiguous"):
+        nt.selected_attention(q, k, v, torch.zeros(2, 96, 2, 8, dtype=torch.int32)[..., ::2], l_sel=32)
+    with pytest.raises(ValueError, match=r"expected \[B=2, T=96, H=2, n=4\]"):
+        nt.nsa_attention(q, k, v, *gates(), indices=torch.zeros(2, 96, 2, 5, dtype=torch.int32), **NSA)
+
+
+def test_indices_requiring_grad_are_rejected():
+    # int32 tensors cannot require grad in torch; a view that claims to still must be refused.
+    class FakeGrad(torch.Tensor):
+        @property
+        def requires_grad(self):
+            return True
+
+    q, k, v = make()
+    idx = torch.zeros(2, 96, 2, 4, dtype=torch.int32).as_subclass(FakeGrad)
+    with pytest.raises(ValueError, match="indices requires grad"):
+        nt.selected_attention(q, k, v, idx, l_sel=32)
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_innermost_dimension_must_be_contiguous():
+    q, k, v = make()
+    kt = torch.zeros(2, 96, 64, 2, dtype=BF16).transpose(2, 3)  # [2, 96, 2, 64], stride(-1) = 2
+    with pytest.raises(ValueError, match=r"k: the last dimension must be contiguous \(stride 1\).*contiguous\(\)"):
+        nt.window_attention(q, kt, v, w=4)
+
+
+def test_kernel_layout_copies_only_misaligned_tensors():
+    base = torch.zeros(2 * 96 * 2 * 64 + 8, dtype=BF16)
+    aligned = base[: 2 * 96 * 2 * 64].view(2, 96, 2, 64)
+    assert nt._kernel_layout(aligned) is aligned
+    qkv = torch.zeros(2, 96, 2, 3 * 64, dtype=BF16)
+    k = qkv[..., 64:128]  # strided view, 16-byte aligned, strides multiples of 8: passed as is
+    assert nt._kernel_layout(k) is k
+    shifted = base[1: 1 + 2 * 96 * 2 * 64].view(2, 96, 2, 64)  # 2-byte offset
+    out = nt._kernel_layout(shifted)
+    assert out is not shifted and out.is_contiguous() and torch.equal(out, shifted)
+    odd = torch.zeros(2, 96, 2, 68, dtype=BF16)[..., :64]  # stride 68: not a multiple of 8
+    assert nt._kernel_layout(odd) is not odd
+
+
+def test_views_carry_strides_in_elements():
+    qkv = torch.zeros(2, 96, 2, 3 * 64, dtype=BF16)
+    k = qkv[..., 64:128]
+    view = nt._view(k).contents
+    assert (view.stride_batch, view.stride_token, view.stride_head) == (96 * 2 * 192, 2 * 192, 192)
+    assert view.data == k.data_ptr()
+    lse = torch.zeros(2, 96, 4)
+    v3 = nt._view(lse).contents
+    assert (v3.stride_batch, v3.stride_token, v3.stride_head) == (384, 4, 1)
+    assert nt._view(None) is None
+
+
+# ---------------------------------------------------------------- gates in [0, 1]
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.5, float("nan")])
+def test_gates_out_of_range(bad):
+    q, k, v = make()
+    g = gates()
+    g[2][1, 5, 3] = bad
+    with pytest.raises(ValueError, match=r"g_swa has values outside \[0, 1\].*check_gate_range=False"):
+        nt.nsa_attention(q, k, v, *g, **NSA)
+    with pytest.raises(ValueError, match=r"gate has values outside \[0, 1\]"):
+        nt.window_attention(q, k, v, g[2], w=4)
+    # without the range check the next error is the device
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        nt.window_attention(q, k, v, g[2], w=4, check_gate_range=False)
+
+
+def test_gates_at_the_bounds_pass():
+    q, k, v = make()
+    g = gates()
+    g[0].fill_(0.0)
+    g[1].fill_(1.0)
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        nt.nsa_attention(q, k, v, *g, **NSA)
+
+
+# ---------------------------------------------------------------- configuration, then device
+
+
+def test_unsupported_config_is_reported_on_cpu():
+    q, k, v = make(Dk=96, Dv=96)
+    with pytest.raises(nsajit.UnsupportedError, match=r"head_dim_qk \(Dk\) = 96"):
+        nt.window_attention(q, k, v, w=4)
+    q, k, v = make(H=1, G=3)
+    with pytest.raises(nsajit.UnsupportedError, match=r"group \(G\) = 3"):
+        nt.window_attention(q, k, v, w=4)
+    q, k, v = make()
+    with pytest.raises(nsajit.UnsupportedError, match="selection block l' = 48"):
+        nt.selected_attention(q, k, v, torch.zeros(2, 96, 2, 4, dtype=torch.int32), l_sel=48)
+
+
+def test_bad_parameters():
+    q, k, v = make()
+    with pytest.raises(ValueError, match="window w = 0"):
+        nt.window_attention(q, k, v, w=0)
+    with pytest.raises(ValueError, match="scale"):
+        nt.window_attention(q, k, v, w=4, scale=-1.0)
+    with pytest.raises(ValueError, match="num_initial"):
+        nt.nsa_attention(q, k, v, *gates(), **dict(NSA, n=2))
+    with pytest.raises(ValueError, match="l_sel = 24 must be a positive multiple of d = 16"):
+        nt.nsa_attention(q, k, v, *gates(), **dict(NSA, l_sel=24))
+    with pytest.raises(ValueError, match="pool"):
+        nt.nsa_attention(q, k, v, *gates(), pool="max", **NSA)
+    with pytest.raises(ValueError, match="pool_weight"):
+        nt.nsa_attention(q, k, v, *gates(), pool="weighted", **NSA)
+    with pytest.raises(ValueError, match="is not given"):
+        nt.nsa_attention(q, None, None, *gates(), **NSA)
+
+
+@pytest.mark.parametrize("branch", ["compressed", "selected", "window", "nsa"])
+def test_cpu_tensors_need_cuda(branch):
+    q, k, v = make()
+    g = gates()
+    with pytest.raises(ValueError, match=r"q must be a CUDA tensor \(got device cpu\)"):
+        if branch == "compressed":
+            kc = R.compress(k.float(), l=32, d=16).to(BF16)
+            nt.compressed_attention(q, kc, kc, g[0], l=32, d=16)
+        elif branch == "selected":
+            nt.selected_attention(q, k, v, torch.zeros(2, 96, 2, 4, dtype=torch.int32), g[1], l_sel=32)
+        elif branch == "window":
+            nt.window_attention(q, k, v, g[2], w=32)
+        else:
+            nt.nsa_attention(q, k, v, *g, **NSA)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: mixed-device check needs one")
+def test_mixed_devices():
+    q, k, v = make()
+    with pytest.raises(ValueError, match="k must be a CUDA tensor"):
+        nt.window_attention(q.cuda(), k, v.cuda(), w=4)
