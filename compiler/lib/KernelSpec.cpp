@@ -22,6 +22,7 @@ const char *passName(KernelPass p) {
   case KernelPass::BackwardPreprocess: return "bwd_pre";
   case KernelPass::BackwardDQ: return "bwd_dq";
   case KernelPass::BackwardDKDV: return "bwd_dkdv";
+  case KernelPass::TopN: return "topn";
   }
   return "?";
 }
@@ -51,7 +52,11 @@ std::string KernelSpec::str() const {
   std::string s = fmt::format("{} {} {} {} dk={} dv={} g={}", branchName(branch), passName(pass), dtypeName(dtype),
                               archName(arch), headDimQK, headDimV, group);
   switch (branch) {
-  case Branch::Compressed: s += fmt::format(" l={} d={}", cmpBlock, cmpStride); break;
+  case Branch::Compressed:
+    s += fmt::format(" l={} d={}", cmpBlock, cmpStride);
+    if (pass == KernelPass::TopN)
+      s += fmt::format(" l'={} n={} init={} local={}", slcBlock, slcCount, slcInitial, slcLocal);
+    break;
   case Branch::Selected: s += fmt::format(" l'={} n={}", slcBlock, slcCount); break;
   case Branch::Window: s += fmt::format(" w={}", window); break;
   }
@@ -98,14 +103,29 @@ std::string validate(const KernelSpec &s) {
     if (s.cmpStride > s.cmpBlock || s.cmpBlock % s.cmpStride != 0)
       return fmt::format("compressed stride d = {} must divide block l = {} (d <= l, l % d == 0)", s.cmpStride,
                          s.cmpBlock);
+    if (s.pass == KernelPass::TopN) {
+      if (!isOneOf(s.slcBlock, {16, 32, 64, 128}))
+        return fmt::format("selection block l' = {} is not supported; allowed: 16, 32, 64, 128", s.slcBlock);
+      if (s.slcCount < 1 || s.slcCount > 1024)
+        return fmt::format("selected block count n = {} is not supported; allowed: 1..1024", s.slcCount);
+      if (s.slcBlock % s.cmpStride != 0)
+        return fmt::format("selection block l' = {} must be a multiple of the compressed stride d = {}", s.slcBlock,
+                           s.cmpStride);
+      if (s.slcInitial < 0 || s.slcLocal < 0 || s.slcInitial + s.slcLocal > s.slcCount)
+        return fmt::format("forced blocks (initial {} + local {}) must be >= 0 and at most n = {}", s.slcInitial,
+                           s.slcLocal, s.slcCount);
+    }
     break;
   case Branch::Selected:
     if (!isOneOf(s.slcBlock, {16, 32, 64, 128}))
       return fmt::format("selection block l' = {} is not supported; allowed: 16, 32, 64, 128", s.slcBlock);
     if (s.slcCount < 1 || s.slcCount > 1024)
       return fmt::format("selected block count n = {} is not supported; allowed: 1..1024", s.slcCount);
+
     break;
   case Branch::Window:
+    if (s.pass == KernelPass::TopN)
+      return "the top-n kernel belongs to the compressed branch (it reads its lse)";
     if (s.window < 1 || s.window > (1 << 24))
       return fmt::format("window w = {} is not supported; allowed: 1..16777216", s.window);
     break;
@@ -116,7 +136,9 @@ std::string validate(const KernelSpec &s) {
                        t.kvChunk);
   if (t.kvChunk != 0 && !isOneOf(t.kvChunk, {16, 32, 64, 128}))
     return fmt::format("tile kv_chunk = {} is not supported; allowed: 16, 32, 64, 128", t.kvChunk);
-  if (s.branch == Branch::Selected && t.kvChunk != 0 && s.slcBlock % t.kvChunk != 0)
+  // (bwd_pre reads no keys: its kv_chunk is unused.)
+  if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess && t.kvChunk != 0 &&
+      s.slcBlock % t.kvChunk != 0)
     return fmt::format("tile kv_chunk = {} must divide the selection block l' = {}", t.kvChunk, s.slcBlock);
   if (s.pass == KernelPass::BackwardDKDV) {
     if (t.warps != 0 && t.kvChunk != 0 && t.kvChunk != t.warps * 16)
@@ -139,6 +161,13 @@ std::string validate(const KernelSpec &s) {
 TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
+  if (s.pass == KernelPass::TopN) {
+    // One token per CTA; two warps cover up to 32 query heads of the group.
+    if (!t.warps) t.warps = 2;
+    if (!t.tokensPerCta) t.tokensPerCta = 1;
+    if (!t.kvChunk) t.kvChunk = chunkCap;
+    return t;
+  }
   if (s.pass == KernelPass::BackwardDKDV) {
     // 16 keys per warp; a step stages 64 query rows (tokens x G), 32 for the
     // large head dims whose dK/dV accumulators already fill the registers.
@@ -166,6 +195,15 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
   return spec;
 }
 
+TopNWindow topNWindow(const KernelSpec &s) {
+  TopNWindow w;
+  const int a = s.slcBlock / s.cmpStride, b = s.cmpBlock / s.cmpStride;
+  w.blocks = std::max(1, 2048 / a);
+  w.reach = a + b - 2;
+  w.cmpCapacity = a * w.blocks + w.reach + 1;
+  return w;
+}
+
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
 
@@ -190,6 +228,10 @@ int sharedMemoryBytes(const KernelSpec &s) {
   }
   case KernelPass::BackwardPreprocess:
     return 0;
+  case KernelPass::TopN: {
+    TopNWindow w = topNWindow(s);
+    return t.warps * 16 * kRow + t.kvChunk * kRow + 4 * (w.cmpCapacity + w.blocks) + 8 * 2 * s.slcCount + 64;
+  }
   }
   return 0;
 }

@@ -56,6 +56,10 @@ OwningOpRef<ModuleOp> buildSpecModule(MLIRContext *ctx, const KernelSpec &spec) 
   }
   if (spec.pass != KernelPass::Forward)
     op->setAttr(kKernelPassAttrName, b.getStringAttr(passName(spec.pass)));
+  if (spec.pass == KernelPass::TopN) {
+    op->setAttr(nsa::kSelectAttrName, nsa::SelectedGatherAttr::get(ctx, spec.slcBlock, spec.slcCount));
+    op->setAttr(nsa::kForcedAttrName, b.getDenseI64ArrayAttr({spec.slcInitial, spec.slcLocal}));
+  }
   func::ReturnOp::create(b, loc, op->getResults());
   return module;
 }
@@ -84,7 +88,7 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
   if (auto passAttr = op->getAttrOfType<StringAttr>(kKernelPassAttrName)) {
     bool known = false;
     for (KernelPass k : {KernelPass::Forward, KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
-                         KernelPass::BackwardDKDV})
+                         KernelPass::BackwardDKDV, KernelPass::TopN})
       if (passAttr.getValue() == passName(k))
         s.pass = k, known = true;
     if (!known) {
@@ -96,6 +100,10 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
     error = fmt::format("{} must be a string attribute", kKernelPassAttrName);
     return false;
   }
+  if (auto sel = op->getAttrOfType<nsa::SelectedGatherAttr>(nsa::kSelectAttrName))
+    s.slcBlock = sel.getBlock(), s.slcCount = sel.getCount();
+  if (auto forced = op->getAttrOfType<DenseI64ArrayAttr>(nsa::kForcedAttrName); forced && forced.size() == 2)
+    s.slcInitial = forced[0], s.slcLocal = forced[1];
   if (FloatAttr scale = iface.getScaleAttribute())
     s.scale = static_cast<float>(scale.getValueAsDouble());
   if (nsa::TileAttr t = iface.getTileAttribute())

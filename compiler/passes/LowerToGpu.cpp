@@ -7,6 +7,7 @@
 
 #include "templates/BackwardAttention.h"
 #include "templates/ForwardAttention.h"
+#include "templates/TopNSelection.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -71,8 +72,9 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
       spec = withDefaultTiles(spec);
       OpBuilder kb(gpuModule.getBodyRegion());
       kb.setInsertionPointToEnd(gpuModule.getBody());
-      LogicalResult built = spec.pass == KernelPass::Forward
-                                ? tpl::buildForwardKernel(kb, op->getLoc(), spec, fn.getSymName())
+      LogicalResult built = spec.pass == KernelPass::Forward ? tpl::buildForwardKernel(kb, op->getLoc(), spec, fn.getSymName())
+                            : spec.pass == KernelPass::TopN
+                                ? tpl::buildTopNKernel(kb, op->getLoc(), spec, fn.getSymName())
                                 : tpl::buildBackwardKernel(kb, op->getLoc(), spec, fn.getSymName());
       if (failed(built))
         return signalPassFailure();

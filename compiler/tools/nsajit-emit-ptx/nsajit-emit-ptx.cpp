@@ -69,6 +69,10 @@ int main(int argc, char **argv) {
       KernelSpec withPass = s;
       withPass.pass = pass;
       specs.push_back(withPass);
+      if (pass == KernelPass::Forward && s.branch == Branch::Compressed) {
+        withPass.pass = KernelPass::TopN;
+        specs.push_back(withPass);
+      }
     }
   int done = 0, failed = 0, total = static_cast<int>(specs.size() * arches.size());
   for (Arch a : arches)

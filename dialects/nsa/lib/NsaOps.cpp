@@ -380,7 +380,26 @@ static LogicalResult verifyScaleAndTile(AttentionOpInterface op,
       return o->emitOpError()
              << kKernelAttrName
              << " is not allowed; allowed: \"fwd\", \"bwd_pre\", "
-                "\"bwd_dq\", \"bwd_dkdv\"";
+                "\"bwd_dq\", \"bwd_dkdv\", \"topn\"";
+    if (name.getValue() == "topn") {
+      if (!isa<CompressedGatherAttr>(gather))
+        return o->emitOpError()
+               << "nsa.kernel = \"topn\" is a kernel of the compressed "
+                  "branch; allowed on nsa.compressed_attention only";
+      auto sel = o->getAttrOfType<SelectedGatherAttr>(kSelectAttrName);
+      if (!sel)
+        return o->emitOpError()
+               << "nsa.kernel = \"topn\" needs " << kSelectAttrName
+               << " = #nsa.selected<block = l', count = n>";
+      auto forced = o->getAttrOfType<DenseI64ArrayAttr>(kForcedAttrName);
+      if (o->hasAttr(kForcedAttrName) &&
+          (!forced || forced.size() != 2 || forced[0] < 0 || forced[1] < 0 ||
+           forced[0] + forced[1] > sel.getCount()))
+        return o->emitOpError()
+               << kForcedAttrName
+               << " must be array<i64: initial, local> with initial, local "
+                  ">= 0 and initial + local <= n";
+    }
     keyCentric = name.getValue() == "bwd_dkdv";
     // bwd_pre works per query row and gathers nothing: any query-row tile.
     if (name.getValue() == "bwd_pre")

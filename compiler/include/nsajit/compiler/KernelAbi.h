@@ -52,4 +52,20 @@ struct BackwardKernelArgs {
 // 13 pointers, 39 strides, 2 ints.
 inline constexpr int kBackwardKernelParamCount = 13 + 39 + 2;
 
+// The fused block scoring + top-n kernel (grid: x = T, y = H, z = B): recomputes
+// p_cmp from q, kc and the compressed branch's lse, sums it over the G heads of
+// the KV head, maps it to selection blocks (eq. 9), forces the initial and local
+// blocks and writes the n best visible blocks, ascending, padded with -1.
+// No buffer grows with T x Tc.
+struct TopNKernelArgs {
+  std::uint64_t q = 0;    // [B, T, HQ, Dk]
+  std::uint64_t kc = 0;   // [B, Tc, H, Dk]
+  std::uint64_t lse = 0;  // [B, T, HQ] fp32, from the compressed forward
+  std::uint64_t idx = 0;  // [B, T, H, n] int32, written
+  TensorStrides3 qs, kcs, lses, idxs;
+  std::int32_t seqLen = 0;
+  std::int32_t kvLen = 0; // Tc
+};
+inline constexpr int kTopNKernelParamCount = 4 + 12 + 2;
+
 } // namespace nsajit

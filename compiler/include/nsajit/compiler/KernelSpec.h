@@ -15,12 +15,14 @@ enum class DType : int { BF16 = 0, FP16 = 1 };
 enum class Arch : int { SM80 = 80, SM90a = 90 };
 // Which kernel of a branch: the forward, or one of the three backward kernels
 // (see KernelAbi.h for what each reads and writes).
-enum class KernelPass : int { Forward = 0, BackwardPreprocess = 1, BackwardDQ = 2, BackwardDKDV = 3 };
+// TopN is the fused block scoring + top-n selection, a kernel of the compressed
+// branch (it reads its q, kc and lse; uses l', n and the forced-block counts).
+enum class KernelPass : int { Forward = 0, BackwardPreprocess = 1, BackwardDQ = 2, BackwardDKDV = 3, TopN = 4 };
 
 const char *branchName(Branch b);    // "compressed" | "selected" | "window"
 const char *dtypeName(DType t);      // "bf16" | "fp16"
 const char *archName(Arch a);        // "sm_80" | "sm_90a"
-const char *passName(KernelPass p);        // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv"
+const char *passName(KernelPass p);        // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv" | "topn"
 std::optional<Branch> parseBranch(const std::string &s);
 std::optional<DType> parseDType(const std::string &s);
 std::optional<Arch> parseArch(const std::string &s);
@@ -49,6 +51,8 @@ struct KernelSpec {
   int slcBlock = 64;     // l' (selected branch)
   int slcCount = 16;     // n  (selected branch)
   int window = 512;      // w  (window branch)
+  int slcInitial = 1;    // top-n: forced initial blocks 0 .. slcInitial-1
+  int slcLocal = 2;      // top-n: forced local blocks (the query's block and the ones before it)
   float scale = 0.0f;    // softmax scale; 0 means 1/sqrt(Dk)
   TileConfig tile;       // zero fields are filled by defaultTileConfig()
 
@@ -72,5 +76,15 @@ KernelSpec withDefaultTiles(KernelSpec spec);
 int threadsPerCta(const KernelSpec &spec);
 int sharedMemoryBytes(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
+
+// The top-n kernel scores selection blocks a window at a time. With
+// a = l'/d and b = l/d, block j sums compressed tokens a*j - s for
+// s in 0..reach (eq. 9, reach = a + b - 2).
+struct TopNWindow {
+  int blocks = 0;       // selection blocks per window
+  int reach = 0;        // a + b - 2
+  int cmpCapacity = 0;  // compressed-token scores a window needs
+};
+TopNWindow topNWindow(const KernelSpec &spec);
 
 } // namespace nsajit

@@ -63,7 +63,12 @@ std::string checkTile(const AttentionShape &shape, Attribute gather,
 /// key-centric (checkTile's keyCentric rules).
 inline constexpr const char *kKernelAttrName = "nsa.kernel";
 inline constexpr llvm::StringLiteral kKernelNames[] = {"fwd", "bwd_pre", "bwd_dq",
-                                                       "bwd_dkdv"};
+                                                       "bwd_dkdv", "topn"};
+/// On a compressed op with nsa.kernel = "topn" (the fused block scoring and
+/// top-n selection from its q, k and lse): the selection blocks and count, and
+/// optionally the forced [initial, local] block counts (default [1, 2]).
+inline constexpr const char *kSelectAttrName = "nsa.select";
+inline constexpr const char *kForcedAttrName = "nsa.forced";
 
 /// Values the verifiers accept, for tools/tuners that enumerate configs.
 inline constexpr int64_t kSupportedGroupSizes[] = {1, 2, 4, 8, 16, 32};

@@ -1,0 +1,18 @@
+// The fused block scoring + top-n selection kernel (NSA eqs. 9-12), one CTA
+// per (token, KV head): the compressed attention probabilities of the G query
+// heads are recomputed from q, kc and the saved lse (mma.sync), summed over the
+// group, mapped to selection blocks window by window, and merged into a running
+// top-n (ties: lower block index). Parameters: TopNKernelArgs of KernelAbi.h.
+#pragma once
+
+#include "nsajit/compiler/KernelSpec.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/Support/LogicalResult.h"
+
+namespace nsajit::tpl {
+
+mlir::LogicalResult buildTopNKernel(mlir::OpBuilder &builder, mlir::Location loc, const KernelSpec &spec,
+                                    llvm::StringRef name);
+
+} // namespace nsajit::tpl
