@@ -1,5 +1,6 @@
 // The C API: argument checks, exception-to-status translation and the
 // thread-local last error. Every exported function is here.
+#include "Backward.h"
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
@@ -15,6 +16,8 @@ using namespace nsajit::rt;
 
 static_assert(sizeof(nsajit_config) == 60, "nsajit_config layout is part of the ABI");
 static_assert(sizeof(nsajit_tensor) == 32, "nsajit_tensor layout is part of the ABI");
+static_assert(sizeof(nsajit_kernel_pass) == sizeof(int), "nsajit_kernel_pass is passed as an int");
+static_assert(static_cast<int>(KernelPass::BackwardDKDV) == NSAJIT_PASS_BACKWARD_DKDV, "pass values match");
 
 namespace {
 
@@ -57,6 +60,89 @@ void copyOut(const std::string &s, char *buf, std::size_t len, const char *what)
   buf[n] = '\0';
   if (s.size() + 1 > len)
     invalidArgument("buf of {} bytes is too small for {}: {} bytes needed", len, what, s.size() + 1);
+}
+
+void compileInContext(nsajit_context *ctx, const nsajit_config *config, int branch, int pass, const char **ptx_out) {
+  nsajit_context &c = requireContext(ctx);
+  if (!ptx_out)
+    invalidArgument("ptx_out is NULL: pass the address of a const char* to receive the PTX");
+  *ptx_out = nullptr;
+  Branch b = branchFromC(branch);
+  KernelPass p = passFromC(pass);
+  KernelSpec spec = specFromConfig(config, b, contextArch(c), p);
+  const LoadedKernel &k = c.kernels->get(spec);
+  *ptx_out = k.ptx->c_str();
+}
+
+void compileOffline(const nsajit_config *config, int branch, int pass, int arch, char *buf, std::size_t buf_len,
+                    std::size_t *ptx_len) {
+  Branch b = branchFromC(branch);
+  KernelPass p = passFromC(pass);
+  KernelSpec spec = specFromConfig(config, b, archFromInt(arch), p);
+  std::shared_ptr<const std::string> ptx = PtxCache::global().get(spec, cacheKey(spec, "offline"), nullptr);
+  if (ptx_len)
+    *ptx_len = ptx->size();
+  if (!buf && buf_len == 0)
+    return; // size query
+  copyOut(*ptx, buf, buf_len, "the PTX");
+}
+
+void queryKernel(nsajit_context *ctx, const nsajit_config *config, int branch, int pass, int arch,
+                 nsajit_kernel_info *info) {
+  if (!info)
+    invalidArgument("info is NULL: pass the address of an nsajit_kernel_info");
+  if (info->struct_size < sizeof(nsajit_kernel_info))
+    invalidArgument("info->struct_size = {}; set it to sizeof(nsajit_kernel_info) = {}", info->struct_size,
+                    sizeof(nsajit_kernel_info));
+  Branch b = branchFromC(branch);
+  KernelPass p = passFromC(pass);
+  Arch a = ctx ? contextArch(*ctx) : archFromInt(arch);
+  KernelSpec spec = specFromConfig(config, b, a, p);
+  nsajit_kernel_info r{};
+  r.struct_size = sizeof r;
+  r.arch = static_cast<int32_t>(spec.arch);
+  r.threads_per_cta = threadsPerCta(spec);
+  r.shared_memory_bytes = sharedMemoryBytes(spec);
+  r.tile_warps = spec.tile.warps;
+  r.tile_tokens = spec.tile.tokensPerCta;
+  r.tile_kv_chunk = spec.tile.kvChunk;
+  r.num_regs = -1;
+  r.local_bytes = -1;
+  if (ctx) {
+    const LoadedKernel &k = ctx->kernels->get(spec);
+    r.num_regs = k.numRegs;
+    r.local_bytes = k.localBytes;
+  }
+  std::snprintf(r.kernel_name, sizeof r.kernel_name, "%s", spec.kernelName().c_str());
+  std::snprintf(r.spec, sizeof r.spec, "%s", spec.str().c_str());
+  *info = r;
+}
+
+BackwardRequest backwardRequest(Branch branch, const nsajit_config *config, int batch, int seqLen,
+                                const nsajit_tensor *q, const nsajit_tensor *k, const nsajit_tensor *v,
+                                const nsajit_tensor *indices, const nsajit_tensor *o, const nsajit_tensor *lse,
+                                const nsajit_tensor *dout, const nsajit_tensor *gate, const nsajit_tensor *delta,
+                                const nsajit_tensor *dq, const nsajit_tensor *dk, const nsajit_tensor *dv,
+                                const nsajit_tensor *dgate) {
+  BackwardRequest r;
+  r.branch = branch;
+  r.config = config;
+  r.batch = batch;
+  r.seqLen = seqLen;
+  r.q = q;
+  r.k = k;
+  r.v = v;
+  r.indices = indices;
+  r.o = o;
+  r.lse = lse;
+  r.dout = dout;
+  r.gate = gate;
+  r.delta = delta;
+  r.dq = dq;
+  r.dk = dk;
+  r.dv = dv;
+  r.dgate = dgate;
+  return r;
 }
 
 } // namespace
@@ -184,65 +270,85 @@ NSAJIT_API nsajit_status nsajit_check_indices(nsajit_context *ctx, const nsajit_
   return guarded([&] { checkIndices(requireContext(ctx), config, batch, seq_len, indices, stream); });
 }
 
-NSAJIT_API nsajit_status nsajit_compile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
-                                        const char **ptx_out) {
+NSAJIT_API nsajit_status nsajit_compressed_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                    int seq_len, const nsajit_tensor *q, const nsajit_tensor *k_cmp,
+                                                    const nsajit_tensor *v_cmp, const nsajit_tensor *o,
+                                                    const nsajit_tensor *lse, const nsajit_tensor *dout,
+                                                    const nsajit_tensor *gate, const nsajit_tensor *delta,
+                                                    const nsajit_tensor *dq, const nsajit_tensor *dk,
+                                                    const nsajit_tensor *dv, const nsajit_tensor *dgate, void *stream) {
   return guarded([&] {
     nsajit_context &c = requireContext(ctx);
-    if (!ptx_out)
-      invalidArgument("ptx_out is NULL: pass the address of a const char* to receive the PTX");
-    *ptx_out = nullptr;
-    Branch b = branchFromC(branch);
-    KernelSpec spec = specFromConfig(config, b, contextArch(c));
-    const LoadedKernel &k = c.kernels->get(spec);
-    *ptx_out = k.ptx->c_str();
+    launchBackward(c,
+                   backwardRequest(Branch::Compressed, config, batch, seq_len, q, k_cmp, v_cmp, nullptr, o, lse, dout,
+                                   gate, delta, dq, dk, dv, dgate),
+                   stream);
   });
+}
+
+NSAJIT_API nsajit_status nsajit_selected_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                  int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                  const nsajit_tensor *v, const nsajit_tensor *indices,
+                                                  const nsajit_tensor *o, const nsajit_tensor *lse,
+                                                  const nsajit_tensor *dout, const nsajit_tensor *gate,
+                                                  const nsajit_tensor *delta, const nsajit_tensor *dq,
+                                                  const nsajit_tensor *dk, const nsajit_tensor *dv,
+                                                  const nsajit_tensor *dgate, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    launchBackward(c,
+                   backwardRequest(Branch::Selected, config, batch, seq_len, q, k, v, indices, o, lse, dout, gate,
+                                   delta, dq, dk, dv, dgate),
+                   stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_window_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                const nsajit_tensor *v, const nsajit_tensor *o,
+                                                const nsajit_tensor *lse, const nsajit_tensor *dout,
+                                                const nsajit_tensor *gate, const nsajit_tensor *delta,
+                                                const nsajit_tensor *dq, const nsajit_tensor *dk,
+                                                const nsajit_tensor *dv, const nsajit_tensor *dgate, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    launchBackward(c,
+                   backwardRequest(Branch::Window, config, batch, seq_len, q, k, v, nullptr, o, lse, dout, gate,
+                                   delta, dq, dk, dv, dgate),
+                   stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_compile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                        const char **ptx_out) {
+  return guarded([&] { compileInContext(ctx, config, branch, NSAJIT_PASS_FORWARD, ptx_out); });
+}
+
+NSAJIT_API nsajit_status nsajit_compile2(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                         nsajit_kernel_pass pass, const char **ptx_out) {
+  return guarded([&] { compileInContext(ctx, config, branch, pass, ptx_out); });
 }
 
 NSAJIT_API nsajit_status nsajit_compile_ptx(const nsajit_config *config, nsajit_branch branch, int arch, char *buf,
                                             size_t buf_len, size_t *ptx_len) {
-  return guarded([&] {
-    Branch b = branchFromC(branch);
-    KernelSpec spec = specFromConfig(config, b, archFromInt(arch));
-    std::shared_ptr<const std::string> ptx =
-        PtxCache::global().get(spec, cacheKey(spec, "offline"), nullptr);
-    if (ptx_len)
-      *ptx_len = ptx->size();
-    if (!buf && buf_len == 0)
-      return; // size query
-    copyOut(*ptx, buf, buf_len, "the PTX");
-  });
+  return guarded([&] { compileOffline(config, branch, NSAJIT_PASS_FORWARD, arch, buf, buf_len, ptx_len); });
+}
+
+NSAJIT_API nsajit_status nsajit_compile_ptx2(const nsajit_config *config, nsajit_branch branch,
+                                             nsajit_kernel_pass pass, int arch, char *buf, size_t buf_len,
+                                             size_t *ptx_len) {
+  return guarded([&] { compileOffline(config, branch, pass, arch, buf, buf_len, ptx_len); });
 }
 
 NSAJIT_API nsajit_status nsajit_kernel_query(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
                                              int arch, nsajit_kernel_info *info) {
-  return guarded([&] {
-    if (!info)
-      invalidArgument("info is NULL: pass the address of an nsajit_kernel_info");
-    if (info->struct_size < sizeof(nsajit_kernel_info))
-      invalidArgument("info->struct_size = {}; set it to sizeof(nsajit_kernel_info) = {}", info->struct_size,
-                      sizeof(nsajit_kernel_info));
-    Branch b = branchFromC(branch);
-    Arch a = ctx ? contextArch(*ctx) : archFromInt(arch);
-    KernelSpec spec = specFromConfig(config, b, a);
-    nsajit_kernel_info r{};
-    r.struct_size = sizeof r;
-    r.arch = static_cast<int32_t>(spec.arch);
-    r.threads_per_cta = threadsPerCta(spec);
-    r.shared_memory_bytes = sharedMemoryBytes(spec);
-    r.tile_warps = spec.tile.warps;
-    r.tile_tokens = spec.tile.tokensPerCta;
-    r.tile_kv_chunk = spec.tile.kvChunk;
-    r.num_regs = -1;
-    r.local_bytes = -1;
-    if (ctx) {
-      const LoadedKernel &k = ctx->kernels->get(spec);
-      r.num_regs = k.numRegs;
-      r.local_bytes = k.localBytes;
-    }
-    std::snprintf(r.kernel_name, sizeof r.kernel_name, "%s", spec.kernelName().c_str());
-    std::snprintf(r.spec, sizeof r.spec, "%s", spec.str().c_str());
-    *info = r;
-  });
+  return guarded([&] { queryKernel(ctx, config, branch, NSAJIT_PASS_FORWARD, arch, info); });
+}
+
+NSAJIT_API nsajit_status nsajit_kernel_query2(nsajit_context *ctx, const nsajit_config *config,
+                                              nsajit_branch branch, nsajit_kernel_pass pass, int arch,
+                                              nsajit_kernel_info *info) {
+  return guarded([&] { queryKernel(ctx, config, branch, pass, arch, info); });
 }
 
 NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_counters *stats) {

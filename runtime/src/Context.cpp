@@ -131,10 +131,9 @@ std::string describeDevice(const nsajit_context &ctx) {
                      ctx.retainedPrimary ? "primary" : "caller's current");
 }
 
-void checkDeviceSpans(const nsajit_context &ctx, const PreparedLaunch &p) {
+void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans) {
   const CudaDriver &drv = *ctx.drv;
-  for (int i = 0; i < p.numSpans; ++i) {
-    const TensorSpan &s = p.spans[i];
+  for (const TensorSpan &s : spans) {
     if (s.bytes == 0)
       continue;
     unsigned int memType = 0;
@@ -174,17 +173,22 @@ void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream)
   PreparedLaunch p = prepareForward(req, arch);
   const LoadedKernel &k = ctx.kernels->get(p.spec);
   auto params = kernelParams(p.args);
-  const CudaDriver &drv = *ctx.drv;
-  ScopedContext scope(drv, ctx.cuContext);
+  ScopedContext scope(*ctx.drv, ctx.cuContext);
   if (ctx.checkPointers)
-    checkDeviceSpans(ctx, p); // cuMemGetAddressRange wants a current context
-  CUresult r = drv.cuLaunchKernel(k.function, p.grid[0], p.grid[1], p.grid[2], p.threads, 1, 1, p.sharedBytes,
-                                  static_cast<CUstream>(stream), params.data(), nullptr);
+    checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
+  launchKernel(ctx, k, p.grid, p.threads, p.sharedBytes, params.data(), stream);
+}
+
+void launchKernel(const nsajit_context &ctx, const LoadedKernel &kernel, const std::array<unsigned, 3> &grid,
+                  unsigned threads, unsigned sharedBytes, void **params, void *stream, const char *note) {
+  const CudaDriver &drv = *ctx.drv;
+  CUresult r = drv.cuLaunchKernel(kernel.function, grid[0], grid[1], grid[2], threads, 1, 1, sharedBytes,
+                                  static_cast<CUstream>(stream), params, nullptr);
   if (r != CUDA_SUCCESS)
     throw Error(CudaDriver::statusFor(r),
-                fmt::format("cuLaunchKernel({}, grid ({}, {}, {}), block {}, {} bytes of shared memory) failed: {}",
-                            k.spec.kernelName(), p.grid[0], p.grid[1], p.grid[2], p.threads, p.sharedBytes,
-                            drv.errorText(r)));
+                fmt::format("cuLaunchKernel({}, grid ({}, {}, {}), block {}, {} bytes of shared memory) failed: {}{}",
+                            kernel.spec.kernelName(), grid[0], grid[1], grid[2], threads, sharedBytes,
+                            drv.errorText(r), note));
 }
 
 void checkIndices(nsajit_context &ctx, const nsajit_config *config, int batch, int seqLen,
@@ -192,13 +196,12 @@ void checkIndices(nsajit_context &ctx, const nsajit_config *config, int batch, i
   KernelSpec spec;
   TensorSpan span = checkIndicesView(config, batch, seqLen, indices, spec);
   const nsajit_config c = readConfig(config);
-  PreparedLaunch p;
-  p.spans[0] = span;
-  p.numSpans = 1;
+  SpanList spans;
+  spans.add(span);
   const CudaDriver &drv = *ctx.drv;
   ScopedContext scope(drv, ctx.cuContext);
   if (ctx.checkPointers)
-    checkDeviceSpans(ctx, p);
+    checkDeviceSpans(ctx, spans);
   drv.check(drv.cuStreamSynchronize(static_cast<CUstream>(stream)), "cuStreamSynchronize");
   std::vector<std::int32_t> host;
   try {

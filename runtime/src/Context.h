@@ -38,7 +38,13 @@ std::string describeDevice(const nsajit_context &ctx);
 void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream);
 
 // Checks that every span lies inside memory the driver knows (when it can tell).
-void checkDeviceSpans(const nsajit_context &ctx, const PreparedLaunch &p);
+// The context must be current.
+void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans);
+
+// cuLaunchKernel of a loaded kernel on `stream` (the context must be current);
+// a failure throws Error naming the kernel and its launch dimensions, plus `note`.
+void launchKernel(const nsajit_context &ctx, const LoadedKernel &kernel, const std::array<unsigned, 3> &grid,
+                  unsigned threads, unsigned sharedBytes, void **params, void *stream, const char *note = "");
 
 // nsajit_check_indices.
 void checkIndices(nsajit_context &ctx, const nsajit_config *config, int batch, int seqLen,

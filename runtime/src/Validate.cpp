@@ -28,11 +28,11 @@ struct TensorRule {
   int align;              // bytes
   int strideMultiple;     // elements
   bool output;
-  Dim outer[3];           // batch, token, head (lse: batch, token, and head as inner)
-  int numOuter;           // 3, or 2 for lse
+  Dim outer[3];           // batch, token, head (row tensors: batch, token, and head as inner)
+  int numOuter;           // 3, or 2 for row tensors
   std::int64_t inner;     // contiguous innermost extent
-  const char *innerStrideName; // lse: "stride_head" (must be 1); nullptr otherwise
-  std::int64_t innerStride;    // the stride the caller gave for the inner dim (lse only)
+  const char *innerStrideName; // row tensors: "stride_head" (must be 1); nullptr otherwise
+  std::int64_t innerStride;    // the stride the caller gave for the inner dim (row tensors only)
 };
 
 TensorSpan checkTensor(const TensorRule &r, const nsajit_tensor *t) {
@@ -41,7 +41,11 @@ TensorSpan checkTensor(const TensorRule &r, const nsajit_tensor *t) {
   std::int64_t elements = r.inner;
   for (int i = 0; i < r.numOuter; ++i)
     elements *= r.outer[i].extent;
-  TensorSpan span{r.name, t->data, 0};
+  TensorSpan span;
+  span.name = r.name;
+  span.shape = r.shape;
+  span.output = r.output;
+  span.data = t->data;
   if (elements == 0)
     return span; // nothing is read or written (compressed branch with Tc == 0)
   if (t->data == 0)
@@ -80,6 +84,10 @@ TensorSpan checkTensor(const TensorRule &r, const nsajit_tensor *t) {
                     "too large",
                     r.name, r.shape, t->stride_batch, t->stride_token, t->stride_head, t->data);
   span.bytes = static_cast<std::uint64_t>(bytes);
+  span.innerBytes = r.inner * r.elemBytes;
+  for (int i = 0; i < r.numOuter; ++i)
+    if (r.outer[i].extent > 1)
+      span.dims[static_cast<std::size_t>(span.numDims++)] = {r.outer[i].extent, r.outer[i].stride * r.elemBytes};
 
   if (r.output) {
     // Distinct elements must map to distinct addresses: sorted by stride, every
@@ -109,27 +117,150 @@ void checkBatchAndLength(int batch, int seqLen) {
     invalidArgument("seq_len = {} is out of range; allowed: 1..{}", seqLen, std::numeric_limits<std::int32_t>::max());
 }
 
-TensorRule halfRule(const char *name, const char *shape, int dtype, bool output, std::int64_t B, std::int64_t T,
-                    std::int64_t heads, std::int64_t dim, const nsajit_tensor *t) {
+void setOuter(TensorRule &r, std::int64_t B, std::int64_t N, std::int64_t heads, const nsajit_tensor *t) {
+  if (!t)
+    return;
+  r.outer[0] = {B, t->stride_batch, "stride_batch"};
+  r.outer[1] = {N, t->stride_token, "stride_token"};
+  r.outer[2] = {heads, t->stride_head, "stride_head"};
+}
+
+// Where the byte offset `off` of a view falls modulo `period`: the view's bytes
+// lie in the circular interval [start, start + reach) of Z_period when every
+// dimension either has a stride that is a multiple of the period or belongs to
+// the "fine" dimensions whose whole reach (with the contiguous run) fits in one
+// period. Returns the reach, or -1 when the view does not fit that pattern.
+__int128 reachModulo(const TensorSpan &s, std::int64_t period) {
+  __int128 reach = s.innerBytes;
+  for (int i = 0; i < s.numDims; ++i) {
+    const TensorSpan::Dim &d = s.dims[static_cast<std::size_t>(i)];
+    if (d.strideBytes % period == 0)
+      continue;
+    reach += static_cast<__int128>(d.extent - 1) * d.strideBytes;
+  }
+  return reach <= period ? reach : -1;
+}
+
+} // namespace
+
+// ---- tensors and their memory ---------------------------------------------------
+
+void SpanList::add(const TensorSpan &s) {
+  if (count >= static_cast<int>(items.size()))
+    fail(NSAJIT_ERROR_INTERNAL, "more than {} tensor arguments", items.size());
+  items[static_cast<std::size_t>(count++)] = s;
+}
+
+bool disjoint(const TensorSpan &a, const TensorSpan &b) {
+  if (a.bytes == 0 || b.bytes == 0)
+    return true;
+  if (a.data + a.bytes <= b.data || b.data + b.bytes <= a.data)
+    return true;
+  // Interleaved views: try every stride of either view as the common period.
+  for (const TensorSpan *s : {&a, &b})
+    for (int i = 0; i < s->numDims; ++i) {
+      std::int64_t period = s->dims[static_cast<std::size_t>(i)].strideBytes;
+      if (period <= 0)
+        continue;
+      __int128 ra = reachModulo(a, period), rb = reachModulo(b, period);
+      if (ra < 0 || rb < 0)
+        continue;
+      __int128 diff = (static_cast<__int128>(b.data) - static_cast<__int128>(a.data)) % period;
+      if (diff < 0)
+        diff += period;
+      // a covers [0, ra), b covers [diff, diff + rb) in Z_period.
+      if (ra <= diff && diff + rb <= period)
+        return true;
+    }
+  return false;
+}
+
+void checkNoOverlap(const SpanList &spans) {
+  for (int i = 0; i < spans.count; ++i) {
+    const TensorSpan &out = spans[i];
+    if (!out.output)
+      continue;
+    for (int j = 0; j < spans.count; ++j) {
+      const TensorSpan &other = spans[j];
+      if (j == i || (other.output && j < i))
+        continue; // each pair of outputs once
+      if (disjoint(out, other))
+        continue;
+      invalidArgument("{} {} at [{:#x}, {:#x}) and {} {} at [{:#x}, {:#x}) share memory: the output {} must not "
+                      "overlap {} {} (outputs must not overlap each other or any input)",
+                      out.name, out.shape, out.data, out.data + out.bytes, other.name, other.shape, other.data,
+                      other.data + other.bytes, out.name, other.output ? "the output" : "the input", other.name);
+    }
+  }
+}
+
+TensorStrides3 stridesOf(const nsajit_tensor *t) {
+  if (!t)
+    return {};
+  return {t->stride_batch, t->stride_token, t->stride_head};
+}
+
+ProblemShape problemShape(const nsajit_config *config, const KernelSpec &spec, int batch, int seqLen) {
+  ProblemShape p;
+  p.config = readConfig(config);
+  checkBatchAndLength(batch, seqLen);
+  p.branch = spec.branch;
+  p.B = batch;
+  p.T = seqLen;
+  p.H = p.config.num_kv_heads;
+  p.G = spec.group;
+  p.HQ = p.H * p.G;
+  p.Dk = spec.headDimQK;
+  p.Dv = spec.headDimV;
+  p.n = spec.slcCount;
+  const bool cmp = spec.branch == Branch::Compressed;
+  p.Tkv = cmp ? compressedLength(seqLen, spec.cmpBlock, spec.cmpStride) : seqLen;
+  if (cmp) {
+    p.kName = "k_cmp";
+    p.vName = "v_cmp";
+    p.kShape = "[B, Tc, H, Dk]";
+    p.vShape = "[B, Tc, H, Dv]";
+  }
+  return p;
+}
+
+TensorSpan checkHalfTensor(const ProblemShape &p, const char *name, const char *shape, bool output, std::int64_t N,
+                           std::int64_t heads, std::int64_t dim, const nsajit_tensor *t) {
   TensorRule r{};
   r.name = name;
   r.shape = shape;
-  r.elemName = cDtypeName(dtype);
+  r.elemName = cDtypeName(p.config.dtype);
   r.elemBytes = 2;
   r.align = 16;
   r.strideMultiple = 8;
   r.output = output;
   r.numOuter = 3;
   r.inner = dim;
-  if (t) {
-    r.outer[0] = {B, t->stride_batch, "stride_batch"};
-    r.outer[1] = {T, t->stride_token, "stride_token"};
-    r.outer[2] = {heads, t->stride_head, "stride_head"};
-  }
-  return r;
+  setOuter(r, p.B, N, heads, t);
+  return checkTensor(r, t);
 }
 
-TensorRule indicesRule(std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t n, const nsajit_tensor *t) {
+TensorSpan checkRowTensor(const ProblemShape &p, const char *name, bool output, const nsajit_tensor *t) {
+  TensorRule r{};
+  r.name = name;
+  r.shape = "[B, T, HQ]";
+  r.elemName = "float32";
+  r.elemBytes = 4;
+  r.align = 4;
+  r.strideMultiple = 1;
+  r.output = output;
+  r.numOuter = 2;
+  r.inner = p.HQ;
+  r.innerStrideName = "stride_head";
+  if (t) {
+    r.outer[0] = {p.B, t->stride_batch, "stride_batch"};
+    r.outer[1] = {p.T, t->stride_token, "stride_token"};
+    r.innerStride = t->stride_head;
+  }
+  return checkTensor(r, t);
+}
+
+TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t) {
   TensorRule r{};
   r.name = "indices";
   r.shape = "[B, T, H, n]";
@@ -139,42 +270,31 @@ TensorRule indicesRule(std::int64_t B, std::int64_t T, std::int64_t H, std::int6
   r.strideMultiple = 1;
   r.output = false;
   r.numOuter = 3;
-  r.inner = n;
-  if (t) {
-    r.outer[0] = {B, t->stride_batch, "stride_batch"};
-    r.outer[1] = {T, t->stride_token, "stride_token"};
-    r.outer[2] = {H, t->stride_head, "stride_head"};
-  }
-  return r;
+  r.inner = p.n;
+  setOuter(r, p.B, p.T, p.H, t);
+  return checkTensor(r, t);
 }
 
-TensorRule lseRule(std::int64_t B, std::int64_t T, std::int64_t HQ, const nsajit_tensor *t) {
-  TensorRule r{};
-  r.name = "lse";
-  r.shape = "[B, T, HQ]";
-  r.elemName = "float32";
-  r.elemBytes = 4;
-  r.align = 4;
-  r.strideMultiple = 1;
-  r.output = true;
-  r.numOuter = 2;
-  r.inner = HQ;
-  r.innerStrideName = "stride_head";
-  if (t) {
-    r.outer[0] = {B, t->stride_batch, "stride_batch"};
-    r.outer[1] = {T, t->stride_token, "stride_token"};
-    r.innerStride = t->stride_head;
-  }
-  return r;
+LaunchDims launchDims(const KernelSpec &spec, const ProblemShape &p) {
+  LaunchDims d;
+  d.spec = spec;
+  const bool keys = spec.pass == KernelPass::BackwardDKDV;
+  const std::int64_t perCta = keys ? spec.tile.kvChunk : spec.tile.tokensPerCta;
+  const std::int64_t extent = keys ? p.Tkv : p.T;
+  if (perCta < 1)
+    fail(NSAJIT_ERROR_INTERNAL, "tile {} per CTA is {} after defaults for {}", keys ? "keys" : "tokens", perCta,
+         spec.str());
+  const std::int64_t gridX = (extent + perCta - 1) / perCta;
+  if (gridX > std::numeric_limits<std::int32_t>::max())
+    invalidArgument("seq_len = {} needs {} CTAs along grid x for {} ({} {} each); the limit is 2^31-1", p.T, gridX,
+                    spec.kernelName(), perCta, keys ? "keys" : "tokens");
+  d.grid = {static_cast<unsigned>(gridX), static_cast<unsigned>(p.H), static_cast<unsigned>(p.B)};
+  d.threads = static_cast<unsigned>(threadsPerCta(spec));
+  d.sharedBytes = static_cast<unsigned>(sharedMemoryBytes(spec));
+  return d;
 }
 
-TensorStrides3 strides(const nsajit_tensor *t) {
-  if (!t)
-    return {};
-  return {t->stride_batch, t->stride_token, t->stride_head};
-}
-
-} // namespace
+// ---- config, branch, pass, arch -------------------------------------------------
 
 nsajit_config defaultConfig() {
   nsajit_config c{};
@@ -231,6 +351,19 @@ Branch branchFromC(int branch) {
                   branch);
 }
 
+KernelPass passFromC(int pass) {
+  switch (pass) {
+  case NSAJIT_PASS_FORWARD: return KernelPass::Forward;
+  case NSAJIT_PASS_BACKWARD_PRE: return KernelPass::BackwardPreprocess;
+  case NSAJIT_PASS_BACKWARD_DQ: return KernelPass::BackwardDQ;
+  case NSAJIT_PASS_BACKWARD_DKDV: return KernelPass::BackwardDKDV;
+  default: break;
+  }
+  invalidArgument("pass = {} is unknown; allowed: NSAJIT_PASS_FORWARD (0), NSAJIT_PASS_BACKWARD_PRE (1), "
+                  "NSAJIT_PASS_BACKWARD_DQ (2), NSAJIT_PASS_BACKWARD_DKDV (3)",
+                  pass);
+}
+
 Arch archFromInt(int arch) {
   if (arch == 80)
     return Arch::SM80;
@@ -239,7 +372,7 @@ Arch archFromInt(int arch) {
   invalidArgument("arch = {} is unknown; allowed: 80 (sm_80) and 90 (sm_90a)", arch);
 }
 
-KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch) {
+KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch, KernelPass pass) {
   nsajit_config c = readConfig(config);
   if (c.dtype != NSAJIT_DTYPE_BF16 && c.dtype != NSAJIT_DTYPE_FP16)
     fail(NSAJIT_ERROR_UNSUPPORTED, "config->dtype = {} is not supported; allowed: NSAJIT_DTYPE_BF16 (0), "
@@ -249,6 +382,7 @@ KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch)
     invalidArgument("config->num_kv_heads (H) = {} is out of range; allowed: 1..{}", c.num_kv_heads, kMaxKvHeads);
   KernelSpec s;
   s.branch = branch;
+  s.pass = pass;
   s.dtype = c.dtype == NSAJIT_DTYPE_FP16 ? DType::FP16 : DType::BF16;
   s.arch = arch;
   s.headDimQK = c.head_dim_qk;
@@ -260,19 +394,23 @@ KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch)
   s.slcCount = c.slc_count;
   s.window = c.window;
   s.scale = c.scale;
-  s.tile.warps = c.tile_warps;
-  s.tile.tokensPerCta = c.tile_tokens;
-  s.tile.kvChunk = c.tile_kv_chunk;
+  if (pass == KernelPass::Forward) {
+    s.tile.warps = c.tile_warps;
+    s.tile.tokensPerCta = c.tile_tokens;
+    s.tile.kvChunk = c.tile_kv_chunk;
+  }
+  // The forward's messages name the config alone; the backward's also the kernel.
+  const std::string what = pass == KernelPass::Forward ? std::string() : " (" + s.kernelName() + ")";
   std::string err = validate(s);
   if (!err.empty())
-    fail(NSAJIT_ERROR_UNSUPPORTED, "config: {}", err);
+    fail(NSAJIT_ERROR_UNSUPPORTED, "config{}: {}", what, err);
   s = withDefaultTiles(s);
   err = validate(s); // the defaults must be valid too
   if (!err.empty())
-    fail(NSAJIT_ERROR_UNSUPPORTED, "config with default tiles: {}", err);
+    fail(NSAJIT_ERROR_UNSUPPORTED, "config with default tiles{}: {}", what, err);
   int threads = threadsPerCta(s);
   if (threads < 32 || threads > 1024)
-    fail(NSAJIT_ERROR_UNSUPPORTED, "config: the tile needs {} threads per CTA; allowed: 32..1024", threads);
+    fail(NSAJIT_ERROR_UNSUPPORTED, "config{}: the tile needs {} threads per CTA; allowed: 32..1024", what, threads);
   return s;
 }
 
@@ -282,67 +420,52 @@ int compressedLength(int seqLen, int cmpBlock, int cmpStride) {
   return (seqLen - cmpBlock) / cmpStride + 1;
 }
 
+// ---- forward ---------------------------------------------------------------------
+
 PreparedLaunch prepareForward(const ForwardRequest &req, Arch arch) {
   PreparedLaunch p;
   p.spec = specFromConfig(req.config, req.branch, arch);
   const KernelSpec &s = p.spec;
-  const nsajit_config c = readConfig(req.config);
-  checkBatchAndLength(req.batch, req.seqLen);
+  const ProblemShape ps = problemShape(req.config, s, req.batch, req.seqLen);
+  const bool slc = s.branch == Branch::Selected;
 
-  const std::int64_t B = req.batch, T = req.seqLen, H = c.num_kv_heads, G = s.group, HQ = H * G;
-  const std::int64_t Dk = s.headDimQK, Dv = s.headDimV;
-  const bool cmp = s.branch == Branch::Compressed;
-  const std::int64_t Tkv = cmp ? compressedLength(req.seqLen, s.cmpBlock, s.cmpStride) : T;
-  const char *kName = cmp ? "k_cmp" : "k";
-  const char *vName = cmp ? "v_cmp" : "v";
-  const char *kShape = cmp ? "[B, Tc, H, Dk]" : "[B, T, H, Dk]";
-  const char *vShape = cmp ? "[B, Tc, H, Dv]" : "[B, T, H, Dv]";
-
-  int n = 0;
-  p.spans[n++] = checkTensor(halfRule("q", "[B, T, HQ, Dk]", c.dtype, false, B, T, HQ, Dk, req.q), req.q);
-  p.spans[n++] = checkTensor(halfRule(kName, kShape, c.dtype, false, B, Tkv, H, Dk, req.k), req.k);
-  p.spans[n++] = checkTensor(halfRule(vName, vShape, c.dtype, false, B, Tkv, H, Dv, req.v), req.v);
-  if (s.branch == Branch::Selected)
-    p.spans[n++] = checkTensor(indicesRule(B, T, H, s.slcCount, req.indices), req.indices);
-  p.spans[n++] = checkTensor(halfRule("out", "[B, T, HQ, Dv]", c.dtype, true, B, T, HQ, Dv, req.out), req.out);
-  p.spans[n++] = checkTensor(lseRule(B, T, HQ, req.lse), req.lse);
-  p.numSpans = n;
+  SpanList &sp = p.spans;
+  sp.add(checkHalfTensor(ps, "q", "[B, T, HQ, Dk]", false, ps.T, ps.HQ, ps.Dk, req.q));
+  sp.add(checkHalfTensor(ps, ps.kName, ps.kShape, false, ps.Tkv, ps.H, ps.Dk, req.k));
+  sp.add(checkHalfTensor(ps, ps.vName, ps.vShape, false, ps.Tkv, ps.H, ps.Dv, req.v));
+  if (slc)
+    sp.add(checkIndicesTensor(ps, req.indices));
+  sp.add(checkHalfTensor(ps, "out", "[B, T, HQ, Dv]", true, ps.T, ps.HQ, ps.Dv, req.out));
+  sp.add(checkRowTensor(ps, "lse", true, req.lse));
+  checkNoOverlap(sp);
 
   ForwardKernelArgs &a = p.args;
   a.q = req.q->data;
   a.k = req.k->data;
   a.v = req.v->data;
-  a.idx = s.branch == Branch::Selected ? req.indices->data : 0;
+  a.idx = slc ? req.indices->data : 0;
   a.o = req.out->data;
   a.lse = req.lse->data;
-  a.qs = strides(req.q);
-  a.ks = strides(req.k);
-  a.vs = strides(req.v);
-  a.idxs = s.branch == Branch::Selected ? strides(req.indices) : TensorStrides3{};
-  a.os = strides(req.out);
-  a.lses = strides(req.lse);
+  a.qs = stridesOf(req.q);
+  a.ks = stridesOf(req.k);
+  a.vs = stridesOf(req.v);
+  a.idxs = slc ? stridesOf(req.indices) : TensorStrides3{};
+  a.os = stridesOf(req.out);
+  a.lses = stridesOf(req.lse);
   a.seqLen = req.seqLen;
-  a.kvLen = static_cast<std::int32_t>(Tkv);
+  a.kvLen = static_cast<std::int32_t>(ps.Tkv);
 
-  const std::int64_t tokensPerCta = s.tile.tokensPerCta;
-  if (tokensPerCta < 1)
-    fail(NSAJIT_ERROR_INTERNAL, "tile tokens per CTA is {} after defaults for {}", tokensPerCta, s.str());
-  const std::int64_t gridX = (T + tokensPerCta - 1) / tokensPerCta;
-  if (gridX > std::numeric_limits<std::int32_t>::max())
-    invalidArgument("seq_len = {} needs {} CTAs along grid x ({} tokens each); the limit is 2^31-1", T, gridX,
-                    tokensPerCta);
-  p.grid = {static_cast<unsigned>(gridX), static_cast<unsigned>(H), static_cast<unsigned>(B)};
-  p.threads = static_cast<unsigned>(threadsPerCta(s));
-  p.sharedBytes = static_cast<unsigned>(sharedMemoryBytes(s));
+  LaunchDims d = launchDims(s, ps);
+  p.grid = d.grid;
+  p.threads = d.threads;
+  p.sharedBytes = d.sharedBytes;
   return p;
 }
 
 TensorSpan checkIndicesView(const nsajit_config *config, int batch, int seqLen, const nsajit_tensor *indices,
                             KernelSpec &specOut) {
   specOut = specFromConfig(config, Branch::Selected, Arch::SM90a);
-  const nsajit_config c = readConfig(config);
-  checkBatchAndLength(batch, seqLen);
-  return checkTensor(indicesRule(batch, seqLen, c.num_kv_heads, specOut.slcCount, indices), indices);
+  return checkIndicesTensor(problemShape(config, specOut, batch, seqLen), indices);
 }
 
 std::array<void *, kForwardKernelParamCount> kernelParams(ForwardKernelArgs &a) {

@@ -2,8 +2,8 @@
  * nsajit.h: the stable C API of libnsajit.so.
  *
  * nsajit generates, caches and launches Native Sparse Attention (NSA) forward
- * kernels for the configuration you describe (head dims, GQA group, block
- * sizes, window, dtype) on the GPU of a context.
+ * and backward kernels for the configuration you describe (head dims, GQA
+ * group, block sizes, window, dtype) on the GPU of a context.
  *
  * Conventions
  *  - Every function returns an nsajit_status, except nsajit_last_error(),
@@ -80,6 +80,15 @@ typedef enum nsajit_branch {
   NSAJIT_BRANCH_WINDOW = 2
 } nsajit_branch;
 
+/* The kernels of a branch: its forward, and the three kernels its backward
+ * launches in this order (see nsajit_*_backward). */
+typedef enum nsajit_kernel_pass {
+  NSAJIT_PASS_FORWARD = 0,       /* nsa_<branch>_fwd */
+  NSAJIT_PASS_BACKWARD_PRE = 1,  /* nsa_<branch>_bwd_pre: delta and dgate */
+  NSAJIT_PASS_BACKWARD_DQ = 2,   /* nsa_<branch>_bwd_dq: dq */
+  NSAJIT_PASS_BACKWARD_DKDV = 3  /* nsa_<branch>_bwd_dkdv: dk and dv */
+} nsajit_kernel_pass;
+
 /* Opaque: one GPU (CUcontext) plus the kernels loaded into it. */
 typedef struct nsajit_context nsajit_context;
 
@@ -98,7 +107,8 @@ typedef struct nsajit_config {
   int32_t slc_count;    /* n, selected blocks per query: 1..1024 (default 16) */
   int32_t window;       /* w, sliding window: 1..2^24 (default 512) */
   float scale;          /* softmax scale; 0 = 1/sqrt(Dk) (default 0) */
-  /* Tile overrides (0 = nsajit's default for the branch and GPU): */
+  /* Tile overrides of the forward kernels (0 = nsajit's default for the branch
+   * and GPU). The backward kernels always use nsajit's default tiles. */
   int32_t tile_warps;    /* warps per CTA, 1..8 */
   int32_t tile_tokens;   /* query tokens per CTA (selected branch: 1) */
   int32_t tile_kv_chunk; /* keys per inner-loop step: 16, 32, 64, 128 */
@@ -109,10 +119,14 @@ typedef struct nsajit_config {
  * innermost dimension (dim, or head for lse) is contiguous.
  * Rules checked before every launch:
  *  - data != 0, 16-byte aligned for bf16/fp16 tensors, 4-byte aligned for
- *    indices and lse;
+ *    indices and the float32 tensors;
  *  - bf16/fp16 strides are multiples of 8 elements (16 bytes);
- *  - input strides are >= 0 (0 broadcasts), output (out, lse) strides > 0 and
- *    the output's elements must not overlap; lse.stride_head must be 1;
+ *  - input strides are >= 0 (0 broadcasts), output strides > 0 and the
+ *    output's elements must not overlap; the head stride of the float32
+ *    [B, T, HQ] tensors (lse, gate, delta, dgate) must be 1;
+ *  - an output must not share memory with another output or with an input of
+ *    the same call (views interleaved in disjoint slots of a common stride,
+ *    such as dq/dk/dv inside one packed gradient, are fine);
  *  - strides of dimensions of size 1 are ignored. */
 typedef struct nsajit_tensor {
   uint64_t data; /* CUdeviceptr */
@@ -140,8 +154,10 @@ typedef struct nsajit_kernel_info {
   int32_t threads_per_cta;
   int32_t shared_memory_bytes; /* dynamic shared memory per CTA */
   int32_t tile_warps;
-  int32_t tile_tokens;         /* query tokens per CTA (grid x = ceil(T / tile_tokens)) */
-  int32_t tile_kv_chunk;
+  int32_t tile_tokens;         /* query tokens per CTA (grid x = ceil(T / tile_tokens));
+                                  bwd_dkdv: query tokens staged per inner-loop step */
+  int32_t tile_kv_chunk;       /* keys per inner-loop step; bwd_dkdv: keys per CTA
+                                  (grid x = ceil(Tkv / tile_kv_chunk)) */
   int32_t num_regs;            /* per thread; -1 if unknown */
   int32_t local_bytes;         /* local memory (spills) per thread; -1 if unknown */
   char kernel_name[64];
@@ -220,6 +236,60 @@ NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit
                                                const nsajit_tensor *v, const nsajit_tensor *out,
                                                const nsajit_tensor *lse, void *stream);
 
+/* ---- backward kernels ----------------------------------------------------
+ * The gradient of one branch c of the gated sum o = sum_c gate_c * o_c: call
+ * it once per branch, with that branch's gate and forward results.
+ * Inputs:
+ *   q, k/v (k_cmp/v_cmp), indices: as given to the branch's forward;
+ *   o     [B, T, H*G, Dv]  dtype    the branch's forward output o_c;
+ *   lse   [B, T, H*G]      float32  the branch's forward lse (P is recomputed from it);
+ *   dout  [B, T, H*G, Dv]  dtype    the gradient of the gated sum o;
+ *   gate  [B, T, H*G]      float32  the branch's gate, or NULL: all gates 1.
+ * Outputs (overwritten, not accumulated: the gradient of q is the sum of the
+ * three branches' dq, and with K/V shared between branches add their dk/dv
+ * too). Every element is written exactly once, without atomics, so the
+ * results are deterministic:
+ *   delta [B, T, H*G]      float32  scratch the call needs; it receives
+ *                                   rowsum(gate * dout * o_c);
+ *   dq    [B, T, H*G, Dk]  dtype;   0 for a query that sees no key;
+ *   dk    [B, Tkv, H, Dk]  dtype    (Tkv = Tc for the compressed branch, else T);
+ *   dv    [B, Tkv, H, Dv]  dtype;
+ *   dgate [B, T, H*G]      float32  rowsum(dout * o_c): required when gate is
+ *                                   given, and must be NULL when it is not.
+ * The call launches three kernels in order on `stream`: bwd_pre (delta,
+ * dgate), bwd_dq (dq), bwd_dkdv (dk, dv); all three are loaded (compiled if
+ * needed) before the first launch. The compressed branch with Tc == 0 launches
+ * no bwd_dkdv (dk and dv are empty; their data may be 0).
+ * batch: 1..65535; seq_len: >= 1. The tensor rules are those of nsajit_tensor.
+ */
+NSAJIT_API nsajit_status nsajit_compressed_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                    int seq_len, const nsajit_tensor *q,
+                                                    const nsajit_tensor *k_cmp, const nsajit_tensor *v_cmp,
+                                                    const nsajit_tensor *o, const nsajit_tensor *lse,
+                                                    const nsajit_tensor *dout, const nsajit_tensor *gate,
+                                                    const nsajit_tensor *delta, const nsajit_tensor *dq,
+                                                    const nsajit_tensor *dk, const nsajit_tensor *dv,
+                                                    const nsajit_tensor *dgate, void *stream);
+
+/* Selected branch: the gradient flows to the keys and values of the selected
+ * blocks only; indices are not differentiated. */
+NSAJIT_API nsajit_status nsajit_selected_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                  int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                  const nsajit_tensor *v, const nsajit_tensor *indices,
+                                                  const nsajit_tensor *o, const nsajit_tensor *lse,
+                                                  const nsajit_tensor *dout, const nsajit_tensor *gate,
+                                                  const nsajit_tensor *delta, const nsajit_tensor *dq,
+                                                  const nsajit_tensor *dk, const nsajit_tensor *dv,
+                                                  const nsajit_tensor *dgate, void *stream);
+
+NSAJIT_API nsajit_status nsajit_window_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
+                                                const nsajit_tensor *v, const nsajit_tensor *o,
+                                                const nsajit_tensor *lse, const nsajit_tensor *dout,
+                                                const nsajit_tensor *gate, const nsajit_tensor *delta,
+                                                const nsajit_tensor *dq, const nsajit_tensor *dk,
+                                                const nsajit_tensor *dv, const nsajit_tensor *dgate, void *stream);
+
 /* Debug helper: waits for `stream`, copies the indices to the host and fails
  * with NSAJIT_ERROR_INVALID_ARGUMENT naming the first index that is neither -1
  * nor a block j >= 0 with j*l' <= t. (The kernel tolerates such indices; this
@@ -247,6 +317,17 @@ NSAJIT_API nsajit_status nsajit_compile_ptx(const nsajit_config *config, nsajit_
  * (compiled if needed) and `arch` is ignored. */
 NSAJIT_API nsajit_status nsajit_kernel_query(nsajit_context *ctx, const nsajit_config *config,
                                              nsajit_branch branch, int arch, nsajit_kernel_info *info);
+
+/* The same three functions for any kernel of a branch: `pass` is an
+ * nsajit_kernel_pass (NSAJIT_PASS_FORWARD gives the functions above). */
+NSAJIT_API nsajit_status nsajit_compile2(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                         nsajit_kernel_pass pass, const char **ptx_out);
+NSAJIT_API nsajit_status nsajit_compile_ptx2(const nsajit_config *config, nsajit_branch branch,
+                                             nsajit_kernel_pass pass, int arch, char *buf, size_t buf_len,
+                                             size_t *ptx_len);
+NSAJIT_API nsajit_status nsajit_kernel_query2(nsajit_context *ctx, const nsajit_config *config,
+                                              nsajit_branch branch, nsajit_kernel_pass pass, int arch,
+                                              nsajit_kernel_info *info);
 
 /* Cache counters of ctx, or of the whole process when ctx is NULL.
  * Set stats->struct_size = sizeof(nsajit_cache_counters) first. */

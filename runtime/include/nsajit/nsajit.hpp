@@ -5,6 +5,8 @@
 //   nsajit::Config cfg;                                   // the paper's defaults
 //   cfg.withHeads(4, 16).withHeadDims(192, 128);
 //   ctx.selectedForward(cfg, B, T, q, k, v, idx, out, lse, stream);
+//   ctx.selectedBackward(cfg, B, T, q, k, v, idx, out, lse, dout, gate, delta,
+//                        dq, dk, dv, dgate, stream);
 //
 // Every failure throws nsajit::Error, whose status() is the C status and whose
 // what() is the message of nsajit_last_error().
@@ -127,6 +129,17 @@ public:
     throwIfError(nsajit_kernel_query(ctx_, &config, branch, 0, &info));
     return info;
   }
+  // Any kernel of the branch (forward or one of the backward's three).
+  std::string_view compile(const nsajit_config &config, nsajit_branch branch, nsajit_kernel_pass pass) const {
+    const char *ptx = nullptr;
+    throwIfError(nsajit_compile2(ctx_, &config, branch, pass, &ptx));
+    return ptx;
+  }
+  KernelInfo kernelInfo(const nsajit_config &config, nsajit_branch branch, nsajit_kernel_pass pass) const {
+    KernelInfo info;
+    throwIfError(nsajit_kernel_query2(ctx_, &config, branch, pass, 0, &info));
+    return info;
+  }
   CacheStats cacheStats() const {
     CacheStats s;
     throwIfError(nsajit_cache_stats(ctx_, &s));
@@ -148,6 +161,58 @@ public:
                      const nsajit_tensor &lse, void *stream = nullptr) const {
     throwIfError(nsajit_window_forward(ctx_, &config, batch, seqLen, &q, &k, &v, &out, &lse, stream));
   }
+  // Backward of one branch (see nsajit.h). Two forms each: gated (gate and
+  // dgate, its gradient) and ungated (all gates 1, no dgate).
+  void compressedBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                          const nsajit_tensor &kCmp, const nsajit_tensor &vCmp, const nsajit_tensor &o,
+                          const nsajit_tensor &lse, const nsajit_tensor &dout, const nsajit_tensor &gate,
+                          const nsajit_tensor &delta, const nsajit_tensor &dq, const nsajit_tensor &dk,
+                          const nsajit_tensor &dv, const nsajit_tensor &dgate, void *stream = nullptr) const {
+    throwIfError(nsajit_compressed_backward(ctx_, &config, batch, seqLen, &q, &kCmp, &vCmp, &o, &lse, &dout, &gate,
+                                            &delta, &dq, &dk, &dv, &dgate, stream));
+  }
+  void compressedBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                          const nsajit_tensor &kCmp, const nsajit_tensor &vCmp, const nsajit_tensor &o,
+                          const nsajit_tensor &lse, const nsajit_tensor &dout, const nsajit_tensor &delta,
+                          const nsajit_tensor &dq, const nsajit_tensor &dk, const nsajit_tensor &dv,
+                          void *stream = nullptr) const {
+    throwIfError(nsajit_compressed_backward(ctx_, &config, batch, seqLen, &q, &kCmp, &vCmp, &o, &lse, &dout, nullptr,
+                                            &delta, &dq, &dk, &dv, nullptr, stream));
+  }
+  void selectedBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                        const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &indices,
+                        const nsajit_tensor &o, const nsajit_tensor &lse, const nsajit_tensor &dout,
+                        const nsajit_tensor &gate, const nsajit_tensor &delta, const nsajit_tensor &dq,
+                        const nsajit_tensor &dk, const nsajit_tensor &dv, const nsajit_tensor &dgate,
+                        void *stream = nullptr) const {
+    throwIfError(nsajit_selected_backward(ctx_, &config, batch, seqLen, &q, &k, &v, &indices, &o, &lse, &dout, &gate,
+                                          &delta, &dq, &dk, &dv, &dgate, stream));
+  }
+  void selectedBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                        const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &indices,
+                        const nsajit_tensor &o, const nsajit_tensor &lse, const nsajit_tensor &dout,
+                        const nsajit_tensor &delta, const nsajit_tensor &dq, const nsajit_tensor &dk,
+                        const nsajit_tensor &dv, void *stream = nullptr) const {
+    throwIfError(nsajit_selected_backward(ctx_, &config, batch, seqLen, &q, &k, &v, &indices, &o, &lse, &dout,
+                                          nullptr, &delta, &dq, &dk, &dv, nullptr, stream));
+  }
+  void windowBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                      const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &o,
+                      const nsajit_tensor &lse, const nsajit_tensor &dout, const nsajit_tensor &gate,
+                      const nsajit_tensor &delta, const nsajit_tensor &dq, const nsajit_tensor &dk,
+                      const nsajit_tensor &dv, const nsajit_tensor &dgate, void *stream = nullptr) const {
+    throwIfError(nsajit_window_backward(ctx_, &config, batch, seqLen, &q, &k, &v, &o, &lse, &dout, &gate, &delta, &dq,
+                                        &dk, &dv, &dgate, stream));
+  }
+  void windowBackward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,
+                      const nsajit_tensor &k, const nsajit_tensor &v, const nsajit_tensor &o,
+                      const nsajit_tensor &lse, const nsajit_tensor &dout, const nsajit_tensor &delta,
+                      const nsajit_tensor &dq, const nsajit_tensor &dk, const nsajit_tensor &dv,
+                      void *stream = nullptr) const {
+    throwIfError(nsajit_window_backward(ctx_, &config, batch, seqLen, &q, &k, &v, &o, &lse, &dout, nullptr, &delta,
+                                        &dq, &dk, &dv, nullptr, stream));
+  }
+
   void checkIndices(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &indices,
                     void *stream = nullptr) const {
     throwIfError(nsajit_check_indices(ctx_, &config, batch, seqLen, &indices, stream));
@@ -176,6 +241,26 @@ inline KernelInfo kernelInfo(const nsajit_config &config, nsajit_branch branch, 
   throwIfError(nsajit_kernel_query(nullptr, &config, branch, arch, &info));
   return info;
 }
+
+// Any kernel of the branch (forward or one of the backward's three), without a GPU.
+inline std::string compilePtx(const nsajit_config &config, nsajit_branch branch, nsajit_kernel_pass pass, int arch) {
+  std::size_t len = 0;
+  throwIfError(nsajit_compile_ptx2(&config, branch, pass, arch, nullptr, 0, &len));
+  std::string ptx(len + 1, '\0');
+  throwIfError(nsajit_compile_ptx2(&config, branch, pass, arch, ptx.data(), ptx.size(), &len));
+  ptx.resize(len);
+  return ptx;
+}
+
+inline KernelInfo kernelInfo(const nsajit_config &config, nsajit_branch branch, nsajit_kernel_pass pass, int arch) {
+  KernelInfo info;
+  throwIfError(nsajit_kernel_query2(nullptr, &config, branch, pass, arch, &info));
+  return info;
+}
+
+// A pass without an arch would otherwise convert to the int arch above.
+std::string compilePtx(const nsajit_config &, nsajit_branch, nsajit_kernel_pass) = delete;
+KernelInfo kernelInfo(const nsajit_config &, nsajit_branch, nsajit_kernel_pass) = delete;
 
 // Counters of the whole process.
 inline CacheStats processCacheStats() {

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <type_traits>
 
 using namespace nsajit::rt::test;
@@ -137,3 +138,97 @@ TEST_F(CppApi, OfflineHelpers) {
   EXPECT_GE(nsajit::processCacheStats().compiles, 1u);
   EXPECT_THROW(nsajit::compilePtx(cfg, NSAJIT_BRANCH_SELECTED, 70), nsajit::Error);
 }
+
+TEST_F(CppApi, BackwardGatedAndUngated) {
+  nsajit::Context ctx(0);
+  nsajit::Config cfg;
+  cfg.withHeads(1, 16).withWindow(32);
+  const int T = 64;
+  auto buf = [](std::size_t bytes) { return std::make_unique<FakeBuffer>(bytes); };
+  auto q = buf(T * 16 * 128 * 2), k = buf(T * 128 * 2), v = buf(T * 128 * 2), o = buf(T * 16 * 128 * 2),
+       lse = buf(T * 16 * 4), dout = buf(T * 16 * 128 * 2), gate = buf(T * 16 * 4), delta = buf(T * 16 * 4),
+       dq = buf(T * 16 * 128 * 2), dk = buf(T * 128 * 2), dv = buf(T * 128 * 2), dgate = buf(T * 16 * 4);
+  auto half = [&](const FakeBuffer &b, int heads) { return nsajit::Tensor::contiguous(b.ptr(), T, heads, 128); };
+  auto row = [&](const FakeBuffer &b) { return nsajit::Tensor::contiguous(b.ptr(), T, 16); };
+  void *stream = reinterpret_cast<void *>(0x77);
+  EXPECT_NO_THROW(ctx.windowBackward(cfg, 1, T, half(*q, 16), half(*k, 1), half(*v, 1), half(*o, 16), row(*lse),
+                                     half(*dout, 16), row(*gate), row(*delta), half(*dq, 16), half(*dk, 1),
+                                     half(*dv, 1), row(*dgate), stream));
+  FakeCudaLaunch l = FakeDriver::get().lastLaunch();
+  EXPECT_EQ(l.count, 3);
+  EXPECT_STREQ(l.kernel_name, "nsa_window_bwd_dkdv");
+  EXPECT_EQ(l.stream, stream);
+  EXPECT_EQ(l.u64[7], gate->ptr());   // gate
+  EXPECT_EQ(l.u64[12], dgate->ptr()); // dgate
+  // Ungated: no gate and no dgate reach the kernels.
+  EXPECT_NO_THROW(ctx.windowBackward(cfg, 1, T, half(*q, 16), half(*k, 1), half(*v, 1), half(*o, 16), row(*lse),
+                                     half(*dout, 16), row(*delta), half(*dq, 16), half(*dk, 1), half(*dv, 1)));
+  l = FakeDriver::get().lastLaunch();
+  EXPECT_EQ(l.count, 6);
+  EXPECT_EQ(l.u64[7], 0u);
+  EXPECT_EQ(l.u64[12], 0u);
+  EXPECT_EQ(l.stream, nullptr);
+  try {
+    ctx.windowBackward(cfg, 1, T, half(*q, 16), half(*k, 1), half(*v, 1), half(*o, 16), row(*lse), half(*dout, 16),
+                       row(*delta), half(*q, 16) /* dq over q */, half(*dk, 1), half(*dv, 1));
+    FAIL() << "expected nsajit::Error";
+  } catch (const nsajit::Error &e) {
+    EXPECT_EQ(e.status(), NSAJIT_ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("the output dq must not overlap the input q"), std::string::npos)
+        << e.what();
+  }
+
+  // The other branches' wrappers reach their C functions.
+  cfg.withHeads(1, 16).withSelection(64, 1);
+  auto idx = buf(T * 4);
+  auto ti = nsajit::Tensor::contiguous(idx->ptr(), T, 1, 1);
+  EXPECT_NO_THROW(ctx.selectedBackward(cfg, 1, T, half(*q, 16), half(*k, 1), half(*v, 1), ti, half(*o, 16), row(*lse),
+                                       half(*dout, 16), row(*gate), row(*delta), half(*dq, 16), half(*dk, 1),
+                                       half(*dv, 1), row(*dgate)));
+  EXPECT_STREQ(FakeDriver::get().lastLaunch().kernel_name, "nsa_selected_bwd_dkdv");
+  EXPECT_NO_THROW(ctx.selectedBackward(cfg, 1, T, half(*q, 16), half(*k, 1), half(*v, 1), ti, half(*o, 16), row(*lse),
+                                       half(*dout, 16), row(*delta), half(*dq, 16), half(*dk, 1), half(*dv, 1)));
+  const int Tc = (T - 32) / 16 + 1;
+  auto kc = nsajit::Tensor::contiguous(k->ptr(), Tc, 1, 128), vc = nsajit::Tensor::contiguous(v->ptr(), Tc, 1, 128),
+       dkc = nsajit::Tensor::contiguous(dk->ptr(), Tc, 1, 128), dvc = nsajit::Tensor::contiguous(dv->ptr(), Tc, 1, 128);
+  EXPECT_NO_THROW(ctx.compressedBackward(cfg, 1, T, half(*q, 16), kc, vc, half(*o, 16), row(*lse), half(*dout, 16),
+                                         row(*gate), row(*delta), half(*dq, 16), dkc, dvc, row(*dgate)));
+  EXPECT_STREQ(FakeDriver::get().lastLaunch().kernel_name, "nsa_compressed_bwd_dkdv");
+  EXPECT_EQ(FakeDriver::get().lastLaunch().i32[1], Tc);
+  EXPECT_NO_THROW(ctx.compressedBackward(cfg, 1, T, half(*q, 16), kc, vc, half(*o, 16), row(*lse), half(*dout, 16),
+                                         row(*delta), half(*dq, 16), dkc, dvc));
+  EXPECT_EQ(FakeDriver::get().lastLaunch().count, 18);
+}
+
+TEST_F(CppApi, KernelsOfEachPass) {
+  nsajit::Context ctx(0);
+  nsajit::Config cfg;
+  std::string_view ptx = ctx.compile(cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ);
+  EXPECT_NE(ptx.find(".entry nsa_selected_bwd_dq("), std::string_view::npos);
+  EXPECT_EQ(ctx.kernelInfo(cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DKDV).kernelName(),
+            "nsa_selected_bwd_dkdv");
+  EXPECT_EQ(nsajit::kernelInfo(cfg, NSAJIT_BRANCH_WINDOW, NSAJIT_PASS_BACKWARD_PRE, 80).kernelName(),
+            "nsa_window_bwd_pre");
+  std::string offline = nsajit::compilePtx(cfg, NSAJIT_BRANCH_WINDOW, NSAJIT_PASS_BACKWARD_DKDV, 80);
+  EXPECT_NE(offline.find(".entry nsa_window_bwd_dkdv("), std::string::npos);
+  EXPECT_NE(offline.find(".target sm_80"), std::string::npos);
+  EXPECT_THROW(nsajit::compilePtx(cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(5), 80), nsajit::Error);
+}
+
+namespace {
+// A pass where the arch belongs must not compile (it would become arch = pass).
+template <typename P, typename = void>
+struct KernelInfoTakes3 : std::false_type {};
+template <typename P>
+struct KernelInfoTakes3<P, std::void_t<decltype(nsajit::kernelInfo(std::declval<const nsajit_config &>(),
+                                                                    NSAJIT_BRANCH_WINDOW, std::declval<P>()))>>
+    : std::true_type {};
+template <typename P, typename = void>
+struct CompilePtxTakes3 : std::false_type {};
+template <typename P>
+struct CompilePtxTakes3<P, std::void_t<decltype(nsajit::compilePtx(std::declval<const nsajit_config &>(),
+                                                                    NSAJIT_BRANCH_WINDOW, std::declval<P>()))>>
+    : std::true_type {};
+} // namespace
+static_assert(KernelInfoTakes3<int>::value && CompilePtxTakes3<int>::value);
+static_assert(!KernelInfoTakes3<nsajit_kernel_pass>::value && !CompilePtxTakes3<nsajit_kernel_pass>::value);

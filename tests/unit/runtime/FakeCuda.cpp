@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -26,6 +27,7 @@ struct FakeFunction {
   FakeModule *module = nullptr;
   std::string name;
   int maxDynamicShared = 0;
+  std::vector<int> paramBytes; // from the .entry declaration in the PTX
 };
 struct FakeModule {
   std::string ptx;
@@ -50,6 +52,7 @@ struct State {
   int lastMaxDynamicShared = 0;
   std::map<std::uintptr_t, std::size_t> allocations;
   FakeCudaLaunch last{};
+  std::vector<FakeCudaLaunch> launches;
 };
 
 State &st() {
@@ -104,6 +107,32 @@ const ErrorInfo kErrors[] = {
 
 #define LOCK std::lock_guard<std::mutex> lock(st().mutex)
 
+// The parameter sizes of `.entry name(...)` in the PTX: 8 or 4 bytes each;
+// false when the entry is missing or declares a parameter of another kind.
+bool parseEntryParams(const std::string &ptx, const std::string &name, std::vector<int> &bytes) {
+  std::size_t at = ptx.find(".entry " + name + "(");
+  if (at == std::string::npos)
+    return false;
+  std::size_t open = at + 8 + name.size(), close = ptx.find(')', open);
+  if (close == std::string::npos)
+    return false;
+  std::string list = ptx.substr(open, close - open);
+  bytes.clear();
+  for (std::size_t p = list.find(".param"); p != std::string::npos; p = list.find(".param", p + 6)) {
+    std::size_t t = list.find('.', p + 6); // the type: .u64, .b32, ...
+    if (t == std::string::npos)
+      return false;
+    std::string type = list.substr(t + 1, 3);
+    if (type == "u64" || type == "s64" || type == "b64" || type == "f64")
+      bytes.push_back(8);
+    else if (type == "u32" || type == "s32" || type == "b32" || type == "f32")
+      bytes.push_back(4);
+    else
+      return false;
+  }
+  return true;
+}
+
 } // namespace
 
 extern "C" {
@@ -127,6 +156,7 @@ void fakecuda_reset(void) {
   s.moduleLoads = 0;
   s.lastMaxDynamicShared = 0;
   s.last = FakeCudaLaunch{};
+  s.launches.clear();
   tlsCurrent = nullptr;
 }
 
@@ -164,6 +194,19 @@ void fakecuda_set_launch_result(int result) {
 void fakecuda_get_last_launch(FakeCudaLaunch *out) {
   LOCK;
   *out = st().last;
+}
+
+int fakecuda_get_launch(int index, FakeCudaLaunch *out) {
+  LOCK;
+  if (index < 0 || index >= static_cast<int>(st().launches.size()))
+    return -1;
+  *out = st().launches[static_cast<std::size_t>(index)];
+  return 0;
+}
+
+int fakecuda_launch_count(void) {
+  LOCK;
+  return static_cast<int>(st().launches.size());
 }
 
 int fakecuda_loaded_modules(void) {
@@ -332,9 +375,11 @@ CUresult CUDAAPI cuModuleGetFunction(CUfunction *fn, CUmodule module, const char
   auto *m = reinterpret_cast<FakeModule *>(module);
   if (!st().modules.count(m))
     return CUDA_ERROR_INVALID_HANDLE;
-  if (m->ptx.find(std::string(".entry ") + name + "(") == std::string::npos)
+  std::vector<int> params;
+  if (!parseEntryParams(m->ptx, name, params))
     return CUDA_ERROR_NOT_FOUND;
   FakeFunction &f = m->functions[name];
+  f.paramBytes = params;
   f.module = m;
   f.name = name;
   *fn = reinterpret_cast<CUfunction>(&f);
@@ -384,7 +429,7 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigne
     return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
   if (shared > 49152 && static_cast<int>(shared) > f->maxDynamicShared)
     return CUDA_ERROR_INVALID_VALUE;
-  FakeCudaLaunch &l = s.last;
+  FakeCudaLaunch l = s.last;
   ++l.count;
   l.context = tlsCurrent;
   l.function = fn;
@@ -396,11 +441,22 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigne
   l.block[2] = bz;
   l.shared = shared;
   l.stream = stream;
-  for (int i = 0; i < 24; ++i)
-    std::memcpy(&l.u64[i], params[i], 8);
-  for (int i = 0; i < 2; ++i)
-    std::memcpy(&l.i32[i], params[24 + i], 4);
+  if (!f->paramBytes.empty() && !params)
+    return CUDA_ERROR_INVALID_VALUE;
+  std::memset(l.u64, 0, sizeof l.u64);
+  std::memset(l.i32, 0, sizeof l.i32);
+  l.num_u64 = l.num_i32 = 0;
+  for (std::size_t i = 0; i < f->paramBytes.size(); ++i) {
+    if (f->paramBytes[i] == 8 && l.num_u64 < 64)
+      std::memcpy(&l.u64[l.num_u64++], params[i], 8);
+    else if (f->paramBytes[i] == 4 && l.num_i32 < 8)
+      std::memcpy(&l.i32[l.num_i32++], params[i], 4);
+    else
+      return CUDA_ERROR_INVALID_VALUE;
+  }
   std::snprintf(l.kernel_name, sizeof l.kernel_name, "%s", f->name.c_str());
+  s.last = l;
+  s.launches.push_back(l);
   return CUDA_SUCCESS;
 }
 #endif

@@ -10,14 +10,18 @@
 extern "C" {
 #endif
 
+/* The parameters of a launch are read as the kernel's PTX declares them
+ * (.param .u64/.s64/.b64: 8 bytes, .u32/.s32/.b32/.f32: 4 bytes), like the real
+ * driver does; 8-byte ones go to u64[] and 4-byte ones to i32[], in order. */
 typedef struct FakeCudaLaunch {
-  int count;             /* launches so far */
+  int count;             /* launches so far, this one included */
   void *context;         /* current context at the launch */
   void *function;
   unsigned grid[3], block[3], shared;
   void *stream;
-  uint64_t u64[24];      /* 6 pointers then 18 strides, in ForwardKernelArgs order */
-  int32_t i32[2];        /* seqLen, kvLen */
+  int num_u64, num_i32;  /* parameters the kernel declares, by size */
+  uint64_t u64[64];      /* forward: 6 pointers, 18 strides; backward: 13 pointers, 39 strides */
+  int32_t i32[8];        /* seqLen, kvLen */
   char kernel_name[64];
 } FakeCudaLaunch;
 
@@ -30,6 +34,9 @@ void fakecuda_set_max_threads_per_block(int n);
 /* cuLaunchKernel returns `result` without launching (0: launch normally). */
 void fakecuda_set_launch_result(int result);
 void fakecuda_get_last_launch(FakeCudaLaunch *out);
+/* Launch `index` (0 = the first since fakecuda_reset); returns 0, or -1 when there is no such launch. */
+int fakecuda_get_launch(int index, FakeCudaLaunch *out);
+int fakecuda_launch_count(void);     /* launches since fakecuda_reset */
 int fakecuda_loaded_modules(void);   /* currently loaded */
 int fakecuda_module_loads(void);     /* successful loads since reset */
 int fakecuda_primary_refcount(int device);

@@ -444,9 +444,22 @@ TEST_F(FakeGpu, PointersOutsideDeviceMemoryAreRejected) {
   EXPECT_ERROR_WITH(selected(ctx, t, 1, T), NSAJIT_ERROR_INVALID_ARGUMENT, "k.data = 0x",
                     "not memory the CUDA driver knows", "NSAJIT_CHECK_POINTERS=0");
   t.tk = saved;
-  // A tensor larger than its allocation (seq_len too large for the buffers).
-  EXPECT_ERROR_WITH(selected(ctx, t, 1, T + 1), NSAJIT_ERROR_INVALID_ARGUMENT, "q needs", "allocation",
-                    "bytes earlier");
+  // A tensor larger than its allocation: all six in one allocation, q last
+  // and 256 bytes short (so that it overlaps no other argument).
+  {
+    const std::uint64_t qBytes = std::uint64_t(T) * 64 * 128 * 2, kvBytes = std::uint64_t(T) * 4 * 128 * 2,
+                        idxBytes = std::uint64_t(T) * 4 * 16 * 4, lseBytes = std::uint64_t(T) * 64 * 4;
+    FakeBuffer arena(kvBytes * 2 + idxBytes + qBytes + lseBytes + qBytes - 256);
+    nsajit_tensor q = t.tq, k = t.tk, v = t.tv, idx = t.ti, out = t.to, lse = t.tl; // moved into the arena
+    std::uint64_t at = arena.ptr();
+    for (nsajit_tensor *view : {&k, &v, &idx, &out, &lse, &q}) {
+      view->data = at;
+      at += view == &k || view == &v ? kvBytes : view == &idx ? idxBytes : view == &lse ? lseBytes : qBytes;
+    }
+    EXPECT_ERROR_WITH(nsajit_selected_forward(ctx, &cfg, 1, T, &q, &k, &v, &idx, &out, &lse, nullptr),
+                      NSAJIT_ERROR_INVALID_ARGUMENT, "q needs", "allocation",
+                      "256 bytes earlier");
+  }
   EXPECT_EQ(fake.lastLaunch().count, 0);
   // Systems where the GPU reads pageable host memory (HMM/ATS) accept host pointers.
   fake.fakecuda_set_device(1, 9, 0, "Fake GH200", 232448, 1);

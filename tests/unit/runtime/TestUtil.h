@@ -7,6 +7,8 @@
 #include "FakeCuda.h"
 #include "KernelCache.h"
 
+#include "nsajit/compiler/KernelAbi.h"
+
 #include "nsajit/nsajit.h"
 
 #include <gtest/gtest.h>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace nsajit::rt::test {
 
@@ -73,6 +76,8 @@ struct FakeDriver {
   NSAJIT_FAKE_FN(fakecuda_set_max_threads_per_block)
   NSAJIT_FAKE_FN(fakecuda_set_launch_result)
   NSAJIT_FAKE_FN(fakecuda_get_last_launch)
+  NSAJIT_FAKE_FN(fakecuda_get_launch)
+  NSAJIT_FAKE_FN(fakecuda_launch_count)
   NSAJIT_FAKE_FN(fakecuda_loaded_modules)
   NSAJIT_FAKE_FN(fakecuda_module_loads)
   NSAJIT_FAKE_FN(fakecuda_primary_refcount)
@@ -106,6 +111,8 @@ struct FakeDriver {
       NSAJIT_FAKE_SYM(fakecuda_set_max_threads_per_block)
       NSAJIT_FAKE_SYM(fakecuda_set_launch_result)
       NSAJIT_FAKE_SYM(fakecuda_get_last_launch)
+      NSAJIT_FAKE_SYM(fakecuda_get_launch)
+      NSAJIT_FAKE_SYM(fakecuda_launch_count)
       NSAJIT_FAKE_SYM(fakecuda_loaded_modules)
       NSAJIT_FAKE_SYM(fakecuda_module_loads)
       NSAJIT_FAKE_SYM(fakecuda_primary_refcount)
@@ -129,6 +136,13 @@ struct FakeDriver {
     fakecuda_get_last_launch(&l);
     return l;
   }
+  // Every launch since fakecuda_reset, in order.
+  std::vector<FakeCudaLaunch> launches() const {
+    std::vector<FakeCudaLaunch> all(static_cast<std::size_t>(fakecuda_launch_count()));
+    for (std::size_t i = 0; i < all.size(); ++i)
+      fakecuda_get_launch(static_cast<int>(i), &all[i]);
+    return all;
+  }
 };
 
 // A "device" allocation of the fake driver, freed at scope exit.
@@ -150,10 +164,19 @@ private:
   std::size_t bytes_ = 0;
 };
 
-// PTX the fake driver accepts for a spec: an entry named spec.kernelName().
+// PTX the fake driver accepts for a spec: an entry named spec.kernelName()
+// declaring the parameters of KernelAbi.h (the fake reads a launch's
+// parameters as the entry declares them, like the real driver).
 inline std::string fakePtx(const KernelSpec &spec) {
+  const bool fwd = spec.pass == KernelPass::Forward;
+  const int wide = fwd ? kForwardKernelParamCount - 2 : kBackwardKernelParamCount - 2; // pointers, strides
+  const std::string name = spec.kernelName();
+  std::string params;
+  for (int i = 0; i < wide + 2; ++i)
+    params += "\t.param ." + std::string(i < wide ? "u64 " : "u32 ") + name + "_param_" + std::to_string(i) +
+              (i + 1 < wide + 2 ? ",\n" : "\n");
   return "// fake PTX for " + spec.str() + "\n.version 8.0\n.target " + archName(spec.arch) +
-         "\n.visible .entry " + spec.kernelName() + "(\n)\n{\n ret;\n}\n";
+         "\n.visible .entry " + name + "(\n" + params + ")\n{\n ret;\n}\n";
 }
 
 // A compile function for the PtxCache that records what it was asked for.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <vector>
 
 using namespace nsajit;
 using namespace nsajit::rt;
@@ -48,12 +49,13 @@ struct Request {
     const std::int64_t H = cfg.num_kv_heads, HQ = H * cfg.group, Dk = cfg.head_dim_qk, Dv = cfg.head_dim_v;
     const std::int64_t Tkv =
         branch == Branch::Compressed ? compressedLength(T, cfg.cmp_block, cfg.cmp_stride) : T;
+    // 1 TiB apart: no two tensors overlap, even at B = 65535.
     q = {0x10000000, T * HQ * Dk, HQ * Dk, Dk};
-    k = {0x20000000, Tkv * H * Dk, H * Dk, Dk};
-    v = {0x30000000, Tkv * H * Dv, H * Dv, Dv};
-    idx = {0x40000000, T * H * cfg.slc_count, H * cfg.slc_count, cfg.slc_count};
-    out = {0x50000000, T * HQ * Dv, HQ * Dv, Dv};
-    lse = {0x60000000, T * HQ, HQ, 1};
+    k = {std::uint64_t(1) << 40, Tkv * H * Dk, H * Dk, Dk};
+    v = {std::uint64_t(2) << 40, Tkv * H * Dv, H * Dv, Dv};
+    idx = {std::uint64_t(3) << 40, T * H * cfg.slc_count, H * cfg.slc_count, cfg.slc_count};
+    out = {std::uint64_t(4) << 40, T * HQ * Dv, HQ * Dv, Dv};
+    lse = {std::uint64_t(5) << 40, T * HQ, HQ, 1};
   }
   ForwardRequest request() const {
     ForwardRequest r;
@@ -102,7 +104,7 @@ TEST(Validate, SelectedLaunchMatchesTheKernelAbi) {
   EXPECT_EQ(a.seqLen, 1000);
   EXPECT_EQ(a.kvLen, 1000);
   // Six spans: q, k, v, indices, out, lse with their byte extents.
-  ASSERT_EQ(p.numSpans, 6);
+  ASSERT_EQ(p.spans.count, 6);
   EXPECT_STREQ(p.spans[3].name, "indices");
   EXPECT_EQ(p.spans[0].bytes, std::uint64_t(3) * 1000 * 64 * 128 * 2);
   EXPECT_EQ(p.spans[5].bytes, std::uint64_t(3) * 1000 * 64 * 4);
@@ -119,7 +121,7 @@ TEST(Validate, CompressedUsesTcKeysAndTileTokens) {
   int tokens = p.spec.tile.tokensPerCta;
   ASSERT_GE(tokens, 1);
   EXPECT_EQ(p.grid[0], static_cast<unsigned>((1000 + tokens - 1) / tokens));
-  EXPECT_EQ(p.numSpans, 5);
+  EXPECT_EQ(p.spans.count, 5);
   EXPECT_STREQ(p.spans[1].name, "k_cmp");
   EXPECT_EQ(p.spans[1].bytes, std::uint64_t(Tc) * 4 * 128 * 2);
 }
@@ -351,11 +353,11 @@ TEST(Validate, AcceptedLayouts) {
   // Outputs in [B, HQ, T, D] memory order (a permuted view).
   r = Request(Branch::Window, 2, 50);
   const std::int64_t HQ = 64, Dv = 128;
-  r.out = {0x50000000, HQ * 50 * Dv, Dv, 50 * Dv};
-  r.lse = {0x60000000, HQ * 50, 1, 1};
+  r.out = {r.out.data, HQ * 50 * Dv, Dv, 50 * Dv};
+  r.lse = {r.lse.data, HQ * 50, 1, 1};
   // lse [B, HQ, T] would need stride_head = T: the head dim must be contiguous.
   EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "lse strides", "overlap");
-  r.lse = {0x60000000, 50 * HQ, HQ, 1};
+  r.lse = {r.lse.data, 50 * HQ, HQ, 1};
   EXPECT_NO_THROW(r.prepare());
   // Padded rows (stride larger than the dim, multiple of 8).
   r = Request(Branch::Window);
@@ -413,4 +415,69 @@ TEST(KernelCacheKeys, KeyHasSpecGpuAndCompiler) {
   explicitTiles.tile_tokens = s.tile.tokensPerCta;
   explicitTiles.tile_kv_chunk = s.tile.kvChunk;
   EXPECT_EQ(k1, cacheKey(specFromConfig(&explicitTiles, Branch::Selected, Arch::SM90a), deviceTag(h100)));
+}
+
+TEST(Validate, OutputsMustNotOverlapInputsOrEachOther) {
+  Request r(Branch::Window);
+  r.out.data = r.q.data; // in place over q: other CTAs still read it
+  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "out [B, T, HQ, Dv]", "q [B, T, HQ, Dk]",
+                  "share memory", "must not overlap the input q");
+  r = Request(Branch::Window);
+  r.lse.data = r.out.data + 64; // inside out
+  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "out", "lse", "must not overlap the output");
+  r = Request(Branch::Selected);
+  r.lse.data = r.idx.data + 4 * 100; // lse overlaps the indices
+  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "lse", "the input indices");
+  // Inputs may share memory: k and v are one tensor here.
+  r = Request(Branch::Window);
+  r.v = r.k;
+  EXPECT_NO_THROW(r.prepare());
+  // Right behind each other is fine.
+  r = Request(Branch::Window, 1, 10);
+  r.lse.data = r.out.data + std::uint64_t(10) * 64 * 128 * 2;
+  EXPECT_NO_THROW(r.prepare());
+  r.lse.data -= 4;
+  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "share memory");
+}
+
+TEST(Validate, InterleavedViewsAreDisjoint) {
+  auto span = [](std::uint64_t data, std::int64_t inner, std::vector<std::pair<std::int64_t, std::int64_t>> dims) {
+    TensorSpan s;
+    s.name = "t";
+    s.data = data;
+    s.innerBytes = inner;
+    std::int64_t reach = inner;
+    for (auto [extent, stride] : dims) {
+      s.dims[static_cast<std::size_t>(s.numDims++)] = {extent, stride};
+      reach += (extent - 1) * stride;
+    }
+    s.bytes = static_cast<std::uint64_t>(reach);
+    return s;
+  };
+  // One packed gradient [B=2, T=10, HQ + 2H = 6, D = 64] bf16 (rows of 128 bytes): dq (4 heads), dk, dv (1 each).
+  const std::int64_t D = 128, token = 6 * D, batch = 10 * token;
+  const std::uint64_t base = 0x10000 + 32; // not aligned to a token
+  TensorSpan dq = span(base, D, {{2, batch}, {10, token}, {4, D}});
+  TensorSpan dk = span(base + 4 * D, D, {{2, batch}, {10, token}});
+  TensorSpan dv = span(base + 5 * D, D, {{2, batch}, {10, token}});
+  EXPECT_TRUE(disjoint(dq, dk));
+  EXPECT_TRUE(disjoint(dk, dq));
+  EXPECT_TRUE(disjoint(dk, dv));
+  EXPECT_TRUE(disjoint(dq, dv));
+  // One head too many: dq's fifth head is dk.
+  TensorSpan dq5 = span(base, D, {{2, batch}, {10, token}, {5, D}});
+  EXPECT_FALSE(disjoint(dq5, dk));
+  // Shifted by one element into dq's slot.
+  TensorSpan dkShifted = span(base + 4 * D - 2, D, {{2, batch}, {10, token}});
+  EXPECT_FALSE(disjoint(dq, dkShifted));
+  // Identical and nested views overlap; empty ones never do.
+  EXPECT_FALSE(disjoint(dq, dq));
+  EXPECT_FALSE(disjoint(span(base, 16, {}), span(base + 8, 16, {})));
+  EXPECT_TRUE(disjoint(span(base, 16, {}), span(base + 16, 16, {})));
+  TensorSpan empty = span(base, 16, {});
+  empty.bytes = 0;
+  EXPECT_TRUE(disjoint(empty, dq));
+  // Broadcast (stride 0) dims stay in their slot.
+  TensorSpan bcast = span(base + 4 * D, D, {{2, 0}, {10, token}});
+  EXPECT_TRUE(disjoint(dq, bcast));
 }

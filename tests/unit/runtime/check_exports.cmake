@@ -38,14 +38,38 @@ file(READ ${HEADER} header)
 string(REGEX MATCHALL "NSAJIT_API [^;(]*[ *](nsajit_[a-z0-9_]+)\\(" decls "${header}")
 set(missing "")
 set(declared 0)
+set(declared_names "")
 foreach(decl IN LISTS decls)
   string(REGEX MATCH "(nsajit_[a-z0-9_]+)\\($" name "${decl}")
   string(REGEX REPLACE "\\($" "" name "${name}")
   math(EXPR declared "${declared} + 1")
+  list(APPEND declared_names ${name})
   if(NOT name IN_LIST exported)
     list(APPEND missing ${name})
   endif()
 endforeach()
+
+# The API by name: a function lost from the header or the library fails here
+# (extend the list when nsajit.h grows; functions are never removed from ABI 1).
+set(api
+  nsajit_last_error nsajit_status_string nsajit_version nsajit_compiler_version nsajit_abi_version
+  nsajit_set_log_callback nsajit_config_init
+  nsajit_context_create nsajit_context_destroy nsajit_context_set_arch nsajit_device_info
+  nsajit_compressed_forward nsajit_selected_forward nsajit_window_forward
+  nsajit_compressed_backward nsajit_selected_backward nsajit_window_backward
+  nsajit_check_indices
+  nsajit_compile nsajit_compile_ptx nsajit_kernel_query
+  nsajit_compile2 nsajit_compile_ptx2 nsajit_kernel_query2
+  nsajit_cache_stats nsajit_cache_info)
+foreach(name IN LISTS api)
+  if(NOT name IN_LIST declared_names)
+    message(FATAL_ERROR "nsajit.h no longer declares ${name} (NSAJIT_API): the ABI lost a function")
+  endif()
+  if(NOT name IN_LIST exported)
+    list(APPEND missing ${name})
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES missing)
 if(declared LESS 10)
   message(FATAL_ERROR "found only ${declared} NSAJIT_API declarations in ${HEADER}: the check is broken")
 endif()

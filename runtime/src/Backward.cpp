@@ -1,0 +1,134 @@
+#include "Backward.h"
+
+#include "Context.h"
+
+namespace nsajit::rt {
+
+namespace {
+
+constexpr KernelPass kPasses[kBackwardKernels] = {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
+                                                   KernelPass::BackwardDKDV};
+
+// gate and dgate come together: dgate receives the gradient of the gate.
+void checkGatePairing(const nsajit_tensor *gate, const nsajit_tensor *dgate) {
+  if (gate && !dgate)
+    invalidArgument("dgate is NULL but gate is given: pass dgate, a [B, T, HQ] float32 output that receives the "
+                    "gradient of the gate (or pass gate = NULL for an ungated branch)");
+  if (!gate && dgate)
+    invalidArgument("dgate is given but gate is NULL: without a gate (all gates 1) there is no gate gradient and "
+                    "dgate would not be written; pass dgate = NULL, or pass the gate");
+}
+
+} // namespace
+
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch) {
+  PreparedBackward p;
+  for (int i = 0; i < kBackwardKernels; ++i)
+    p.kernels[static_cast<std::size_t>(i)].spec = specFromConfig(req.config, req.branch, arch, kPasses[i]);
+  const ProblemShape ps = problemShape(req.config, p.kernels[0].spec, req.batch, req.seqLen);
+  const bool slc = req.branch == Branch::Selected;
+  const bool gated = req.gate != nullptr;
+
+  SpanList &sp = p.spans;
+  sp.add(checkHalfTensor(ps, "q", "[B, T, HQ, Dk]", false, ps.T, ps.HQ, ps.Dk, req.q));
+  sp.add(checkHalfTensor(ps, ps.kName, ps.kShape, false, ps.Tkv, ps.H, ps.Dk, req.k));
+  sp.add(checkHalfTensor(ps, ps.vName, ps.vShape, false, ps.Tkv, ps.H, ps.Dv, req.v));
+  if (slc)
+    sp.add(checkIndicesTensor(ps, req.indices));
+  sp.add(checkHalfTensor(ps, "o", "[B, T, HQ, Dv]", false, ps.T, ps.HQ, ps.Dv, req.o));
+  sp.add(checkRowTensor(ps, "lse", false, req.lse));
+  sp.add(checkHalfTensor(ps, "dout", "[B, T, HQ, Dv]", false, ps.T, ps.HQ, ps.Dv, req.dout));
+  if (gated)
+    sp.add(checkRowTensor(ps, "gate", false, req.gate));
+  sp.add(checkRowTensor(ps, "delta", true, req.delta));
+  sp.add(checkHalfTensor(ps, "dq", "[B, T, HQ, Dk]", true, ps.T, ps.HQ, ps.Dk, req.dq));
+  const bool cmp = req.branch == Branch::Compressed;
+  sp.add(checkHalfTensor(ps, "dk", cmp ? "[B, Tc, H, Dk]" : "[B, T, H, Dk]", true, ps.Tkv, ps.H, ps.Dk, req.dk));
+  sp.add(checkHalfTensor(ps, "dv", cmp ? "[B, Tc, H, Dv]" : "[B, T, H, Dv]", true, ps.Tkv, ps.H, ps.Dv, req.dv));
+  checkGatePairing(req.gate, req.dgate);
+  if (gated)
+    sp.add(checkRowTensor(ps, "dgate", true, req.dgate));
+  checkNoOverlap(sp);
+
+  BackwardKernelArgs &a = p.args;
+  a.q = req.q->data;
+  a.k = req.k->data;
+  a.v = req.v->data;
+  a.idx = slc ? req.indices->data : 0;
+  a.o = req.o->data;
+  a.lse = req.lse->data;
+  a.dout = req.dout->data;
+  a.gate = gated ? req.gate->data : 0;
+  a.delta = req.delta->data;
+  a.dq = req.dq->data;
+  a.dk = req.dk->data;
+  a.dv = req.dv->data;
+  a.dgate = gated ? req.dgate->data : 0;
+  a.qs = stridesOf(req.q);
+  a.ks = stridesOf(req.k);
+  a.vs = stridesOf(req.v);
+  a.idxs = slc ? stridesOf(req.indices) : TensorStrides3{};
+  a.os = stridesOf(req.o);
+  a.lses = stridesOf(req.lse);
+  a.douts = stridesOf(req.dout);
+  a.gates = gated ? stridesOf(req.gate) : TensorStrides3{};
+  a.deltas = stridesOf(req.delta);
+  a.dqs = stridesOf(req.dq);
+  a.dks = stridesOf(req.dk);
+  a.dvs = stridesOf(req.dv);
+  a.dgates = gated ? stridesOf(req.dgate) : TensorStrides3{};
+  a.seqLen = req.seqLen;
+  a.kvLen = static_cast<std::int32_t>(ps.Tkv);
+
+  for (LaunchDims &d : p.kernels)
+    d = launchDims(d.spec, ps);
+  // Without keys (compressed branch, T < l) dq is all zeros (bwd_dq writes it)
+  // and dk/dv are empty: there is no bwd_dkdv CTA to launch.
+  p.numKernels = ps.Tkv > 0 ? kBackwardKernels : kBackwardKernels - 1;
+  return p;
+}
+
+std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a) {
+  std::array<void *, kBackwardKernelParamCount> p = {
+      &a.q,           &a.k,           &a.v,           &a.idx,         &a.o,           &a.lse,
+      &a.dout,        &a.gate,        &a.delta,       &a.dq,          &a.dk,          &a.dv,
+      &a.dgate,
+      &a.qs.batch,    &a.qs.token,    &a.qs.head,     &a.ks.batch,    &a.ks.token,    &a.ks.head,
+      &a.vs.batch,    &a.vs.token,    &a.vs.head,     &a.idxs.batch,  &a.idxs.token,  &a.idxs.head,
+      &a.os.batch,    &a.os.token,    &a.os.head,     &a.lses.batch,  &a.lses.token,  &a.lses.head,
+      &a.douts.batch, &a.douts.token, &a.douts.head,  &a.gates.batch, &a.gates.token, &a.gates.head,
+      &a.deltas.batch, &a.deltas.token, &a.deltas.head, &a.dqs.batch, &a.dqs.token,   &a.dqs.head,
+      &a.dks.batch,   &a.dks.token,   &a.dks.head,    &a.dvs.batch,   &a.dvs.token,   &a.dvs.head,
+      &a.dgates.batch, &a.dgates.token, &a.dgates.head,
+      &a.seqLen,      &a.kvLen};
+  return p;
+}
+
+void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream) {
+  // Argument errors first, even on a GPU nsajit cannot serve (as the forward).
+  Arch arch;
+  try {
+    arch = contextArch(ctx);
+  } catch (const Error &) {
+    prepareBackward(req, Arch::SM80);
+    throw;
+  }
+  PreparedBackward p = prepareBackward(req, arch);
+  // Load every kernel before the first launch: a compile or JIT failure leaves
+  // nothing half-done on the stream.
+  std::array<const LoadedKernel *, kBackwardKernels> kernels{};
+  for (int i = 0; i < p.numKernels; ++i)
+    kernels[static_cast<std::size_t>(i)] = &ctx.kernels->get(p.kernels[static_cast<std::size_t>(i)].spec);
+  auto params = kernelParams(p.args);
+  const CudaDriver &drv = *ctx.drv;
+  ScopedContext scope(drv, ctx.cuContext);
+  if (ctx.checkPointers)
+    checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
+  for (int i = 0; i < p.numKernels; ++i) {
+    const LaunchDims &d = p.kernels[static_cast<std::size_t>(i)];
+    launchKernel(ctx, *kernels[static_cast<std::size_t>(i)], d.grid, d.threads, d.sharedBytes, params.data(), stream,
+                 i == 0 ? "" : " (the earlier backward kernels of this call were launched)");
+  }
+}
+
+} // namespace nsajit::rt

@@ -1,0 +1,54 @@
+// The backward of one branch: argument checks (no GPU needed), the parameter
+// block of the three backward kernels (BackwardKernelArgs, KernelAbi.h), and
+// the launch of bwd_pre, bwd_dq and bwd_dkdv in that order on the caller's stream.
+#pragma once
+
+#include "Validate.h"
+
+struct nsajit_context;
+
+namespace nsajit::rt {
+
+struct BackwardRequest {
+  Branch branch = Branch::Selected;
+  const nsajit_config *config = nullptr;
+  int batch = 0;
+  int seqLen = 0;
+  // Inputs.
+  const nsajit_tensor *q = nullptr;
+  const nsajit_tensor *k = nullptr;       // k_cmp for the compressed branch
+  const nsajit_tensor *v = nullptr;       // v_cmp for the compressed branch
+  const nsajit_tensor *indices = nullptr; // selected branch only
+  const nsajit_tensor *o = nullptr;       // this branch's forward output
+  const nsajit_tensor *lse = nullptr;     // this branch's forward lse
+  const nsajit_tensor *dout = nullptr;    // gradient of the gated sum
+  const nsajit_tensor *gate = nullptr;    // optional (NULL: all ones)
+  // Outputs.
+  const nsajit_tensor *delta = nullptr;   // fp32 scratch, written
+  const nsajit_tensor *dq = nullptr;
+  const nsajit_tensor *dk = nullptr;
+  const nsajit_tensor *dv = nullptr;
+  const nsajit_tensor *dgate = nullptr;   // required with gate, NULL without
+};
+
+inline constexpr int kBackwardKernels = 3;
+
+struct PreparedBackward {
+  BackwardKernelArgs args;                      // the parameter block all three kernels take
+  std::array<LaunchDims, kBackwardKernels> kernels; // bwd_pre, bwd_dq, bwd_dkdv
+  int numKernels = kBackwardKernels;            // 2 when Tkv == 0: no key, so no dk/dv to write
+  SpanList spans; // q, k, v, [indices], o, lse, dout, [gate], delta, dq, dk, dv, [dgate]
+};
+
+// Checks everything that can be checked without a GPU. Throws Error.
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch);
+
+// The scalar kernel parameters in BackwardKernelArgs order (13 u64, 39 i64,
+// 2 i32), as cuLaunchKernel wants them: an array of pointers into `args`.
+std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &args);
+
+// Validates the request, loads the three kernels (all before the first
+// launch), and launches them in order on `stream`. Throws Error.
+void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream);
+
+} // namespace nsajit::rt
