@@ -22,7 +22,7 @@ status=0
 } 2>&1 | tee "$out/info.log"
 
 echo "== GPU tests (matrix against the float64 reference)"
-NSAJIT_GPU_TEST_JSON="$out/gpu-cases.jsonl" NSAJIT_GPU_TEST_JSON_BWD="$out/gpu-bwd-cases.jsonl" "$bin/gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu-tests.log"
+NSAJIT_GPU_TEST_JSON="$out/gpu-cases.jsonl" NSAJIT_GPU_TEST_JSON_BWD="$out/gpu-bwd-cases.jsonl" NSAJIT_GPU_TEST_JSON_TOPN="$out/gpu-topn-cases.jsonl" "$bin/gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu-tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== nsajit compile and check (paper configuration)"

@@ -93,6 +93,9 @@ std::string validate(const KernelSpec &s) {
     return fmt::format("head_dim_v (Dv) = {} must not exceed head_dim_qk (Dk) = {}", s.headDimV, s.headDimQK);
   if (!isOneOf(s.group, {1, 2, 4, 8, 16, 32}))
     return fmt::format("group (G) = {} is not supported; allowed: 1, 2, 4, 8, 16, 32", s.group);
+  if (s.pass == KernelPass::TopN && s.branch != Branch::Compressed)
+    return fmt::format("the top-n kernel belongs to the compressed branch (it reads its lse), not the {} branch",
+                       branchName(s.branch));
   if (!(s.scale >= 0.0f) || std::isinf(s.scale))
     return fmt::format("scale = {} must be a finite positive number (or 0 for 1/sqrt(Dk))", s.scale);
   switch (s.branch) {
@@ -124,8 +127,6 @@ std::string validate(const KernelSpec &s) {
 
     break;
   case Branch::Window:
-    if (s.pass == KernelPass::TopN)
-      return "the top-n kernel belongs to the compressed branch (it reads its lse)";
     if (s.window < 1 || s.window > (1 << 24))
       return fmt::format("window w = {} is not supported; allowed: 1..16777216", s.window);
     break;

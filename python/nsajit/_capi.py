@@ -123,6 +123,8 @@ class NsajitConfig(ctypes.Structure):
         ("tile_warps", ctypes.c_int32),
         ("tile_tokens", ctypes.c_int32),
         ("tile_kv_chunk", ctypes.c_int32),
+        ("slc_initial", ctypes.c_int32),
+        ("slc_local", ctypes.c_int32),
     ]
 
     def as_dict(self) -> Dict[str, Union[int, float]]:
@@ -189,7 +191,7 @@ class KernelInfo(ctypes.Structure):
         return out
 
 
-assert ctypes.sizeof(NsajitConfig) == 60, "nsajit_config layout is part of the ABI"
+assert ctypes.sizeof(NsajitConfig) == 68, "nsajit_config layout is part of the ABI"
 assert ctypes.sizeof(NsajitTensor) == 32, "nsajit_tensor layout is part of the ABI"
 
 

@@ -42,7 +42,7 @@ def test_status_strings():
 
 
 def test_struct_layouts_match_nsajit_h():
-    assert ctypes.sizeof(nsajit.NsajitConfig) == 60
+    assert ctypes.sizeof(nsajit.NsajitConfig) == 68
     assert ctypes.sizeof(nsajit.NsajitTensor) == 32
     assert nsajit.NsajitConfig.scale.offset == 44
     assert nsajit.NsajitConfig.tile_warps.offset == 48
@@ -55,10 +55,10 @@ def test_struct_layouts_match_nsajit_h():
 
 def test_config_init_defaults():
     cfg = nsajit.config_init()
-    assert cfg.as_dict() == dict(struct_size=60, dtype=nsajit.DType.BF16, head_dim_qk=128, head_dim_v=128,
+    assert cfg.as_dict() == dict(struct_size=68, dtype=nsajit.DType.BF16, head_dim_qk=128, head_dim_v=128,
                                  num_kv_heads=4, group=16, cmp_block=32, cmp_stride=16, slc_block=64,
                                  slc_count=16, window=512, scale=0.0, tile_warps=0, tile_tokens=0,
-                                 tile_kv_chunk=0)
+                                 tile_kv_chunk=0, slc_initial=1, slc_local=2)
     assert "head_dim_qk=128" in repr(cfg)
     cfg = nsajit.make_config(group=4, head_dim_qk=192, scale=0.5)
     assert (cfg.group, cfg.head_dim_qk, cfg.scale, cfg.window) == (4, 192, 0.5, 512)

@@ -59,6 +59,23 @@ struct Outcome {
   std::string error;
 };
 
+// The case's tensors on the device, ready for the C API.
+struct DeviceCase {
+  DeviceCase(Device &dev, const Prepared &p);
+  // Runs the branch's forward; "" or the error.
+  std::string forward(nsajit_context *ctx);
+  nsajit_tensor rowTensor(CUdeviceptr ptr) const; // a contiguous [B, T, HQ] fp32 view
+
+  const Prepared &p;
+  nsajit_config cfg;
+  Buffer q, k, v, o, lse, idx;
+  nsajit_tensor tq, tk, tv, to, tl, ti;
+};
+
+nsajit_config configFor(const Case &c);
+// ||got - want|| / ||want||, or max |got - want| when want is all zeros.
+double relativeErrorOrAbs(const std::vector<float> &got, const std::vector<double> &want);
+
 // Inputs and reference (CPU only, thread-safe).
 Prepared prepare(const Case &c);
 // Runs the case's branch through the C API on `ctx` and compares.

@@ -1,6 +1,7 @@
 // The C API: argument checks, exception-to-status translation and the
 // thread-local last error. Every exported function is here.
 #include "Backward.h"
+#include "TopN.h"
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
@@ -14,7 +15,7 @@
 using namespace nsajit;
 using namespace nsajit::rt;
 
-static_assert(sizeof(nsajit_config) == 60, "nsajit_config layout is part of the ABI");
+static_assert(sizeof(nsajit_config) == 68, "nsajit_config layout is part of the ABI");
 static_assert(sizeof(nsajit_tensor) == 32, "nsajit_tensor layout is part of the ABI");
 static_assert(sizeof(nsajit_kernel_pass) == sizeof(int), "nsajit_kernel_pass is passed as an int");
 static_assert(static_cast<int>(KernelPass::BackwardDKDV) == NSAJIT_PASS_BACKWARD_DKDV, "pass values match");
@@ -268,6 +269,16 @@ NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit
 NSAJIT_API nsajit_status nsajit_check_indices(nsajit_context *ctx, const nsajit_config *config, int batch,
                                               int seq_len, const nsajit_tensor *indices, void *stream) {
   return guarded([&] { checkIndices(requireContext(ctx), config, batch, seq_len, indices, stream); });
+}
+
+NSAJIT_API nsajit_status nsajit_select_topn(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                            int seq_len, const nsajit_tensor *q, const nsajit_tensor *k_cmp,
+                                            const nsajit_tensor *lse_cmp, const nsajit_tensor *indices,
+                                            void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    launchTopN(c, TopNRequest{config, batch, seq_len, q, k_cmp, lse_cmp, indices}, stream);
+  });
 }
 
 NSAJIT_API nsajit_status nsajit_compressed_backward(nsajit_context *ctx, const nsajit_config *config, int batch,

@@ -260,7 +260,7 @@ TensorSpan checkRowTensor(const ProblemShape &p, const char *name, bool output, 
   return checkTensor(r, t);
 }
 
-TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t) {
+TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t, bool output) {
   TensorRule r{};
   r.name = "indices";
   r.shape = "[B, T, H, n]";
@@ -268,7 +268,7 @@ TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t) {
   r.elemBytes = 4;
   r.align = 4;
   r.strideMultiple = 1;
-  r.output = false;
+  r.output = output;
   r.numOuter = 3;
   r.inner = p.n;
   setOuter(r, p.B, p.T, p.H, t);
@@ -313,6 +313,8 @@ nsajit_config defaultConfig() {
   c.tile_warps = 0;
   c.tile_tokens = 0;
   c.tile_kv_chunk = 0;
+  c.slc_initial = 1;
+  c.slc_local = 2;
   return c;
 }
 
@@ -357,10 +359,11 @@ KernelPass passFromC(int pass) {
   case NSAJIT_PASS_BACKWARD_PRE: return KernelPass::BackwardPreprocess;
   case NSAJIT_PASS_BACKWARD_DQ: return KernelPass::BackwardDQ;
   case NSAJIT_PASS_BACKWARD_DKDV: return KernelPass::BackwardDKDV;
+  case NSAJIT_PASS_TOPN: return KernelPass::TopN;
   default: break;
   }
   invalidArgument("pass = {} is unknown; allowed: NSAJIT_PASS_FORWARD (0), NSAJIT_PASS_BACKWARD_PRE (1), "
-                  "NSAJIT_PASS_BACKWARD_DQ (2), NSAJIT_PASS_BACKWARD_DKDV (3)",
+                  "NSAJIT_PASS_BACKWARD_DQ (2), NSAJIT_PASS_BACKWARD_DKDV (3), NSAJIT_PASS_TOPN (4)",
                   pass);
 }
 
@@ -394,6 +397,8 @@ KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch,
   s.slcCount = c.slc_count;
   s.window = c.window;
   s.scale = c.scale;
+  s.slcInitial = c.slc_initial;
+  s.slcLocal = c.slc_local;
   if (pass == KernelPass::Forward) {
     s.tile.warps = c.tile_warps;
     s.tile.tokensPerCta = c.tile_tokens;

@@ -97,7 +97,7 @@ TensorSpan checkHalfTensor(const ProblemShape &p, const char *name, const char *
 // float32 [B, T, HQ] (lse, gate, delta, dgate), head dimension contiguous:
 TensorSpan checkRowTensor(const ProblemShape &p, const char *name, bool output, const nsajit_tensor *t);
 // int32 [B, T, H, n]:
-TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t);
+TensorSpan checkIndicesTensor(const ProblemShape &p, const nsajit_tensor *t, bool output = false);
 
 TensorStrides3 stridesOf(const nsajit_tensor *t); // {0, 0, 0} for NULL
 

@@ -86,7 +86,8 @@ typedef enum nsajit_kernel_pass {
   NSAJIT_PASS_FORWARD = 0,       /* nsa_<branch>_fwd */
   NSAJIT_PASS_BACKWARD_PRE = 1,  /* nsa_<branch>_bwd_pre: delta and dgate */
   NSAJIT_PASS_BACKWARD_DQ = 2,   /* nsa_<branch>_bwd_dq: dq */
-  NSAJIT_PASS_BACKWARD_DKDV = 3  /* nsa_<branch>_bwd_dkdv: dk and dv */
+  NSAJIT_PASS_BACKWARD_DKDV = 3, /* nsa_<branch>_bwd_dkdv: dk and dv */
+  NSAJIT_PASS_TOPN = 4           /* nsa_compressed_topn: fused block scoring + top-n (compressed branch) */
 } nsajit_kernel_pass;
 
 /* Opaque: one GPU (CUcontext) plus the kernels loaded into it. */
@@ -112,6 +113,9 @@ typedef struct nsajit_config {
   int32_t tile_warps;    /* warps per CTA, 1..8 */
   int32_t tile_tokens;   /* query tokens per CTA (selected branch: 1) */
   int32_t tile_kv_chunk; /* keys per inner-loop step: 16, 32, 64, 128 */
+  /* Top-n selection (nsajit_select_topn): forced blocks, counted in slc_count. */
+  int32_t slc_initial;   /* initial blocks 0 .. slc_initial-1 always selected (default 1) */
+  int32_t slc_local;     /* the query's block and the slc_local-1 before it (default 2) */
 } nsajit_config;
 
 /* A strided view of a device tensor [batch, token, head, dim] (or, for lse,
@@ -235,6 +239,21 @@ NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit
                                                int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
                                                const nsajit_tensor *v, const nsajit_tensor *out,
                                                const nsajit_tensor *lse, void *stream);
+
+/* ---- fused block scoring + top-n selection ------------------------------
+ * For each query token t and KV head: p_cmp = softmax(scale q k_cmp^T) over
+ * the visible compressed tokens (recomputed from the compressed forward's lse,
+ * never stored), summed over the G query heads of the group, mapped to
+ * selection blocks of l' tokens (NSA eq. 9), then the slc_count best visible
+ * blocks (j * l' <= t), with the slc_initial first blocks and the slc_local
+ * blocks ending at t's own always selected; ties go to the lower index.
+ * indices [B, T, H, n] int32 is written: ascending block indices, then -1.
+ * q [B, T, HQ, Dk], k_cmp [B, Tc, H, Dk], lse_cmp [B, T, HQ] fp32 (from
+ * nsajit_compressed_forward with the same q and k_cmp). */
+NSAJIT_API nsajit_status nsajit_select_topn(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                            int seq_len, const nsajit_tensor *q, const nsajit_tensor *k_cmp,
+                                            const nsajit_tensor *lse_cmp, const nsajit_tensor *indices,
+                                            void *stream);
 
 /* ---- backward kernels ----------------------------------------------------
  * The gradient of one branch c of the gated sum o = sum_c gate_c * o_c: call

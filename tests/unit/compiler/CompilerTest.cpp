@@ -164,3 +164,33 @@ TEST(Compiler, VersionNamesMlir) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(Compiler, BackwardAndTopNKernelsAreGenerated) {
+  setenv("CUDA_HOME", "/nonexistent-cuda", 1);
+  for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window})
+    for (KernelPass pass : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV}) {
+      KernelSpec s = spec(b, 128, 64, 4);
+      s.pass = pass;
+      CompileResult r;
+      ASSERT_EQ(compileKernel(s, r), "") << s.str();
+      EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos) << s.kernelName();
+      if (pass != KernelPass::BackwardPreprocess)
+        EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos) << s.kernelName();
+      EXPECT_EQ(r.ptx.find("__nv_"), std::string::npos);
+    }
+  KernelSpec s = spec(Branch::Compressed);
+  s.pass = KernelPass::TopN;
+  CompileResult r;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find(".entry nsa_compressed_topn"), std::string::npos);
+  EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
+  s.branch = Branch::Window;
+  EXPECT_NE(validate(s).find("belongs to the compressed branch"), std::string::npos) << validate(s);
+  s.branch = Branch::Compressed;
+  s.slcInitial = 10, s.slcLocal = 10;
+  EXPECT_NE(validate(s).find("forced blocks"), std::string::npos) << validate(s);
+}
+
+} // namespace

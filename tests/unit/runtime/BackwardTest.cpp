@@ -439,7 +439,8 @@ TEST(BackwardValidate, PassValues) {
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_PRE), KernelPass::BackwardPreprocess);
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DQ), KernelPass::BackwardDQ);
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DKDV), KernelPass::BackwardDKDV);
-  EXPECT_REJECTED(passFromC(4), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 4", "NSAJIT_PASS_BACKWARD_DKDV (3)");
+  EXPECT_EQ(passFromC(NSAJIT_PASS_TOPN), KernelPass::TopN);
+  EXPECT_REJECTED(passFromC(5), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 5", "NSAJIT_PASS_TOPN (4)");
   EXPECT_REJECTED(passFromC(-1), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = -1");
 }
 
@@ -853,8 +854,8 @@ TEST_F(NoDriverBackward, KernelQuery2WithoutAContext) {
   EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0);
   EXPECT_STREQ(b.kernel_name, "nsa_selected_fwd");
   EXPECT_ERROR_WITH(
-      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(4), 90, &b),
-      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 4");
+      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(5), 90, &b),
+      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 5");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 70, &b),
                     NSAJIT_ERROR_INVALID_ARGUMENT, "arch = 70");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 90, nullptr),

@@ -1,0 +1,75 @@
+// GPU tests of the fused block scoring + top-n kernel against the float64
+// reference selection: G in {1, 4, 16, 32}, (l, d, l') in {(64, 64, 64),
+// (32, 16, 64), (32, 16, 32)}, n in {4, 16}, T from below one block to 4096
+// (several windows of blocks), forced blocks (1, 2) and (0, 0). Skips without a GPU.
+#include "runtime/check/TopNCheck.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <thread>
+#include <vector>
+
+using namespace nsajit::check;
+
+TEST(GpuTopN, MatrixAgainstReference) {
+  std::string why;
+  Device *dev = Device::open(why);
+  if (!dev) GTEST_SKIP() << why << ": GPU top-n tests skipped";
+  nsajit_context *ctx = nullptr;
+  ASSERT_EQ(nsajit_context_create(&ctx, 0), NSAJIT_OK) << nsajit_last_error();
+
+  struct TopNCase { Case c; int initial, local; };
+  std::vector<TopNCase> cases;
+  std::uint32_t seed = 5000;
+  int variant = 0;
+  for (int g : {1, 4, 16, 32})
+    for (auto [l, d, lsel] : {std::tuple{64, 64, 64}, std::tuple{32, 16, 64}, std::tuple{32, 16, 32}})
+      for (int t : {50, 700, 4096}) {
+        ++variant;
+        Case c{Br::Cmp, variant % 4 == 0, 128, 128, g, g <= 4 ? 2 : 1, 1, t};
+        c.l = l, c.d = d, c.lsel = lsel, c.n = variant % 2 ? 16 : 4, c.seed = seed++;
+        if (g == 16 && t == 4096) c.dk = 192;
+        cases.push_back({c, variant % 3 ? 1 : 0, variant % 3 ? 2 : 0});
+      }
+  std::printf("top-n cases: %zu\n", cases.size());
+  std::vector<std::promise<TopNPrepared>> promises(cases.size());
+  std::vector<std::future<TopNPrepared>> ready;
+  for (auto &p : promises) ready.push_back(p.get_future());
+  std::atomic<std::size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
+    pool.emplace_back([&] {
+      for (std::size_t i; (i = next++) < cases.size();) {
+        try {
+          promises[i].set_value(prepareTopN(cases[i].c, cases[i].initial, cases[i].local));
+        } catch (...) {
+          promises[i].set_exception(std::current_exception());
+        }
+      }
+    });
+  std::ofstream json;
+  if (const char *path = std::getenv("NSAJIT_GPU_TEST_JSON_TOPN")) json.open(path);
+  int passed = 0, failed = 0;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    TopNPrepared p = ready[i].get();
+    TopNOutcome r = runTopNOnGpu(*dev, ctx, p);
+    (r.ok ? passed : failed)++;
+    std::string label = p.fwd.c.label() + " l'=" + std::to_string(p.fwd.c.lsel) + " n=" + std::to_string(p.fwd.c.n) +
+                        " forced=" + std::to_string(p.initial) + "+" + std::to_string(p.local);
+    std::printf("[%2zu/%zu] %s %-90s mismatching rows=%ld (near ties %ld) %s\n", i + 1, cases.size(),
+                r.ok ? "PASS" : "FAIL", label.c_str(), r.mismatches, r.nearTies, r.error.c_str());
+    std::fflush(stdout);
+    if (json)
+      json << "{\"case\":\"" << label << "\",\"pass\":" << (r.ok ? "true" : "false") << ",\"mismatching_rows\":"
+           << r.mismatches << ",\"near_ties\":" << r.nearTies << "}\n";
+    EXPECT_TRUE(r.ok) << label << ": " << r.error;
+  }
+  for (auto &t : pool) t.join();
+  std::printf("%d passed, %d failed\n", passed, failed);
+  nsajit_context_destroy(ctx);
+}
