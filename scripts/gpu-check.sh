@@ -22,9 +22,19 @@ status=0
 } 2>&1 | tee "$out/info.log"
 
 echo "== GPU tests (matrix against the float64 reference)"
-NSAJIT_GPU_TEST_JSON="$out/gpu-cases.jsonl" NSAJIT_GPU_TEST_JSON_BWD="$out/gpu-bwd-cases.jsonl" NSAJIT_GPU_TEST_JSON_TOPN="$out/gpu-topn-cases.jsonl" "$bin/gpu_tests" --gtest_color=no 2>&1 | tee "$out/gpu-tests.log"
+NSAJIT_GPU_TEST_JSON="$out/gpu-cases.jsonl" NSAJIT_GPU_TEST_JSON_BWD="$out/gpu-bwd-cases.jsonl" NSAJIT_GPU_TEST_JSON_TOPN="$out/gpu-topn-cases.jsonl" "$bin/gpu_tests" --gtest_color=no --gtest_filter="${NSAJIT_GPU_FILTER:-*}" 2>&1 | tee "$out/gpu-tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+echo "== Python package (nsajit.torch against nsajit.reference on the GPU)"
+if python3 -c "import torch, pytest" 2>/dev/null; then
+  NSAJIT_LIBRARY="$work/nsajit/lib/libnsajit.so" PYTHONDONTWRITEBYTECODE=1 \
+    python3 -m pytest "$root/python/tests" -q -rs -p no:cacheprovider > "$out/python-tests.log" 2>&1 || status=1
+  tail -5 "$out/python-tests.log"
+else
+  echo "python3 with torch and pytest not found: Python GPU tests not run" | tee "$out/python-tests.log"
+fi
+
+[ "${NSAJIT_GPU_SKIP_CLI:-0}" = 1 ] && { echo "== gpu-check status: $status" | tee -a "$out/info.log"; exit $status; }
 echo "== nsajit compile and check (paper configuration)"
 run() { echo "\$ nsajit $*"; "$bin/nsajit" "$@" || status=1; }
 {
