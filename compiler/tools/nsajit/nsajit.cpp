@@ -2,13 +2,15 @@
 //   nsajit info                         versions, cache, GPU
 //   nsajit compile [config] [--ptx]     generate the kernels of a configuration,
 //                                       print their resources (and the PTX)
-//   nsajit check [config] [--T n --B n] run the branches on the GPU against the
-//                                       float64 CPU reference
+//   nsajit check [config] [--T n --B n] run each branch's forward and backward
+//                                       and the fused top-n on the GPU against
+//                                       the float64 CPU reference
 // Config flags: --branch all|compressed|selected|window --dtype bf16|fp16
 //   --dk N --dv N --heads H --group G --l N --d N --lsel N --n N --w N
 //   --arch sm_80|sm_90a (compile without a GPU)
 #include "nsajit/nsajit.h"
-#include "runtime/check/ForwardCheck.h"
+#include "runtime/check/BackwardCheck.h"
+#include "runtime/check/TopNCheck.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -220,9 +222,34 @@ int cmdCheck(const Options &o) {
     } catch (const std::exception &e) {
       r.error = e.what();
     }
-    std::printf("%s %s  rel_err=%.3e lse_abs_err=%.3e %s\n", r.ok ? "PASS" : "FAIL", c.label().c_str(), r.relErr,
-                r.lseErr, r.error.c_str());
+    std::printf("%s forward  %s  rel_err=%.3e lse_abs_err=%.3e %s\n", r.ok ? "PASS" : "FAIL", c.label().c_str(),
+                r.relErr, r.lseErr, r.error.c_str());
     failures += !r.ok;
+
+    // Backward with a random gate: dq, dk, dv, dgate.
+    BackwardOutcome rb;
+    try {
+      rb = runBackwardOnGpu(*dev, ctx, prepareBackward(c, /*gated=*/true));
+    } catch (const std::exception &e) {
+      rb.error = e.what();
+    }
+    std::printf("%s backward %s  rel_err dq=%.3e dk=%.3e dv=%.3e dgate=%.3e %s\n", rb.ok ? "PASS" : "FAIL",
+                c.label().c_str(), rb.errDq, rb.errDk, rb.errDv, rb.errDgate, rb.error.c_str());
+    failures += !rb.ok;
+
+    // The compressed branch also drives the selection: the fused top-n.
+    if (c.branch == Br::Cmp) {
+      TopNOutcome rt;
+      try {
+        rt = runTopNOnGpu(*dev, ctx, prepareTopN(c, o.cfg.slc_initial, o.cfg.slc_local));
+      } catch (const std::exception &e) {
+        rt.error = e.what();
+      }
+      std::printf("%s top-n    %s l'=%d n=%d  rows differing from the reference: %ld (float near ties: %ld) %s\n",
+                  rt.ok ? "PASS" : "FAIL", c.label().c_str(), c.lsel, c.n, rt.mismatches, rt.nearTies,
+                  rt.error.c_str());
+      failures += !rt.ok;
+    }
   }
   nsajit_context_destroy(ctx);
   return failures ? 1 : 0;
