@@ -12,7 +12,18 @@ if [ ! -x "$ptxas" ]; then
 fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-"$build/compiler/tools/nsajit-emit-ptx" --out "$out" --arch all
+# One generator per architecture, in parallel (each compiles sequentially).
+"$build/compiler/tools/nsajit-emit-ptx" --out "$out" --arch sm_80 2>"$out/sm_80.log" &
+p80=$!
+"$build/compiler/tools/nsajit-emit-ptx" --out "$out" --arch sm_90a 2>"$out/sm_90a.log" &
+p90=$!
+fail=0
+wait $p80 || fail=1
+wait $p90 || fail=1
+tail -n 1 "$out/sm_80.log" "$out/sm_90a.log" | grep -v "^$" || true
+if [ $fail -ne 0 ]; then
+  echo "check-ptx: generating PTX failed:"; grep -h FAILED -A2 "$out"/sm_*.log; exit 1
+fi
 count=$(ls "$out"/*.ptx | wc -l)
 echo "check-ptx: assembling $count kernels with $ptxas"
 assemble() {

@@ -23,8 +23,15 @@ const char *passName(KernelPass p) {
   case KernelPass::BackwardDQ: return "bwd_dq";
   case KernelPass::BackwardDKDV: return "bwd_dkdv";
   case KernelPass::TopN: return "topn";
+  case KernelPass::Compress: return "pool";
+  case KernelPass::CompressBackward: return "pool_bwd";
+  case KernelPass::CompressWeightGrad: return "pool_dw";
   }
   return "?";
+}
+
+bool isCompressionPass(KernelPass p) {
+  return p == KernelPass::Compress || p == KernelPass::CompressBackward || p == KernelPass::CompressWeightGrad;
 }
 
 std::optional<Branch> parseBranch(const std::string &s) {
@@ -56,6 +63,8 @@ std::string KernelSpec::str() const {
     s += fmt::format(" l={} d={}", cmpBlock, cmpStride);
     if (pass == KernelPass::TopN)
       s += fmt::format(" l'={} n={} init={} local={}", slcBlock, slcCount, slcInitial, slcLocal);
+    if (isCompressionPass(pass))
+      s += cmpWeighted ? " weighted" : " mean";
     break;
   case Branch::Selected: s += fmt::format(" l'={} n={}", slcBlock, slcCount); break;
   case Branch::Window: s += fmt::format(" w={}", window); break;
@@ -93,6 +102,10 @@ std::string validate(const KernelSpec &s) {
     return fmt::format("head_dim_v (Dv) = {} must not exceed head_dim_qk (Dk) = {}", s.headDimV, s.headDimQK);
   if (!isOneOf(s.group, {1, 2, 4, 8, 16, 32}))
     return fmt::format("group (G) = {} is not supported; allowed: 1, 2, 4, 8, 16, 32", s.group);
+  if (isCompressionPass(s.pass) && (s.branch != Branch::Compressed || s.headDimV != s.headDimQK))
+    return fmt::format("the pooling kernels belong to the compressed branch and pool one tensor (head_dim_qk = "
+                       "head_dim_v = D); got the {} branch with Dk = {}, Dv = {}",
+                       branchName(s.branch), s.headDimQK, s.headDimV);
   if (s.pass == KernelPass::TopN && s.branch != Branch::Compressed)
     return fmt::format("the top-n kernel belongs to the compressed branch (it reads its lse), not the {} branch",
                        branchName(s.branch));
@@ -162,6 +175,13 @@ std::string validate(const KernelSpec &s) {
 TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
+  if (isCompressionPass(s.pass)) {
+    // Pooling is elementwise over the head dim: 2 warps, or 8 for the weight-gradient reduction.
+    if (!t.warps) t.warps = s.pass == KernelPass::CompressWeightGrad ? 8 : 2;
+    if (!t.tokensPerCta) t.tokensPerCta = 1;
+    if (!t.kvChunk) t.kvChunk = 16;
+    return t;
+  }
   if (s.pass == KernelPass::TopN) {
     // One token per CTA; two warps cover up to 32 query heads of the group.
     if (!t.warps) t.warps = 2;
@@ -229,6 +249,11 @@ int sharedMemoryBytes(const KernelSpec &s) {
   }
   case KernelPass::BackwardPreprocess:
     return 0;
+  case KernelPass::Compress:
+  case KernelPass::CompressBackward:
+    return 0;
+  case KernelPass::CompressWeightGrad:
+    return 4 * t.warps;
   case KernelPass::TopN: {
     TopNWindow w = topNWindow(s);
     return t.warps * 16 * kRow + t.kvChunk * kRow + 4 * (w.cmpCapacity + w.blocks) + 8 * 2 * s.slcCount + 64;

@@ -56,6 +56,8 @@ OwningOpRef<ModuleOp> buildSpecModule(MLIRContext *ctx, const KernelSpec &spec) 
   }
   if (spec.pass != KernelPass::Forward)
     op->setAttr(kKernelPassAttrName, b.getStringAttr(passName(spec.pass)));
+  if (isCompressionPass(spec.pass) && spec.cmpWeighted)
+    op->setAttr(nsa::kWeightedAttrName, b.getUnitAttr());
   if (spec.pass == KernelPass::TopN) {
     op->setAttr(nsa::kSelectAttrName, nsa::SelectedGatherAttr::get(ctx, spec.slcBlock, spec.slcCount));
     op->setAttr(nsa::kForcedAttrName, b.getDenseI64ArrayAttr({spec.slcInitial, spec.slcLocal}));
@@ -88,11 +90,13 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
   if (auto passAttr = op->getAttrOfType<StringAttr>(kKernelPassAttrName)) {
     bool known = false;
     for (KernelPass k : {KernelPass::Forward, KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
-                         KernelPass::BackwardDKDV, KernelPass::TopN})
+                         KernelPass::BackwardDKDV, KernelPass::TopN, KernelPass::Compress,
+                         KernelPass::CompressBackward, KernelPass::CompressWeightGrad})
       if (passAttr.getValue() == passName(k))
         s.pass = k, known = true;
     if (!known) {
-      error = fmt::format("{} = \"{}\" is not a kernel of the branch; allowed: fwd, bwd_pre, bwd_dq, bwd_dkdv",
+      error = fmt::format("{} = \"{}\" is not a kernel of the branch; allowed: fwd, bwd_pre, bwd_dq, bwd_dkdv, "
+                          "topn, pool, pool_bwd, pool_dw",
                           kKernelPassAttrName, passAttr.getValue().str());
       return false;
     }
@@ -100,6 +104,7 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
     error = fmt::format("{} must be a string attribute", kKernelPassAttrName);
     return false;
   }
+  s.cmpWeighted = op->hasAttr(nsa::kWeightedAttrName);
   if (auto sel = op->getAttrOfType<nsa::SelectedGatherAttr>(nsa::kSelectAttrName))
     s.slcBlock = sel.getBlock(), s.slcCount = sel.getCount();
   if (auto forced = op->getAttrOfType<DenseI64ArrayAttr>(nsa::kForcedAttrName); forced && forced.size() == 2)

@@ -6,6 +6,7 @@
 #include "nsajit/compiler/SpecIR.h"
 
 #include "templates/BackwardAttention.h"
+#include "templates/Compression.h"
 #include "templates/ForwardAttention.h"
 #include "templates/TopNSelection.h"
 
@@ -75,6 +76,8 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
       LogicalResult built = spec.pass == KernelPass::Forward ? tpl::buildForwardKernel(kb, op->getLoc(), spec, fn.getSymName())
                             : spec.pass == KernelPass::TopN
                                 ? tpl::buildTopNKernel(kb, op->getLoc(), spec, fn.getSymName())
+                            : isCompressionPass(spec.pass)
+                                ? tpl::buildCompressionKernel(kb, op->getLoc(), spec, fn.getSymName())
                                 : tpl::buildBackwardKernel(kb, op->getLoc(), spec, fn.getSymName());
       if (failed(built))
         return signalPassFailure();

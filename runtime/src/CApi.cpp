@@ -2,6 +2,7 @@
 // thread-local last error. Every exported function is here.
 #include "Backward.h"
 #include "TopN.h"
+#include "Compress.h"
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
@@ -278,6 +279,30 @@ NSAJIT_API nsajit_status nsajit_select_topn(nsajit_context *ctx, const nsajit_co
   return guarded([&] {
     nsajit_context &c = requireContext(ctx);
     launchTopN(c, TopNRequest{config, batch, seq_len, q, k_cmp, lse_cmp, indices}, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_compress_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                 int seq_len, int dim, const nsajit_tensor *x, uint64_t weights,
+                                                 const nsajit_tensor *out, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    CompressRequest r;
+    r.config = config, r.batch = batch, r.seqLen = seq_len, r.dim = dim, r.x = x, r.weights = weights, r.out = out;
+    launchCompress(c, r, /*backward=*/false, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_compress_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                  int seq_len, int dim, const nsajit_tensor *x, uint64_t weights,
+                                                  const nsajit_tensor *dout, const nsajit_tensor *dx,
+                                                  uint64_t dweights, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    CompressRequest r;
+    r.config = config, r.batch = batch, r.seqLen = seq_len, r.dim = dim, r.x = x, r.weights = weights;
+    r.dout = dout, r.dx = dx, r.dweights = dweights;
+    launchCompress(c, r, /*backward=*/true, stream);
   });
 }
 

@@ -72,6 +72,14 @@ int main(int argc, char **argv) {
       if (pass == KernelPass::Forward && s.branch == Branch::Compressed) {
         withPass.pass = KernelPass::TopN;
         specs.push_back(withPass);
+        // The pooling kernels of k (D = Dk), mean and weighted.
+        for (KernelPass pool : {KernelPass::Compress, KernelPass::CompressBackward, KernelPass::CompressWeightGrad})
+          for (bool weighted : {false, true}) {
+            if (pool == KernelPass::CompressWeightGrad && !weighted) continue;
+            KernelSpec p = s;
+            p.pass = pool, p.cmpWeighted = weighted, p.headDimV = p.headDimQK;
+            specs.push_back(p);
+          }
       }
     }
   int done = 0, failed = 0, total = static_cast<int>(specs.size() * arches.size());

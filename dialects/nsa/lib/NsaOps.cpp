@@ -380,7 +380,15 @@ static LogicalResult verifyScaleAndTile(AttentionOpInterface op,
       return o->emitOpError()
              << kKernelAttrName
              << " is not allowed; allowed: \"fwd\", \"bwd_pre\", "
-                "\"bwd_dq\", \"bwd_dkdv\", \"topn\"";
+                "\"bwd_dq\", \"bwd_dkdv\", \"topn\", \"pool\", \"pool_bwd\", "
+                "\"pool_dw\"";
+    if (name.getValue().starts_with("pool") && !isa<CompressedGatherAttr>(gather))
+      return o->emitOpError() << "nsa.kernel = \"" << name.getValue()
+                              << "\" is a kernel of the compressed branch; "
+                                 "allowed on nsa.compressed_attention only";
+    if (name.getValue() == "pool_dw" && !o->hasAttr(kWeightedAttrName))
+      return o->emitOpError() << "nsa.kernel = \"pool_dw\" (the pooling "
+                                 "weight gradient) needs " << kWeightedAttrName;
     if (name.getValue() == "topn") {
       if (!isa<CompressedGatherAttr>(gather))
         return o->emitOpError()

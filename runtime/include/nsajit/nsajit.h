@@ -87,7 +87,10 @@ typedef enum nsajit_kernel_pass {
   NSAJIT_PASS_BACKWARD_PRE = 1,  /* nsa_<branch>_bwd_pre: delta and dgate */
   NSAJIT_PASS_BACKWARD_DQ = 2,   /* nsa_<branch>_bwd_dq: dq */
   NSAJIT_PASS_BACKWARD_DKDV = 3, /* nsa_<branch>_bwd_dkdv: dk and dv */
-  NSAJIT_PASS_TOPN = 4           /* nsa_compressed_topn: fused block scoring + top-n (compressed branch) */
+  NSAJIT_PASS_TOPN = 4,          /* nsa_compressed_topn: fused block scoring + top-n (compressed branch) */
+  NSAJIT_PASS_POOL = 5,          /* nsa_compressed_pool: compression of k or v (mean) */
+  NSAJIT_PASS_POOL_BWD = 6,      /* nsa_compressed_pool_bwd: its dx */
+  NSAJIT_PASS_POOL_DW = 7        /* nsa_compressed_pool_dw: weighted pooling's weight gradient */
 } nsajit_kernel_pass;
 
 /* Opaque: one GPU (CUcontext) plus the kernels loaded into it. */
@@ -239,6 +242,24 @@ NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit
                                                int seq_len, const nsajit_tensor *q, const nsajit_tensor *k,
                                                const nsajit_tensor *v, const nsajit_tensor *out,
                                                const nsajit_tensor *lse, void *stream);
+
+/* ---- compression (NSA's phi for the compressed branch) ------------------
+ * Pools keys or values x [B, T, H, dim] (H = config->num_kv_heads, dim in
+ * 64, 128, 192, 256) over blocks of l = cmp_block tokens with stride
+ * d = cmp_stride into out [B, Tc, H, dim], Tc = T >= l ? (T - l) / d + 1 : 0:
+ * out[i] = sum_p w[p] x[i*d + p], with w = 1/l (mean pooling, weights = 0) or
+ * the learned weights (a device pointer to l float32 values). Other learned
+ * phi (MLPs) stay in the model: pass their output as k_cmp / v_cmp. */
+NSAJIT_API nsajit_status nsajit_compress_forward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                 int seq_len, int dim, const nsajit_tensor *x, uint64_t weights,
+                                                 const nsajit_tensor *out, void *stream);
+/* dx [B, T, H, dim] (written, zeros where no block covers a token) and, with
+ * weights, dweights (l float32 values, written; required exactly then), from
+ * dout [B, Tc, H, dim]. Deterministic: no atomics. */
+NSAJIT_API nsajit_status nsajit_compress_backward(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                                  int seq_len, int dim, const nsajit_tensor *x, uint64_t weights,
+                                                  const nsajit_tensor *dout, const nsajit_tensor *dx,
+                                                  uint64_t dweights, void *stream);
 
 /* ---- fused block scoring + top-n selection ------------------------------
  * For each query token t and KV head: p_cmp = softmax(scale q k_cmp^T) over

@@ -440,7 +440,7 @@ TEST(BackwardValidate, PassValues) {
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DQ), KernelPass::BackwardDQ);
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DKDV), KernelPass::BackwardDKDV);
   EXPECT_EQ(passFromC(NSAJIT_PASS_TOPN), KernelPass::TopN);
-  EXPECT_REJECTED(passFromC(5), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 5", "NSAJIT_PASS_TOPN (4)");
+  EXPECT_REJECTED(passFromC(8), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8", "NSAJIT_PASS_POOL_DW (7)");
   EXPECT_REJECTED(passFromC(-1), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = -1");
 }
 
@@ -854,8 +854,8 @@ TEST_F(NoDriverBackward, KernelQuery2WithoutAContext) {
   EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0);
   EXPECT_STREQ(b.kernel_name, "nsa_selected_fwd");
   EXPECT_ERROR_WITH(
-      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(5), 90, &b),
-      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 5");
+      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(8), 90, &b),
+      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 70, &b),
                     NSAJIT_ERROR_INVALID_ARGUMENT, "arch = 70");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 90, nullptr),
@@ -886,8 +886,8 @@ TEST_F(NoDriverBackward, OfflinePtxOfEachPass) {
   EXPECT_ERROR_WITH(nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, NSAJIT_PASS_BACKWARD_DQ, 80, nullptr, 0, &len),
                     NSAJIT_ERROR_COMPILE_ERROR, "backward lowering failed", "window bwd_dq bf16 sm_80");
   EXPECT_ERROR_WITH(
-      nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(7), 80, nullptr, 0, &len),
-      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 7");
+      nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(8), 80, nullptr, 0, &len),
+      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8");
 }
 
 TEST_F(NoDriverBackward, NoContextIsAnArgumentError) {

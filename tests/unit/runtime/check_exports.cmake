@@ -56,7 +56,7 @@ set(api
   nsajit_set_log_callback nsajit_config_init
   nsajit_context_create nsajit_context_destroy nsajit_context_set_arch nsajit_device_info
   nsajit_compressed_forward nsajit_selected_forward nsajit_window_forward
-  nsajit_compressed_backward nsajit_selected_backward nsajit_window_backward nsajit_select_topn
+  nsajit_compressed_backward nsajit_selected_backward nsajit_window_backward nsajit_select_topn nsajit_compress_forward nsajit_compress_backward
   nsajit_check_indices
   nsajit_compile nsajit_compile_ptx nsajit_kernel_query
   nsajit_compile2 nsajit_compile_ptx2 nsajit_kernel_query2

@@ -68,4 +68,17 @@ struct TopNKernelArgs {
 };
 inline constexpr int kTopNKernelParamCount = 4 + 12 + 2;
 
+// Compression (pooling) kernels of one tensor x [B, T, H, D] into y [B, Tc, H, D]:
+//   pool     (grid Tc, H, B): y[i] = sum_p w[p] x[i*d + p], w = 1/l unless weighted;
+//   pool_bwd (grid T, H, B):  dx[t] = sum over the blocks i holding t of w[t - i*d] dy[i];
+//   pool_dw  (grid l, 1, 1):  dw[p] = sum_{b, i, h, e} dy[b, i, h, e] x[b, i*d + p, h, e],
+//                             reduced in one fixed order (deterministic).
+// w/dw are fp32 [l] (w = 0: mean pooling).
+struct CompressKernelArgs {
+  std::uint64_t x = 0, y = 0, dy = 0, dx = 0, w = 0, dw = 0;
+  TensorStrides3 xs, ys, dys, dxs;
+  std::int32_t seqLen = 0, cmpLen = 0, batch = 0, heads = 0;
+};
+inline constexpr int kCompressKernelParamCount = 6 + 12 + 4;
+
 } // namespace nsajit

@@ -17,12 +17,25 @@ enum class Arch : int { SM80 = 80, SM90a = 90 };
 // (see KernelAbi.h for what each reads and writes).
 // TopN is the fused block scoring + top-n selection, a kernel of the compressed
 // branch (it reads its q, kc and lse; uses l', n and the forced-block counts).
-enum class KernelPass : int { Forward = 0, BackwardPreprocess = 1, BackwardDQ = 2, BackwardDKDV = 3, TopN = 4 };
+// Compress / CompressBackward / CompressWeightGrad pool keys or values into
+// compressed tokens (mean or weighted over blocks of l with stride d, compressed
+// branch; the pooled tensor's head dim is headDimQK = headDimV).
+enum class KernelPass : int {
+  Forward = 0,
+  BackwardPreprocess = 1,
+  BackwardDQ = 2,
+  BackwardDKDV = 3,
+  TopN = 4,
+  Compress = 5,
+  CompressBackward = 6,
+  CompressWeightGrad = 7
+};
 
 const char *branchName(Branch b);    // "compressed" | "selected" | "window"
 const char *dtypeName(DType t);      // "bf16" | "fp16"
 const char *archName(Arch a);        // "sm_80" | "sm_90a"
-const char *passName(KernelPass p);        // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv" | "topn"
+const char *passName(KernelPass p); // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv" | "topn" | "pool" | "pool_bwd" | "pool_dw"
+bool isCompressionPass(KernelPass p);
 std::optional<Branch> parseBranch(const std::string &s);
 std::optional<DType> parseDType(const std::string &s);
 std::optional<Arch> parseArch(const std::string &s);
@@ -53,6 +66,7 @@ struct KernelSpec {
   int window = 512;      // w  (window branch)
   int slcInitial = 1;    // top-n: forced initial blocks 0 .. slcInitial-1
   int slcLocal = 2;      // top-n: forced local blocks (the query's block and the ones before it)
+  bool cmpWeighted = false; // compression: a learned weight per block position (else the mean)
   float scale = 0.0f;    // softmax scale; 0 means 1/sqrt(Dk)
   TileConfig tile;       // zero fields are filled by defaultTileConfig()
 

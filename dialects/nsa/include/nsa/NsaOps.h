@@ -62,8 +62,12 @@ std::string checkTile(const AttentionShape &shape, Attribute gather,
 /// for: the forward (default) or a backward kernel. "bwd_dkdv" tiles are
 /// key-centric (checkTile's keyCentric rules).
 inline constexpr const char *kKernelAttrName = "nsa.kernel";
-inline constexpr llvm::StringLiteral kKernelNames[] = {"fwd", "bwd_pre", "bwd_dq",
-                                                       "bwd_dkdv", "topn"};
+inline constexpr llvm::StringLiteral kKernelNames[] = {
+    "fwd", "bwd_pre", "bwd_dq", "bwd_dkdv", "topn", "pool", "pool_bwd", "pool_dw"};
+/// On a compressed op with nsa.kernel = "pool" | "pool_bwd" | "pool_dw" (the
+/// compression phi of its k): unit attribute for learned weighted pooling
+/// (absent: mean pooling).
+inline constexpr const char *kWeightedAttrName = "nsa.weighted";
 /// On a compressed op with nsa.kernel = "topn" (the fused block scoring and
 /// top-n selection from its q, k and lse): the selection blocks and count, and
 /// optionally the forced [initial, local] block counts (default [1, 2]).
