@@ -41,3 +41,45 @@ func.func @dkdv_rows(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: t
       -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
   return
 }
+
+// -----
+
+func.func @topn_needs_select(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>) {
+  // expected-error @+1 {{nsa.kernel = "topn" needs nsa.select = #nsa.selected<block = l', count = n>}}
+  %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "topn"}
+      : (tensor<?x?x4x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
+  return
+}
+
+// -----
+
+func.func @topn_on_window(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>) {
+  // expected-error @+1 {{nsa.kernel = "topn" is a kernel of the compressed branch; allowed on nsa.compressed_attention only}}
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>, nsa.kernel = "topn"}
+      : (tensor<?x?x4x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
+  return
+}
+
+// -----
+
+func.func @forced_too_many(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>) {
+  // expected-error @+1 {{nsa.forced must be array<i64: initial, local> with initial, local >= 0 and initial + local <= n}}
+  %o, %lse = nsa.compressed_attention %q, %k, %v
+      {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "topn",
+       nsa.select = #nsa.selected<block = 64, count = 2>, nsa.forced = array<i64: 2, 2>}
+      : (tensor<?x?x4x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
+  return
+}
+
+// -----
+
+func.func @pool_dw_needs_weights(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>) {
+  // expected-error @+1 {{nsa.kernel = "pool_dw" (the pooling weight gradient) needs nsa.weighted}}
+  %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "pool_dw"}
+      : (tensor<?x?x4x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
+  return
+}

@@ -47,3 +47,39 @@ func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64
       -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
   return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
 }
+
+// -----
+
+// The fused scoring + top-n kernel of the compressed branch: mma for the
+// scores, eq. 9 weights, a CTA-wide argmax (warp shuffles) per selected block.
+// CHECK-LABEL: gpu.func @nsa_compressed_topn
+// CHECK-SAME: known_block_size = array<i32: 64, 1, 1>
+// CHECK: nvvm.mma.sync
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: arith.sitofp
+// CHECK: nvvm.shfl.sync bfly
+func.func @nsa_compressed_topn(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
+    -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v
+      {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "topn",
+       nsa.select = #nsa.selected<block = 64, count = 16>, nsa.forced = array<i64: 1, 2>}
+      : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
+// Weighted pooling's weight gradient: a fixed-order CTA reduction.
+// CHECK-LABEL: gpu.func @nsa_compressed_pool_dw
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
+// CHECK: nvvm.shfl.sync bfly
+// CHECK: nvvm.barrier0
+func.func @nsa_compressed_pool_dw(%q: tensor<?x?x1x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
+    -> (tensor<?x?x1x64xbf16>, tensor<?x?x1xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v
+      {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "pool_dw", nsa.weighted}
+      : (tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x1x64xbf16>, tensor<?x?x1xf32>)
+  return %o, %lse : tensor<?x?x1x64xbf16>, tensor<?x?x1xf32>
+}
