@@ -476,13 +476,7 @@ LogicalResult BackwardKernelBuilder::build() {
     return emitError(h.loc, "the dK/dV tile needs tokens x G % 16 == 0 and kv_chunk = warps x 16: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  SmallVector<Type> argTypes(kNumTensors, h.ptr(kGlobal));
-  argTypes.append(3 * kNumTensors, h.i64());
-  argTypes.append(2, h.i32());
-  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({W * 32, 1, 1}));
-  Block &entry = fn.getBody().front();
+  Block &entry = *createKernelFunction(h, name, kNumTensors, 3 * kNumTensors, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();

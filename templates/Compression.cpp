@@ -124,13 +124,7 @@ LogicalResult CompressionKernelBuilder::build() {
   if (spec.pass == KernelPass::CompressWeightGrad && !spec.cmpWeighted)
     return emitError(h.loc, "the weight gradient exists for weighted pooling only: ") << spec.str();
   declareSharedMemory(h, gpuModule);
-  SmallVector<Type> argTypes(6, h.ptr(kGlobal));
-  argTypes.append(12, h.i64());
-  argTypes.append(4, h.i32());
-  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
-  Block &entry = fn.getBody().front();
+  Block &entry = *createKernelFunction(h, name, 6, 12, 4, threads);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();

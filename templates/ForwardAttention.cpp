@@ -208,13 +208,7 @@ LogicalResult ForwardKernelBuilder::build() {
   qPitch = Dk + 8, kPitch = Dk + 8, vPitch = Dv + 8;
   qBase = 0, kBase = W * 16 * qPitch, vBase = kBase + C * kPitch;
 
-  SmallVector<Type> argTypes(6, h.ptr(kGlobal));
-  argTypes.append(18, h.i64());
-  argTypes.append(2, h.i32());
-  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({W * 32, 1, 1}));
-  Block &entry = fn.getBody().front();
+  Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
 

@@ -1,5 +1,6 @@
 #include "KernelCommon.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/SymbolTable.h"
 
@@ -23,6 +24,16 @@ void declareSharedMemory(IRBuilderHelpers &h, Operation *gpuModule) {
   auto arrTy = LLVM::LLVMArrayType::get(h.b.getI8Type(), 0);
   LLVM::GlobalOp::create(h.b, h.loc, arrTy, /*isConstant=*/false, LLVM::Linkage::External, kSharedMemorySymbol,
                          Attribute(), /*alignment=*/16, /*addrSpace=*/kShared);
+}
+
+Block *createKernelFunction(IRBuilderHelpers &h, StringRef name, int pointers, int strides, int ints, int threads) {
+  SmallVector<Type> argTypes(pointers, h.ptr(kGlobal));
+  argTypes.append(strides, h.i64());
+  argTypes.append(ints, h.i32());
+  auto fn = gpu::GPUFuncOp::create(h.b, h.loc, name, h.b.getFunctionType(argTypes, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), h.b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(h.b.getDenseI32ArrayAttr({threads, 1, 1}));
+  return &fn.getBody().front();
 }
 
 Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {

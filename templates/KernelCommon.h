@@ -26,6 +26,12 @@ struct ThreadIds {
 mlir::Value sharedMemoryBase(IRBuilderHelpers &h, mlir::Operation *gpuModule);
 void declareSharedMemory(IRBuilderHelpers &h, mlir::Operation *gpuModule);
 
+// Creates `gpu.func @name(pointers x !llvm.ptr<1>, strides x i64, ints x i32)
+// kernel` with launch bounds of `threads` at the builder's insertion point and
+// returns its entry block (the caller sets the insertion point into it).
+mlir::Block *createKernelFunction(IRBuilderHelpers &h, llvm::StringRef name, int pointers, int strides, int ints,
+                                  int threads);
+
 // Returns the global element offset (i64) of a row and whether it exists.
 using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Value row)>;
 

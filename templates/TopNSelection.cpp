@@ -240,13 +240,7 @@ LogicalResult TopNKernelBuilder::build() {
   newIOff = newSOff + 4 * N;
   redOff = newIOff + 4 * N;
 
-  SmallVector<Type> argTypes(4, h.ptr(kGlobal));
-  argTypes.append(12, h.i64());
-  argTypes.append(2, h.i32());
-  auto fn = gpu::GPUFuncOp::create(b, h.loc, name, b.getFunctionType(argTypes, {}));
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({W * 32, 1, 1}));
-  Block &entry = fn.getBody().front();
+  Block &entry = *createKernelFunction(h, name, 4, 12, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();

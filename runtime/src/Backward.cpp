@@ -105,14 +105,7 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
 }
 
 void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream) {
-  // Argument errors first, even on a GPU nsajit cannot serve (as the forward).
-  Arch arch;
-  try {
-    arch = contextArch(ctx);
-  } catch (const Error &) {
-    prepareBackward(req, Arch::SM80);
-    throw;
-  }
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a); });
   PreparedBackward p = prepareBackward(req, arch);
   // Load every kernel before the first launch: a compile or JIT failure leaves
   // nothing half-done on the stream.

@@ -88,13 +88,7 @@ std::array<void *, kCompressKernelParamCount> kernelParams(CompressKernelArgs &a
 }
 
 void launchCompress(nsajit_context &ctx, const CompressRequest &req, bool backward, void *stream) {
-  Arch arch;
-  try {
-    arch = contextArch(ctx);
-  } catch (const Error &) {
-    prepareCompress(req, Arch::SM80, backward); // argument errors first
-    throw;
-  }
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareCompress(req, a, backward); });
   PreparedCompress p = prepareCompress(req, arch, backward);
   std::vector<const LoadedKernel *> kernels;
   for (const LaunchDims &d : p.kernels) kernels.push_back(&ctx.kernels->get(d.spec));

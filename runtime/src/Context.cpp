@@ -163,13 +163,7 @@ void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans) {
 void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream) {
   // Everything that needs no GPU first, against the context's architecture
   // (on a GPU nsajit cannot serve, report argument errors before that).
-  Arch arch;
-  try {
-    arch = contextArch(ctx);
-  } catch (const Error &) {
-    prepareForward(req, Arch::SM80);
-    throw;
-  }
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareForward(req, a); });
   PreparedLaunch p = prepareForward(req, arch);
   const LoadedKernel &k = ctx.kernels->get(p.spec);
   auto params = kernelParams(p.args);

@@ -30,6 +30,16 @@ std::unique_ptr<nsajit_context> createContext(int ordinal);
 
 // The kernel architecture of the context (override or chooseArch). Throws UNSUPPORTED.
 Arch contextArch(const nsajit_context &ctx);
+// The context's architecture. On a GPU nsajit cannot serve, `check` (the
+// request's argument checks, run against sm_80) reports argument errors first.
+template <typename Check> Arch archAfterArgumentChecks(const nsajit_context &ctx, Check check) {
+  try {
+    return contextArch(ctx);
+  } catch (const Error &) {
+    check(Arch::SM80);
+    throw;
+  }
+}
 void setContextArch(nsajit_context &ctx, int arch);
 
 std::string describeDevice(const nsajit_context &ctx);

@@ -39,13 +39,7 @@ std::array<void *, kTopNKernelParamCount> kernelParams(TopNKernelArgs &a) {
 }
 
 void launchTopN(nsajit_context &ctx, const TopNRequest &req, void *stream) {
-  Arch arch;
-  try {
-    arch = contextArch(ctx);
-  } catch (const Error &) {
-    prepareTopN(req, Arch::SM80); // argument errors first, as the forward
-    throw;
-  }
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareTopN(req, a); });
   PreparedTopN p = prepareTopN(req, arch);
   const LoadedKernel &k = ctx.kernels->get(p.spec);
   auto params = kernelParams(p.args);

@@ -6,6 +6,7 @@
 // PyTorch reference on the GPU, python/tests). Skips without a GPU.
 //
 // NSAJIT_GPU_TEST_JSON_BWD=<file> writes one JSON record per case.
+#include "ParallelPrepare.h"
 #include "runtime/check/BackwardCheck.h"
 
 #include <gtest/gtest.h>
@@ -67,27 +68,14 @@ TEST(GpuBackward, MatrixAgainstReference) {
 
   std::vector<BwdCase> cases = matrix();
   std::printf("backward cases: %zu\n", cases.size());
-  std::vector<std::promise<BackwardPrepared>> promises(cases.size());
-  std::vector<std::future<BackwardPrepared>> ready;
-  for (auto &p : promises) ready.push_back(p.get_future());
-  std::atomic<std::size_t> next{0};
-  std::vector<std::thread> pool;
-  for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
-    pool.emplace_back([&] {
-      for (std::size_t i; (i = next++) < cases.size();) {
-        try {
-          promises[i].set_value(prepareBackward(cases[i].c, cases[i].gated));
-        } catch (...) {
-          promises[i].set_exception(std::current_exception());
-        }
-      }
-    });
-
+  ParallelPrepare<BackwardPrepared> prepared(cases.size(), [&](std::size_t i) {
+    return prepareBackward(cases[i].c, cases[i].gated);
+  });
   std::ofstream json;
   if (const char *path = std::getenv("NSAJIT_GPU_TEST_JSON_BWD")) json.open(path);
   int passed = 0, failed = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    BackwardPrepared p = ready[i].get();
+    BackwardPrepared p = prepared.get(i);
     BackwardOutcome r = runBackwardOnGpu(*dev, ctx, p);
     (r.ok ? passed : failed)++;
     std::string label = p.fwd.c.label() + (p.gated ? " gated" : "");
@@ -100,7 +88,6 @@ TEST(GpuBackward, MatrixAgainstReference) {
            << ",\"dk\":" << num(r.errDk) << ",\"dv\":" << num(r.errDv) << ",\"dgate\":" << num(r.errDgate) << "}\n";
     EXPECT_TRUE(r.ok) << label << ": " << r.error;
   }
-  for (auto &t : pool) t.join();
   std::printf("%d passed, %d failed\n", passed, failed);
   nsajit_context_destroy(ctx);
 }

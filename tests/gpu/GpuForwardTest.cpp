@@ -7,6 +7,7 @@
 //
 // NSAJIT_GPU_TEST_JSON=<file> writes one JSON record per case;
 // NSAJIT_GPU_TEST_QUICK=1 runs a small subset.
+#include "ParallelPrepare.h"
 #include "runtime/check/ForwardCheck.h"
 
 #include <gtest/gtest.h>
@@ -97,29 +98,14 @@ TEST_F(GpuForward, MatrixAgainstReference) {
   std::printf("device: %s\ncases: %zu\n", info, cases.size());
 
   // References in parallel on the CPU, GPU runs in order as they become ready.
-  std::vector<std::future<Prepared>> ready(cases.size());
-  std::atomic<std::size_t> next{0};
-  unsigned workers = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::promise<Prepared>> promises(cases.size());
-  for (std::size_t i = 0; i < cases.size(); ++i) ready[i] = promises[i].get_future();
-  std::vector<std::thread> pool;
-  for (unsigned w = 0; w < workers; ++w)
-    pool.emplace_back([&] {
-      for (std::size_t i; (i = next++) < cases.size();) {
-        try {
-          promises[i].set_value(prepare(cases[i]));
-        } catch (...) {
-          promises[i].set_exception(std::current_exception());
-        }
-      }
-    });
+  ParallelPrepare<Prepared> prepared(cases.size(), [&](std::size_t i) { return prepare(cases[i]); });
 
   const char *jsonPath = std::getenv("NSAJIT_GPU_TEST_JSON");
   std::ofstream json;
   if (jsonPath) json.open(jsonPath);
   int passed = 0, failed = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    Prepared p = ready[i].get();
+    Prepared p = prepared.get(i);
     Outcome r = runOnGpu(*dev, ctx, p);
     (r.ok ? passed : failed)++;
     std::printf("[%4zu/%zu] %s %-80s rel_err=%.3e lse_abs_err=%.3e %s\n", i + 1, cases.size(),
@@ -131,7 +117,6 @@ TEST_F(GpuForward, MatrixAgainstReference) {
            << ",\"lse_abs_err\":" << (std::isfinite(r.lseErr) ? r.lseErr : 1e30) << "}\n";
     EXPECT_TRUE(r.ok) << p.c.label() << ": " << r.error;
   }
-  for (auto &t : pool) t.join();
   std::printf("%d passed, %d failed\n", passed, failed);
 }
 

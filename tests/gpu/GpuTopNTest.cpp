@@ -2,6 +2,7 @@
 // reference selection: G in {1, 4, 16, 32}, (l, d, l') in {(64, 64, 64),
 // (32, 16, 64), (32, 16, 32)}, n in {4, 16}, T from below one block to 4096
 // (several windows of blocks), forced blocks (1, 2) and (0, 0). Skips without a GPU.
+#include "ParallelPrepare.h"
 #include "runtime/check/TopNCheck.h"
 
 #include <gtest/gtest.h>
@@ -37,26 +38,14 @@ TEST(GpuTopN, MatrixAgainstReference) {
         cases.push_back({c, variant % 3 ? 1 : 0, variant % 3 ? 2 : 0});
       }
   std::printf("top-n cases: %zu\n", cases.size());
-  std::vector<std::promise<TopNPrepared>> promises(cases.size());
-  std::vector<std::future<TopNPrepared>> ready;
-  for (auto &p : promises) ready.push_back(p.get_future());
-  std::atomic<std::size_t> next{0};
-  std::vector<std::thread> pool;
-  for (unsigned w = 0; w < std::max(1u, std::thread::hardware_concurrency()); ++w)
-    pool.emplace_back([&] {
-      for (std::size_t i; (i = next++) < cases.size();) {
-        try {
-          promises[i].set_value(prepareTopN(cases[i].c, cases[i].initial, cases[i].local));
-        } catch (...) {
-          promises[i].set_exception(std::current_exception());
-        }
-      }
-    });
+  ParallelPrepare<TopNPrepared> prepared(cases.size(), [&](std::size_t i) {
+    return prepareTopN(cases[i].c, cases[i].initial, cases[i].local);
+  });
   std::ofstream json;
   if (const char *path = std::getenv("NSAJIT_GPU_TEST_JSON_TOPN")) json.open(path);
   int passed = 0, failed = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
-    TopNPrepared p = ready[i].get();
+    TopNPrepared p = prepared.get(i);
     TopNOutcome r = runTopNOnGpu(*dev, ctx, p);
     (r.ok ? passed : failed)++;
     std::string label = p.fwd.c.label() + " l'=" + std::to_string(p.fwd.c.lsel) + " n=" + std::to_string(p.fwd.c.n) +
@@ -69,7 +58,6 @@ TEST(GpuTopN, MatrixAgainstReference) {
            << r.mismatches << ",\"near_ties\":" << r.nearTies << "}\n";
     EXPECT_TRUE(r.ok) << label << ": " << r.error;
   }
-  for (auto &t : pool) t.join();
   std::printf("%d passed, %d failed\n", passed, failed);
   nsajit_context_destroy(ctx);
 }
