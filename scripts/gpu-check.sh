@@ -39,7 +39,7 @@ echo "== nsajit compile and check (paper configuration)"
 run() { echo "\$ nsajit $*"; "$bin/nsajit" "$@" || status=1; }
 {
   run compile
-  run check --T 2000 --heads 1
+  run check --T 1000 --heads 1
   run check --T 777 --dtype fp16 --dk 192 --dv 128 --group 4 --l 64 --d 64 --lsel 32 --n 8 --w 100
   # Again: the kernels now come from the caches.
   run compile --branch selected
