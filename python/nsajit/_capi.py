@@ -45,6 +45,7 @@ __all__ = [
     "CompileError",
     "NsajitOutOfMemoryError",
     "InternalError",
+    "FunctionUnavailableError",
     "BackwardUnavailableError",
     "LibraryNotFoundError",
     "Library",
@@ -65,6 +66,7 @@ __all__ = [
     "cache_info",
     "set_log_callback",
     "has_backward",
+    "has_select_topn",
 ]
 
 #: NSAJIT_ABI_VERSION of nsajit.h this binding was written against.
@@ -94,11 +96,13 @@ class Branch(enum.IntEnum):
 
 
 class KernelPass(enum.IntEnum):
-    """nsajit_kernel_pass: a branch's forward kernel or one of its three backward kernels."""
+    """nsajit_kernel_pass: a branch's forward kernel, one of its three backward kernels, or
+    (compressed branch only) the fused block scoring + top-n kernel."""
     FORWARD = 0
     BACKWARD_PRE = 1
     BACKWARD_DQ = 2
     BACKWARD_DKDV = 3
+    TOPN = 4
 
 
 # ---- structs (exactly as in nsajit.h) -------------------------------------------
@@ -248,7 +252,12 @@ class InternalError(NsajitError):
     """NSAJIT_ERROR_INTERNAL: a bug in nsajit."""
 
 
-class BackwardUnavailableError(NsajitError, NotImplementedError):
+class FunctionUnavailableError(NsajitError, NotImplementedError):
+    """The loaded libnsajit.so lacks an optional entry point (it predates it), e.g.
+    ``nsajit_select_topn``. A ``NotImplementedError``."""
+
+
+class BackwardUnavailableError(FunctionUnavailableError):
     """The loaded libnsajit.so has no backward entry points (it predates them)."""
 
 
@@ -332,6 +341,9 @@ _OPTIONAL_FUNCTIONS.update({
     "nsajit_compile_ptx2": (_status, [_c_config_p, _c_int, _c_int, _c_int, ctypes.c_char_p, ctypes.c_size_t,
                                       ctypes.POINTER(ctypes.c_size_t)]),
     "nsajit_kernel_query2": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, ctypes.POINTER(KernelInfo)]),
+    # select_topn(ctx, cfg, batch, seq_len, q, k_cmp, lse_cmp, indices, stream)
+    "nsajit_select_topn": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_tensor_p, _c_tensor_p, _c_tensor_p,
+                                     _c_tensor_p, _c_void_p]),
 })
 
 
@@ -435,8 +447,10 @@ class Library:
         fn = self._raw.get(cname)
         if fn is None:
             if cname in _OPTIONAL_FUNCTIONS:
-                raise BackwardUnavailableError(
-                    f"{self.path} has no {cname}: this libnsajit.so predates the backward kernels. Rebuild it "
+                what = "the fused top-n kernel" if cname == "nsajit_select_topn" else "the backward kernels"
+                cls = FunctionUnavailableError if cname == "nsajit_select_topn" else BackwardUnavailableError
+                raise cls(
+                    f"{self.path} has no {cname}: this libnsajit.so predates {what}. Rebuild it "
                     f"from a source tree whose nsajit.h declares {cname} (ninja -C build nsajit)",
                     function=cname)
             raise AttributeError(f"libnsajit has no function {cname}")
@@ -508,6 +522,11 @@ def has_backward(branch: Optional[str] = None) -> bool:
     return library().has_backward(branch)
 
 
+def has_select_topn() -> bool:
+    """Whether the loaded library has nsajit_select_topn (the fused block scoring + top-n)."""
+    return library().has("select_topn")
+
+
 def config_init() -> NsajitConfig:
     """A config holding the paper's defaults (nsajit_config_init)."""
     cfg = NsajitConfig()
@@ -549,8 +568,9 @@ def _pass(kernel_pass: Union[KernelPass, str, int]) -> int:
 
 def compile_ptx(config: NsajitConfig, branch: Union[Branch, str, int], arch: int = 90,
                 kernel_pass: Union[KernelPass, str, int] = KernelPass.FORWARD) -> str:
-    """PTX of a branch's kernel (forward unless ``kernel_pass`` names a backward kernel) for
-    arch 80 (sm_80) or 90 (sm_90a); needs no GPU."""
+    """PTX of a branch's kernel (forward unless ``kernel_pass`` names a backward kernel, or
+    ``"topn"`` with branch ``"compressed"``: the fused block scoring + top-n) for arch 80
+    (sm_80) or 90 (sm_90a); needs no GPU."""
     lib = library()
     size = ctypes.c_size_t(0)
     p = _pass(kernel_pass)

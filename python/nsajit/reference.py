@@ -12,8 +12,10 @@ floating dtypes work but lose accuracy). It follows the C++ float64 oracle
 - softmax scale ``1/sqrt(Dk)`` unless given.
 
 Memory: the attention functions walk the queries in chunks (``chunk`` tokens,
-default 256), so the largest intermediate is ``[B, chunk, HQ, Tkv]`` scores; no
-``T x T x HQ x D`` tensor is built. The selection scores (``p_cmp``) are also
+default 256), so the largest intermediate is ``[B, chunk, HQ, Tkv]`` scores (the window
+branch only touches the ``chunk + w`` keys a chunk can see, the causal ones the keys up
+to the chunk's end); no ``T x T x HQ x D`` tensor is built. Autograd still keeps every
+chunk's scores unless ``checkpoint=True``, which recomputes them in backward. The selection scores (``p_cmp``) are also
 computed per query chunk in :func:`select_blocks`.
 """
 
@@ -87,10 +89,35 @@ def _check_qkv(fn: str, q: Tensor, k: Tensor, v: Tensor) -> Tuple[int, int, int,
 # ---- the masked attention core -----------------------------------------------------
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float, weight_fn, chunk: int) -> Tuple[Tensor, Tensor]:
-    """softmax attention where ``weight_fn(t0, t1)`` gives, for queries t0..t1-1, the
-    multiplicity of every key: a tensor broadcastable to [B, C, H, Tkv] (bool or float:
-    0 = invisible, 2 = attended twice). Returns o [B, T, HQ, Dv], lse [B, T, HQ]."""
+def _attend_chunk(qc: Tensor, k: Tensor, v: Tensor, scale: float, w: Tensor, G: int) -> Tuple[Tensor, Tensor]:
+    """One query chunk: qc [B, C, HQ, Dk] against keys k/v [B, K, H, *] with key
+    multiplicities w (broadcastable to [B, C, H, K]). Returns o [B, C, HQ, Dv], lse [B, C, HQ]."""
+    B, C, HQ, Dk = qc.shape
+    H, Dv = k.shape[2], v.shape[3]
+    s = torch.einsum("bchgd,bshd->bchgs", qc.reshape(B, C, H, G, Dk), k) * scale  # [B, C, H, G, K]
+    w = w.to(s.dtype) if w.dtype != s.dtype else w
+    w = w.unsqueeze(-2)  # [.., C, H, 1, K]
+    visible = w > 0
+    m = s.masked_fill(~visible, -math.inf).amax(dim=-1, keepdim=True).detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p = torch.exp(s.masked_fill(~visible, -math.inf) - m) * w
+    denom = p.sum(dim=-1)  # [B, C, H, G]
+    has = denom > 0
+    safe = torch.where(has, denom, torch.ones_like(denom))
+    o = torch.einsum("bchgs,bshd->bchgd", p, v) / safe.unsqueeze(-1)
+    lse = torch.where(has, m.squeeze(-1) + torch.log(safe), torch.full_like(safe, -math.inf))
+    return o.reshape(B, C, HQ, Dv), lse.reshape(B, C, HQ)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float, weight_fn, chunk: int, key_range=None,
+            checkpoint: bool = False) -> Tuple[Tensor, Tensor]:
+    """softmax attention where ``weight_fn(t0, t1, k0, k1)`` gives, for queries t0..t1-1 and
+    keys k0..k1-1, the multiplicity of every key: a tensor broadcastable to [B, C, H, k1-k0]
+    (bool or float: 0 = invisible, 2 = attended twice). ``key_range(t0, t1)`` bounds the
+    keys any of those queries can see (default: all); keys outside it are skipped, which
+    only saves work. ``checkpoint``: recompute each chunk in backward
+    (``torch.utils.checkpoint``), so autograd keeps O(T) instead of O(T x Tkv) memory.
+    Returns o [B, T, HQ, Dv], lse [B, T, HQ]."""
     B, T, HQ, Dk = q.shape
     H, Dv = k.shape[2], v.shape[3]
     G = HQ // H
@@ -100,24 +127,21 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float, weight_fn, chunk: int
         o = q.new_zeros(B, T, HQ, Dv) + 0.0 * q.sum()  # keep q in the graph (zero gradient)
         lse = q.new_full((B, T, HQ), -math.inf)
         return o, lse
+    recompute = checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
-        qc = q[:, t0:t1].reshape(B, t1 - t0, H, G, Dk)
-        s = torch.einsum("bchgd,bshd->bchgs", qc, k) * scale  # [B, C, H, G, Tkv]
-        w = weight_fn(t0, t1)
-        w = w.to(s.dtype) if w.dtype != s.dtype else w
-        w = w.unsqueeze(-2)  # [.., C, H, 1, Tkv]
-        visible = w > 0
-        m = s.masked_fill(~visible, -math.inf).amax(dim=-1, keepdim=True).detach()
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        p = torch.exp(s.masked_fill(~visible, -math.inf) - m) * w
-        denom = p.sum(dim=-1)  # [B, C, H, G]
-        has = denom > 0
-        safe = torch.where(has, denom, torch.ones_like(denom))
-        o = torch.einsum("bchgs,bshd->bchgd", p, v) / safe.unsqueeze(-1)
-        lse = torch.where(has, m.squeeze(-1) + torch.log(safe), torch.full_like(safe, -math.inf))
-        outs.append(o.reshape(B, t1 - t0, HQ, Dv))
-        lses.append(lse.reshape(B, t1 - t0, HQ))
+        k0, k1 = key_range(t0, t1) if key_range is not None else (0, Tkv)
+        k0 = max(0, min(int(k0), Tkv - 1))
+        k1 = max(k0 + 1, min(int(k1), Tkv))  # at least one key: masked rows still give 0 / -inf
+        w = weight_fn(t0, t1, k0, k1)
+        args = (q[:, t0:t1], k[:, k0:k1], v[:, k0:k1], scale, w, G)
+        if recompute:
+            from torch.utils.checkpoint import checkpoint as _checkpoint
+            o, lse = _checkpoint(_attend_chunk, *args, use_reentrant=False)
+        else:
+            o, lse = _attend_chunk(*args)
+        outs.append(o)
+        lses.append(lse)
     return torch.cat(outs, dim=1), torch.cat(lses, dim=1)
 
 
@@ -126,28 +150,34 @@ def _positions(t0: int, t1: int, device) -> Tensor:
 
 
 def compressed_attention(q: Tensor, k_cmp: Tensor, v_cmp: Tensor, *, l: int, d: int,
-                         scale: Optional[float] = None, chunk: int = DEFAULT_CHUNK) -> Tuple[Tensor, Tensor]:
+                         scale: Optional[float] = None, chunk: int = DEFAULT_CHUNK,
+                         checkpoint: bool = False) -> Tuple[Tensor, Tensor]:
     """Compressed branch: query t attends compressed token i iff ``i*d + l - 1 <= t``.
 
     ``k_cmp [B, Tc, H, Dk]``, ``v_cmp [B, Tc, H, Dv]`` (any Tc; the kernels use
     Tc = num_compressed(T, l, d)). Returns ``(o, lse)``; rows that see no complete
-    block get 0 and -inf."""
+    block get 0 and -inf. ``checkpoint=True`` recomputes each query chunk in backward
+    (memory O(chunk x Tc) instead of O(T x Tc))."""
     _check_compression(l, d)
     _check_qkv("compressed_attention", q, k_cmp, v_cmp)
     scale = _default_scale(scale, q.shape[-1])
     Tc = k_cmp.shape[1]
     last = torch.arange(Tc, device=q.device) * d + (l - 1)  # last token of compressed block i
 
-    def weights(t0, t1):
+    def weights(t0, t1, k0, k1):
         t = _positions(t0, t1, q.device)
-        return (last[None, :] <= t[:, None])[None, :, None, :]  # [1, C, 1, Tc]
+        return (last[None, k0:k1] <= t[:, None])[None, :, None, :]  # [1, C, 1, K]
 
-    return _attend(q, k_cmp, v_cmp, scale, weights, chunk)
+    def keys(t0, t1):
+        return 0, ((t1 - l) // d + 1 if t1 >= l else 0)  # compressed tokens complete by t1 - 1
+
+    return _attend(q, k_cmp, v_cmp, scale, weights, chunk, keys, checkpoint)
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor, *, w: int, scale: Optional[float] = None,
-                     chunk: int = DEFAULT_CHUNK) -> Tuple[Tensor, Tensor]:
-    """Sliding window: query t attends keys ``max(0, t - w + 1) .. t``. Returns ``(o, lse)``."""
+                     chunk: int = DEFAULT_CHUNK, checkpoint: bool = False) -> Tuple[Tensor, Tensor]:
+    """Sliding window: query t attends keys ``max(0, t - w + 1) .. t``. Returns ``(o, lse)``.
+    Each query chunk only touches the keys its window can reach (O(T x (chunk + w)) work)."""
     if w < 1:
         raise ValueError(f"window w = {w} must be >= 1")
     B, T, H, G, Dv = _check_qkv("window_attention", q, k, v)
@@ -155,17 +185,22 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, *, w: int, scale: Optional
     Tkv = k.shape[1]
     j = torch.arange(Tkv, device=q.device)
 
-    def weights(t0, t1):
+    def weights(t0, t1, k0, k1):
         t = _positions(t0, t1, q.device)[:, None]
-        return ((j[None, :] <= t) & (j[None, :] > t - w))[None, :, None, :]
+        jj = j[None, k0:k1]
+        return ((jj <= t) & (jj > t - w))[None, :, None, :]
 
-    return _attend(q, k, v, scale, weights, chunk)
+    def keys(t0, t1):
+        return max(0, t0 - w + 1), t1
+
+    return _attend(q, k, v, scale, weights, chunk, keys, checkpoint)
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: Optional[float] = None,
-                     chunk: int = DEFAULT_CHUNK) -> Tuple[Tensor, Tensor]:
+                     chunk: int = DEFAULT_CHUNK, checkpoint: bool = False) -> Tuple[Tensor, Tensor]:
     """Full causal attention (query t attends keys 0..t)."""
-    return window_attention(q, k, v, w=max(1, k.shape[1], q.shape[1]), scale=scale, chunk=chunk)
+    return window_attention(q, k, v, w=max(1, k.shape[1], q.shape[1]), scale=scale, chunk=chunk,
+                            checkpoint=checkpoint)
 
 
 def _block_counts(indices: Tensor, t0: int, t1: int, l_sel: int, nb: int) -> Tensor:
@@ -180,13 +215,15 @@ def _block_counts(indices: Tensor, t0: int, t1: int, l_sel: int, nb: int) -> Ten
 
 
 def selected_attention(q: Tensor, k: Tensor, v: Tensor, indices: Tensor, *, l_sel: int,
-                       scale: Optional[float] = None, chunk: int = DEFAULT_CHUNK) -> Tuple[Tensor, Tensor]:
+                       scale: Optional[float] = None, chunk: int = DEFAULT_CHUNK,
+                       checkpoint: bool = False) -> Tuple[Tensor, Tensor]:
     """Selected branch: for each (b, t, kv head) attend the keys of the listed blocks
     (block j = keys ``j*l_sel .. j*l_sel + l_sel - 1``, those ``<= t``).
 
     ``indices`` int [B, T, H, n]. An index that is negative (-1 padding), ``>= NB``
     or whose block starts after t contributes nothing; a repeated index is attended as
-    often as it is listed (its keys' softmax weight counts twice). Returns ``(o, lse)``."""
+    often as it is listed (its keys' softmax weight counts twice). Returns ``(o, lse)``.
+    ``checkpoint=True`` recomputes each query chunk in backward."""
     B, T, H, G, Dv = _check_qkv("selected_attention", q, k, v)
     if indices.dim() != 4 or tuple(indices.shape[:3]) != (B, T, H):
         raise ValueError(f"selected_attention: indices {tuple(indices.shape)} must be [B={B}, T={T}, H={H}, n]")
@@ -201,14 +238,17 @@ def selected_attention(q: Tensor, k: Tensor, v: Tensor, indices: Tensor, *, l_se
     j = torch.arange(Tkv, device=q.device)
     indices = indices.to(q.device)
 
-    def weights(t0, t1):
+    def weights(t0, t1, k0, k1):
         counts = _block_counts(indices, t0, t1, l_sel, nb)  # [B, C, H, NB]
-        per_key = counts[..., key_block]  # [B, C, H, Tkv]
+        per_key = counts[..., key_block[k0:k1]]  # [B, C, H, K]
         t = _positions(t0, t1, q.device)
-        causal = (j[None, :] <= t[:, None])[None, :, None, :]
+        causal = (j[None, k0:k1] <= t[:, None])[None, :, None, :]
         return per_key * causal
 
-    return _attend(q, k, v, scale, weights, chunk)
+    def keys(t0, t1):
+        return 0, t1
+
+    return _attend(q, k, v, scale, weights, chunk, keys, checkpoint)
 
 
 # ---- compression (phi) -------------------------------------------------------------
@@ -417,7 +457,7 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                   pool: str = "mean", pool_weight: Optional[Tensor] = None,
                   indices: Optional[Tensor] = None, num_initial: int = 1, num_local: int = 2,
                   return_indices: bool = False, return_lse: bool = False,
-                  chunk: int = DEFAULT_CHUNK):
+                  chunk: int = DEFAULT_CHUNK, checkpoint: bool = False):
     """Native Sparse Attention, all three branches and the gates (docs/NSA.md).
 
     ``q [B, T, HQ, Dk]``; ``k [B, T, H, Dk]``, ``v [B, T, H, Dv]`` are the keys/values
@@ -429,6 +469,9 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     The selection (eq. 9-12 with ``num_initial`` forced initial and ``num_local`` local
     blocks) uses q and the compressed keys, unless ``indices`` (int [B, T, H, n]) is
     given. It is not differentiated.
+
+    ``checkpoint=True`` recomputes each query chunk of every branch in backward (memory
+    O(T) instead of O(T x Tkv) for the autograd graph; use it for long sequences).
 
     Returns ``o [B, T, HQ, Dv]``; with ``return_indices`` and/or ``return_lse`` a tuple
     ``(o, indices)``, ``(o, (lse_cmp, lse_slc, lse_swa))`` or ``(o, indices, lse)``."""
@@ -442,12 +485,13 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
         k_c, v_c = _pick("k_cmp", k_cmp, k), _pick("v_cmp", v_cmp, v)
         kc = compress(k_c, l=l, d=d, pool=pool, weight=pool_weight)
         vc = compress(v_c, l=l, d=d, pool=pool, weight=pool_weight)
-    o_cmp, lse_cmp = compressed_attention(q, kc, vc, l=l, d=d, scale=scale, chunk=chunk)
+    o_cmp, lse_cmp = compressed_attention(q, kc, vc, l=l, d=d, scale=scale, chunk=chunk, checkpoint=checkpoint)
     if indices is None:
         indices = select_blocks(q.detach(), kc.detach(), l=l, d=d, l_sel=l_sel, n=n, scale=scale,
                                 num_initial=num_initial, num_local=num_local, chunk=chunk)
-    o_slc, lse_slc = selected_attention(q, k_s, v_s, indices, l_sel=l_sel, scale=scale, chunk=chunk)
-    o_swa, lse_swa = window_attention(q, k_w, v_w, w=w, scale=scale, chunk=chunk)
+    o_slc, lse_slc = selected_attention(q, k_s, v_s, indices, l_sel=l_sel, scale=scale, chunk=chunk,
+                                        checkpoint=checkpoint)
+    o_swa, lse_swa = window_attention(q, k_w, v_w, w=w, scale=scale, chunk=chunk, checkpoint=checkpoint)
     o = gated_combine(o_cmp, o_slc, o_swa, g_cmp, g_slc, g_swa)
     if return_indices and return_lse:
         return o, indices, (lse_cmp, lse_slc, lse_swa)

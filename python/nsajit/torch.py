@@ -8,8 +8,12 @@ Functions (``q [B, T, HQ, Dk]``, keys/values ``[B, Tkv, H, D]``, gates ``[B, T, 
   :class:`CompressedAttention`, :class:`SelectedAttention`, :class:`WindowAttention`
   (forward: ``nsajit_*_forward``; backward: ``nsajit_*_backward``, which also gives the
   gate's gradient).
-- :func:`nsa_attention`: the whole NSA layer (compression in PyTorch, selection,
-  three branches, gates), same signature as :func:`nsajit.reference.nsa_attention`.
+- :func:`select_topn`: the fused block scoring + top-n selection (``nsajit_select_topn``):
+  block indices from q, the compressed keys and the compressed branch's lse.
+- :func:`nsa_attention`: the whole NSA layer, same signature as
+  :func:`nsajit.reference.nsa_attention`. Everything runs on nsajit kernels (the fused
+  top-n, the three branches forward and backward, the gates' gradients) except the
+  compression of k/v into k_cmp/v_cmp, which runs in PyTorch.
 
 Rules checked before anything touches a GPU, in this order, each raising an error
 that names the argument (so they also work, and are tested, on CPU tensors):
@@ -54,6 +58,7 @@ __all__ = [
     "compressed_attention",
     "selected_attention",
     "window_attention",
+    "select_topn",
     "nsa_attention",
     "context",
 ]
@@ -220,13 +225,16 @@ _BRANCH_NAMES = {_capi.Branch.COMPRESSED: "compressed", _capi.Branch.SELECTED: "
 
 @functools.lru_cache(maxsize=256)
 def _config(branch: int, dtype: int, dk: int, dv: int, h: int, g: int, l: int, d: int, l_sel: int, n: int,
-            w: int, scale: float) -> _capi.NsajitConfig:
+            w: int, scale: float, initial: int = 1, local: int = 2,
+            kernel_pass: int = int(_capi.KernelPass.FORWARD)) -> _capi.NsajitConfig:
     """A validated config (checked on the CPU with nsajit_kernel_query, no context). Cached:
     callers must not modify it."""
     cfg = _capi.make_config(dtype=dtype, head_dim_qk=dk, head_dim_v=dv, num_kv_heads=h, group=g,
                             cmp_block=l or None, cmp_stride=d or None, slc_block=l_sel or None,
-                            slc_count=n or None, window=w or None, scale=scale)
-    _capi.kernel_query(cfg, branch, 90)  # raises UnsupportedError / InvalidArgumentError naming the field
+                            slc_count=n or None, window=w or None, scale=scale, slc_initial=initial,
+                            slc_local=local)
+    # raises UnsupportedError / InvalidArgumentError naming the field
+    _capi.kernel_query(cfg, branch, 90, kernel_pass=kernel_pass)
     return cfg
 
 
@@ -245,6 +253,45 @@ def _make_config(branch: _capi.Branch, dtype: torch.dtype, dk: int, dv: int, h: 
         raise ValueError(f"scale = {scale} must be > 0 (None: 1/sqrt(Dk))")
     return _config(int(branch), int(_DTYPES[dtype]), dk, dv, h, g, l, d, l_sel, n, w,
                    float(scale) if scale is not None else 0.0)
+
+
+def _check_ints(**values) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
+def _check_selection(l: int, d: int, l_sel: int, n: int, initial: int, local: int, initial_name: str = "initial",
+                     local_name: str = "local") -> None:
+    if l < 1 or d < 1 or d > l or l % d != 0:
+        raise ValueError(f"bad compression l = {l}, d = {d}: need 1 <= d <= l and l % d == 0")
+    if l_sel < 1 or l_sel % d != 0:
+        raise ValueError(f"l_sel = {l_sel} must be a positive multiple of d = {d} (eq. 9)")
+    if n < 1 or initial < 0 or local < 0 or initial + local > n:
+        raise ValueError(f"bad selection n = {n}, {initial_name} = {initial}, {local_name} = {local}: need "
+                         f"n >= 1, {initial_name} >= 0, {local_name} >= 0 and {initial_name} + {local_name} <= n")
+
+
+def _make_topn_config(dtype: torch.dtype, dk: int, h: int, g: int, *, l: int, d: int, l_sel: int, n: int,
+                      initial: int, local: int, scale: Optional[float]) -> _capi.NsajitConfig:
+    """The validated config of the fused top-n kernel (pass TOPN of the compressed branch)."""
+    if scale is not None and not scale > 0:
+        raise ValueError(f"scale = {scale} must be > 0 (None: 1/sqrt(Dk))")
+    # Dv does not enter the top-n kernel; Dk keeps the config valid (Dv <= Dk).
+    return _config(int(_capi.Branch.COMPRESSED), int(_DTYPES[dtype]), dk, dk, h, g, l, d, l_sel, n, 0,
+                   float(scale) if scale is not None else 0.0, initial, local, int(_capi.KernelPass.TOPN))
+
+
+def _require_select_topn() -> None:
+    lib = _capi.library()
+    if not lib.has("select_topn"):
+        lib.call("select_topn")  # raises FunctionUnavailableError naming the library
+
+
+def _no_autocast():
+    """PyTorch code of nsa_attention (compression, reference selection) runs in float32
+    even inside a caller's torch.autocast region."""
+    return torch.autocast(device_type="cuda", enabled=False)
 
 
 # ---- C views -------------------------------------------------------------------------------
@@ -463,6 +510,72 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, gate: Optional[Tensor] = N
     return _finish(out, lse, return_lse)
 
 
+def _select_topn(cfg: _capi.NsajitConfig, q: Tensor, k_cmp: Tensor, lse_cmp: Tensor, H: int, n: int, *, l: int,
+                 d: int, l_sel: int, initial: int, local: int) -> Tensor:
+    """Launches nsajit_select_topn on validated tensors (q, k_cmp in the kernels' layout)."""
+    B, T, HQ, _ = q.shape
+    if B * T * H == 0:
+        return torch.full((B, T, H, n), -1, dtype=torch.int32, device=q.device)
+    if k_cmp.shape[1] == 0:
+        # T < l: no compressed token, every block scores 0. The forced blocks, then the
+        # lowest visible ones (ties go to the lower index), as the kernel's convention.
+        nb = _ref.num_selection_blocks(T, l_sel)
+        zeros = torch.zeros(B, T, H, nb, dtype=torch.float32, device=q.device)
+        return _ref.select_topn(zeros, l_sel=l_sel, n=n, num_initial=initial, num_local=local)
+    indices = torch.empty(B, T, H, n, dtype=torch.int32, device=q.device)  # every element written
+    lib = _capi.library()
+    with torch.cuda.device(q.device):
+        ctx = context(q.device)
+        lib.call("select_topn", ctx.handle, ctypes.byref(cfg), B, T, _view(q), _view(k_cmp), _view(lse_cmp),
+                 _view(indices), _stream(q.device))
+    return indices
+
+
+def select_topn(q: Tensor, k_cmp: Tensor, lse_cmp: Tensor, *, l: int, d: int, l_sel: int, n: int,
+                initial: int = 1, local: int = 2, scale: Optional[float] = None) -> Tensor:
+    """Fused block scoring + top-n selection on nsajit (NSA eq. 9-12, ``nsajit_select_topn``).
+
+    For every query token t and KV head: ``p_cmp = softmax(scale * q . k_cmp)`` over the
+    compressed tokens visible to t, recomputed from ``lse_cmp`` (never stored), mapped to
+    blocks of ``l_sel`` tokens by eq. 9, summed over the G query heads of the group, then
+    the ``n`` best visible blocks (``j * l_sel <= t``), where the ``initial`` first blocks
+    and the ``local`` blocks ending at t's own are always selected and count toward n;
+    ties go to the lower index.
+
+    - ``q [B, T, HQ, Dk]`` bf16/fp16; ``k_cmp [B, Tc, H, Dk]`` (same dtype) the compressed
+      keys, Tc = (T - l) // d + 1 (0 when T < l);
+    - ``lse_cmp [B, T, HQ]`` float32: the lse of :func:`compressed_attention` on the same
+      q and k_cmp (``return_lse=True``), with the same ``scale``.
+
+    Returns int32 ``[B, T, H, n]``: ascending block indices, then -1 (the convention of
+    :func:`nsajit.reference.select_blocks`). Not differentiable; runs on the current CUDA
+    stream. Checks as the other wrappers, before any GPU work."""
+    _check_dtypes([("q", q), ("k_cmp", k_cmp)])
+    _check_ints(l=l, d=d, l_sel=l_sel, n=n, initial=initial, local=local)
+    _check_shape("q", q, ("B", "T", "HQ", "Dk"), (None, None, None, None))
+    B, T, HQ, Dk = q.shape
+    _check_selection(l, d, l_sel, n, initial, local)
+    tc = _ref.num_compressed(T, l, d)
+    _check_shape("k_cmp", k_cmp, ("B", "Tc", "H", "Dk"), (B, tc, None, Dk))
+    H = k_cmp.shape[2]
+    if H < 1 or HQ % H != 0:
+        raise ValueError(f"q has HQ = {HQ} query heads, not a multiple of the H = {H} KV heads of k_cmp")
+    _check_is_tensor("lse_cmp", lse_cmp)
+    if lse_cmp.dtype != torch.float32:
+        raise TypeError(f"lse_cmp has dtype {lse_cmp.dtype}; it must be torch.float32 [B, T, HQ], the lse of "
+                        f"compressed_attention(q, k_cmp, v_cmp, ..., return_lse=True)")
+    _check_shape("lse_cmp", lse_cmp, ("B", "T", "HQ"), (B, T, HQ))
+    for name, t in (("q", q), ("k_cmp", k_cmp)):
+        _check_inner(name, t)
+    cfg = _make_topn_config(q.dtype, Dk, H, HQ // H, l=l, d=d, l_sel=l_sel, n=n, initial=initial, local=local,
+                            scale=scale)
+    _check_devices([("q", q), ("k_cmp", k_cmp), ("lse_cmp", lse_cmp)])
+    _require_select_topn()
+    with torch.no_grad():
+        return _select_topn(cfg, _kernel_layout(q.detach()), _kernel_layout(k_cmp.detach()), lse_cmp.detach(), H,
+                            n, l=l, d=d, l_sel=l_sel, initial=initial, local=local)
+
+
 def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Tensor, g_slc: Tensor,
                   g_swa: Tensor, *, l: int, d: int, l_sel: int, n: int, w: int, scale: Optional[float] = None,
                   k_cmp: Optional[Tensor] = None, v_cmp: Optional[Tensor] = None,
@@ -472,18 +585,24 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                   pool: str = "mean", pool_weight: Optional[Tensor] = None,
                   indices: Optional[Tensor] = None, num_initial: int = 1, num_local: int = 2,
                   return_indices: bool = False, return_lse: bool = False, check_gate_range: bool = True,
-                  selection_chunk: int = _ref.DEFAULT_CHUNK):
+                  selection: str = "fused", selection_chunk: int = _ref.DEFAULT_CHUNK):
     """Native Sparse Attention on nsajit; arguments and return value as
     :func:`nsajit.reference.nsa_attention` (bf16/fp16 CUDA tensors).
 
     - compression (``pool``: 'mean', or 'weighted' with ``pool_weight [l]``) runs in
-      PyTorch in float32 and is differentiable (a fused kernel is planned);
-    - the selection (eq. 9-12) runs in PyTorch on the GPU under ``torch.no_grad``,
-      ``selection_chunk`` query tokens at a time (memory ``[B, chunk, HQ, Tc]``), unless
-      ``indices`` (int32 [B, T, H, n]) is given;
-    - the three branches run through nsajit; the gates get their gradients from the
-      backward kernels. Each gated branch output is rounded to q's dtype, and their sum is
-      formed in float32 and rounded to q's dtype.
+      PyTorch in float32 and is differentiable (the one step not on nsajit kernels); the
+      compressed keys/values are then rounded to q's dtype;
+    - the selection (eq. 9-12, ``num_initial`` + ``num_local`` forced blocks), unless
+      ``indices`` (int32 [B, T, H, n]) is given: ``selection='fused'`` (default) runs the
+      fused scoring + top-n kernel (:func:`select_topn`) on the compressed branch's lse;
+      ``selection='reference'`` runs :func:`nsajit.reference.select_blocks` in PyTorch on
+      the GPU under ``torch.no_grad``, ``selection_chunk`` query tokens at a time (memory
+      ``[B, chunk, HQ, Tc]``). Both give the same indices up to float near ties;
+    - the three branches run through nsajit, forward and backward; the gates get their
+      gradients from the backward kernels. Each gated branch output is rounded to q's
+      dtype, and their sum is formed in float32 and rounded to q's dtype.
+
+    The PyTorch parts run in float32 also inside a ``torch.autocast`` region.
     """
     _check_is_tensor("q", q)
 
@@ -541,6 +660,9 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
         _check_indices(indices, B, T, H)
         if indices.shape[-1] != n:
             raise ValueError(f"indices has shape {list(indices.shape)}, expected [B={B}, T={T}, H={H}, n={n}]")
+    if selection not in ("fused", "reference"):
+        raise ValueError(f"selection = {selection!r} is unknown; allowed: 'fused' (the nsajit top-n kernel), "
+                         f"'reference' (PyTorch)")
     if n < 1 or num_initial < 0 or num_local < 0 or num_initial + num_local > n:
         raise ValueError(f"bad selection n = {n}, num_initial = {num_initial}, num_local = {num_local}: need "
                          f"num_initial + num_local <= n")
@@ -555,25 +677,38 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     cfg_c = _make_config(_capi.Branch.COMPRESSED, dtype, Dk, Dv, H, G, l=l, d=d, scale=scale)
     cfg_s = _make_config(_capi.Branch.SELECTED, dtype, Dk, Dv, H, G, l_sel=l_sel, n=n, scale=scale)
     cfg_w = _make_config(_capi.Branch.WINDOW, dtype, Dk, Dv, H, G, w=w, scale=scale)
+    fused = indices is None and selection == "fused"
+    if fused:
+        cfg_t = _make_topn_config(dtype, Dk, H, G, l=l, d=d, l_sel=l_sel, n=n, initial=num_initial,
+                                  local=num_local, scale=scale)
     _check_devices(named + [("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa),
                                      ("indices", indices), ("pool_weight", pool_weight if kc is None else None)])
+    if fused:
+        _require_select_topn()
 
-    # Compression (PyTorch, float32, differentiable).
+    # Compression (PyTorch, float32, differentiable), rounded to q's dtype for the kernels.
     if kc is None:
-        weight = pool_weight.float() if (pool == "weighted") else None
-        kc = _ref.compress(k_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
-        vc = _ref.compress(v_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
-
-    # Selection. TODO(nsajit): replace by the fused score + top-n kernel; this reference
-    # selection recomputes p_cmp densely per query chunk ([B, chunk, HQ, Tc] floats).
-    if indices is None:
-        with torch.no_grad():
-            indices = _ref.select_blocks(q.detach().float(), kc.detach().float(), l=l, d=d, l_sel=l_sel, n=n,
-                                         scale=scale, num_initial=num_initial, num_local=num_local,
-                                         chunk=selection_chunk)
+        with _no_autocast():
+            weight = pool_weight.float() if (pool == "weighted") else None
+            kc = _ref.compress(k_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
+            vc = _ref.compress(v_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
 
     q_ = _kernel_layout(q)
-    o_c, lse_c = CompressedAttention.apply(q_, _kernel_layout(kc), _kernel_layout(vc), _gate32(g_cmp), cfg_c)
+    kc_ = _kernel_layout(kc)
+    o_c, lse_c = CompressedAttention.apply(q_, kc_, _kernel_layout(vc), _gate32(g_cmp), cfg_c)
+
+    # Selection (not differentiated): the fused kernel reads the compressed branch's lse.
+    if indices is None:
+        with torch.no_grad():
+            if fused:
+                indices = _select_topn(cfg_t, q_.detach(), kc_.detach(), lse_c, H, n, l=l, d=d, l_sel=l_sel,
+                                       initial=num_initial, local=num_local)
+            else:
+                with _no_autocast():
+                    indices = _ref.select_blocks(q.detach().float(), kc.detach().float(), l=l, d=d, l_sel=l_sel,
+                                                 n=n, scale=scale, num_initial=num_initial, num_local=num_local,
+                                                 chunk=selection_chunk)
+
     o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, _gate32(g_slc),
                                          cfg_s)
     o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), _gate32(g_swa), cfg_w)

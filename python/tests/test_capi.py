@@ -193,3 +193,29 @@ def test_backward_kernel_ptx_or_clear_error():
     assert nsajit.compile_ptx(cfg, "window", arch=80, kernel_pass="forward").count(".entry") == 1
     with pytest.raises(ValueError, match="kernel pass"):
         nsajit.compile_ptx(cfg, "window", kernel_pass="sideways")
+
+
+def test_topn_kernel_pass_and_entry_point():
+    assert int(nsajit.KernelPass.TOPN) == 4
+    assert issubclass(nsajit.BackwardUnavailableError, nsajit.FunctionUnavailableError)
+    assert issubclass(nsajit.FunctionUnavailableError, NotImplementedError)
+    lib = nsajit.library()
+    assert nsajit.has_select_topn() == lib.has("select_topn")
+    cfg = nsajit.make_config(head_dim_qk=128, head_dim_v=128, group=16, num_kv_heads=1, cmp_block=32,
+                             cmp_stride=16, slc_block=64, slc_count=16, slc_initial=1, slc_local=2)
+    if not lib.has("select_topn"):
+        with pytest.raises(nsajit.FunctionUnavailableError, match="nsajit_select_topn"):
+            lib.call("select_topn")
+        return
+    info = nsajit.kernel_query(cfg, "compressed", arch=90, kernel_pass="topn")
+    assert info["kernel_name"] == "nsa_compressed_topn"
+    assert "init=1 local=2" in info["spec"]
+    assert ".entry nsa_compressed_topn" in nsajit.compile_ptx(cfg, "compressed", arch=90, kernel_pass="topn")
+    with pytest.raises(nsajit.UnsupportedError, match="belongs to the compressed branch"):
+        nsajit.kernel_query(cfg, "window", kernel_pass=nsajit.KernelPass.TOPN)
+    bad = nsajit.make_config(slc_count=4, slc_initial=3, slc_local=2)
+    with pytest.raises(nsajit.UnsupportedError, match="forced blocks"):
+        nsajit.kernel_query(bad, "compressed", kernel_pass="topn")
+    # NULL context: an argument error, no GPU needed
+    with pytest.raises(nsajit.InvalidArgumentError):
+        lib.call("select_topn", None, ctypes.byref(cfg), 1, 64, None, None, None, None, None)

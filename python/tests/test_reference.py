@@ -547,3 +547,35 @@ def test_gradcheck_nsa_attention_with_gates():
         return R.nsa_attention(q, k, v, a, b, c, l=4, d=2, l_sel=4, n=3, w=3, indices=idx, chunk=5)
 
     assert torch.autograd.gradcheck(f, (q, k, v, *gs))
+
+
+# ---------------------------------------------------------------- chunk key ranges and checkpointing
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 64])
+def test_chunking_and_checkpoint_do_not_change_results_or_gradients(chunk):
+    """Each query chunk only reads the keys it can see (window: chunk + w - 1, causal
+    branches: up to the chunk's end); checkpoint=True recomputes chunks in backward. Both
+    must leave outputs and gradients unchanged."""
+    B, T, H, G, D = 2, 45, 2, 2, 8
+    l, d, l_sel, n, w = 8, 4, 8, 3, 6
+    q, k, v = (rand(B, T, H * G, D, seed=40), rand(B, T, H, D, seed=41), rand(B, T, H, D, seed=42))
+    gates = [torch.rand(B, T, H * G, generator=torch.Generator().manual_seed(43 + i), dtype=F64) for i in range(3)]
+    kw = dict(l=l, d=d, l_sel=l_sel, n=n, w=w)
+
+    def run(chunk, checkpoint):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v, *gates)]
+        o, idx, lse = R.nsa_attention(*leaves, return_indices=True, return_lse=True, chunk=chunk,
+                                      checkpoint=checkpoint, **kw)
+        (o * torch.linspace(-1, 1, o.numel(), dtype=F64).reshape(o.shape)).sum().backward()
+        return o.detach(), idx, [x.detach() for x in lse], [t.grad for t in leaves]
+
+    o0, idx0, lse0, g0 = run(T, False)  # one chunk: every key
+    for checkpoint in (False, True):
+        o1, idx1, lse1, g1 = run(chunk, checkpoint)
+        assert torch.equal(idx0, idx1)
+        assert_close(o1, o0)
+        for a, b in zip(lse1, lse0):
+            assert_close(a, b)
+        for a, b in zip(g1, g0):
+            assert_close(a, b)

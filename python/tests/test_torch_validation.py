@@ -236,3 +236,78 @@ def test_mixed_devices():
     q, k, v = make()
     with pytest.raises(ValueError, match="k must be a CUDA tensor"):
         nt.window_attention(q.cuda(), k, v.cuda(), w=4)
+
+
+# ---------------------------------------------------------------- fused top-n (select_topn)
+
+
+def topn_inputs(B=2, T=96, H=2, G=2, Dk=64, l=32, d=16):
+    q = torch.randn(B, T, H * G, Dk).to(BF16)
+    kc = torch.randn(B, R.num_compressed(T, l, d), H, Dk).to(BF16)
+    lse = torch.zeros(B, T, H * G)
+    return q, kc, lse
+
+
+TOPN = dict(l=32, d=16, l_sel=32, n=4)
+
+
+def test_select_topn_dtypes():
+    q, kc, lse = topn_inputs()
+    with pytest.raises(TypeError, match=r"q has dtype torch.float32"):
+        nt.select_topn(q.float(), kc, lse, **TOPN)
+    with pytest.raises(TypeError, match="k_cmp has dtype torch.float16 but q has torch.bfloat16"):
+        nt.select_topn(q, kc.half(), lse, **TOPN)
+    with pytest.raises(TypeError, match=r"lse_cmp has dtype torch.bfloat16; it must be torch.float32"):
+        nt.select_topn(q, kc, lse.to(BF16), **TOPN)
+    with pytest.raises(TypeError, match="n must be an int"):
+        nt.select_topn(q, kc, lse, **dict(TOPN, n=4.0))
+
+
+def test_select_topn_shapes():
+    q, kc, lse = topn_inputs()
+    with pytest.raises(ValueError, match=r"k_cmp has shape \[2, 6, 2, 64\], expected \[B=2, Tc=5, H, Dk=64\]"):
+        nt.select_topn(q, torch.zeros(2, 6, 2, 64, dtype=BF16), lse, **TOPN)
+    with pytest.raises(ValueError, match=r"lse_cmp has shape \[2, 96, 2\], expected \[B=2, T=96, HQ=4\]"):
+        nt.select_topn(q, kc, lse[..., :2], **TOPN)
+    with pytest.raises(ValueError, match="HQ = 4 .* H = 3"):
+        nt.select_topn(q, torch.zeros(2, 5, 3, 64, dtype=BF16), lse, **TOPN)
+    with pytest.raises(ValueError, match="last dimension must be contiguous"):
+        nt.select_topn(q.transpose(2, 3).contiguous().transpose(2, 3), kc, lse, **TOPN)
+
+
+def test_select_topn_parameters():
+    q, kc, lse = topn_inputs()
+    with pytest.raises(ValueError, match="bad compression"):
+        nt.select_topn(q, kc, lse, **dict(TOPN, d=24))
+    with pytest.raises(ValueError, match="l_sel = 24 must be a positive multiple of d = 16"):
+        nt.select_topn(q, kc, lse, **dict(TOPN, l_sel=24))
+    with pytest.raises(ValueError, match="initial = 3, local = 2"):
+        nt.select_topn(q, kc, lse, initial=3, local=2, **TOPN)
+    with pytest.raises(ValueError, match="scale"):
+        nt.select_topn(q, kc, lse, scale=0.0, **TOPN)
+    # valid in Python, refused by the kernel's rules on the CPU (nsajit_kernel_query2, pass TOPN)
+    with pytest.raises(nsajit.UnsupportedError, match="selection block l' = 48"):
+        nt.select_topn(q, kc, lse, **dict(TOPN, l_sel=48))
+    q3 = torch.randn(2, 96, 3, 64).to(BF16)
+    with pytest.raises(nsajit.UnsupportedError, match=r"group \(G\) = 3"):
+        nt.select_topn(q3, kc[:, :, :1], torch.zeros(2, 96, 3), **TOPN)
+
+
+def test_select_topn_needs_cuda():
+    q, kc, lse = topn_inputs()
+    with pytest.raises(ValueError, match=r"q must be a CUDA tensor \(got device cpu\)"):
+        nt.select_topn(q, kc, lse, **TOPN)
+
+
+def test_nsa_attention_selection_argument():
+    q, k, v = make()
+    with pytest.raises(ValueError, match="selection = 'dense' is unknown"):
+        nt.nsa_attention(q, k, v, *gates(), selection="dense", **NSA)
+    # both selections validate everything, then need CUDA
+    for selection in ("fused", "reference"):
+        with pytest.raises(ValueError, match="must be a CUDA tensor"):
+            nt.nsa_attention(q, k, v, *gates(), selection=selection, **NSA)
+    # the fused selection's kernel rules are checked on the CPU too (num_initial + num_local <= n is
+    # Python's; l_sel = 48 is the kernels')
+    with pytest.raises(nsajit.UnsupportedError, match="selection block l' = 48"):
+        nt.nsa_attention(q, k, v, *gates(), **dict(NSA, l_sel=48))

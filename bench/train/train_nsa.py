@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Training check: a small NSA transformer trained on synthetic associative recall, once with
+the nsajit backend (nsajit.torch.nsa_attention: fused top-n, the three branches forward and
+backward on nsajit kernels, compression in PyTorch) and once with the reference backend
+(nsajit.reference.nsa_attention in float32), from the same initial weights on the same
+batches. Per-step loss, accuracy and wall time go to a JSON file (--out) that
+bench/train/plot_curves.py turns into a plot and an agreement verdict.
+
+The task (multi-query associative recall with a needle far away): each sequence of T
+tokens is random filler with P (key, value) pairs spread over its first T - 2Q tokens, one
+pair per segment of (T - 2Q) / P tokens; the last 2Q tokens ask Q of the keys again, each
+followed by its value. The loss is the cross-entropy of predicting each asked key's value
+(Q positions a sequence). Most pairs are far outside the sliding window (w), so the answer
+must come through the compressed branch or through the selected blocks: the selection has
+to find the block holding the pair (with the defaults: 1 block of 32 tokens out of 64,
+n = 8 blocks a query of which 3 are forced). Chance level is ln(values) = 4.16; a model
+that only learns which values occur in the sequence reaches ln(P) = 2.08.
+
+Model: token embedding, L pre-norm blocks (a previous-token mix, so a value's key can be
+matched, then NSA attention with q/k/v/gate projections; an MLP), a final norm and an
+output head read at the answer positions. bf16 autocast on CUDA with float32 weights.
+
+Usage (about 1-2 minutes on an H100 for both backends with the defaults):
+
+    python3 bench/train/train_nsa.py --out /tmp/train_nsa.json
+    /usr/bin/python3 bench/train/plot_curves.py /tmp/train_nsa.json --png /tmp/train_nsa.png
+
+Needs only torch (and libnsajit.so for the nsajit backend: $NSAJIT_LIBRARY or
+<repo>/build/lib/libnsajit.so). ``--device cpu --backends reference`` runs anywhere (slowly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "python") not in sys.path:
+    sys.path.insert(0, str(REPO / "python"))
+
+import nsajit  # noqa: E402
+from nsajit import reference as R  # noqa: E402
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+class AssociativeRecall:
+    """Batches of the recall task, a pure function of (seed, step): both backends see the
+    same data. Vocabulary: [0, fillers) filler, then keys, then values."""
+
+    def __init__(self, T: int, pairs: int, queries: int, keys: int, values: int, fillers: int):
+        if queries > pairs or pairs > keys:
+            raise ValueError("need queries <= pairs <= keys")
+        self.T, self.P, self.Q = T, pairs, queries
+        self.n_keys, self.n_values, self.fillers = keys, values, fillers
+        self.key_base, self.value_base = fillers, fillers + keys
+        self.vocab = fillers + keys + values
+        self.context = T - 2 * queries
+        self.segment = self.context // pairs
+        if self.segment < 3:
+            raise ValueError(f"T = {T} is too short for {pairs} pairs and {queries} queries")
+
+    def batch(self, B: int, step: int, seed: int, device):
+        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+        P, Q = self.P, self.Q
+        tokens = torch.randint(0, self.fillers, (B, self.T), generator=g, device=device)
+        keys = torch.rand(B, self.n_keys, generator=g, device=device).argsort(dim=-1)[:, :P]
+        values = torch.randint(0, self.n_values, (B, P), generator=g, device=device)
+        offsets = torch.randint(0, self.segment - 1, (B, P), generator=g, device=device)
+        pos = torch.arange(P, device=device) * self.segment + offsets  # key at pos, value at pos + 1
+        tokens.scatter_(1, pos, keys + self.key_base)
+        tokens.scatter_(1, pos + 1, values + self.value_base)
+        asked = torch.rand(B, P, generator=g, device=device).argsort(dim=-1)[:, :Q]
+        q_keys, q_values = keys.gather(1, asked), values.gather(1, asked)
+        qpos = self.context + 2 * torch.arange(Q, device=device)  # the asked key; its value follows
+        tokens[:, qpos] = q_keys + self.key_base
+        tokens[:, qpos + 1] = q_values + self.value_base
+        targets = q_values + self.value_base  # predicted at the asked key's position
+        return tokens, qpos, targets
+
+
+# ---- model --------------------------------------------------------------------------------
+
+
+class NSAAttention(nn.Module):
+    def __init__(self, d_model: int, hq: int, h: int, dk: int, dv: int, nsa: dict, backend: str,
+                 ref_checkpoint: bool):
+        super().__init__()
+        self.hq, self.h, self.dk, self.dv = hq, h, dk, dv
+        self.nsa, self.backend, self.ref_checkpoint = nsa, backend, ref_checkpoint
+        self.wq = nn.Linear(d_model, hq * dk, bias=False)
+        self.wk = nn.Linear(d_model, h * dk, bias=False)
+        self.wv = nn.Linear(d_model, h * dv, bias=False)
+        self.wg = nn.Linear(d_model, 3 * hq)  # gates: sigmoid(MLP(x)) per branch and query head
+        self.wo = nn.Linear(hq * dv, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.hq, self.dk)
+        k = self.wk(x).view(B, T, self.h, self.dk)
+        v = self.wv(x).view(B, T, self.h, self.dv)
+        g = torch.sigmoid(self.wg(x).float()).view(B, T, 3, self.hq)
+        g_cmp, g_slc, g_swa = g.unbind(2)
+        if self.backend == "nsajit":
+            import nsajit.torch as nt
+
+            # q/k/v are bf16 under autocast; the gates are sigmoids, so skip the range check (a sync).
+            o = nt.nsa_attention(q, k, v, g_cmp, g_slc, g_swa, check_gate_range=False, **self.nsa)
+        else:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                o = R.nsa_attention(q.float(), k.float(), v.float(), g_cmp.float(), g_slc.float(), g_swa.float(),
+                                    checkpoint=self.ref_checkpoint, **self.nsa)
+            o = o.to(q.dtype)
+        return self.wo(o.reshape(B, T, self.hq * self.dv))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, attn: NSAAttention):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.shift = nn.Linear(d_model, d_model, bias=False)  # mixes in the previous token
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        h = h + self.shift(F.pad(h[:, :-1], (0, 0, 1, 0)))
+        x = x + self.attn(h)
+        return x + self.mlp(self.norm2(x))
+
+
+class NSATransformer(nn.Module):
+    def __init__(self, vocab: int, d_model: int, layers: int, hq: int, h: int, dk: int, dv: int, nsa: dict,
+                 backend: str, ref_checkpoint: bool = True, tie: bool = True):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleList(
+            Block(d_model, NSAAttention(d_model, hq, h, dk, dv, nsa, backend, ref_checkpoint)) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        if tie:  # the output head reads values in the embedding's space: copying a value is easy
+            self.head.weight = self.embed.weight
+
+    def forward(self, tokens, positions):
+        """Logits [B, len(positions), vocab] at the given positions."""
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, positions]))
+
+
+# ---- training -----------------------------------------------------------------------------
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def lr_at(step: int, args) -> float:
+    if step < args.lr_warmup:
+        return args.lr * (step + 1) / args.lr_warmup
+    progress = (step - args.lr_warmup) / max(1, args.steps - args.lr_warmup)
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(backend: str, args, task: AssociativeRecall, device) -> dict:
+    nsa = dict(l=args.l, d=args.d, l_sel=args.l_sel, n=args.n, w=args.w)
+    torch.manual_seed(args.seed)  # the same initial weights for every backend
+    model = NSATransformer(task.vocab, args.d_model, args.layers, args.heads, args.kv_heads, args.head_dim,
+                           args.head_dim, nsa, backend, ref_checkpoint=not args.no_ref_checkpoint,
+                           tie=not args.untied).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    amp = device.type == "cuda" and not args.no_amp
+
+    def step_fn(tokens, qpos, targets, update: bool):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(tokens, qpos)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        if update:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach(), (logits.detach().argmax(-1) == targets).float().mean()
+
+    # Warm-up: forward + backward without an optimizer step (kernels JIT-compiled, caches
+    # filled); the weights stay as initialised.
+    t0 = time.perf_counter()
+    warm = task.batch(args.batch, 0, args.seed, device)
+    for _ in range(args.warmup):
+        step_fn(*warm, update=False)
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    print(f"[{backend}] warm-up: {args.warmup} forward+backward passes in {warmup_s:.2f} s", flush=True)
+
+    losses, accs, times = [], [], []
+    start = time.perf_counter()
+    stopped_early = False
+    for step in range(args.steps):
+        tokens, qpos, targets = task.batch(args.batch, step, args.seed, device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        sync(device)
+        t = time.perf_counter()
+        loss, acc = step_fn(tokens, qpos, targets, update=True)
+        sync(device)
+        times.append(time.perf_counter() - t)
+        losses.append(float(loss))
+        accs.append(float(acc))
+        if not math.isfinite(losses[-1]):
+            print(f"[{backend}] step {step}: loss is {losses[-1]}, stopping", flush=True)
+            stopped_early = True
+            break
+        if step % args.log_every == 0 or step == args.steps - 1:
+            recent = slice(max(0, len(losses) - args.log_every), len(losses))
+            print(f"[{backend}] step {step:4d}  loss {statistics.fmean(losses[recent]):.4f}  "
+                  f"acc {statistics.fmean(accs[recent]):.3f}  {1e3 * statistics.median(times[recent]):7.1f} ms/step  "
+                  f"lr {lr_at(step, args):.2e}", flush=True)
+        if args.time_limit and time.perf_counter() - start > args.time_limit:
+            print(f"[{backend}] time limit {args.time_limit} s reached after {step + 1} steps", flush=True)
+            stopped_early = True
+            break
+    total_s = time.perf_counter() - start
+    timed = times[min(args.skip_timing, max(0, len(times) - 1)):]
+    result = {
+        "loss": losses,
+        "acc": accs,
+        "step_time_s": times,
+        "steps": len(losses),
+        "stopped_early": stopped_early,
+        "warmup_s": warmup_s,
+        "train_s": total_s,
+        "timing_skips_first": args.skip_timing,
+        "mean_step_s": statistics.fmean(timed) if timed else None,
+        "median_step_s": statistics.median(timed) if timed else None,
+        "max_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+    }
+    print(f"[{backend}] {len(losses)} steps in {total_s:.1f} s: median {1e3 * (result['median_step_s'] or 0):.1f} "
+          f"ms/step, final loss (mean of last 20) {statistics.fmean(losses[-20:]):.4f}, "
+          f"acc {statistics.fmean(accs[-20:]):.3f}", flush=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return result
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", required=True, help="JSON file for the per-step results")
+    p.add_argument("--backends", default="nsajit,reference", help="comma-separated: nsajit, reference")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq", type=int, default=2048, help="sequence length T")
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--queries", type=int, default=8)
+    p.add_argument("--keys", type=int, default=64)
+    p.add_argument("--values", type=int, default=64)
+    p.add_argument("--fillers", type=int, default=16)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--heads", type=int, default=16, help="query heads HQ")
+    p.add_argument("--kv-heads", type=int, default=1, help="KV heads H (G = HQ / H)")
+    p.add_argument("--head-dim", type=int, default=64, help="Dk = Dv")
+    p.add_argument("--l", type=int, default=32, help="compression block")
+    p.add_argument("--d", type=int, default=16, help="compression stride")
+    p.add_argument("--l-sel", type=int, default=32, help="selection block l'")
+    p.add_argument("--n", type=int, default=8, help="selected blocks (1 initial + 2 local included)")
+    p.add_argument("--w", type=int, default=128, help="sliding window")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-warmup", type=int, default=30)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=3, help="untimed forward+backward passes before training")
+    p.add_argument("--skip-timing", type=int, default=5, help="steps left out of the mean/median step time")
+    p.add_argument("--time-limit", type=float, default=150.0, help="seconds per backend (0: none)")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--untied", action="store_true", help="separate output head (default: tied to the embedding)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (the nsajit backend needs it)")
+    p.add_argument("--no-ref-checkpoint", action="store_true",
+                   help="reference backend: keep every chunk's scores for backward (more memory, faster)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("nsajit", "reference"):
+            raise SystemExit(f"unknown backend {b!r}; allowed: nsajit, reference")
+    if "nsajit" in backends and (device.type != "cuda" or args.no_amp):
+        raise SystemExit("the nsajit backend needs --device cuda and bf16 autocast")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # float32 reference attention stays float32
+    task = AssociativeRecall(args.seq, args.pairs, args.queries, args.keys, args.values, args.fillers)
+    info = {
+        "task": f"associative recall: T={args.seq}, {args.pairs} pairs, {args.queries} queries, "
+                f"{args.keys} keys, {args.values} values, {args.fillers} fillers",
+        "chance_loss": math.log(args.values),
+        "bag_of_values_loss": math.log(args.pairs),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "G": args.heads // args.kv_heads,
+    }
+    if "nsajit" in backends:
+        info["nsajit"] = nsajit.version()
+        info["library"] = nsajit.library().path
+    print(f"{info['task']}; device {info['device']}; backends {', '.join(backends)}", flush=True)
+    doc = {"config": vars(args), "info": info, "runs": {}}
+    for backend in backends:
+        doc["runs"][backend] = train(backend, args, task, device)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:  # after each backend, so a later failure keeps the first
+            json.dump(doc, f)
+    runs = doc["runs"]
+    if "nsajit" in runs and "reference" in runs and runs["nsajit"]["median_step_s"]:
+        ratio = runs["reference"]["median_step_s"] / runs["nsajit"]["median_step_s"]
+        print(f"median step time: nsajit {1e3 * runs['nsajit']['median_step_s']:.1f} ms, reference "
+              f"{1e3 * runs['reference']['median_step_s']:.1f} ms (reference / nsajit = {ratio:.2f})", flush=True)
+    print(f"wrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
