@@ -147,6 +147,24 @@ BackwardRequest backwardRequest(Branch branch, const nsajit_config *config, int 
   return r;
 }
 
+// The request of one forward call (indices: selected branch only).
+ForwardRequest forwardRequest(Branch branch, const nsajit_config *config, int batch, int seqLen, const nsajit_tensor *q,
+                              const nsajit_tensor *k, const nsajit_tensor *v, const nsajit_tensor *indices,
+                              const nsajit_tensor *out, const nsajit_tensor *lse) {
+  ForwardRequest req;
+  req.branch = branch;
+  req.config = config;
+  req.batch = batch;
+  req.seqLen = seqLen;
+  req.q = q;
+  req.k = k;
+  req.v = v;
+  req.indices = indices;
+  req.out = out;
+  req.lse = lse;
+  return req;
+}
+
 } // namespace
 
 extern "C" {
@@ -211,18 +229,8 @@ NSAJIT_API nsajit_status nsajit_compressed_forward(nsajit_context *ctx, const ns
                                                    const nsajit_tensor *v_cmp, const nsajit_tensor *out,
                                                    const nsajit_tensor *lse, void *stream) {
   return guarded([&] {
-    nsajit_context &c = requireContext(ctx);
-    ForwardRequest req;
-    req.branch = Branch::Compressed;
-    req.config = config;
-    req.batch = batch;
-    req.seqLen = seq_len;
-    req.q = q;
-    req.k = k_cmp;
-    req.v = v_cmp;
-    req.out = out;
-    req.lse = lse;
-    launchForward(c, req, stream);
+    launchForward(requireContext(ctx), forwardRequest(Branch::Compressed, config, batch, seq_len, q, k_cmp, v_cmp, nullptr, out, lse),
+                  stream);
   });
 }
 
@@ -231,19 +239,8 @@ NSAJIT_API nsajit_status nsajit_selected_forward(nsajit_context *ctx, const nsaj
                                                  const nsajit_tensor *v, const nsajit_tensor *indices,
                                                  const nsajit_tensor *out, const nsajit_tensor *lse, void *stream) {
   return guarded([&] {
-    nsajit_context &c = requireContext(ctx);
-    ForwardRequest req;
-    req.branch = Branch::Selected;
-    req.config = config;
-    req.batch = batch;
-    req.seqLen = seq_len;
-    req.q = q;
-    req.k = k;
-    req.v = v;
-    req.indices = indices;
-    req.out = out;
-    req.lse = lse;
-    launchForward(c, req, stream);
+    launchForward(requireContext(ctx), forwardRequest(Branch::Selected, config, batch, seq_len, q, k, v, indices, out, lse),
+                  stream);
   });
 }
 
@@ -252,18 +249,8 @@ NSAJIT_API nsajit_status nsajit_window_forward(nsajit_context *ctx, const nsajit
                                                const nsajit_tensor *v, const nsajit_tensor *out,
                                                const nsajit_tensor *lse, void *stream) {
   return guarded([&] {
-    nsajit_context &c = requireContext(ctx);
-    ForwardRequest req;
-    req.branch = Branch::Window;
-    req.config = config;
-    req.batch = batch;
-    req.seqLen = seq_len;
-    req.q = q;
-    req.k = k;
-    req.v = v;
-    req.out = out;
-    req.lse = lse;
-    launchForward(c, req, stream);
+    launchForward(requireContext(ctx), forwardRequest(Branch::Window, config, batch, seq_len, q, k, v, nullptr, out, lse),
+                  stream);
   });
 }
 
