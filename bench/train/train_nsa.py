@@ -97,7 +97,38 @@ class AssociativeRecall:
         tokens[:, qpos] = q_keys + self.key_base
         tokens[:, qpos + 1] = q_values + self.value_base
         targets = q_values + self.value_base  # predicted at the asked key's position
-        return tokens, qpos, targets
+        return tokens, qpos, targets, None  # no single needle position
+
+
+class NeedleRetrieval:
+    """Batches of the needle task, a pure function of (seed, step): both backends see the same
+    data. Vocabulary: [0, fillers) filler, then the needle values, then the query token.
+
+    Each sequence is random filler with one needle (a value token) at a random position
+    before T - Q - w and after the first selection block (so it is outside every query's
+    sliding window and never in a forced initial block); its last Q tokens are the query
+    token, and at each of them the model predicts the needle. The answer must come
+    through the compressed branch or the selected blocks: the selection has to find the
+    needle's block, which the training loop measures (``selection_hit``)."""
+
+    def __init__(self, T: int, queries: int, values: int, fillers: int, w: int, l_sel: int):
+        self.T, self.Q, self.n_values, self.fillers = T, queries, values, fillers
+        self.value_base, self.query_token = fillers, fillers + values
+        self.vocab = fillers + values + 1
+        self.low, self.high = l_sel, T - queries - w  # needle position range [low, high)
+        if self.high <= self.low:
+            raise ValueError(f"T = {T} is too short for w = {w}, {queries} queries and l_sel = {l_sel}")
+
+    def batch(self, B: int, step: int, seed: int, device):
+        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+        tokens = torch.randint(0, self.fillers, (B, self.T), generator=g, device=device)
+        values = torch.randint(0, self.n_values, (B,), generator=g, device=device)
+        pos = torch.randint(self.low, self.high, (B,), generator=g, device=device)
+        tokens.scatter_(1, pos[:, None], (values + self.value_base)[:, None])
+        qpos = torch.arange(self.T - self.Q, self.T, device=device)
+        tokens[:, qpos] = self.query_token
+        targets = (values + self.value_base)[:, None].expand(B, self.Q)
+        return tokens, qpos, targets, pos
 
 
 # ---- model --------------------------------------------------------------------------------
@@ -109,6 +140,8 @@ class NSAAttention(nn.Module):
         super().__init__()
         self.hq, self.h, self.dk, self.dv = hq, h, dk, dv
         self.nsa, self.backend, self.ref_checkpoint = nsa, backend, ref_checkpoint
+        self.capture = False  # keep the selected block indices of the next forward
+        self.last_indices = None
         self.wq = nn.Linear(d_model, hq * dk, bias=False)
         self.wk = nn.Linear(d_model, h * dk, bias=False)
         self.wv = nn.Linear(d_model, h * dv, bias=False)
@@ -126,12 +159,15 @@ class NSAAttention(nn.Module):
             import nsajit.torch as nt
 
             # q/k/v are bf16 under autocast; the gates are sigmoids, so skip the range check (a sync).
-            o = nt.nsa_attention(q, k, v, g_cmp, g_slc, g_swa, check_gate_range=False, **self.nsa)
+            o, indices = nt.nsa_attention(q, k, v, g_cmp, g_slc, g_swa, check_gate_range=False,
+                                          return_indices=True, **self.nsa)
         else:
             with torch.autocast(device_type=x.device.type, enabled=False):
-                o = R.nsa_attention(q.float(), k.float(), v.float(), g_cmp.float(), g_slc.float(), g_swa.float(),
-                                    checkpoint=self.ref_checkpoint, **self.nsa)
+                o, indices = R.nsa_attention(q.float(), k.float(), v.float(), g_cmp.float(), g_slc.float(),
+                                             g_swa.float(), checkpoint=self.ref_checkpoint, return_indices=True,
+                                             **self.nsa)
             o = o.to(q.dtype)
+        self.last_indices = indices.detach() if self.capture else None
         return self.wo(o.reshape(B, T, self.hq * self.dv))
 
 
@@ -187,7 +223,23 @@ def lr_at(step: int, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(backend: str, args, task: AssociativeRecall, device) -> dict:
+def selection_hits(model: "NSATransformer", qpos, pos, l_sel: int) -> list:
+    """Per layer: the fraction of (sequence, query position, KV head) whose selected blocks
+    (captured in the last forward) include the needle's block."""
+    hits = []
+    for block in model.blocks:
+        idx = block.attn.last_indices[:, qpos]  # [B, Q, H, n]
+        needle_block = (pos // l_sel).view(-1, 1, 1, 1)
+        hits.append(float((idx == needle_block).any(-1).float().mean()))
+    return hits
+
+
+def set_capture(model: "NSATransformer", on: bool) -> None:
+    for block in model.blocks:
+        block.attn.capture = on
+
+
+def train(backend: str, args, task, device) -> dict:
     nsa = dict(l=args.l, d=args.d, l_sel=args.l_sel, n=args.n, w=args.w)
     torch.manual_seed(args.seed)  # the same initial weights for every backend
     model = NSATransformer(task.vocab, args.d_model, args.layers, args.heads, args.kv_heads, args.head_dim,
@@ -212,16 +264,18 @@ def train(backend: str, args, task: AssociativeRecall, device) -> dict:
     t0 = time.perf_counter()
     warm = task.batch(args.batch, 0, args.seed, device)
     for _ in range(args.warmup):
-        step_fn(*warm, update=False)
+        step_fn(*warm[:3], update=False)
     sync(device)
     warmup_s = time.perf_counter() - t0
     print(f"[{backend}] warm-up: {args.warmup} forward+backward passes in {warmup_s:.2f} s", flush=True)
 
-    losses, accs, times = [], [], []
+    losses, accs, times, hits = [], [], [], []
     start = time.perf_counter()
     stopped_early = False
     for step in range(args.steps):
-        tokens, qpos, targets = task.batch(args.batch, step, args.seed, device)
+        tokens, qpos, targets, pos = task.batch(args.batch, step, args.seed, device)
+        logged = step % args.log_every == 0 or step == args.steps - 1
+        set_capture(model, logged and pos is not None)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
         sync(device)
@@ -235,11 +289,15 @@ def train(backend: str, args, task: AssociativeRecall, device) -> dict:
             print(f"[{backend}] step {step}: loss is {losses[-1]}, stopping", flush=True)
             stopped_early = True
             break
-        if step % args.log_every == 0 or step == args.steps - 1:
+        if logged:
             recent = slice(max(0, len(losses) - args.log_every), len(losses))
+            hit = ""
+            if pos is not None:
+                hits.append({"step": step, "per_layer": selection_hits(model, qpos, pos, args.l_sel)})
+                hit = "  needle selected " + "/".join(f"{h:.2f}" for h in hits[-1]["per_layer"])
             print(f"[{backend}] step {step:4d}  loss {statistics.fmean(losses[recent]):.4f}  "
                   f"acc {statistics.fmean(accs[recent]):.3f}  {1e3 * statistics.median(times[recent]):7.1f} ms/step  "
-                  f"lr {lr_at(step, args):.2e}", flush=True)
+                  f"lr {lr_at(step, args):.2e}{hit}", flush=True)
         if args.time_limit and time.perf_counter() - start > args.time_limit:
             print(f"[{backend}] time limit {args.time_limit} s reached after {step + 1} steps", flush=True)
             stopped_early = True
@@ -249,6 +307,7 @@ def train(backend: str, args, task: AssociativeRecall, device) -> dict:
     result = {
         "loss": losses,
         "acc": accs,
+        "selection_hit": hits,
         "step_time_s": times,
         "steps": len(losses),
         "stopped_early": stopped_early,
@@ -274,6 +333,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--task", default="needle", choices=("needle", "recall"),
+                   help="needle: find one value token far away; recall: multi-query associative recall")
     p.add_argument("--seq", type=int, default=1024, help="sequence length T")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--queries", type=int, default=8)
@@ -317,17 +378,31 @@ def main(argv=None):
         raise SystemExit("the nsajit backend needs --device cuda and bf16 autocast")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 reference attention stays float32
-    task = AssociativeRecall(args.seq, args.pairs, args.queries, args.keys, args.values, args.fillers)
-    info = {
-        "task": f"associative recall: T={args.seq}, {args.pairs} pairs, {args.queries} queries, "
-                f"{args.keys} keys, {args.values} values, {args.fillers} fillers",
-        "chance_loss": math.log(args.values),
-        "bag_of_values_loss": math.log(args.pairs),
+    if args.task == "needle":
+        task = NeedleRetrieval(args.seq, args.queries, args.values, args.fillers, args.w, args.l_sel)
+        visible = (args.seq - 1) // args.l_sel + 1  # blocks a final query sees
+        forced = 3  # the initial block and the two local blocks (nsa_attention defaults)
+        info = {
+            "task": f"needle retrieval: T={args.seq}, {args.queries} queries, {args.values} values, "
+                    f"{args.fillers} fillers, needle at [{task.low}, {task.high})",
+            "chance_loss": math.log(args.values),
+            # A selection blind to the needle picks its block among the unforced ones by chance.
+            "chance_selection_hit": (args.n - forced) / max(1, visible - forced),
+        }
+    else:
+        task = AssociativeRecall(args.seq, args.pairs, args.queries, args.keys, args.values, args.fillers)
+        info = {
+            "task": f"associative recall: T={args.seq}, {args.pairs} pairs, {args.queries} queries, "
+                    f"{args.keys} keys, {args.values} values, {args.fillers} fillers",
+            "chance_loss": math.log(args.values),
+            "bag_of_values_loss": math.log(args.pairs),
+        }
+    info.update({
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "G": args.heads // args.kv_heads,
-    }
+    })
     if "nsajit" in backends:
         info["nsajit"] = nsajit.version()
         info["library"] = nsajit.library().path

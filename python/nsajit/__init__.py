@@ -42,6 +42,7 @@ from ._capi import (  # noqa: F401
     compiler_version,
     config_init,
     has_backward,
+    has_compress,
     has_select_topn,
     kernel_query,
     last_error,

@@ -67,6 +67,7 @@ __all__ = [
     "set_log_callback",
     "has_backward",
     "has_select_topn",
+    "has_compress",
 ]
 
 #: NSAJIT_ABI_VERSION of nsajit.h this binding was written against.
@@ -97,12 +98,20 @@ class Branch(enum.IntEnum):
 
 class KernelPass(enum.IntEnum):
     """nsajit_kernel_pass: a branch's forward kernel, one of its three backward kernels, or
-    (compressed branch only) the fused block scoring + top-n kernel."""
+    (compressed branch only) the fused block scoring + top-n kernel or a pooling kernel of
+    the compression (``POOL``: the pooling, ``POOL_BWD``: its dx, ``POOL_DW``: the weighted
+    pooling's weight gradient). The pooling kernels pool one tensor: set head_dim_qk =
+    head_dim_v = its head dim. A config cannot ask for weighted pooling (the C API picks it
+    from the weights pointer), so compile/query of these passes give the mean-pooling
+    kernels, and ``POOL_DW`` (weighted only) cannot be compiled from a config."""
     FORWARD = 0
     BACKWARD_PRE = 1
     BACKWARD_DQ = 2
     BACKWARD_DKDV = 3
     TOPN = 4
+    POOL = 5
+    POOL_BWD = 6
+    POOL_DW = 7
 
 
 # ---- structs (exactly as in nsajit.h) -------------------------------------------
@@ -344,7 +353,22 @@ _OPTIONAL_FUNCTIONS.update({
     # select_topn(ctx, cfg, batch, seq_len, q, k_cmp, lse_cmp, indices, stream)
     "nsajit_select_topn": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_tensor_p, _c_tensor_p, _c_tensor_p,
                                      _c_tensor_p, _c_void_p]),
+    # compress_forward(ctx, cfg, batch, seq_len, dim, x, weights, out, stream)
+    "nsajit_compress_forward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
+                                          ctypes.c_uint64, _c_tensor_p, _c_void_p]),
+    # compress_backward(ctx, cfg, batch, seq_len, dim, x, weights, dout, dx, dweights, stream)
+    "nsajit_compress_backward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
+                                           ctypes.c_uint64, _c_tensor_p, _c_tensor_p, ctypes.c_uint64,
+                                           _c_void_p]),
 })
+
+# What a library that lacks an optional entry point predates (for the error message), and
+# the exception class: the backward kernels' entry points give BackwardUnavailableError.
+_UNAVAILABLE = {
+    "nsajit_select_topn": ("the fused top-n kernel", FunctionUnavailableError),
+    "nsajit_compress_forward": ("the compression (pooling) kernels", FunctionUnavailableError),
+    "nsajit_compress_backward": ("the compression (pooling) kernels", FunctionUnavailableError),
+}
 
 
 def _package_dir() -> Path:
@@ -447,8 +471,7 @@ class Library:
         fn = self._raw.get(cname)
         if fn is None:
             if cname in _OPTIONAL_FUNCTIONS:
-                what = "the fused top-n kernel" if cname == "nsajit_select_topn" else "the backward kernels"
-                cls = FunctionUnavailableError if cname == "nsajit_select_topn" else BackwardUnavailableError
+                what, cls = _UNAVAILABLE.get(cname, ("the backward kernels", BackwardUnavailableError))
                 raise cls(
                     f"{self.path} has no {cname}: this libnsajit.so predates {what}. Rebuild it "
                     f"from a source tree whose nsajit.h declares {cname} (ninja -C build nsajit)",
@@ -527,6 +550,13 @@ def has_select_topn() -> bool:
     return library().has("select_topn")
 
 
+def has_compress() -> bool:
+    """Whether the loaded library has nsajit_compress_forward and nsajit_compress_backward
+    (the pooling kernels of the compression)."""
+    lib = library()
+    return lib.has("compress_forward") and lib.has("compress_backward")
+
+
 def config_init() -> NsajitConfig:
     """A config holding the paper's defaults (nsajit_config_init)."""
     cfg = NsajitConfig()
@@ -569,8 +599,9 @@ def _pass(kernel_pass: Union[KernelPass, str, int]) -> int:
 def compile_ptx(config: NsajitConfig, branch: Union[Branch, str, int], arch: int = 90,
                 kernel_pass: Union[KernelPass, str, int] = KernelPass.FORWARD) -> str:
     """PTX of a branch's kernel (forward unless ``kernel_pass`` names a backward kernel, or
-    ``"topn"`` with branch ``"compressed"``: the fused block scoring + top-n) for arch 80
-    (sm_80) or 90 (sm_90a); needs no GPU."""
+    with branch ``"compressed"``: ``"topn"``, the fused block scoring + top-n, or ``"pool"`` /
+    ``"pool_bwd"``, the mean-pooling compression and its backward) for arch 80 (sm_80) or 90
+    (sm_90a); needs no GPU."""
     lib = library()
     size = ctypes.c_size_t(0)
     p = _pass(kernel_pass)

@@ -10,28 +10,34 @@ Functions (``q [B, T, HQ, Dk]``, keys/values ``[B, Tkv, H, D]``, gates ``[B, T, 
   gate's gradient).
 - :func:`select_topn`: the fused block scoring + top-n selection (``nsajit_select_topn``):
   block indices from q, the compressed keys and the compressed branch's lse.
+- :func:`compress`: NSA's compression phi (mean or learned weighted pooling of keys or
+  values over blocks of l tokens with stride d) on the pooling kernels
+  (``nsajit_compress_forward`` / ``nsajit_compress_backward``), autograd function
+  :class:`Compress`.
 - :func:`nsa_attention`: the whole NSA layer, same signature as
-  :func:`nsajit.reference.nsa_attention`. Everything runs on nsajit kernels (the fused
-  top-n, the three branches forward and backward, the gates' gradients) except the
-  compression of k/v into k_cmp/v_cmp, which runs in PyTorch.
+  :func:`nsajit.reference.nsa_attention` (plus ``compression``, ``selection``...).
+  Everything runs on nsajit kernels: the compression of k/v (``compression='kernel'``,
+  the default; ``'reference'`` keeps it in PyTorch), the fused top-n, the three branches
+  forward and backward, the gates' gradients.
 
 Rules checked before anything touches a GPU, in this order, each raising an error
 that names the argument (so they also work, and are tested, on CPU tensors):
 
-1. dtypes: q, k, v of every branch bf16 or fp16, all equal (``TypeError``); gates any
-   floating dtype; ``indices`` int32 without ``requires_grad``;
+1. dtypes: q, k, v of every branch bf16 or fp16, all equal (``TypeError``); gates and
+   pooling weights any floating dtype; ``indices`` int32 without ``requires_grad``;
 2. shapes (``ValueError`` naming the tensor and the expected shape);
 3. layout: the innermost dimension must be contiguous (stride 1), else ``ValueError``
    (call ``.contiguous()`` yourself; nsajit does not copy silently there). Other
    strides are passed to the kernels as they are; a tensor whose data is not 16-byte
    aligned or whose outer strides are not multiples of 8 elements (what the kernels
-   need) IS copied with ``.contiguous()``. Gates are converted to contiguous float32
-   (the kernels' gate type); the incoming gradient in backward is made contiguous if
-   it does not meet the rules above.
+   need) IS copied with ``.contiguous()``. Gates and pooling weights are converted to
+   contiguous float32 (the kernels' type for them); the incoming gradient in backward is
+   made contiguous if it does not meet the rules above.
 4. gates in [0, 1]: one ``torch.aminmax`` reduction per gate, which synchronises
    with the GPU (``check_gate_range=False`` skips it). NaN fails too;
 5. the configuration (head dims, GQA group, block sizes...) through
-   ``nsajit_kernel_query`` without a context (``nsajit.UnsupportedError``);
+   ``nsajit_kernel_query`` without a context (``nsajit.UnsupportedError``; for
+   :func:`compress` the head dim of x first, then ``l``/``d`` by the pooling kernels' rules);
 6. every tensor on the same CUDA device (``ValueError: ... must be a CUDA tensor``).
 
 Launches run on the current CUDA stream of the tensors' device; one nsajit context
@@ -59,6 +65,8 @@ __all__ = [
     "selected_attention",
     "window_attention",
     "select_topn",
+    "Compress",
+    "compress",
     "nsa_attention",
     "context",
 ]
@@ -288,6 +296,72 @@ def _require_select_topn() -> None:
         lib.call("select_topn")  # raises FunctionUnavailableError naming the library
 
 
+#: Head dims the pooling kernels take (nsajit_compress_forward's ``dim``).
+_POOL_DIMS = (64, 128, 192, 256)
+
+
+def _check_pool(pool, weight, l, weight_name: str, weight_for_mean_is_error: bool, pooling: bool = True) -> None:
+    """pool is 'mean' or 'weighted'; 'weighted' needs a floating weight [l] (when ``pooling``:
+    nsa_attention with kc/vc given pools nothing)."""
+    if not isinstance(pool, str) or pool not in ("mean", "weighted"):
+        raise ValueError(f"pool = {pool!r} is unknown; allowed: 'mean', 'weighted'")
+    if not pooling:
+        return
+    if pool == "weighted":
+        if weight is None:
+            raise ValueError(f"pool='weighted' needs {weight_name} [l] (one weight per position in a block of "
+                             f"l = {l} tokens)")
+        _check_is_tensor(weight_name, weight)
+        if not weight.dtype.is_floating_point:
+            raise TypeError(f"{weight_name} has dtype {weight.dtype}; pooling weights must be floating point "
+                            f"(float32, bf16, fp16, ...; the kernels read them as float32)")
+        _check_shape(weight_name, weight, ("l",), (l,))
+    elif weight is not None and weight_for_mean_is_error:
+        raise ValueError(f"{weight_name} is only used with pool='weighted' (pool='mean' averages the l tokens of "
+                         f"a block): pass {weight_name}=None or pool='weighted'")
+
+
+def _check_pool_dim(name: str, dim: int) -> None:
+    if dim not in _POOL_DIMS:
+        raise _capi.UnsupportedError(f"{name} has head dim {dim}; the compression kernels take dim 64, 128, 192 or "
+                                     f"256 (pool other dims with nsajit.reference.compress)",
+                                     _capi.Status.ERROR_UNSUPPORTED)
+
+
+def _make_compress_config(dtype: torch.dtype, dim: int, h: int, l: int, d: int) -> _capi.NsajitConfig:
+    """The config of the pooling kernels (nsajit_compress_*): dtype, head_dim_qk = head_dim_v =
+    dim, num_kv_heads = H, cmp_block = l, cmp_stride = d (the fields Compress.cpp reads;
+    group and scale do not enter the pooling but are part of the kernel's cache key, so they
+    stay fixed at 1 and 0: one kernel serves every G). Validated on the CPU (kernel_query2,
+    pass POOL) when the library has the compression entry points; without them the caller's
+    _require_compress() raises the clear error."""
+    if not _capi.has_compress():
+        return _capi.make_config(dtype=int(_DTYPES[dtype]), head_dim_qk=dim, head_dim_v=dim, num_kv_heads=max(1, h),
+                                 group=1, cmp_block=l, cmp_stride=d, scale=0.0)
+    return _config(int(_capi.Branch.COMPRESSED), int(_DTYPES[dtype]), dim, dim, max(1, h), 1, l, d, 0, 0, 0, 0.0,
+                   1, 2, int(_capi.KernelPass.POOL))
+
+
+def _require_compress(hint: str = "") -> None:
+    if _capi.has_compress():
+        return
+    lib = _capi.library()
+    missing = "compress_forward" if not lib.has("compress_forward") else "compress_backward"
+    try:
+        lib.call(missing)  # raises FunctionUnavailableError naming the library
+    except _capi.FunctionUnavailableError as e:
+        if not hint:
+            raise
+        raise _capi.FunctionUnavailableError(e.message + hint, function=e.function) from None
+
+
+def _weight32(w: Optional[Tensor]) -> Optional[Tensor]:
+    """Pooling weights as the kernels read them: contiguous float32 (differentiable cast)."""
+    if w is None:
+        return None
+    return w.to(torch.float32).contiguous()
+
+
 def _no_autocast():
     """PyTorch code of nsa_attention (compression, reference selection) runs in float32
     even inside a caller's torch.autocast region."""
@@ -421,6 +495,65 @@ class WindowAttention(torch.autograd.Function):
         return dq, dk, dv, dgate, None
 
 
+def _weights_ptr(w: Optional[Tensor]) -> int:
+    return w.data_ptr() if w is not None else 0
+
+
+def _compress_forward(cfg: _capi.NsajitConfig, x: Tensor, weight: Optional[Tensor]) -> Tensor:
+    B, T, H, D = x.shape
+    tc = _ref.num_compressed(T, cfg.cmp_block, cfg.cmp_stride)
+    out = torch.empty(B, tc, H, D, dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out  # Tc == 0 (T < l), or no batch/head: nothing to pool, nothing launched
+    lib = _capi.library()
+    with torch.cuda.device(x.device):
+        ctx = context(x.device)
+        lib.call("compress_forward", ctx.handle, ctypes.byref(cfg), B, T, D, _view(x), _weights_ptr(weight),
+                 _view(out), _stream(x.device))
+    return out
+
+
+def _compress_backward(cfg: _capi.NsajitConfig, x: Tensor, weight: Optional[Tensor], dout: Tensor):
+    B, T, H, D = x.shape
+    dw = torch.empty(cfg.cmp_block, dtype=torch.float32, device=x.device) if weight is not None else None
+    if dout.numel() == 0:
+        # Tc == 0: no block covers any token (or the tensor is empty): zero gradients, no launch.
+        if dw is not None:
+            dw.zero_()
+        return torch.zeros_like(x, memory_format=torch.contiguous_format), dw
+    if dout.stride(-1) != 1 or _needs_copy(dout, 16, 8):
+        dout = dout.clone(memory_format=torch.contiguous_format)  # any incoming layout
+    # Every element of dx (zeros where no block covers a token) and of dw is written (nsajit.h).
+    dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+    lib = _capi.library()
+    with torch.cuda.device(x.device):
+        ctx = context(x.device)
+        lib.call("compress_backward", ctx.handle, ctypes.byref(cfg), B, T, D, _view(x), _weights_ptr(weight),
+                 _view(dout), _view(dx), _weights_ptr(dw), _stream(x.device))
+    return dx, dw
+
+
+class Compress(torch.autograd.Function):
+    """out = Compress.apply(x, weight, cfg): the pooling kernels (nsajit_compress_forward /
+    nsajit_compress_backward). Takes validated tensors (use :func:`compress`): x bf16/fp16
+    [B, T, H, dim] on a CUDA device in the kernels' layout, weight None (mean pooling) or
+    contiguous float32 [l] on the same device, cfg from _make_compress_config. Returns
+    [B, Tc, H, dim] in x's dtype; backward gives dx (x's dtype) and dweight (float32)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, cfg):
+        out = _compress_forward(cfg, x, weight)
+        ctx.save_for_backward(x, weight)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight = ctx.saved_tensors
+        dx, dw = _compress_backward(ctx.cfg, x, weight, dout)
+        return (dx if ctx.needs_input_grad[0] else None), (dw if ctx.needs_input_grad[1] else None), None
+
+
 # ---- user-facing wrappers --------------------------------------------------------------------
 
 
@@ -510,6 +643,40 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, gate: Optional[Tensor] = N
     return _finish(out, lse, return_lse)
 
 
+def compress(x: Tensor, *, l: int, d: int, pool: str = "mean", weight: Optional[Tensor] = None) -> Tensor:
+    """NSA's compression phi on nsajit's pooling kernels (``nsajit_compress_forward``,
+    backward ``nsajit_compress_backward``): keys or values ``x [B, T, H, dim]`` (bf16/fp16,
+    dim in 64, 128, 192, 256) pooled over blocks of ``l`` tokens with stride ``d`` into
+    ``[B, Tc, H, dim]`` in x's dtype, Tc = (T - l) // d + 1 (0 when T < l):
+
+    - ``pool='mean'``: ``out[i] = mean(x[i*d : i*d + l])``;
+    - ``pool='weighted'``: ``out[i] = sum_p weight[p] * x[i*d + p]`` with ``weight [l]``
+      (any floating dtype, read as float32; it gets a gradient).
+
+    The kernel accumulates in float32 and rounds once to x's dtype, as
+    ``nsajit.reference.compress(x.float(), ...).to(x.dtype)`` up to float32 summation order.
+    The backward gives x's gradient (x's dtype) and, for 'weighted', the weight's (the
+    kernels' float32 dweights, deterministic: no atomics). With Tc == 0 the output is empty
+    and the gradients are zero; nothing is launched. Checks as the other wrappers, before
+    any GPU work; runs on the current CUDA stream."""
+    _check_is_tensor("x", x)
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"x has dtype {x.dtype}; nsajit's compression kernels take torch.bfloat16 or torch.float16 "
+                        f"(nsajit.reference.compress pools float32/float64)")
+    _check_ints(l=l, d=d)
+    _check_shape("x", x, ("B", "T", "H", "dim"), (None, None, None, None))
+    B, T, H, D = x.shape
+    if l < 1 or d < 1 or d > l or l % d != 0:
+        raise ValueError(f"bad compression l = {l}, d = {d}: need 1 <= d <= l and l % d == 0")
+    _check_pool(pool, weight, l, "weight", weight_for_mean_is_error=True)
+    _check_inner("x", x)
+    _check_pool_dim("x", D)
+    cfg = _make_compress_config(x.dtype, D, H, l, d)
+    _check_devices([("x", x), ("weight", weight)])
+    _require_compress()
+    return Compress.apply(_kernel_layout(x), _weight32(weight), cfg)
+
+
 def _select_topn(cfg: _capi.NsajitConfig, q: Tensor, k_cmp: Tensor, lse_cmp: Tensor, H: int, n: int, *, l: int,
                  d: int, l_sel: int, initial: int, local: int) -> Tensor:
     """Launches nsajit_select_topn on validated tensors (q, k_cmp in the kernels' layout)."""
@@ -585,13 +752,19 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                   pool: str = "mean", pool_weight: Optional[Tensor] = None,
                   indices: Optional[Tensor] = None, num_initial: int = 1, num_local: int = 2,
                   return_indices: bool = False, return_lse: bool = False, check_gate_range: bool = True,
-                  selection: str = "fused", selection_chunk: int = _ref.DEFAULT_CHUNK):
+                  selection: str = "fused", selection_chunk: int = _ref.DEFAULT_CHUNK,
+                  compression: str = "kernel"):
     """Native Sparse Attention on nsajit; arguments and return value as
     :func:`nsajit.reference.nsa_attention` (bf16/fp16 CUDA tensors).
 
-    - compression (``pool``: 'mean', or 'weighted' with ``pool_weight [l]``) runs in
-      PyTorch in float32 and is differentiable (the one step not on nsajit kernels); the
-      compressed keys/values are then rounded to q's dtype;
+    - compression of k/v (or k_cmp/v_cmp) into the compressed keys/values, unless ``kc`` /
+      ``vc`` are given (``pool``: 'mean', or 'weighted' with ``pool_weight [l]``, any
+      floating dtype): ``compression='kernel'`` (default) runs nsajit's pooling kernels
+      (:func:`compress`; float32 accumulation, one rounding to q's dtype; the backward
+      kernels give the gradients of k, v and pool_weight); ``compression='reference'``
+      runs :func:`nsajit.reference.compress` in PyTorch in float32 (differentiable) and
+      rounds to q's dtype. Both round once from float32, so they agree up to float32
+      summation order (rarely 1 ulp of q's dtype);
     - the selection (eq. 9-12, ``num_initial`` + ``num_local`` forced blocks), unless
       ``indices`` (int32 [B, T, H, n]) is given: ``selection='fused'`` (default) runs the
       fused scoring + top-n kernel (:func:`select_topn`) on the compressed branch's lse;
@@ -602,7 +775,8 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
       gradients from the backward kernels. Each gated branch output is rounded to q's
       dtype, and their sum is formed in float32 and rounded to q's dtype.
 
-    The PyTorch parts run in float32 also inside a ``torch.autocast`` region.
+    The PyTorch parts (reference compression and selection) run in float32 also inside a
+    ``torch.autocast`` region.
     """
     _check_is_tensor("q", q)
 
@@ -629,13 +803,13 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     dtype = _check_dtypes(named)
     for name, g in (("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa)):
         _check_is_tensor(name, g)
-    if pool not in ("mean", "weighted"):
-        raise ValueError(f"pool = {pool!r} is unknown; allowed: 'mean', 'weighted'")
-    if pool == "weighted" and kc is None:
-        if pool_weight is None:
-            raise ValueError("pool='weighted' needs pool_weight [l]")
-        _check_is_tensor("pool_weight", pool_weight)
-        _check_shape("pool_weight", pool_weight, ("l",), (l,))
+    # pool_weight with pool='mean' is ignored (as before), not an error.
+    _check_pool(pool, pool_weight, l, "pool_weight", weight_for_mean_is_error=False, pooling=kc is None)
+    if compression not in ("kernel", "reference"):
+        raise ValueError(f"compression = {compression!r} is unknown; allowed: 'kernel' (nsajit's pooling kernels), "
+                         f"'reference' (PyTorch, float32)")
+    kernel_compression = kc is None and compression == "kernel"
+    weighted = kc is None and pool == "weighted"
 
     # Shapes.
     _check_shape("q", q, ("B", "T", "HQ", "Dk"), (None, None, None, None))
@@ -681,15 +855,25 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     if fused:
         cfg_t = _make_topn_config(dtype, Dk, H, G, l=l, d=d, l_sel=l_sel, n=n, initial=num_initial,
                                   local=num_local, scale=scale)
+    if kernel_compression:
+        # Dk and Dv passed the branch configs above (64, 128, 192, 256): the pooling takes them.
+        cfg_pk = _make_compress_config(dtype, Dk, H, l, d)
+        cfg_pv = _make_compress_config(dtype, Dv, H, l, d)
     _check_devices(named + [("g_cmp", g_cmp), ("g_slc", g_slc), ("g_swa", g_swa),
-                                     ("indices", indices), ("pool_weight", pool_weight if kc is None else None)])
+                                     ("indices", indices), ("pool_weight", pool_weight if weighted else None)])
     if fused:
         _require_select_topn()
+    if kernel_compression:
+        _require_compress(" (or pass compression='reference' to compress in PyTorch)")
 
-    # Compression (PyTorch, float32, differentiable), rounded to q's dtype for the kernels.
-    if kc is None:
+    # Compression, rounded once to q's dtype for the kernels (differentiable either way).
+    if kernel_compression:
+        weight = _weight32(pool_weight) if weighted else None
+        kc = Compress.apply(_kernel_layout(k_c), weight, cfg_pk)
+        vc = kc if v_c is k_c else Compress.apply(_kernel_layout(v_c), weight, cfg_pv)
+    elif kc is None:
         with _no_autocast():
-            weight = pool_weight.float() if (pool == "weighted") else None
+            weight = pool_weight.float() if weighted else None
             kc = _ref.compress(k_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
             vc = _ref.compress(v_c.float(), l=l, d=d, pool=pool, weight=weight).to(dtype)
 

@@ -219,3 +219,29 @@ def test_topn_kernel_pass_and_entry_point():
     # NULL context: an argument error, no GPU needed
     with pytest.raises(nsajit.InvalidArgumentError):
         lib.call("select_topn", None, ctypes.byref(cfg), 1, 64, None, None, None, None, None)
+
+
+def test_compression_kernel_passes_and_entry_points():
+    assert [int(p) for p in (nsajit.KernelPass.POOL, nsajit.KernelPass.POOL_BWD, nsajit.KernelPass.POOL_DW)] == [5, 6, 7]
+    lib = nsajit.library()
+    assert nsajit.has_compress() == (lib.has("compress_forward") and lib.has("compress_backward"))
+    if not nsajit.has_compress():
+        for name in ("compress_forward", "compress_backward"):
+            if not lib.has(name):
+                with pytest.raises(nsajit.FunctionUnavailableError, match=f"nsajit_{name}.*compression") as info:
+                    lib.call(name)
+                assert not isinstance(info.value, nsajit.BackwardUnavailableError)
+        return
+    cfg = nsajit.make_config(head_dim_qk=128, head_dim_v=128, group=1, num_kv_heads=2, cmp_block=32, cmp_stride=16)
+    for kernel_pass, name in (("pool", "nsa_compressed_pool"), ("pool_bwd", "nsa_compressed_pool_bwd")):
+        info = nsajit.kernel_query(cfg, "compressed", arch=90, kernel_pass=kernel_pass)
+        assert info["kernel_name"] == name and "l=32 d=16 mean" in info["spec"]
+        assert f".entry {name}" in nsajit.compile_ptx(cfg, "compressed", arch=80, kernel_pass=kernel_pass)
+    # the pooling kernels pool one tensor: Dk = Dv
+    with pytest.raises(nsajit.UnsupportedError, match="pool one tensor"):
+        nsajit.kernel_query(nsajit.make_config(head_dim_qk=192, head_dim_v=128), "compressed", kernel_pass="pool")
+    # NULL context: an argument error, no GPU needed
+    with pytest.raises(nsajit.InvalidArgumentError, match="ctx is NULL"):
+        lib.call("compress_forward", None, ctypes.byref(cfg), 1, 64, 128, None, 0, None, None)
+    with pytest.raises(nsajit.InvalidArgumentError, match="ctx is NULL"):
+        lib.call("compress_backward", None, ctypes.byref(cfg), 1, 64, 128, None, 0, None, None, 0, None)

@@ -1,7 +1,13 @@
 """nsajit.torch on a GPU against nsajit.reference in float32 (bf16 tolerance: rel err 2e-2).
 
+Also the compression (``nsajit.torch.compress``, the pooling kernels) against
+``nsajit.reference.compress`` in float64, forward and backward (dx, dweight), and
+``nsa_attention(compression='kernel')`` against the reference layer with the gradients of
+k, v (or k_cmp, v_cmp) and pool_weight.
+
 Skipped with a visible reason where there is no CUDA device; the backward tests are
-skipped where the loaded libnsajit.so has no backward entry points yet.
+skipped where the loaded libnsajit.so has no backward entry points yet, the compression
+tests where it has no nsajit_compress_forward/backward.
 """
 
 import math
@@ -27,13 +33,16 @@ IDS = ["bf16-d64-g4", "fp16-d128-g16", "bf16-d192x128-g1"]
 
 
 def rel_err(a, b):
-    a, b = a.double(), b.double()
+    """||a - b|| / max(||b||, 1e-3 * sqrt(numel)) over b's finite entries (the RMS floor of
+    test_gpu_matrix.rel_err: a reference that is zero, or nearly, is compared with an
+    absolute RMS floor of 1e-3); inf when a has NaN or infinities where b has none."""
+    a, b = a.detach().double(), b.detach().double()
+    if torch.isnan(a).any() or not torch.equal(torch.isinf(a), torch.isinf(b)):
+        return math.inf
     fin = torch.isfinite(b)
-    assert torch.equal(torch.isinf(a), torch.isinf(b)), "infinities differ"
-    assert not torch.isnan(a).any(), "NaN in the nsajit result"
     num = (a[fin] - b[fin]).norm()
-    den = b[fin].norm()
-    return 0.0 if num == 0 else float(num / den) if den > 0 else math.inf
+    den = max(float(b[fin].norm()), 1e-3 * math.sqrt(max(1, int(fin.sum()))))
+    return float(num / den)
 
 
 def inputs(c, seed=0):
@@ -199,3 +208,182 @@ def test_launch_errors_surface_as_nsajit_errors():
     k96 = torch.randn(1, 64, 1, 96, device="cuda").to(torch.bfloat16)
     with pytest.raises(nsajit.UnsupportedError, match="head_dim_qk"):
         nt.window_attention(q96, k96, k96, w=8)
+
+
+# ---- compression on the pooling kernels -------------------------------------------------------
+
+#: dweight is a float32 sum of exact products of bf16/fp16 values (no rounding to the dtype):
+#: it must match the float64 reference far more closely than the dtype's TOL.
+TOL_FP32 = 1e-3
+
+
+def need_compress():
+    if not nsajit.has_compress():
+        pytest.skip(f"{nsajit.library().path} has no nsajit_compress_forward/backward")
+
+
+def assert_rounded_once(got, ref, dtype, name, slack=1e-5):
+    """Every element within 1 ulp of ``dtype`` (plus a float32-accumulation slack far below a
+    bf16/fp16 ulp at these magnitudes) of the float64 result: the kernel accumulates in
+    float32 and rounds once to the dtype."""
+    got, ref = got.detach().double(), ref.detach().double()
+    fi = torch.finfo(dtype)
+    ulp = torch.exp2(torch.floor(torch.log2(ref.abs().clamp_min(fi.tiny)))) * fi.eps
+    diff = (got - ref).abs()
+    bad = diff > ulp + slack
+    assert not bad.any(), (f"{name}: {int(bad.sum())} of {bad.numel()} elements further than 1 ulp of {dtype} from "
+                           f"the float64 result (max diff {float(diff.max()):.3g})")
+
+
+def pool_weights(l, seed, positive=False):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    if positive:
+        return (torch.rand(l, device="cuda", generator=g) + 0.5) / l
+    return torch.randn(l, device="cuda", generator=g) / math.sqrt(l)
+
+
+COMPRESS_CASES = [(l, d, D, T, pool, torch.bfloat16) for (l, d) in ((64, 64), (32, 16)) for D in (64, 128, 192)
+                  for T in (100, 1000, 31) for pool in ("mean", "weighted")]
+COMPRESS_CASES += [(32, 16, 128, T, pool, torch.float16) for T in (100, 31) for pool in ("mean", "weighted")]
+COMPRESS_IDS = [f"l{l}d{d}-D{D}-T{T}-{pool}-{'bf16' if dt == torch.bfloat16 else 'fp16'}"
+                for (l, d, D, T, pool, dt) in COMPRESS_CASES]
+
+
+@pytest.mark.parametrize("l,d,D,T,pool,dtype", COMPRESS_CASES, ids=COMPRESS_IDS)
+def test_compress(l, d, D, T, pool, dtype):
+    """Forward and backward (dx, dweight) of the pooling kernels against the float64 reference
+    (B = 2, H = 2); T = 31 < l: empty output, zero gradients, nothing launched."""
+    need_compress()
+    B, H = 2, 2
+    g = torch.Generator(device="cuda").manual_seed(T * 1000 + l + D)
+    x = torch.randn(B, T, H, D, device="cuda", generator=g).to(dtype)
+    w = pool_weights(l, seed=l + D) if pool == "weighted" else None
+    x_ = leaf(x)
+    w_ = leaf(w) if w is not None else None
+    out = nt.compress(x_, l=l, d=d, pool=pool, weight=w_)
+    tc = R.num_compressed(T, l, d)
+    assert out.dtype == dtype and out.shape == (B, tc, H, D)
+    dout = torch.randn(B, tc, H, D, device="cuda", generator=g).to(dtype)
+    out.backward(dout)
+    assert x_.grad.dtype == dtype and x_.grad.shape == x.shape
+    if w_ is not None:
+        assert w_.grad.dtype == torch.float32 and w_.grad.shape == (l,)
+    if tc == 0:
+        assert (x_.grad == 0).all()
+        assert w_ is None or (w_.grad == 0).all()
+        return
+    xr = leaf(x.double())
+    wr = leaf(w.double()) if w is not None else None
+    ref = R.compress(xr, l=l, d=d, pool=pool, weight=wr)
+    ref.backward(dout.double())
+    errors = {"out": rel_err(out, ref), "dx": rel_err(x_.grad, xr.grad)}
+    assert all(e < TOL for e in errors.values()), errors
+    assert_rounded_once(out, ref, dtype, "out")
+    assert_rounded_once(x_.grad, xr.grad, dtype, "dx")
+    if w is not None:
+        err = rel_err(w_.grad, wr.grad)
+        assert err < TOL_FP32, f"dweight rel err {err}"
+    # tokens after the last block (T = 100: 64.. for l = d = 64, 96.. for l = 32, d = 16) get exactly 0
+    covered = (tc - 1) * d + l
+    assert (x_.grad[:, covered:] == 0).all()
+
+
+def test_compress_strided_views_and_layouts():
+    """k as a view of a packed [B, T, 2H, D] tensor (strided), a float64 weight (cast to
+    float32 for the kernels, its gradient cast back), and a non-contiguous incoming gradient."""
+    need_compress()
+    B, T, H, D, l, d = 2, 300, 2, 128, 32, 16
+    kv = torch.randn(B, T, 2 * H, D, device="cuda").to(torch.bfloat16)
+    kv_ = leaf(kv)
+    k = kv_[:, :, :H]
+    assert not k.is_contiguous()
+    w = leaf(pool_weights(l, seed=7).double())
+    out = nt.compress(k, l=l, d=d, pool="weighted", weight=w)
+    tc = R.num_compressed(T, l, d)
+    dout = torch.randn(B, H, tc, D, device="cuda").to(torch.bfloat16).transpose(1, 2)  # [B, Tc, H, D], strided
+    assert not dout.is_contiguous()
+    out.backward(dout)
+    kvr = leaf(kv.double())
+    wr = leaf(w)
+    ref = R.compress(kvr[:, :, :H], l=l, d=d, pool="weighted", weight=wr)
+    ref.backward(dout.double())
+    assert w.grad.dtype == torch.float64
+    assert rel_err(out, ref) < TOL
+    assert rel_err(kv_.grad[:, :, :H], kvr.grad[:, :, :H]) < TOL
+    assert (kv_.grad[:, :, H:] == 0).all()
+    assert rel_err(w.grad, wr.grad) < TOL_FP32
+
+
+NSA_CMP_CASES = [(c, pool, False) for c in CONFIGS for pool in ("mean", "weighted")] + [(CONFIGS[0], "weighted", True)]
+NSA_CMP_IDS = [f"{IDS[CONFIGS.index(c)]}-{pool}{'-own_kv' if own else ''}" for c, pool, own in NSA_CMP_CASES]
+
+
+@pytest.mark.parametrize("c,pool,own_kv", NSA_CMP_CASES, ids=NSA_CMP_IDS)
+def test_nsa_attention_kernel_compression(c, pool, own_kv):
+    """nsa_attention(compression='kernel') against the reference layer (float32): o and the
+    gradients of q, k, v (and k_cmp, v_cmp when the compressed branch has its own), the
+    gates and pool_weight."""
+    for branch in ("compressed", "selected", "window"):
+        need_backward(branch)
+    need_compress()
+    q, k, v, gates = inputs(c, seed=4)
+    kw = dict(l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], w=c["w"], pool=pool)
+    w = pool_weights(c["l"], seed=5, positive=True) if pool == "weighted" else None
+    extra = {}
+    if own_kv:
+        _, kc_raw, vc_raw, _ = inputs(c, seed=6)
+        extra = dict(k_cmp=kc_raw, v_cmp=vc_raw)
+    q_, k_, v_ = leaf(q), leaf(k), leaf(v)
+    g_ = [leaf(g) for g in gates]
+    w_ = leaf(w) if w is not None else None
+    extra_ = {name: leaf(t) for name, t in extra.items()}
+    o, idx = nt.nsa_attention(q_, k_, v_, *g_, pool_weight=w_, compression="kernel", return_indices=True,
+                              **extra_, **kw)
+    dout = torch.randn_like(o)
+    o.backward(dout)
+    qr, kr, vr = ref32(q, k, v)
+    gr = [leaf(g) for g in gates]
+    wr = leaf(w) if w is not None else None
+    extra_r = {name: leaf(t.float()) for name, t in extra.items()}
+    o_ref = R.nsa_attention(qr, kr, vr, *gr, pool_weight=wr, indices=idx, **extra_r, **kw)
+    o_ref.backward(dout.float())
+    errors = {"o": rel_err(o, o_ref), "dq": rel_err(q_.grad, qr.grad), "dk": rel_err(k_.grad, kr.grad),
+              "dv": rel_err(v_.grad, vr.grad)}
+    for i, (a, b) in enumerate(zip(g_, gr)):
+        errors[f"dgate{i}"] = rel_err(a.grad, b.grad)
+    for name in extra:
+        errors[f"d{name}"] = rel_err(extra_[name].grad, extra_r[name].grad)
+    if w is not None:
+        assert w_.grad.dtype == torch.float32
+        errors["dpool_weight"] = rel_err(w_.grad, wr.grad)
+    bad = {key: e for key, e in errors.items() if not e < TOL}
+    assert not bad, f"relative errors over {TOL}: {bad} (all: {errors})"
+    # the PyTorch compression path gives the same layer up to float32 summation order
+    o_torch = nt.nsa_attention(q, k, v, *gates, pool_weight=w, compression="reference", indices=idx, **extra, **kw)
+    assert rel_err(o.detach(), o_torch) < TOL
+
+
+@pytest.mark.parametrize("pool", ["mean", "weighted"])
+def test_nsa_attention_kernel_compression_short(pool):
+    """T < l: no compressed token. The compressed branch gives 0, the compression launches
+    nothing, k, v and pool_weight still get the other branches' (and zero) gradients."""
+    for branch in ("compressed", "selected", "window"):
+        need_backward(branch)
+    need_compress()
+    c = dict(CONFIGS[0], T=20)
+    q, k, v, gates = inputs(c, seed=8)
+    kw = dict(l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], w=c["w"], pool=pool)
+    w = pool_weights(c["l"], seed=9, positive=True) if pool == "weighted" else None
+    q_, k_, v_ = leaf(q), leaf(k), leaf(v)
+    w_ = leaf(w) if w is not None else None
+    o, idx = nt.nsa_attention(q_, k_, v_, *gates, pool_weight=w_, return_indices=True, **kw)
+    dout = torch.randn_like(o)
+    o.backward(dout)
+    qr, kr, vr = ref32(q, k, v)
+    o_ref = R.nsa_attention(qr, kr, vr, *gates, pool_weight=leaf(w) if w is not None else None, indices=idx, **kw)
+    o_ref.backward(dout.float())
+    assert rel_err(o, o_ref) < TOL
+    for name, got, want in (("dq", q_.grad, qr.grad), ("dk", k_.grad, kr.grad), ("dv", v_.grad, vr.grad)):
+        assert rel_err(got, want) < TOL, name
+    if w is not None:  # zero (Compress.backward of an empty output), or None should autograd skip it
+        assert w_.grad is None or (w_.grad == 0).all()

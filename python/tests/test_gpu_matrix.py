@@ -5,22 +5,19 @@ Axes: G in {1, 4, 16, 32} (H = 2 KV heads for G <= 4, else 1; B = 1), (Dk, Dv) i
 {(64, 64), (128, 128), (192, 128)}, (l, d, l') in {(64, 64, 64), (32, 16, 64)}, T in
 {100, 4096, 16384}; n = 16 (1 initial + 2 local forced blocks), w = 512.
 
-Coverage (the full cartesian product at every T would take too long, mostly in the float32
-reference at T = 16384):
-
-- T = 100: the full product G x (Dk, Dv) x (l, d, l') (24 cases);
-- T = 4096 and T = 16384: 4 cases each, together covering every value of every axis at
-  each T (T16384_CASES includes the paper's G = 16, Dk = 192, Dv = 128, l = 32, d = 16,
-  l' = 64);
-
-and for each case:
+Coverage: the full cartesian product G x (Dk, Dv) x (l, d, l') (24 cases) at every T
+(72 cases). ``NSAJIT_PY_GPU_LONG=axes`` cuts T = 4096 and T = 16384 to 4 cases each that
+together cover every value of every axis (the 16384 ones include the paper's G = 16,
+Dk = 192, Dv = 128, l = 32, d = 16, l' = 64); see the comment at T4096_CASES for the time
+and memory this costs. For each case:
 
 - ``test_branch``: each branch alone, gated (out = gate * branch), forward (out, lse) and
   backward (dq, dk, dv, dgate); the compressed branch through the PyTorch compression of
   k and v, the selected branch on the reference's (float32) indices;
-- ``test_nsa_attention``: the whole ``nsa_attention`` (fused top-n selection, the three
-  branches, the gates): forward (o and the three lse) and backward with respect to q, k,
-  v and the three gates; the reference runs on nsajit's indices;
+- ``test_nsa_attention``: the whole ``nsa_attention`` (compression of k and v on the
+  pooling kernels, fused top-n selection, the three branches, the gates): forward (o and
+  the three lse) and backward with respect to q, k, v and the three gates; the reference
+  runs on nsajit's indices;
 - ``test_topn``: ``select_topn`` (the fused scoring + top-n kernel) against the float64
   reference selection (``nsajit.reference``: eq. 9, GQA sum, top-n). Rows may differ only
   where every block in which they differ scores within 1e-5 (relative) of the weakest
@@ -77,11 +74,41 @@ def make_case(T, G, dims, blocks):
     return dict(B=1, T=T, H=2 if G <= 4 else 1, G=G, Dk=Dk, Dv=Dv, l=l, d=d, l_sel=l_sel, n=N, w=W)
 
 
-FULL_T100 = [make_case(100, G, dims, blocks) for G in G_VALUES for dims in DIMS for blocks in BLOCKS]
-T4096_CASES = [make_case(4096, 1, (192, 128), BLOCKS[1]), make_case(4096, 4, (64, 64), BLOCKS[0]),
-               make_case(4096, 16, (128, 128), BLOCKS[1]), make_case(4096, 32, (192, 128), BLOCKS[0])]
-T16384_CASES = [make_case(16384, 16, (192, 128), BLOCKS[1]), make_case(16384, 32, (128, 128), BLOCKS[0]),
-                make_case(16384, 4, (64, 64), BLOCKS[1]), make_case(16384, 1, (128, 128), BLOCKS[0])]
+def full_product(T):
+    return [make_case(T, G, dims, blocks) for G in G_VALUES for dims in DIMS for blocks in BLOCKS]
+
+
+# 4 cases per long T that cover every value of every axis (NSAJIT_PY_GPU_LONG=axes), also used
+# by the single-case tests below.
+AXES_T4096 = [make_case(4096, 1, (192, 128), BLOCKS[1]), make_case(4096, 4, (64, 64), BLOCKS[0]),
+              make_case(4096, 16, (128, 128), BLOCKS[1]), make_case(4096, 32, (192, 128), BLOCKS[0])]
+AXES_T16384 = [make_case(16384, 16, (192, 128), BLOCKS[1]), make_case(16384, 32, (128, 128), BLOCKS[0]),
+               make_case(16384, 4, (64, 64), BLOCKS[1]), make_case(16384, 1, (128, 128), BLOCKS[0])]
+
+# The full product at T = 4096 and T = 16384 (issue item 6: every output and gradient, and the
+# top-n indices, for every G x (Dk, Dv) x (l, d, l') at every T).
+#
+# Time, from the 4-case run on an H100 (bench/train/results/2026-11-25-h100/gpu_matrix.json;
+# seconds per case for nsajit + the float32 reference + the comparison): T = 4096: each branch
+# 0.06-0.13 s, nsa_attention 0.18-0.36 s, topn 0.01 s, about 0.6 s a case for the five tests;
+# T = 16384: each branch 0.22-0.81 s, nsa_attention 0.85-1.27 s, topn 0.05-0.08 s, 1.8-2.8 s a
+# case. The 20 more cases at each T therefore add about 12 s (T = 4096) and 45-55 s
+# (T = 16384): about a minute, with no new kernels to compile (the T = 100 product already has
+# every config; the kernels do not depend on T).
+#
+# Memory: the reference never builds a T x T tensor. nsajit.reference walks the queries in
+# chunks of 256 and the tests pass checkpoint=True, so autograd keeps O(T) per branch and
+# recomputes one chunk at a time; the largest tensors are one chunk's selected-branch scores /
+# probabilities [B=1, 256, HQ <= 32, keys <= T] float32 = 512 MiB at T = 16384, HQ = 32 (a few
+# alive during a chunk's recompute and backward: a few GB). The compressed branch's chunks are
+# [1, 256, 32, Tc <= 1023], the window's [1, 256, 32, 256 + w]; the float64 top-n reference
+# takes 512 queries at a time ([1, 512, 32, 1023] float64 = 128 MiB); nsajit's tensors are at
+# most 192 MiB each (q at T = 16384, HQ = 32, Dk = 192, bf16). Peak per case: well under 10 GB.
+if os.environ.get("NSAJIT_PY_GPU_LONG", "full") == "axes":
+    T4096_CASES, T16384_CASES = AXES_T4096, AXES_T16384
+else:
+    T4096_CASES, T16384_CASES = full_product(4096), full_product(16384)
+FULL_T100 = full_product(100)
 CASES = FULL_T100 + T4096_CASES + T16384_CASES
 
 
@@ -167,6 +194,11 @@ def _kernels(c):
     if nsajit.has_select_topn():
         yield (nt._make_topn_config(BF16, c["Dk"], c["H"], c["G"], l=c["l"], d=c["d"], l_sel=c["l_sel"],
                                     n=c["n"], initial=1, local=2, scale=None), "compressed", "topn")
+    if nsajit.has_compress():  # nsa_attention's compression of k and v (mean pooling)
+        for dim in sorted({c["Dk"], c["Dv"]}):
+            cfg_p = nt._make_compress_config(BF16, dim, c["H"], c["l"], c["d"])
+            for kernel_pass in ("pool", "pool_bwd"):
+                yield cfg_p, "compressed", kernel_pass
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -244,6 +276,20 @@ def need_backward():
 def need_topn():
     if not nsajit.has_select_topn():
         pytest.skip(f"{nsajit.library().path} has no nsajit_select_topn")
+
+
+def need_compress():
+    if not nsajit.has_compress():
+        pytest.skip(f"{nsajit.library().path} has no nsajit_compress_forward/backward (nsa_attention's "
+                    f"default compression='kernel')")
+
+
+def compressed_kv(c, k, v):
+    """k_cmp, v_cmp as nsa_attention feeds the kernels: the pooling kernels (compression='kernel')
+    where the library has them, else the PyTorch float32 compression rounded to bf16."""
+    if nsajit.has_compress():
+        return nt.compress(k, l=c["l"], d=c["d"]), nt.compress(v, l=c["l"], d=c["d"])
+    return (R.compress(k.float(), l=c["l"], d=c["d"]).to(BF16), R.compress(v.float(), l=c["l"], d=c["d"]).to(BF16))
 
 
 def check(test, c, errors, **extra):
@@ -339,9 +385,11 @@ def test_branch(branch, c):
 
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 def test_nsa_attention(c):
-    """The whole layer with the fused selection: o, lse and the gradients of q, k, v, gates."""
+    """The whole layer (compression on the pooling kernels, the fused selection): o, lse and the
+    gradients of q, k, v, gates."""
     need_backward()
     need_topn()
+    need_compress()
     start = time.perf_counter()
     q, k, v, gates, dout = inputs(c, "nsa")
     kw = dict(l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], w=c["w"])
@@ -369,8 +417,7 @@ def test_nsa_attention(c):
 def run_topn(c, test, initial=1, local=2):
     start = time.perf_counter()
     q, k, v, _, _ = inputs(c, "topn")
-    kc = R.compress(k.float(), l=c["l"], d=c["d"]).to(BF16)  # as nsa_attention feeds the kernels
-    vc = R.compress(v.float(), l=c["l"], d=c["d"]).to(BF16)
+    kc, vc = compressed_kv(c, k, v)  # as nsa_attention feeds the kernels
     _, lse = nt.compressed_attention(q, kc, vc, l=c["l"], d=c["d"], return_lse=True)
     got = nt.select_topn(q, kc, lse, l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], initial=initial,
                          local=local)
@@ -395,20 +442,21 @@ def test_topn(c):
 @pytest.mark.parametrize("forced", [(0, 0), (2, 3)], ids=["forced0+0", "forced2+3"])
 def test_topn_forced_blocks(forced):
     need_topn()
-    run_topn(T4096_CASES[2], "topn_forced", *forced)
+    run_topn(AXES_T4096[2], "topn_forced", *forced)
 
 
-@pytest.mark.parametrize("c", [T4096_CASES[1], T16384_CASES[0]], ids=[case_id(T4096_CASES[1]),
-                                                                        case_id(T16384_CASES[0])])
+@pytest.mark.parametrize("c", [AXES_T4096[1], AXES_T16384[0]], ids=[case_id(AXES_T4096[1]),
+                                                                      case_id(AXES_T16384[0])])
 def test_reference_selection_path(c):
     """nsa_attention(selection='reference') (PyTorch top-n on the GPU) and the default fused
     kernel select the same blocks up to near ties, and then give the same output."""
     need_topn()
+    need_compress()
     q, k, v, gates, _ = inputs(c, "selection")
     kw = dict(l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], w=c["w"])
     o_f, idx_f = nt.nsa_attention(q, k, v, *gates, return_indices=True, **kw)
     o_r, idx_r = nt.nsa_attention(q, k, v, *gates, return_indices=True, selection="reference", **kw)
-    kc = R.compress(k.float(), l=c["l"], d=c["d"]).to(BF16)
+    kc, _ = compressed_kv(c, k, v)  # the keys both selections scored
     _, scores = reference_topn(q, kc, l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"])
     mismatches, ties = compare_topn(idx_f, idx_r, scores, l_sel=c["l_sel"], initial=1, local=2)
     err = rel_err(o_f, o_r)  # near-tie rows may differ a little; they are few

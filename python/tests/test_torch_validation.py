@@ -311,3 +311,111 @@ def test_nsa_attention_selection_argument():
     # Python's; l_sel = 48 is the kernels')
     with pytest.raises(nsajit.UnsupportedError, match="selection block l' = 48"):
         nt.nsa_attention(q, k, v, *gates(), **dict(NSA, l_sel=48))
+
+
+# ---------------------------------------------------------------- compression (compress)
+
+
+def kv(B=2, T=96, H=2, D=64, dtype=BF16):
+    return torch.randn(B, T, H, D).to(dtype)
+
+
+def test_compress_dtypes():
+    x = kv()
+    with pytest.raises(TypeError, match=r"x has dtype torch.float32; nsajit's compression kernels take "
+                                        r"torch.bfloat16 or torch.float16"):
+        nt.compress(x.float(), l=32, d=16)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        nt.compress([1.0], l=32, d=16)
+    with pytest.raises(TypeError, match=r"weight has dtype torch.int64; pooling weights must be floating point"):
+        nt.compress(x, l=32, d=16, pool="weighted", weight=torch.ones(32, dtype=torch.int64))
+    with pytest.raises(TypeError, match="l must be an int, got float"):
+        nt.compress(x, l=32.0, d=16)
+    with pytest.raises(TypeError, match="d must be an int, got bool"):
+        nt.compress(x, l=32, d=True)
+
+
+def test_compress_shapes():
+    x = kv()
+    with pytest.raises(ValueError, match=r"x has shape \[96, 2, 64\], expected \[B, T, H, dim\]"):
+        nt.compress(x[0], l=32, d=16)
+    with pytest.raises(ValueError, match=r"weight has shape \[16\], expected \[l=32\]"):
+        nt.compress(x, l=32, d=16, pool="weighted", weight=torch.ones(16))
+    with pytest.raises(ValueError, match=r"weight has shape \[1, 32\], expected \[l=32\]"):
+        nt.compress(x, l=32, d=16, pool="weighted", weight=torch.ones(1, 32))
+    with pytest.raises(ValueError, match="x: the last dimension must be contiguous"):
+        nt.compress(torch.zeros(2, 96, 64, 2, dtype=BF16).transpose(2, 3), l=32, d=16)
+
+
+def test_compress_dim_must_be_a_kernel_dim():
+    with pytest.raises(nsajit.UnsupportedError, match=r"x has head dim 96; .*64, 128, 192 or 256"):
+        nt.compress(kv(D=96), l=32, d=16)
+    with pytest.raises(nsajit.UnsupportedError, match="x has head dim 32"):
+        nt.compress(kv(D=32), l=32, d=16)
+
+
+def test_compress_parameters():
+    x = kv()
+    with pytest.raises(ValueError, match="bad compression l = 32, d = 24"):
+        nt.compress(x, l=32, d=24)
+    with pytest.raises(ValueError, match="bad compression l = 16, d = 32"):
+        nt.compress(x, l=16, d=32)
+    with pytest.raises(ValueError, match="pool = 'max' is unknown; allowed: 'mean', 'weighted'"):
+        nt.compress(x, l=32, d=16, pool="max")
+    with pytest.raises(ValueError, match=r"pool='weighted' needs weight \[l\]"):
+        nt.compress(x, l=32, d=16, pool="weighted")
+    with pytest.raises(ValueError, match="weight is only used with pool='weighted'"):
+        nt.compress(x, l=32, d=16, weight=torch.ones(32))
+    # valid in Python, refused by the pooling kernels' rules on the CPU (nsajit_kernel_query2, pass POOL)
+    if nsajit.has_compress():
+        with pytest.raises(nsajit.UnsupportedError, match="l = 8192 .* l <= 4096"):
+            nt.compress(x, l=8192, d=16)
+
+
+def test_compress_needs_cuda():
+    x = kv()
+    with pytest.raises(ValueError, match=r"x must be a CUDA tensor \(got device cpu\)"):
+        nt.compress(x, l=32, d=16)
+    with pytest.raises(ValueError, match=r"x must be a CUDA tensor"):
+        nt.compress(x, l=32, d=16, pool="weighted", weight=torch.ones(32, dtype=torch.float64))
+    # T < l (Tc = 0) is validated the same way: nothing runs on the CPU
+    with pytest.raises(ValueError, match=r"x must be a CUDA tensor"):
+        nt.compress(kv(T=31), l=32, d=16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: mixed-device check needs one")
+def test_compress_weight_on_another_device():
+    with pytest.raises(ValueError, match="weight must be a CUDA tensor"):
+        nt.compress(kv().cuda(), l=32, d=16, pool="weighted", weight=torch.ones(32))
+
+
+def test_compress_config_shares_kernels_across_groups():
+    cfg = nt._make_compress_config(BF16, 128, 4, 32, 16)
+    assert (cfg.head_dim_qk, cfg.head_dim_v, cfg.num_kv_heads, cfg.cmp_block, cfg.cmp_stride) == (128, 128, 4, 32, 16)
+    assert (cfg.group, cfg.scale, cfg.dtype) == (1, 0.0, nsajit.DType.BF16)
+    assert nt._make_compress_config(torch.float16, 64, 1, 64, 64).dtype == nsajit.DType.FP16
+
+
+def test_nsa_attention_compression_argument():
+    q, k, v = make()
+    with pytest.raises(ValueError, match="compression = 'pytorch' is unknown; allowed: 'kernel'.*'reference'"):
+        nt.nsa_attention(q, k, v, *gates(), compression="pytorch", **NSA)
+    # both compressions validate everything, then need CUDA
+    for compression in ("kernel", "reference"):
+        with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+            nt.nsa_attention(q, k, v, *gates(), compression=compression, **NSA)
+        with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+            nt.nsa_attention(q, k, v, *gates(), compression=compression, pool="weighted",
+                             pool_weight=torch.full((32,), 1 / 32), **NSA)
+    # pool_weight: floating [l]
+    with pytest.raises(TypeError, match="pool_weight has dtype torch.int32; pooling weights must be floating point"):
+        nt.nsa_attention(q, k, v, *gates(), pool="weighted", pool_weight=torch.ones(32, dtype=torch.int32), **NSA)
+    with pytest.raises(ValueError, match=r"pool_weight has shape \[16\], expected \[l=32\]"):
+        nt.nsa_attention(q, k, v, *gates(), pool="weighted", pool_weight=torch.ones(16), **NSA)
+    with pytest.raises(TypeError, match="pool_weight must be a torch.Tensor"):
+        nt.nsa_attention(q, k, v, *gates(), pool="weighted", pool_weight=[1.0] * 32, **NSA)
+    # with kc/vc given there is nothing to compress: pool_weight is not needed
+    tc = R.num_compressed(96, 32, 16)
+    kc = torch.zeros(2, tc, 2, 64, dtype=BF16)
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        nt.nsa_attention(q, k, v, *gates(), kc=kc, vc=kc, pool="weighted", **NSA)

@@ -6,6 +6,7 @@
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
+#include "Tuner.h"
 #include "Log.h"
 #include "Validate.h"
 
@@ -393,6 +394,61 @@ NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_co
 
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len) {
   return guarded([&] { copyOut(DiskCache::global()->describe(), buf, len, "the cache description"); });
+}
+
+NSAJIT_API nsajit_status nsajit_tune(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                     int batch, int seq_len, int repeats, nsajit_tune_progress_fn progress,
+                                     void *user, nsajit_tune_result *result) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (!result)
+      invalidArgument("result is NULL: pass the address of an nsajit_tune_result");
+    if (result->struct_size < sizeof(nsajit_tune_result))
+      invalidArgument("result->struct_size = {}; set it to sizeof(nsajit_tune_result) = {}", result->struct_size,
+                      sizeof(nsajit_tune_result));
+    TuneProgress report;
+    if (progress)
+      report = [&](int done, int total, const TileConfig &t, double ms) {
+        std::string tile = fmt::format("w{} t{} c{}", t.warps, t.tokensPerCta, t.kvChunk);
+        progress(done, total, tile.c_str(), ms, user);
+      };
+    TuneResult r = tuneForward(c, config, branchFromC(branch), batch, seq_len, repeats, report);
+    nsajit_tune_result out{};
+    out.struct_size = sizeof out;
+    out.tile_warps = r.best.warps;
+    out.tile_tokens = r.best.tokensPerCta;
+    out.tile_kv_chunk = r.best.kvChunk;
+    out.best_ms = r.bestMs;
+    out.default_warps = r.defaults.warps;
+    out.default_tokens = r.defaults.tokensPerCta;
+    out.default_kv_chunk = r.defaults.kvChunk;
+    out.default_ms = r.defaultMs;
+    out.candidates = r.candidates;
+    out.failed = r.failed;
+    std::snprintf(out.database, sizeof out.database, "%s", r.database.c_str());
+    *result = out;
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                           int batch, int seq_len, int32_t *warps, int32_t *tokens,
+                                           int32_t *kv_chunk, int *tuned) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (!warps || !tokens || !kv_chunk || !tuned)
+      invalidArgument("warps, tokens, kv_chunk and tuned must not be NULL");
+    if (batch < 1 || seq_len < 1)
+      invalidArgument("batch = {}, seq_len = {}: both must be >= 1", batch, seq_len);
+    nsajit_config cfg = readConfig(config);
+    cfg.tile_warps = cfg.tile_tokens = cfg.tile_kv_chunk = 0;
+    KernelSpec spec = specFromConfig(&cfg, branchFromC(branch), contextArch(c));
+    std::optional<TileConfig> t = tunedTile(c, spec, batch, seq_len);
+    const TileConfig &use = t ? *t : spec.tile;
+    *warps = use.warps;
+    *tokens = use.tokensPerCta;
+    *kv_chunk = use.kvChunk;
+    *tuned = t ? 1 : 0;
+  });
 }
 
 } // extern "C"

@@ -1,5 +1,6 @@
 #include "Context.h"
 
+#include "DiskCache.h"
 #include "Log.h"
 
 #include <cstdlib>
@@ -86,6 +87,15 @@ std::unique_ptr<nsajit_context> createContext(int ordinal) {
       attribute(*drv, ctx->device, CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS, "PAGEABLE_MEMORY_ACCESS") != 0;
   ctx->checkPointers = envFlag("NSAJIT_CHECK_POINTERS", true);
   ctx->kernels = std::make_unique<KernelCache>(drv, ctx->cuContext, info);
+  const char *tuningEnv = std::getenv("NSAJIT_TUNING");
+  ctx->useTuning = !(tuningEnv && (!std::strcmp(tuningEnv, "off") || !std::strcmp(tuningEnv, "0")));
+  std::shared_ptr<DiskCache> disk = DiskCache::global();
+  std::string dbPath;
+  if (disk->mode() == DiskCache::Mode::ReadWrite || disk->mode() == DiskCache::Mode::ReadOnly)
+    dbPath = disk->directory() + "/tuning/" + tuningFileStem(info.name, info.ccMajor, info.ccMinor) + ".tsv";
+  ctx->tuning = std::make_shared<TuningDb>(dbPath);
+  if (!ctx->tuning->warning().empty())
+    logWarning(fmt::format("tuning database {}: {}", dbPath, ctx->tuning->warning()));
   return ctx;
 }
 
@@ -160,11 +170,29 @@ void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans) {
   }
 }
 
+std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen) {
+  if (!ctx.useTuning || !ctx.tuning)
+    return std::nullopt;
+  return ctx.tuning->lookup(tuningKey(spec), static_cast<std::int64_t>(batch) * seqLen);
+}
+
 void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream) {
   // Everything that needs no GPU first, against the context's architecture
   // (on a GPU nsajit cannot serve, report argument errors before that).
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareForward(req, a); });
   PreparedLaunch p = prepareForward(req, arch);
+  const nsajit_config c = readConfig(req.config);
+  if (!c.tile_warps && !c.tile_tokens && !c.tile_kv_chunk) {
+    if (std::optional<TileConfig> tuned = tunedTile(ctx, p.spec, req.batch, req.seqLen)) {
+      nsajit_config tc = c;
+      tc.tile_warps = tuned->warps;
+      tc.tile_tokens = tuned->tokensPerCta;
+      tc.tile_kv_chunk = tuned->kvChunk;
+      ForwardRequest r = req;
+      r.config = &tc;
+      p = prepareForward(r, arch);
+    }
+  }
   const LoadedKernel &k = ctx.kernels->get(p.spec);
   auto params = kernelParams(p.args);
   ScopedContext scope(*ctx.drv, ctx.cuContext);

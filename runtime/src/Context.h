@@ -3,11 +3,13 @@
 
 #include "CudaDriver.h"
 #include "KernelCache.h"
+#include "TuningDb.h"
 #include "Validate.h"
 
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 struct nsajit_context {
@@ -19,6 +21,8 @@ struct nsajit_context {
   std::atomic<int> archOverride{0}; // 0 = automatic, else 80 / 90
   bool checkPointers = true;        // NSAJIT_CHECK_POINTERS != 0
   std::unique_ptr<nsajit::rt::KernelCache> kernels;
+  std::shared_ptr<nsajit::rt::TuningDb> tuning; // never null
+  bool useTuning = true;                         // NSAJIT_TUNING != off
 
   ~nsajit_context();
 };
@@ -44,7 +48,11 @@ void setContextArch(nsajit_context &ctx, int arch);
 
 std::string describeDevice(const nsajit_context &ctx);
 
-// Validates the request, loads the kernel and launches it on `stream`. Throws Error.
+// The tuned tile for the forward of `spec` at batch x seqLen, if the context has one (and uses them).
+std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen);
+
+// Validates the request, loads the kernel and launches it on `stream`; a config
+// with default tiles gets the tuned tile when there is one. Throws Error.
 void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream);
 
 // Checks that every span lies inside memory the driver knows (when it can tell).

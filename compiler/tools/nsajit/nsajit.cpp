@@ -5,6 +5,9 @@
 //   nsajit check [config] [--T n --B n] run each branch's forward and backward
 //                                       and the fused top-n on the GPU against
 //                                       the float64 CPU reference
+//   nsajit tune [config] [--T n --B n]  time every tile of each branch's forward
+//                                       on the GPU and record the fastest in the
+//                                       per-GPU tuning database (used by later runs)
 // Config flags: --branch all|compressed|selected|window --dtype bf16|fp16
 //   --dk N --dv N --heads H --group G --l N --d N --lsel N --n N --w N
 //   --arch sm_80|sm_90a (compile without a GPU)
@@ -31,17 +34,20 @@ struct Options {
   int arch = 0; // 0: the GPU's, else 80/90
   bool printPtx = false;
   int T = 1000, B = 1;
+  bool tSet = false;
+  int repeats = 20;
 };
 
 void usage(FILE *f) {
   std::fprintf(f,
-               "usage: nsajit <info|compile|check> [options]\n"
+               "usage: nsajit <info|compile|check|tune> [options]\n"
                "  --branch all|compressed|selected|window   (default all)\n"
                "  --dtype bf16|fp16 --dk N --dv N --heads H --group G\n"
                "  --l N --d N (compressed)  --lsel N --n N (selected)  --w N (window)\n"
                "  --arch sm_80|sm_90a   compile for this architecture (default: the GPU's, else sm_90a)\n"
                "  --ptx                 compile: print the PTX too\n"
-               "  --T N --B N           check: sequence length and batch (default 1000, 1)\n"
+               "  --T N --B N           check/tune: sequence length and batch (default 1000 / 16384, 1)\n"
+               "  --repeats N           tune: timed launches per tile (default 20)\n"
                "The defaults are the paper's: bf16, Dk=Dv=128, H=4, G=16, l=32, d=16, l'=64, n=16, w=512.\n");
 }
 
@@ -88,6 +94,11 @@ bool parse(int argc, char **argv, Options &o) {
       const char *v = value();
       if (!v) return false;
       (a == "--T" ? o.T : o.B) = std::atoi(v);
+      o.tSet = o.tSet || a == "--T";
+    } else if (a == "--repeats") {
+      const char *v = value();
+      if (!v) return false;
+      o.repeats = std::atoi(v);
     } else {
       std::fprintf(stderr, "nsajit: unknown option '%s'\n", a.c_str());
       return false;
@@ -255,6 +266,53 @@ int cmdCheck(const Options &o) {
   return failures ? 1 : 0;
 }
 
+// A progress bar on stderr: [#####.....] 12/20 w4 t4 c64 0.123 ms
+void tuneProgress(int done, int total, const char *tile, double ms, void *user) {
+  const char *name = static_cast<const char *>(user);
+  constexpr int kWidth = 24;
+  int filled = total ? done * kWidth / total : kWidth;
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '.');
+  if (ms >= 0)
+    std::fprintf(stderr, "\r  %-10s [%s] %2d/%-2d %-12s %9.4f ms", name, bar.c_str(), done, total, tile, ms);
+  else
+    std::fprintf(stderr, "\r  %-10s [%s] %2d/%-2d %-12s    failed   ", name, bar.c_str(), done, total, tile);
+  if (done == total)
+    std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+int cmdTune(const Options &o) {
+  bool ok;
+  auto list = branches(o.branch, ok);
+  if (!ok) return 2;
+  nsajit_context *ctx = nullptr;
+  if (nsajit_context_create(&ctx, 0) != NSAJIT_OK) {
+    std::fprintf(stderr, "nsajit tune: %s (tuning needs an NVIDIA GPU)\n", nsajit_last_error());
+    return 1;
+  }
+  const int T = o.tSet ? o.T : 16384;
+  std::printf("tuning the forward kernels at B = %d, T = %d, %d timed launches per tile\n", o.B, T, o.repeats);
+  int failures = 0;
+  for (auto [branch, name] : list) {
+    nsajit_tune_result r{};
+    r.struct_size = sizeof r;
+    if (nsajit_tune(ctx, &o.cfg, branch, o.B, T, o.repeats, tuneProgress, const_cast<char *>(name), &r) !=
+        NSAJIT_OK) {
+      std::fprintf(stderr, "\nnsajit tune %s: %s\n", name, nsajit_last_error());
+      ++failures;
+      continue;
+    }
+    std::printf("%-10s best w%d t%d c%d %.4f ms; default w%d t%d c%d %.4f ms (%.2fx); %d tiles, %d failed\n", name,
+                r.tile_warps, r.tile_tokens, r.tile_kv_chunk, r.best_ms, r.default_warps, r.default_tokens,
+                r.default_kv_chunk, r.default_ms, r.default_ms > 0 ? r.default_ms / r.best_ms : 0.0, r.candidates,
+                r.failed);
+    std::printf("           recorded in %s\n", r.database[0] ? r.database : "memory only (no cache directory)");
+  }
+  nsajit_context_destroy(ctx);
+  return failures ? 1 : 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -266,6 +324,7 @@ int main(int argc, char **argv) {
   if (o.command == "info") return cmdInfo();
   if (o.command == "compile") return cmdCompile(o);
   if (o.command == "check") return cmdCheck(o);
+  if (o.command == "tune") return cmdTune(o);
   if (o.command == "help" || o.command == "--help") {
     usage(stdout);
     return 0;

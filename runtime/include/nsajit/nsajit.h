@@ -376,6 +376,46 @@ NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_co
 /* "disk cache: /home/u/.cache/nsajit (read-write)" or the reason it is off. */
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
 
+/* ---- autotuning ----------------------------------------------------------
+ * nsajit_tune times every legal tile (warps, query tokens per CTA, kv chunk) of
+ * the forward kernel of `branch` for `config` (its tile_* fields are ignored) on
+ * the context's GPU, with random inputs of batch x seq_len tokens and `repeats`
+ * timed launches per tile (median; CUDA events on the default stream), and
+ * records the fastest in the per-GPU tuning database in the cache directory
+ * (<cache dir>/tuning/<GPU name>-sm<cc>.tsv). Forward launches whose config has
+ * all tile_* fields 0 then use the tuned tile (of the entry nearest in
+ * batch x seq_len) without being asked; NSAJIT_TUNING=off ignores the database.
+ * The default tile wins unless another is more than 2% faster. `progress` (may
+ * be NULL) is called after each tile: done of total, the tile as
+ * "w<warps> t<tokens> c<kv_chunk>", its time in ms (< 0: the tile failed).
+ * Takes seconds (each tile is compiled once, then cached). */
+typedef void (*nsajit_tune_progress_fn)(int done, int total, const char *tile, double ms, void *user);
+
+typedef struct nsajit_tune_result {
+  uint32_t struct_size;  /* = sizeof(nsajit_tune_result) */
+  int32_t tile_warps;    /* the fastest tile */
+  int32_t tile_tokens;
+  int32_t tile_kv_chunk;
+  double best_ms;
+  int32_t default_warps; /* nsajit's default tile, for comparison */
+  int32_t default_tokens;
+  int32_t default_kv_chunk;
+  double default_ms;     /* < 0 if the default tile failed */
+  int32_t candidates;    /* tiles tried */
+  int32_t failed;        /* of which failed (compile, resources or launch) */
+  char database[512];    /* the file the result was recorded in ("" = memory only) */
+} nsajit_tune_result;
+
+NSAJIT_API nsajit_status nsajit_tune(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                     int batch, int seq_len, int repeats, nsajit_tune_progress_fn progress,
+                                     void *user, nsajit_tune_result *result);
+
+/* The tile a forward launch of `branch` with default tiles would use at
+ * batch x seq_len: the tuned one (*tuned = 1) or nsajit's default (*tuned = 0). */
+NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                           int batch, int seq_len, int32_t *warps, int32_t *tokens,
+                                           int32_t *kv_chunk, int *tuned);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -46,6 +46,7 @@ struct State {
   std::string moduleLoadLog;
   int maxThreads = 1024;
   int launchResult = 0;
+  int elapsedFromShared = 0;
   FakeContext contexts[8];
   std::set<FakeModule *> modules;
   int moduleLoads = 0;
@@ -153,6 +154,7 @@ void fakecuda_reset(void) {
   s.moduleLoadLog.clear();
   s.maxThreads = 1024;
   s.launchResult = 0;
+  s.elapsedFromShared = 0;
   s.moduleLoads = 0;
   s.lastMaxDynamicShared = 0;
   s.last = FakeCudaLaunch{};
@@ -189,6 +191,11 @@ void fakecuda_set_max_threads_per_block(int n) {
 void fakecuda_set_launch_result(int result) {
   LOCK;
   st().launchResult = result;
+}
+
+void fakecuda_set_elapsed_from_shared(int on) {
+  LOCK;
+  st().elapsedFromShared = on;
 }
 
 void fakecuda_get_last_launch(FakeCudaLaunch *out) {
@@ -572,7 +579,9 @@ CUresult CUDAAPI cuEventCreate(CUevent *e, unsigned int) {
 CUresult CUDAAPI cuEventRecord(CUevent, CUstream) { return CUDA_SUCCESS; }
 CUresult CUDAAPI cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
 CUresult CUDAAPI cuEventElapsedTime(float *ms, CUevent, CUevent) {
-  *ms = 1.0f;
+  LOCK;
+  // A "timing" that tests can predict: the last launch's shared memory in KiB.
+  *ms = st().elapsedFromShared ? static_cast<float>(st().last.shared) / 1024.0f : 1.0f;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuEventDestroy(CUevent e) {

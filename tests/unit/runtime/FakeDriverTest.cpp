@@ -3,6 +3,7 @@
 // the driver failures (JIT errors, launch errors, shared memory limits, GPUs
 // nsajit does not support) as clear statuses and messages.
 #include "TestUtil.h"
+#include "TuningDb.h"
 #include "Validate.h"
 
 #include "nsajit/nsajit.h"
@@ -650,4 +651,97 @@ TEST_F(FakeGpu, ProcessStatisticsAddUpContexts) {
   EXPECT_EQ(after.compiles - before.compiles, 1u);
   EXPECT_EQ(after.kernel_hits - before.kernel_hits, 1u);
   EXPECT_EQ(after.modules_loaded - before.modules_loaded, 1u);
+}
+
+// The autotuner against the fake driver, whose "timings" are the launch's shared
+// memory in KiB: the tile with the least shared memory must win, be recorded in the
+// database file, and be used by later launches with default tiles.
+TEST_F(FakeGpu, TuneRecordsTheFastestTileAndLaunchesUseIt) {
+  fake.fakecuda_set_elapsed_from_shared(1);
+  nsajit_context *ctx = create();
+  const int B = 1, T = 256;
+  std::vector<std::pair<int, std::string>> progress;
+  auto onProgress = [](int done, int total, const char *tile, double ms, void *user) {
+    auto *p = static_cast<std::vector<std::pair<int, std::string>> *>(user);
+    p->push_back({done, tile});
+    EXPECT_LE(done, total);
+    EXPECT_GT(ms, 0.0);
+  };
+  nsajit_tune_result r{};
+  r.struct_size = sizeof r;
+  ASSERT_EQ(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_SELECTED, B, T, 3, onProgress, &progress, &r), NSAJIT_OK)
+      << nsajit_last_error();
+  const KernelSpec defaults = specFromConfig(&cfg, Branch::Selected, Arch::SM90a);
+  KernelSpec best = defaults;
+  best.tile = {r.tile_warps, r.tile_tokens, r.tile_kv_chunk};
+  EXPECT_EQ(r.default_kv_chunk, defaults.tile.kvChunk);
+  EXPECT_EQ(r.default_ms, sharedMemoryBytes(defaults) / 1024.0);
+  EXPECT_EQ(r.tile_kv_chunk, 16); // the smallest chunk needs the least shared memory
+  EXPECT_EQ(r.best_ms, sharedMemoryBytes(best) / 1024.0);
+  EXPECT_EQ(r.failed, 0);
+  ASSERT_EQ(static_cast<int>(progress.size()), r.candidates);
+  EXPECT_EQ(progress.back().first, r.candidates);
+  EXPECT_EQ(progress.front().second, fmt::format("w{} t{} c{}", defaults.tile.warps, defaults.tile.tokensPerCta,
+                                                 defaults.tile.kvChunk));
+  // The database file names the GPU and holds the entry.
+  std::string db = r.database;
+  EXPECT_NE(db.find(cacheDir.path() + "/tuning/Fake_H100"), std::string::npos) << db;
+  std::ifstream in(db);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(TuningDb::parse(text, nullptr).size(), 1u) << text;
+
+  // A launch with default tiles now uses the tuned tile; an explicit tile is kept.
+  Tensors t(cfg, Branch::Selected, B, T);
+  ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(fake.lastLaunch().shared, unsigned(sharedMemoryBytes(best)));
+  int32_t w = 0, tok = 0, chunk = 0;
+  int tuned = 0;
+  ASSERT_EQ(nsajit_tuned_tile(ctx, &cfg, NSAJIT_BRANCH_SELECTED, B, T, &w, &tok, &chunk, &tuned), NSAJIT_OK);
+  EXPECT_EQ(tuned, 1);
+  EXPECT_EQ(chunk, 16);
+  nsajit_config explicitTile = cfg;
+  explicitTile.tile_kv_chunk = 64;
+  ASSERT_EQ(nsajit_selected_forward(ctx, &explicitTile, B, T, &t.tq, &t.tk, &t.tv, &t.ti, &t.to, &t.tl, nullptr),
+            NSAJIT_OK);
+  KernelSpec chunk64 = defaults;
+  chunk64.tile.kvChunk = 64;
+  EXPECT_EQ(fake.lastLaunch().shared, unsigned(sharedMemoryBytes(chunk64)));
+
+  // A new context (a new process) reads the database; NSAJIT_TUNING=off ignores it.
+  nsajit_context *again = create();
+  ASSERT_EQ(selected(again, t, B, T), NSAJIT_OK);
+  EXPECT_EQ(fake.lastLaunch().shared, unsigned(sharedMemoryBytes(best)));
+  {
+    ScopedEnv off("NSAJIT_TUNING", "off");
+    nsajit_context *ignoring = create();
+    ASSERT_EQ(selected(ignoring, t, B, T), NSAJIT_OK);
+    EXPECT_EQ(fake.lastLaunch().shared, unsigned(sharedMemoryBytes(defaults)));
+    ASSERT_EQ(nsajit_tuned_tile(ignoring, &cfg, NSAJIT_BRANCH_SELECTED, B, T, &w, &tok, &chunk, &tuned), NSAJIT_OK);
+    EXPECT_EQ(tuned, 0);
+    EXPECT_EQ(chunk, defaults.tile.kvChunk);
+  }
+}
+
+TEST_F(FakeGpu, TuneRejectsBadRequests) {
+  nsajit_context *ctx = create();
+  nsajit_tune_result r{};
+  r.struct_size = sizeof r;
+  EXPECT_ERROR_WITH(nsajit_tune(nullptr, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_ERROR_WITH(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 0, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "seq_len = 0");
+  EXPECT_ERROR_WITH(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 0, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "repeats = 0");
+  EXPECT_ERROR_WITH(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_COMPRESSED, 1, 16, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "shorter than the compressed block");
+  nsajit_tune_result small{};
+  small.struct_size = 8;
+  EXPECT_ERROR_WITH(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, &small),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "struct_size");
+  nsajit_config bad = cfg;
+  bad.head_dim_qk = 96;
+  EXPECT_ERROR_WITH(nsajit_tune(ctx, &bad, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_UNSUPPORTED, "head_dim_qk");
+  EXPECT_EQ(fake.fakecuda_launch_count(), 0);
+  EXPECT_EQ(fake.fakecuda_live_allocations(), 0);
 }

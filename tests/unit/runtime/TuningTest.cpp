@@ -1,0 +1,173 @@
+// The autotuner's pure parts: the tuning database file (parse, format, lookup,
+// merge on save), the tile search space, and the choice of the best tile.
+#include "TestUtil.h"
+#include "Tuner.h"
+#include "TuningDb.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+using namespace nsajit;
+using namespace nsajit::rt;
+using namespace nsajit::rt::test;
+
+namespace {
+
+KernelSpec forwardSpec(Branch branch, int group, int dk = 128) {
+  KernelSpec s;
+  s.branch = branch;
+  s.pass = KernelPass::Forward;
+  s.arch = Arch::SM90a;
+  s.headDimQK = dk;
+  s.headDimV = 128;
+  s.group = group;
+  return s;
+}
+
+TuningEntry entry(const std::string &key, std::int64_t tokens, TileConfig tile) {
+  TuningEntry e;
+  e.key = key;
+  e.tokens = tokens;
+  e.tile = tile;
+  e.bestMs = 1.5;
+  e.defaultMs = 2.0;
+  return e;
+}
+
+} // namespace
+
+TEST(TuningDb, FormatAndParseRoundTrip) {
+  std::vector<TuningEntry> in = {entry("spec a", 16384, {4, 4, 64}), entry("spec b", 1024, {1, 1, 32})};
+  std::string warning;
+  std::vector<TuningEntry> out = TuningDb::parse(TuningDb::format(in), &warning);
+  EXPECT_EQ(warning, "");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].key, "spec a");
+  EXPECT_EQ(out[0].tokens, 16384);
+  EXPECT_EQ(out[0].tile, (TileConfig{4, 4, 64}));
+  EXPECT_DOUBLE_EQ(out[1].bestMs, 1.5);
+  EXPECT_DOUBLE_EQ(out[1].defaultMs, 2.0);
+}
+
+TEST(TuningDb, DamagedFilesAreSkippedWithAWarning) {
+  std::string warning;
+  EXPECT_TRUE(TuningDb::parse("something else\nkey\t1\t1\t1\t16\t1\t1\n", &warning).empty());
+  EXPECT_NE(warning.find("not a tuning database"), std::string::npos);
+  std::string text = TuningDb::format({entry("good", 100, {2, 1, 16})});
+  text += "bad line without tabs\n";
+  text += "key\t-5\t1\t1\t16\t1\t1\n";          // negative size
+  text += "key\t100\t1\t1\t16\tnan\t1\n";       // not a time
+  text += "key\t100\t0\t1\t16\t1\t1\n";         // no warps
+  text += "key\t10x\t1\t1\t16\t1\t1\n";         // trailing junk
+  std::vector<TuningEntry> out = TuningDb::parse(text, &warning);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].key, "good");
+  EXPECT_NE(warning.find("5 malformed"), std::string::npos) << warning;
+}
+
+TEST(TuningDb, LookupTakesTheNearestProblemSize) {
+  TuningDb db("");
+  EXPECT_FALSE(db.lookup("k", 1000));
+  db.record(entry("k", 1024, {1, 1, 16}));
+  db.record(entry("k", 65536, {2, 1, 64}));
+  db.record(entry("other", 4096, {8, 1, 128}));
+  EXPECT_EQ(db.lookup("k", 1), (TileConfig{1, 1, 16}));
+  EXPECT_EQ(db.lookup("k", 4096), (TileConfig{1, 1, 16}));  // log2 distance 2 against 4
+  EXPECT_EQ(db.lookup("k", 16384), (TileConfig{2, 1, 64})); // 4 against 2
+  EXPECT_EQ(db.lookup("k", 1 << 20), (TileConfig{2, 1, 64}));
+  db.record(entry("k", 1024, {4, 1, 32})); // replaces the entry of the same size
+  EXPECT_EQ(db.lookup("k", 1024), (TileConfig{4, 1, 32}));
+  EXPECT_EQ(db.entries().size(), 3u);
+}
+
+TEST(TuningDb, SavesAtomicallyAndMergesWhatOthersWrote) {
+  TempDir dir;
+  const std::string path = dir / "tuning/gpu.tsv";
+  {
+    TuningDb a(path);
+    EXPECT_TRUE(a.record(entry("a", 100, {1, 1, 16})));
+  }
+  TuningDb first(path), second(path);
+  EXPECT_TRUE(first.record(entry("b", 100, {2, 1, 32})));
+  EXPECT_TRUE(second.record(entry("c", 100, {4, 1, 64}))); // must keep b, written after second was opened
+  TuningDb reread(path);
+  EXPECT_EQ(reread.entries().size(), 3u);
+  EXPECT_EQ(reread.lookup("b", 100), (TileConfig{2, 1, 32}));
+  EXPECT_EQ(reread.lookup("c", 100), (TileConfig{4, 1, 64}));
+  EXPECT_EQ(reread.warning(), "");
+}
+
+TEST(TuningDb, UnwritableDirectoryKeepsTheEntryInMemory) {
+  TuningDb db("/proc/nsajit-cannot-write/tuning/gpu.tsv");
+  EXPECT_FALSE(db.record(entry("a", 100, {1, 1, 16})));
+  EXPECT_NE(db.warning().find("cannot"), std::string::npos) << db.warning();
+  EXPECT_EQ(db.lookup("a", 100), (TileConfig{1, 1, 16}));
+}
+
+TEST(TuningDb, KeyIgnoresTheTileAndNamesTheCodegen) {
+  KernelSpec a = forwardSpec(Branch::Window, 16), b = a;
+  b.tile = {8, 8, 128};
+  EXPECT_EQ(tuningKey(a), tuningKey(b));
+  EXPECT_NE(tuningKey(a).find("codegen"), std::string::npos);
+  b.window = a.window + 1;
+  EXPECT_NE(tuningKey(a), tuningKey(b));
+  EXPECT_EQ(tuningFileStem("NVIDIA H100 80GB HBM3", 9, 0), "NVIDIA_H100_80GB_HBM3-sm90");
+  EXPECT_EQ(tuningFileStem("../x/y", 8, 6), "___x_y-sm86");
+}
+
+TEST(TileCandidates, DefaultFirstAllValidWithinSharedMemory) {
+  for (Branch branch : {Branch::Compressed, Branch::Selected, Branch::Window})
+    for (int group : {1, 4, 16, 32})
+      for (int dk : {64, 128, 192}) {
+        KernelSpec s = forwardSpec(branch, group, dk);
+        if (dk < 128)
+          s.headDimV = dk;
+        const int limit = 100 * 1024;
+        std::vector<TileConfig> c = tileCandidates(s, limit);
+        ASSERT_FALSE(c.empty());
+        EXPECT_EQ(c[0], defaultTileConfig(s)) << s.str();
+        for (std::size_t i = 0; i < c.size(); ++i) {
+          KernelSpec t = s;
+          t.tile = c[i];
+          EXPECT_EQ(validate(t), "") << t.str();
+          if (i > 0)
+            EXPECT_LE(sharedMemoryBytes(t), limit) << t.str();
+          if (branch == Branch::Selected)
+            EXPECT_EQ(c[i].tokensPerCta, 1);
+          else if (i > 0)
+            EXPECT_EQ(c[i].tokensPerCta * group, c[i].warps * 16) << "tiles fill their MMA rows";
+          for (std::size_t j = 0; j < i; ++j)
+            EXPECT_FALSE(c[i] == c[j]) << "duplicate tile";
+        }
+        if (branch != Branch::Selected)
+          EXPECT_GT(c.size(), 4u) << s.str();
+      }
+}
+
+TEST(PickBest, TheDefaultWinsUnlessAnotherIsClearlyFaster) {
+  std::vector<TileConfig> c = {{4, 4, 64}, {1, 1, 16}, {2, 2, 32}, {8, 8, 128}};
+  auto times = [](double def, double a, double b) {
+    return [=](const TileConfig &t) {
+      if (t.warps == 4) return def;
+      if (t.warps == 1) return a;
+      if (t.warps == 8) fail(NSAJIT_ERROR_UNSUPPORTED, "too many registers");
+      return b;
+    };
+  };
+  int calls = 0;
+  TuneResult r = pickBest(c, times(1.0, 0.99, 1.5), [&](int done, int total, const TileConfig &, double ms) {
+    ++calls;
+    EXPECT_EQ(total, 4);
+    if (done == 4) EXPECT_LT(ms, 0); // the failing tile
+  });
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(r.best, c[0]) << "1% is noise";
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_EQ(r.candidates, 4);
+  r = pickBest(c, times(1.0, 0.5, 0.7), nullptr);
+  EXPECT_EQ(r.best, c[1]);
+  EXPECT_DOUBLE_EQ(r.bestMs, 0.5);
+  EXPECT_DOUBLE_EQ(r.defaultMs, 1.0);
+  EXPECT_THROW(pickBest({{8, 8, 128}}, times(1, 1, 1), nullptr), Error);
+}
