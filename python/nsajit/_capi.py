@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import enum
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
@@ -179,6 +180,32 @@ class CacheCounters(ctypes.Structure):
         return {name: getattr(self, name) for name, _ in self._fields_ if name != "struct_size"}
 
 
+class TuneResult(ctypes.Structure):
+    """nsajit_tune_result: the fastest tile, the default tile, their times."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("tile_warps", ctypes.c_int32),
+        ("tile_tokens", ctypes.c_int32),
+        ("tile_kv_chunk", ctypes.c_int32),
+        ("best_ms", ctypes.c_double),
+        ("default_warps", ctypes.c_int32),
+        ("default_tokens", ctypes.c_int32),
+        ("default_kv_chunk", ctypes.c_int32),
+        ("default_ms", ctypes.c_double),
+        ("candidates", ctypes.c_int32),
+        ("failed", ctypes.c_int32),
+        ("database", ctypes.c_char * 512),
+    ]
+
+    def as_dict(self) -> Dict[str, Union[int, float, str]]:
+        out: Dict[str, Union[int, float, str]] = {}
+        for name, _ in self._fields_:
+            if name != "struct_size":
+                value = getattr(self, name)
+                out[name] = value.decode() if isinstance(value, bytes) else value
+        return out
+
+
 class KernelInfo(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
@@ -305,6 +332,8 @@ _c_void_p = ctypes.c_void_p
 _status = ctypes.c_int
 
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+TUNE_PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_double,
+                                    ctypes.c_void_p)
 
 # name -> (restype, argtypes); restype _status gets the error check.
 _FUNCTIONS = {
@@ -356,6 +385,12 @@ _OPTIONAL_FUNCTIONS.update({
     # compress_forward(ctx, cfg, batch, seq_len, dim, x, weights, out, stream)
     "nsajit_compress_forward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
                                           ctypes.c_uint64, _c_tensor_p, _c_void_p]),
+    # tune(ctx, cfg, branch, batch, seq_len, repeats, progress, user, result)
+    "nsajit_tune": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_int, TUNE_PROGRESS_FN, _c_void_p,
+                              ctypes.POINTER(TuneResult)]),
+    # tuned_tile(ctx, cfg, branch, batch, seq_len, &warps, &tokens, &kv_chunk, &tuned)
+    "nsajit_tuned_tile": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int] +
+                          [ctypes.POINTER(ctypes.c_int32)] * 3 + [ctypes.POINTER(_c_int)]),
     # compress_backward(ctx, cfg, batch, seq_len, dim, x, weights, dout, dx, dweights, stream)
     "nsajit_compress_backward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
                                            ctypes.c_uint64, _c_tensor_p, _c_tensor_p, ctypes.c_uint64,
@@ -368,6 +403,8 @@ _UNAVAILABLE = {
     "nsajit_select_topn": ("the fused top-n kernel", FunctionUnavailableError),
     "nsajit_compress_forward": ("the compression (pooling) kernels", FunctionUnavailableError),
     "nsajit_compress_backward": ("the compression (pooling) kernels", FunctionUnavailableError),
+    "nsajit_tune": ("the autotuner", FunctionUnavailableError),
+    "nsajit_tuned_tile": ("the autotuner", FunctionUnavailableError),
 }
 
 
@@ -744,6 +781,46 @@ class Context:
     def cache_stats(self) -> Dict[str, int]:
         self._require()
         return cache_stats(self)
+
+    def tune(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1, seq_len: int = 16384,
+             repeats: int = 20, progress: Union[bool, Callable[[int, int, str, float], None]] = True
+             ) -> Dict[str, Union[int, float, str]]:
+        """Times every legal tile of the forward kernel of ``branch`` for ``config`` on this GPU
+        (random inputs of batch x seq_len tokens, median of ``repeats`` launches) and records
+        the fastest in the per-GPU tuning database, which later launches with default tiles
+        use. ``progress``: True prints a progress line to stderr, or a callable
+        ``(done, total, tile, ms)`` (ms < 0: the tile failed). Returns the result as a dict."""
+        h = self._require()
+
+        def report(done, total, tile, ms, _user):
+            name = tile.decode() if tile else ""
+            try:
+                if callable(progress):
+                    progress(int(done), int(total), name, float(ms))
+                elif progress:
+                    bar = "#" * (24 * done // max(1, total))
+                    shown = f"{ms:9.4f} ms" if ms >= 0 else "   failed"
+                    print(f"\r  tuning [{bar:.<24}] {done}/{total} {name:<12} {shown}", end="\n" if done == total else "",
+                          file=sys.stderr, flush=True)
+            except Exception:  # never let a Python exception cross into C
+                pass
+
+        cb = TUNE_PROGRESS_FN(report)
+        result = TuneResult()
+        result.struct_size = ctypes.sizeof(TuneResult)
+        self._lib.call("tune", h, ctypes.byref(config), _branch(branch), int(batch), int(seq_len), int(repeats), cb,
+                       None, ctypes.byref(result))
+        return result.as_dict()
+
+    def tuned_tile(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1,
+                   seq_len: int = 16384) -> Dict[str, int]:
+        """The tile a forward launch with default tiles uses at batch x seq_len:
+        ``{"warps", "tokens", "kv_chunk", "tuned"}`` (tuned = 1 when it comes from the database)."""
+        w, t, c = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+        tuned = ctypes.c_int()
+        self._lib.call("tuned_tile", self._require(), ctypes.byref(config), _branch(branch), int(batch), int(seq_len),
+                       ctypes.byref(w), ctypes.byref(t), ctypes.byref(c), ctypes.byref(tuned))
+        return {"warps": w.value, "tokens": t.value, "kv_chunk": c.value, "tuned": tuned.value}
 
     def __repr__(self) -> str:
         state = "closed" if self.handle is None else f"device {self.device}"

@@ -904,3 +904,24 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     if return_lse:
         return o, (lse_c, lse_s, lse_w)
     return o
+
+
+def tune(branch: str, *, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128, heads: int = 4,
+         group: int = 16, l: int = 32, d: int = 16, l_sel: int = 64, n: int = 16, w: int = 512,
+         seq_len: int = 16384, batch: int = 1, repeats: int = 20, device=None, progress=True) -> dict:
+    """Autotunes the forward kernel of ``branch`` ('compressed', 'selected' or 'window') for
+    this head configuration on the GPU of ``device``: every legal tile is timed on random
+    inputs of batch x seq_len tokens and the fastest is recorded in the per-GPU tuning
+    database (in the cache directory), which every later launch with default tiles uses,
+    in this process and others. Returns the tuner's result (best and default tile, ms)."""
+    names = {"compressed": _capi.Branch.COMPRESSED, "selected": _capi.Branch.SELECTED,
+             "window": _capi.Branch.WINDOW}
+    if branch not in names:
+        raise ValueError(f"branch = {branch!r} is unknown; allowed: {', '.join(names)}")
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise TypeError(f"dtype = {dtype} is not supported; allowed: torch.bfloat16, torch.float16")
+    b = names[branch]
+    kw = {_capi.Branch.COMPRESSED: dict(l=l, d=d), _capi.Branch.SELECTED: dict(l_sel=l_sel, n=n),
+          _capi.Branch.WINDOW: dict(w=w)}[b]
+    cfg = _make_config(b, dtype, dk, dv, heads, group, **kw)
+    return context(device).tune(cfg, b, batch=batch, seq_len=seq_len, repeats=repeats, progress=progress)

@@ -51,6 +51,7 @@ def test_struct_layouts_match_nsajit_h():
     assert ctypes.sizeof(_capi.CacheCounters) == 64
     assert _capi.KernelInfo.kernel_name.offset == 36
     assert ctypes.sizeof(_capi.KernelInfo) == 36 + 64 + 256
+    assert ctypes.sizeof(_capi.TuneResult) == 568
 
 
 def test_config_init_defaults():

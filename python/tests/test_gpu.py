@@ -387,3 +387,36 @@ def test_nsa_attention_kernel_compression_short(pool):
         assert rel_err(got, want) < TOL, name
     if w is not None:  # zero (Compress.backward of an empty output), or None should autograd skip it
         assert w_.grad is None or (w_.grad == 0).all()
+
+
+# ---- the autotuner ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", ["compressed", "selected", "window"])
+def test_tune_records_a_tile_that_later_launches_use_and_that_computes_correctly(branch):
+    """nt.tune times every tile, records the fastest in the database; a forward with
+    default tiles then runs with that tile and still matches the reference."""
+    c = dict(B=1, T=1500, H=2, G=8, Dk=128, Dv=128, dtype=torch.bfloat16, l=32, d=16, l_sel=64, n=4, w=200)
+    seen = []
+    res = nt.tune(branch, dk=c["Dk"], dv=c["Dv"], heads=c["H"], group=c["G"], l=c["l"], d=c["d"],
+                  l_sel=c["l_sel"], n=c["n"], w=c["w"], seq_len=c["T"], batch=c["B"], repeats=3,
+                  progress=lambda done, total, tile, ms: seen.append((done, total, tile, ms)))
+    assert res["candidates"] == len(seen) >= 2
+    assert seen[-1][0] == seen[-1][1] == res["candidates"]
+    assert res["best_ms"] > 0 and res["candidates"] > res["failed"]
+    assert res["best_ms"] <= res["default_ms"] or res["default_ms"] < 0
+    kw = {"compressed": dict(l=c["l"], d=c["d"]), "selected": dict(l_sel=c["l_sel"], n=c["n"]),
+          "window": dict(w=c["w"])}[branch]
+    b = {"compressed": nsajit.Branch.COMPRESSED, "selected": nsajit.Branch.SELECTED,
+         "window": nsajit.Branch.WINDOW}[branch]
+    cfg = nt._make_config(b, c["dtype"], c["Dk"], c["Dv"], c["H"], c["G"], **kw)
+    tile = nt.context().tuned_tile(cfg, b, batch=c["B"], seq_len=c["T"])
+    assert tile["tuned"] == 1, (tile, res)
+    assert (tile["warps"], tile["tokens"], tile["kv_chunk"]) == (res["tile_warps"], res["tile_tokens"],
+                                                                 res["tile_kv_chunk"])
+    q, k, v, _ = inputs(c, seed=7)
+    with torch.no_grad():
+        idx = indices_for(c, q, k) if branch == "selected" else None
+        (out, _), (k_used, v_used) = run_branch(branch, c, q, k, v, None, idx)
+        ref, _ = ref_branch(branch, c, q.float(), k_used.float(), v_used.float(), idx)
+    assert rel_err(out, ref) < TOL

@@ -19,6 +19,7 @@ using namespace nsajit::rt;
 
 static_assert(sizeof(nsajit_config) == 68, "nsajit_config layout is part of the ABI");
 static_assert(sizeof(nsajit_tensor) == 32, "nsajit_tensor layout is part of the ABI");
+static_assert(sizeof(nsajit_tune_result) == 568, "nsajit_tune_result layout is part of the ABI");
 static_assert(sizeof(nsajit_kernel_pass) == sizeof(int), "nsajit_kernel_pass is passed as an int");
 static_assert(static_cast<int>(KernelPass::BackwardDKDV) == NSAJIT_PASS_BACKWARD_DKDV, "pass values match");
 
