@@ -19,8 +19,8 @@ What it times (bf16, B = 1; CUDA events after warm-up; median, min and p90 of ma
 Writes bench/results/<date>-<gpu>.json (--out) and a PNG plot (--png), prints progress lines
 and a table. Targets of the performance issue are reported as pass/miss in the JSON.
 
-    python3 bench/bench_nsa.py                    # everything (about 5 minutes on an H100)
-    python3 bench/bench_nsa.py --quick            # T = 8k and 64k, few repetitions (< 2 minutes)
+    python3 bench/bench_nsa.py                    # everything (sized for ~5 minutes on an H100)
+    python3 bench/bench_nsa.py --quick            # T = 8k and 64k, few repetitions (sized for < 2 min)
     python3 bench/bench_nsa.py --T 64k --only "nsajit selected"
     python3 bench/bench_nsa.py --list             # the plan, no GPU needed
     python3 bench/bench_nsa.py --plot-from bench/results/X.json   # table + PNG from a JSON
@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import inspect
 import json
 import math
 import os
@@ -219,7 +220,7 @@ class Case:
 def _cmp_case(shape: str, T: int, ld: Tuple[int, int], with_parts: bool = True) -> Case:
     l, d = ld
     tag = f"cmp{l}" if l == d else f"cmp{l}/{d}"
-    meas = ("fwd", "fwd:cmp", "fwd:topn", "fwdbwd") if with_parts else ("fwd", "fwdbwd")
+    meas = ("fwd", "fwd:pool", "fwd:cmp", "fwd:topn", "fwdbwd") if with_parts else ("fwd", "fwdbwd")
     return Case(f"nsajit {tag}+top{N_SEL}", "nsajit", "cmp+topn", shape, T, {"l": l, "d": d}, meas)
 
 
@@ -424,12 +425,20 @@ def cmp_topn_work(sh: Shape, T: int, l: int, d: int) -> Dict[str, Dict[str, Any]
              f"2Dk (top-n rescoring) [+ 2(3Dk + 2Dv) per pair backward]; HBM = each kernel's inputs and outputs "
              f"once; L2 = HBM")
     return {
+        "fwd:pool": pool_work(sh, T, l, d),
         "fwd:cmp": _work(pairs * f1, cmp_fwd, cmp_fwd, model),
         "fwd:topn": _work(topn_flops, topn_hbm, topn_hbm, model),
         "fwd": _work(pairs * f1 + topn_flops, cmp_fwd + topn_hbm, cmp_fwd + topn_hbm, model),
         "fwdbwd": _work(pairs * (f1 + f2) + topn_flops, cmp_fwd + topn_hbm + cmp_bwd,
                         cmp_fwd + topn_hbm + cmp_bwd, model),
     }
+
+
+def pool_work(sh: Shape, T: int, l: int, d: int) -> Dict[str, Any]:
+    """Mean pooling of k and v (no tensor-core work): reads k, v, writes k_cmp, v_cmp."""
+    b = tensor_bytes(sh, T, Tc=num_compressed(T, l, d))
+    hbm = b["K"] + b["V"] + b["KC"] + b["VC"]
+    return _work(0, hbm, hbm, "pooling: HBM = k, v read and k_cmp, v_cmp written once (no tensor-core FLOPs)")
 
 
 def _add(*works: Dict[str, Any], model: str, hbm: Optional[int] = None) -> Dict[str, Any]:
@@ -441,8 +450,12 @@ def cmp_topn_selected_work(sh: Shape, T: int, l: int, d: int) -> Dict[str, Dict[
     c = cmp_topn_work(sh, T, l, d)
     keys, blocks = topn_selected_counts(T, L_SEL, N_SEL)
     s = selected_work(sh, T, sh.H * keys, sh.H * blocks)
-    model = "compressed + top-n + selected (selected counts: the fused top-n keeps min(n, t//l' + 1) blocks)"
-    return {m: _add(c[m], s[m], model=model) for m in ("fwd", "fwdbwd")}
+    p = pool_work(sh, T, l, d)
+    pool_bwd = _work(0, 2 * p["hbm_bytes"], 2 * p["hbm_bytes"], "")
+    model = ("pooling + compressed + top-n + selected (selected counts: the fused top-n keeps min(n, t//l' + 1) "
+             "blocks)")
+    return {"fwd": _add(p, c["fwd"], s["fwd"], model=model),
+            "fwdbwd": _add(p, pool_bwd, c["fwdbwd"], s["fwdbwd"], model=model)}
 
 
 def nsa_work(sh: Shape, T: int, l: int, d: int, counts: Optional[Dict[str, int]]) -> Dict[str, Dict[str, Any]]:
@@ -1133,7 +1146,9 @@ class Bench:
                "sm_count": props.multi_processor_count, "l2_bytes": self.l2_bytes,
                "memory_bytes": props.total_memory, "torch": torch.__version__, "cuda": torch.version.cuda,
                "cudnn": torch.backends.cudnn.version(), "python": platform.python_version(),
-               "host": platform.node(), "git_commit": git_commit()}
+               "host": platform.node(), "git_commit": git_commit(),
+               "variables": {k: os.environ.get(k) for k in ("NSAJIT_LIBRARY", "NSAJIT_CACHE_DIR", "NSAJIT_BUILD_DIR",
+                                                           "CUDA_VISIBLE_DEVICES")}}
         try:
             import triton
             env["triton"] = triton.__version__
@@ -1178,6 +1193,7 @@ class Bench:
             info["compiler_version"] = nsajit.compiler_version()
             info["has_backward"] = nsajit.has_backward()
             info["has_select_topn"] = nsajit.has_select_topn()
+            info["has_compress"] = nsajit.has_compress() if hasattr(nsajit, "has_compress") else False
             info["cache"] = nsajit.cache_info()
             from nsajit import torch as nt
             self.nt = nt
@@ -1328,7 +1344,8 @@ class Bench:
         env = dict(os.environ, NSAJIT_CACHE_DIR=os.path.join(tmp, "nsajit"),
                    CUDA_CACHE_PATH=os.path.join(tmp, "cuda"), NSAJIT_VERBOSE="1")
         out = {"config": cfg, "how": "each of the configuration's kernels (forward, backward pre/dq/dkdv of the "
-                                     "three branches, the fused top-n) through nsajit._capi Context.compile in a "
+                                     "three branches, the fused top-n, the pooling of k and v forward and "
+                                     "backward) through nsajit._capi Context.compile in a "
                                      "fresh subprocess: cold = empty NSAJIT_CACHE_DIR and CUDA_CACHE_PATH "
                                      "(generate PTX, driver JIT, load); cached = a second subprocess on the same "
                                      "directories (PTX from nsajit's disk cache, SASS from the driver's cache). "
@@ -1359,7 +1376,8 @@ class Bench:
     def _run_group(self, shape: Shape, T: int, group: List[Case]) -> None:
         torch, inp = self.torch, None
         try:
-            if any(not c.skip for c in group) and not self.gpu_broken:
+            over_budget = self.s.max_minutes and self.elapsed_min() > self.s.max_minutes
+            if any(not c.skip for c in group) and not self.gpu_broken and not over_budget:
                 inp = Inputs(self, shape, T, self.s.seed + T + 7919 * list(SHAPES).index(shape.name))
         except Exception as e:
             err = _err(e)
@@ -1396,6 +1414,8 @@ class Bench:
             if c.op in ("selected", "nsa") and c.params.get("indices") and c.impl != "ref":
                 rec["counts"] = inp.counts(c.params["indices"])
             rec["nbuf"] = inp.nbuf
+            if c.impl == "nsajit":
+                rec["tiles"] = self.tiles(c)
         except Exception as e:
             rec["error"] = _err(e)
             for m in c.meas:
@@ -1414,6 +1434,25 @@ class Bench:
         if c.impl == "flex":  # the first call of each grad mode compiles (torch.compile)
             rec["block_mask_s"] = self._block_masks.get(c.T, (None, None))[1]
             rec["compile_s"] = {m: (rec["results"].get(m) or {}).get("first_call_s") for m in c.meas}
+
+    def tiles(self, c: Case) -> Dict[str, Any]:
+        """The forward tile each branch of the case launches with, and whether it comes from the
+        per-GPU tuning database (numbers depend on it). Best effort: {"error": ...} otherwise."""
+        out: Dict[str, Any] = {}
+        nt, C, sh, p = self.nt, self.nt._capi, SHAPES[c.shape], c.params
+        branches = {"selected": ["selected"], "window": ["window"], "cmp+topn": ["compressed"],
+                    "cmp+topn+selected": ["compressed", "selected"],
+                    "nsa": ["compressed", "selected", "window"]}.get(c.op, [])
+        kw = {"compressed": dict(l=p.get("l", 0), d=p.get("d", 0)), "selected": dict(l_sel=L_SEL, n=N_SEL),
+              "window": dict(w=WINDOW)}
+        for name in branches:
+            try:
+                b = C.Branch[name.upper()]
+                cfg = nt._make_config(b, self.torch.bfloat16, sh.Dk, sh.Dv, sh.H, sh.G, **kw[name])
+                out[name] = nt.context().tuned_tile(cfg, b, 1, c.T)
+            except Exception as e:
+                out[name] = {"error": _err(e)}
+        return out
 
     def _skip_reason(self, c: Case) -> Optional[str]:
         if self.gpu_broken:
@@ -1488,8 +1527,9 @@ class Bench:
             f = lambda s, train: nt.window_attention(s.q, s.k, s.v, w=WINDOW)  # noqa: E731
             return {"fwd": f, "fwdbwd": f}
         l, d = p.get("l"), p.get("d")
-        for s in inp.sets:  # derived inputs before any timing
-            inp.compressed(s, l, d)
+        if c.op in ("cmp+topn", "cmp+topn+selected"):
+            for s in inp.sets:  # pooled k/v (PyTorch) made before any timing
+                inp.compressed(s, l, d)
         if c.op == "cmp+topn":
             lse_error = None
             if "fwd:topn" in c.meas:
@@ -1511,12 +1551,18 @@ class Bench:
                 nt.select_topn(s.q, kc, lse, l=l, d=d, l_sel=L_SEL, n=N_SEL)
                 return o
 
-            return {"fwd": both, "fwdbwd": both,
+            def pool_only(s, train):
+                return [nt.compress(s.k, l=l, d=d), nt.compress(s.v, l=l, d=d)]
+
+            return {"fwd": both, "fwdbwd": both, "fwd:pool": pool_only,
                     "fwd:cmp": lambda s, train: nt.compressed_attention(s.q, *s.cmp[(l, d)], l=l, d=d),
                     "fwd:topn": topn_only}
         if c.op == "cmp+topn+selected":
+            pooled = hasattr(nt, "compress")  # pool k/v on nsajit inside the timing, as the fla figure does
+            c.params["pooling"] = "nsajit.torch.compress (timed)" if pooled else "pre-pooled in PyTorch (not timed)"
+
             def pipeline(s, train):
-                kc, vc = s.cmp[(l, d)]
+                kc, vc = ((nt.compress(s.k, l=l, d=d), nt.compress(s.v, l=l, d=d)) if pooled else s.cmp[(l, d)])
                 o_c, lse = nt.compressed_attention(s.q, kc, vc, l=l, d=d, return_lse=True)
                 idx = nt.select_topn(s.q, kc, lse, l=l, d=d, l_sel=L_SEL, n=N_SEL)
                 return [o_c, nt.selected_attention(s.q, s.k, s.v, idx, l_sel=L_SEL)]
@@ -1524,10 +1570,14 @@ class Bench:
             return {"fwd": pipeline, "fwdbwd": pipeline}
         if c.op == "nsa":
             idx = inp.indices(p["indices"]) if p.get("indices") else None
+            kw = {}
+            if "compression" in inspect.signature(nt.nsa_attention).parameters:
+                kw["compression"] = "kernel"  # pool k/v on nsajit's kernels (the default; said explicitly)
+            c.params["compression"] = kw.get("compression", "PyTorch (this nsajit has no compression kernels)")
 
-            def layer(s, train):  # compresses k/v itself (PyTorch), as a model calls it
+            def layer(s, train):  # compresses k/v itself, as a model calls it
                 return nt.nsa_attention(s.q, s.k, s.v, *s.gates, l=l, d=d, l_sel=L_SEL, n=N_SEL, w=WINDOW,
-                                        indices=idx, check_gate_range=False)
+                                        indices=idx, check_gate_range=False, **kw)
 
             return {"fwd": layer, "fwdbwd": layer}
         raise ValueError(f"no nsajit op {c.op}")
@@ -1672,6 +1722,11 @@ def compile_plan(C, cfg: Dict[str, int]) -> List[Tuple[str, str, Any]]:
     plan = [(b, p, c) for b, c in (("compressed", cmp_cfg), ("selected", sel_cfg), ("window", win_cfg))
             for p in passes]
     plan.append(("compressed", "TOPN", topn_cfg))
+    if hasattr(C.KernelPass, "POOL"):  # the compression of k (dim Dk) and v (dim Dv), forward and backward
+        for dim in sorted({cfg["dk"], cfg["dv"]}):
+            pool_cfg = C.make_config(**dict(base, head_dim_qk=dim, head_dim_v=dim, group=1), cmp_block=cfg["l"],
+                                     cmp_stride=cfg["d"])
+            plan += [("compressed", "POOL", pool_cfg), ("compressed", "POOL_BWD", pool_cfg)]
     return plan
 
 

@@ -52,7 +52,8 @@ public:
   LogicalResult build();
 
 private:
-  void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src, const RowOffsetFn &rowOffset);
+  void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src, const RowOffsetFn &rowOffset,
+                 bool wait = true);
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart);
   void storeOutputs(const SoftmaxState &s);
 
@@ -70,8 +71,8 @@ private:
 };
 
 void ForwardKernelBuilder::stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
-                                     const RowOffsetFn &rowOffset) {
-  tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset);
+                                     const RowOffsetFn &rowOffset, bool wait) {
+  tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset, wait);
 }
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart) {
@@ -86,7 +87,8 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
       return {off, valid};
     };
   };
-  stageRows(h.c32(kBase), kPitch, C, Dk, p.k, keyRow(p.ks));
+  // K and V copies in flight together; one wait for both.
+  stageRows(h.c32(kBase), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false);
   stageRows(h.c32(vBase), vPitch, C, Dv, p.v, keyRow(p.vs));
   h.barrier();
 

@@ -41,24 +41,27 @@ Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {
 }
 
 void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase, int pitch,
-               int rows, int dim, Value src, const RowOffsetFn &rowOffset) {
+               int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait) {
   int vecsPerRow = dim / 8;
-  auto vecTy = VectorType::get({4}, h.i32());
+  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
   scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(rows * vecsPerRow), h.c32(threads), ValueRange{},
                      [&](OpBuilder &, Location, Value i, ValueRange) {
                        Value row = h.divs(i, h.c32(vecsPerRow));
                        Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
                        auto [off, valid] = rowOffset(row);
                        Value safe = h.select(valid, h.add(off, h.ext64(col)), h.c64(0));
-                       Value vec = h.load(vecTy, h.gep(src, h.i16(), safe), 16);
-                       Value zero = arith::ConstantOp::create(h.b, h.loc, vecTy,
-                                                              DenseElementsAttr::get(vecTy, h.b.getI32IntegerAttr(0)));
-                       vec = h.select(valid, vec, zero);
                        Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col));
-                       h.store(vec, h.gep(smem, h.i16(), dst), 16);
+                       Value bytes = h.select(valid, h.c32(16), h.c32(0)); // 0: fill zeros, read nothing
+                       NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), dst), h.gep(src, h.i16(), safe),
+                                               h.b.getI32IntegerAttr(16), cacheGlobal, bytes);
                        scf::YieldOp::create(h.b, h.loc);
                      });
+  NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc);
+  if (wait)
+    waitStaged(h);
 }
+
+void waitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncWaitGroupOp::create(h.b, h.loc, h.b.getI32IntegerAttr(0)); }
 
 Value BranchKeys::numChunks() {
   int C = spec.tile.kvChunk;

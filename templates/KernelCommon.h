@@ -36,10 +36,17 @@ mlir::Block *createKernelFunction(IRBuilderHelpers &h, llvm::StringRef name, int
 using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Value row)>;
 
 // Copies `rows` rows of `dim` 16-bit elements from global to shared memory in
-// 16-byte vectors, all `threads` threads cooperating; missing rows become zeros.
-// `smemElemBase` and `pitch` are in 16-bit elements.
+// 16-byte cp.async copies (L2 only: the K/V rows are streamed), all `threads`
+// threads cooperating; missing rows become zeros (a zero-byte source fills).
+// Every copy of a thread is in flight at once, so a single warp keeps tens of
+// kilobytes of loads outstanding. `smemElemBase` and `pitch` are in 16-bit
+// elements. `wait`: the thread waits for all its copies before returning (the
+// caller's barrier then makes the whole tile visible); pass false to overlap
+// this staging with the next one and call waitStaged() before the barrier.
 void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, mlir::Value smemElemBase,
-               int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset);
+               int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset, bool wait = true);
+// Waits for all of this thread's staging copies (cp.async.wait_group 0).
+void waitStaged(IRBuilderHelpers &h);
 
 // Which keys chunk c of a query-centric kernel covers and which keys a query
 // token may see: the only thing that differs between the branches.

@@ -9,6 +9,10 @@
 // SM90-SAME: .extern .shared .align 16 .b8 nsa_smem[];
 // SM90-SAME: .visible .entry nsa_compressed_fwd(
 // SM90-SAME: .maxntid 128, 1, 1
+// Staging is asynchronous (global -> shared without registers), zero-filling missing rows:
+// SM90-SAME: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
+// SM90-SAME: cp.async.commit_group;
+// SM90-SAME: cp.async.wait_group
 // SM90-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // SM90-SAME: ex2.approx.ftz.f32
 // SM90-NOT: __nv_
