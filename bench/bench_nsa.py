@@ -160,14 +160,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target-s", type=float, default=None,
                    help="timed seconds aimed at per measurement (reps adapt; default 0.5, quick 0.25)")
     p.add_argument("--ref-reps", type=int, default=None, help="reps of the PyTorch reference (default 3, quick 2)")
-    p.add_argument("--ref-max-T", type=int, default=8 * KI, help="largest T for the PyTorch reference")
+    p.add_argument("--ref-max-T", type=int, default=8 * KI, help="largest T for the PyTorch reference (default "
+                                                                 "8192; larger T are recorded as skipped)")
     p.add_argument("--flex-T", default=None, help="T values for FlexAttention (each compiles anew; default all, "
                                                   "--quick the largest)")
     p.add_argument("--groups-T", default=None, help="T of the small-group cases (G = 1, 4, 8; default 64k if "
                                                     "run else the largest T; 0 = none; --quick: none)")
     p.add_argument("--no-compile-test", action="store_true", help="skip the cold/cached compile subprocesses")
     p.add_argument("--max-minutes", type=float, default=9.0,
-                   help="skip the cases not started after this (the JSON is written after every case)")
+                   help="skip the cases not started after this many minutes (default 9: the GPU machine's "
+                        "10-minute command limit; 0 = no limit). The JSON is written after every case")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile-child", default=None, help=argparse.SUPPRESS)  # internal: one subprocess
     return p.parse_args(argv)
