@@ -92,20 +92,27 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   stageRows(h.c32(vBase), vPitch, C, Dv, p.v, keyRow(p.vs));
   h.barrier();
 
-  // S = Q K^T for this warp's 16 rows and the C keys.
+  // S = Q K^T for this warp's 16 rows and the C keys. Fragments by ldmatrix.x4:
+  // lane l addresses row l % 8 of matrix m = l / 8.
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
   std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero});
-  Value qA = h.add(h.c32(qBase), h.add(h.mul(rowInWarp[0], h.c32(qPitch)), h.mul(tig, h.c32(2))));
-  Value qB = h.add(qA, h.c32(8 * qPitch));
-  Value kRow = h.add(h.c32(kBase), h.add(h.mul(group, h.c32(kPitch)), h.mul(tig, h.c32(2))));
+  Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
+  Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
+  // Q (A operand): matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
+  Value qRow = h.add(h.c32(qBase), h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)),
+                                               h.c32(qPitch)),
+                                         h.mul(matHi, h.c32(8))));
+  // K (B operand, [key][dim]): matrices (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15:
+  // two n-tiles per load.
+  Value kRow = h.add(h.c32(kBase), h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
+                                         h.mul(matLo, h.c32(8))));
   for (int kk = 0; kk < Dk / 16; ++kk) {
-    Frag4 a{mma.loadPair(smem, h.add(qA, h.c32(16 * kk))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk))),
-            mma.loadPair(smem, h.add(qA, h.c32(16 * kk + 8))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk + 8)))};
-    for (int n = 0; n < nTiles; ++n) {
-      Value kOff = h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk));
-      Frag2 bf{mma.loadPair(smem, kOff), mma.loadPair(smem, h.add(kOff, h.c32(8)))};
-      s[n] = mma.mma(a, bf, s[n]);
+    Frag4 a = mma.loadMatrices(smem, h.add(qRow, h.c32(16 * kk)), /*trans=*/false);
+    for (int n = 0; n < nTiles; n += 2) {
+      Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
+      s[n] = mma.mma(a, Frag2{b[0], b[1]}, s[n]);
+      s[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, s[n + 1]);
     }
   }
 
@@ -148,20 +155,18 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   for (auto &f : out.o)
     for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
 
-  // O += P V: the C fragments of two adjacent S tiles form one A fragment.
-  Value vCol = h.add(h.c32(vBase), h.add(h.mul(h.mul(tig, h.c32(2)), h.c32(vPitch)), group));
+  // O += P V: the C fragments of two adjacent S tiles form one A fragment. V (B
+  // operand, [key][dim]) by ldmatrix.x4.trans: matrices (keys 0-7 | 8-15) of dims
+  // 0-7, then of dims 8-15: two n-tiles per load.
+  Value vRow = h.add(h.c32(vBase), h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
+                                         h.mul(matHi, h.c32(8))));
   for (int kk = 0; kk < C / 16; ++kk) {
     Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
             mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]), mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-    for (int n = 0; n < Dv / 8; ++n) {
-      Value base = h.add(vCol, h.c32(16 * kk * vPitch + 8 * n));
-      auto pairAt = [&](int rowDelta) {
-        Value lo = mma.loadHalf(smem, h.add(base, h.c32(rowDelta * vPitch)));
-        Value hi = mma.loadHalf(smem, h.add(base, h.c32((rowDelta + 1) * vPitch)));
-        return mma.packHalves(lo, hi);
-      };
-      Frag2 bf{pairAt(0), pairAt(8)};
-      out.o[n] = mma.mma(a, bf, out.o[n]);
+    for (int n = 0; n < Dv / 8; n += 2) {
+      Frag4 b = mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
+      out.o[n] = mma.mma(a, Frag2{b[0], b[1]}, out.o[n]);
+      out.o[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, out.o[n + 1]);
     }
   }
   return out;

@@ -57,4 +57,19 @@ Value WarpMma::loadHalf(Value smem, Value elemOffset) {
   return h.load(h.i16(), h.gep(smem, h.i16(), elemOffset), 2);
 }
 
+Frag4 WarpMma::loadMatrices(Value smem, Value rowElemOffset, bool trans) {
+  auto i32 = h.i32();
+  auto resTy = LLVM::LLVMStructType::getLiteral(h.b.getContext(), {i32, i32, i32, i32});
+  MLIRContext *ctx = h.b.getContext();
+  auto op = NVVM::LdMatrixOp::create(
+      h.b, h.loc, resTy, h.gep(smem, h.i16(), rowElemOffset), h.b.getI32IntegerAttr(4),
+      NVVM::MMALayoutAttr::get(ctx, trans ? NVVM::MMALayout::col : NVVM::MMALayout::row),
+      NVVM::LdStMatrixShapeAttr::get(ctx, 8, 8),
+      NVVM::LdStMatrixEltTypeAttr::get(ctx, NVVM::LdStMatrixEltType::B16));
+  Frag4 r;
+  for (int i = 0; i < 4; ++i)
+    r[i] = LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(), ArrayRef<int64_t>{i});
+  return r;
+}
+
 } // namespace nsajit::tpl

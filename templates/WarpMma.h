@@ -39,6 +39,12 @@ public:
   mlir::Value halfToFloat(mlir::Value bits);
   // 16-bit load from shared memory.
   mlir::Value loadHalf(mlir::Value smem, mlir::Value elemOffset);
+  // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8x8 matrices of 16-bit
+  // elements; lane l passes the start (16-byte aligned) of row l % 8 of matrix l / 8
+  // and gets register i from matrix i: (row l / 4, columns 2(l % 4)..+1), or with
+  // `trans` (rows 2(l % 4)..+1, column l / 4). One instruction replaces four 32-bit
+  // (or eight 16-bit, transposed) shared loads.
+  Frag4 loadMatrices(mlir::Value smem, mlir::Value rowElemOffset, bool trans);
 
 private:
   mlir::Value asOperand(mlir::Value packed); // i32 for bf16, vector<2xf16> for fp16

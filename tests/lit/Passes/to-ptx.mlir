@@ -13,8 +13,11 @@
 // SM90-SAME: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
 // SM90-SAME: cp.async.commit_group;
 // SM90-SAME: cp.async.wait_group
+// Fragments come from shared memory by ldmatrix (V transposed on the fly):
+// SM90-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // SM90-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // SM90-SAME: ex2.approx.ftz.f32
+// SM90-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // SM90-NOT: __nv_
 // SM80: gpu.binary @nsa_kernels
 // SM80-SAME: .target sm_80
