@@ -52,28 +52,37 @@ private:
   void stage(int elemBase, int pitch, int rows, int dim, Arg t, const RowOffsetFn &fn) {
     stageRows(h, ids, W * 32, smem, h.c32(elemBase), pitch, rows, dim, p.ptr[t], fn);
   }
-  // A fragment of 16 rows x 16 columns (k = 16kk..) of a row-major smem tile.
+  // Fragments by ldmatrix.x4: lane l addresses row l % 8 of 8x8 matrix l / 8;
+  // `lo` = (l / 8) % 2 and `hi` = l / 16 pick the matrix's 8-row / 8-column block.
+  Value matRow() { return h.rems(ids.lane, h.c32(8)); }
+  Value matLo() { return h.rems(h.divs(ids.lane, h.c32(8)), h.c32(2)); }
+  Value matHi() { return h.divs(ids.lane, h.c32(16)); }
+  Value rowStart(int elemBase, int pitch, Value row, Value col) {
+    return h.add(h.c32(elemBase), h.add(h.mul(row, h.c32(pitch)), col));
+  }
+  // A fragment of 16 rows x 16 columns (k = 16kk..) of a row-major smem tile:
+  // matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
   Frag4 loadA(int elemBase, int pitch, Value firstRow, int kk) {
-    Value r0 = h.add(h.c32(elemBase), h.add(h.mul(h.add(firstRow, ids.group), h.c32(pitch)), h.mul(ids.tig, h.c32(2))));
-    Value r8 = h.add(r0, h.c32(8 * pitch));
-    return {mma.loadPair(smem, h.add(r0, h.c32(16 * kk))), mma.loadPair(smem, h.add(r8, h.c32(16 * kk))),
-            mma.loadPair(smem, h.add(r0, h.c32(16 * kk + 8))), mma.loadPair(smem, h.add(r8, h.c32(16 * kk + 8)))};
+    Value row = h.add(firstRow, h.add(h.mul(matLo(), h.c32(8)), matRow()));
+    Value col = h.add(h.c32(16 * kk), h.mul(matHi(), h.c32(8)));
+    return mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), false);
   }
-  // B fragment (k = 16kk.. along the row, n = 8 rows starting at nRow) of a row-major tile: B = tile^T.
-  Frag2 loadBTransposed(int elemBase, int pitch, int nRow, int kk) {
-    Value r = h.add(h.c32(elemBase), h.add(h.mul(h.add(ids.group, h.c32(nRow)), h.c32(pitch)), h.mul(ids.tig, h.c32(2))));
-    return {mma.loadPair(smem, h.add(r, h.c32(16 * kk))), mma.loadPair(smem, h.add(r, h.c32(16 * kk + 8)))};
+  // B fragments (k = 16kk.. along the row, n = rows nRow..nRow+7 and nRow+8..+15) of a
+  // row-major tile (B = tile^T): matrices (k 0-7 | 8-15) of rows 0-7, then of rows 8-15.
+  std::array<Frag2, 2> loadBTransposed2(int elemBase, int pitch, int nRow, int kk) {
+    Value row = h.add(h.c32(nRow), h.add(h.mul(matHi(), h.c32(8)), matRow()));
+    Value col = h.add(h.c32(16 * kk), h.mul(matLo(), h.c32(8)));
+    Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), false);
+    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
-  // B fragment (k = rows 16kk.., n = columns nCol..nCol+7) of a row-major tile.
-  Frag2 loadB(int elemBase, int pitch, int kk, int nCol) {
-    Value base = h.add(h.c32(elemBase + 16 * kk * pitch + nCol),
-                       h.add(h.mul(h.mul(ids.tig, h.c32(2)), h.c32(pitch)), ids.group));
-    auto pairAt = [&](int rowDelta) {
-      Value lo = mma.loadHalf(smem, h.add(base, h.c32(rowDelta * pitch)));
-      Value hi = mma.loadHalf(smem, h.add(base, h.c32((rowDelta + 1) * pitch)));
-      return mma.packHalves(lo, hi);
-    };
-    return {pairAt(0), pairAt(8)};
+  // B fragments (k = rows 16kk.., n = columns nCol..nCol+7 and nCol+8..+15) of a
+  // row-major tile, transposed by ldmatrix: matrices (rows 0-7 | 8-15) of columns
+  // 0-7, then of columns 8-15.
+  std::array<Frag2, 2> loadB2(int elemBase, int pitch, int kk, int nCol) {
+    Value row = h.add(h.c32(16 * kk), h.add(h.mul(matLo(), h.c32(8)), matRow()));
+    Value col = h.add(h.c32(nCol), h.mul(matHi(), h.c32(8)));
+    Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), true);
+    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
   void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
 
@@ -201,11 +210,19 @@ void BackwardKernelBuilder::buildDq() {
               std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero}), dp = s;
               for (int kk = 0; kk < Dk / 16; ++kk) {
                 Frag4 a = loadA(qBase, qPitch, warpRow, kk);
-                for (int n = 0; n < nTiles; ++n) s[n] = mma.mma(a, loadBTransposed(kBase, kPitch, 8 * n, kk), s[n]);
+                for (int n = 0; n < nTiles; n += 2) {
+                  auto b = loadBTransposed2(kBase, kPitch, 8 * n, kk);
+                  s[n] = mma.mma(a, b[0], s[n]);
+                  s[n + 1] = mma.mma(a, b[1], s[n + 1]);
+                }
               }
               for (int kk = 0; kk < Dv / 16; ++kk) {
                 Frag4 a = loadA(dBase, dPitch, warpRow, kk);
-                for (int n = 0; n < nTiles; ++n) dp[n] = mma.mma(a, loadBTransposed(vBase, vPitch, 8 * n, kk), dp[n]);
+                for (int n = 0; n < nTiles; n += 2) {
+                  auto b = loadBTransposed2(vBase, vPitch, 8 * n, kk);
+                  dp[n] = mma.mma(a, b[0], dp[n]);
+                  dp[n + 1] = mma.mma(a, b[1], dp[n + 1]);
+                }
               }
               // P from the saved lse, dS = P (gate dP - delta).
               Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));
@@ -225,7 +242,11 @@ void BackwardKernelBuilder::buildDq() {
                 Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
                         mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                         mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-                for (int n = 0; n < Dk / 8; ++n) acc[n] = mma.mma(a, loadB(kBase, kPitch, kk, 8 * n), acc[n]);
+                for (int n = 0; n < Dk / 8; n += 2) {
+                  auto b = loadB2(kBase, kPitch, kk, 8 * n);
+                  acc[n] = mma.mma(a, b[0], acc[n]);
+                  acc[n + 1] = mma.mma(a, b[1], acc[n + 1]);
+                }
               }
               SmallVector<Value> out;
               for (auto &f : acc) out.append(f.begin(), f.end());
@@ -401,11 +422,19 @@ void BackwardKernelBuilder::buildDkdv() {
           std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
           for (int kk = 0; kk < Dk / 16; ++kk) {
             Frag4 a = loadA(kBase, kPitch, warpKey, kk);
-            for (int n = 0; n < nTiles; ++n) st[n] = mma.mma(a, loadBTransposed(qBase, qPitch, 8 * n, kk), st[n]);
+            for (int n = 0; n < nTiles; n += 2) {
+              auto b = loadBTransposed2(qBase, qPitch, 8 * n, kk);
+              st[n] = mma.mma(a, b[0], st[n]);
+              st[n + 1] = mma.mma(a, b[1], st[n + 1]);
+            }
           }
           for (int kk = 0; kk < Dv / 16; ++kk) {
             Frag4 a = loadA(vBase, vPitch, warpKey, kk);
-            for (int n = 0; n < nTiles; ++n) dpt[n] = mma.mma(a, loadBTransposed(dBase, dPitch, 8 * n, kk), dpt[n]);
+            for (int n = 0; n < nTiles; n += 2) {
+              auto b = loadBTransposed2(dBase, dPitch, 8 * n, kk);
+              dpt[n] = mma.mma(a, b[0], dpt[n]);
+              dpt[n + 1] = mma.mma(a, b[1], dpt[n + 1]);
+            }
           }
           // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
           std::vector<Frag4> pg(nTiles), ds(nTiles);
@@ -434,8 +463,16 @@ void BackwardKernelBuilder::buildDkdv() {
                            mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])};
             };
             Frag4 aP = pack(pg), aS = pack(ds);
-            for (int n = 0; n < Dv / 8; ++n) dv[n] = mma.mma(aP, loadB(dBase, dPitch, kk, 8 * n), dv[n]);
-            for (int n = 0; n < Dk / 8; ++n) dk[n] = mma.mma(aS, loadB(qBase, qPitch, kk, 8 * n), dk[n]);
+            for (int n = 0; n < Dv / 8; n += 2) {
+              auto b = loadB2(dBase, dPitch, kk, 8 * n);
+              dv[n] = mma.mma(aP, b[0], dv[n]);
+              dv[n + 1] = mma.mma(aP, b[1], dv[n + 1]);
+            }
+            for (int n = 0; n < Dk / 8; n += 2) {
+              auto b = loadB2(qBase, qPitch, kk, 8 * n);
+              dk[n] = mma.mma(aS, b[0], dk[n]);
+              dk[n + 1] = mma.mma(aS, b[1], dk[n + 1]);
+            }
           }
           SmallVector<Value> out;
           for (auto &f : dk) out.append(f.begin(), f.end());

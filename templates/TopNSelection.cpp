@@ -87,16 +87,22 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvis, Value j
     });
     h.barrier();
     std::vector<Frag4> s(C / 8, Frag4{zero, zero, zero, zero});
-    Value qA = h.add(h.c32(qBase), h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), ids.group), h.c32(qPitch)),
-                                         h.mul(ids.tig, h.c32(2))));
-    Value qB = h.add(qA, h.c32(8 * qPitch));
-    Value kRow = h.add(h.c32(kBase), h.add(h.mul(ids.group, h.c32(kPitch)), h.mul(ids.tig, h.c32(2))));
+    // Fragments by ldmatrix.x4 (as in the forward kernel): lane l addresses row l % 8
+    // of matrix l / 8; Q matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), K matrices
+    // (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15.
+    Value matRow = h.rems(ids.lane, h.c32(8)), mat = h.divs(ids.lane, h.c32(8));
+    Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
+    Value qA = h.add(h.c32(qBase),
+                     h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)), h.c32(qPitch)),
+                           h.mul(matHi, h.c32(8))));
+    Value kRow = h.add(h.c32(kBase), h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
+                                           h.mul(matLo, h.c32(8))));
     for (int kk = 0; kk < Dk / 16; ++kk) {
-      Frag4 af{mma.loadPair(smem, h.add(qA, h.c32(16 * kk))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk))),
-               mma.loadPair(smem, h.add(qA, h.c32(16 * kk + 8))), mma.loadPair(smem, h.add(qB, h.c32(16 * kk + 8)))};
-      for (int n = 0; n < C / 8; ++n) {
-        Value kOff = h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk));
-        s[n] = mma.mma(af, {mma.loadPair(smem, kOff), mma.loadPair(smem, h.add(kOff, h.c32(8)))}, s[n]);
+      Frag4 af = mma.loadMatrices(smem, h.add(qA, h.c32(16 * kk)), /*trans=*/false);
+      for (int n = 0; n < C / 8; n += 2) {
+        Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
+        s[n] = mma.mma(af, Frag2{b[0], b[1]}, s[n]);
+        s[n + 1] = mma.mma(af, Frag2{b[2], b[3]}, s[n + 1]);
       }
     }
     // p = 2^(s scale log2e - lse2) per (head row, key); sum over the rows.
