@@ -331,7 +331,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="JSON file for the per-step results")
     p.add_argument("--backends", default="nsajit,reference", help="comma-separated: nsajit, reference")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--task", default="needle", choices=("needle", "recall"),
                    help="needle: find one value token far away; recall: multi-query associative recall")
