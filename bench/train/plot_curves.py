@@ -60,6 +60,34 @@ def compare(runs, window, last, abs_tol, rel_tol):
     }
 
 
+def compare_seeds(seed_runs, window, last, abs_tol, rel_tol):
+    """Several seeds per backend: the backends agree when the difference of their mean
+    final losses (smoothed, last `last` steps) is within 2 standard errors of that
+    difference (seed-to-seed variation), or within abs_tol / rel_tol."""
+    finals = {}
+    for name in ("nsajit", "reference"):
+        finals[name] = []
+        for run in seed_runs[name].values():
+            s = smooth(run["loss"], window)
+            finals[name].append(statistics.fmean(s[max(0, len(s) - last):]))
+    n, r = finals["nsajit"], finals["reference"]
+    if len(n) < 2 or len(r) < 2:
+        return None
+    diff = abs(statistics.fmean(n) - statistics.fmean(r))
+    stderr = (statistics.variance(n) / len(n) + statistics.variance(r) / len(r)) ** 0.5
+    ref_mean = statistics.fmean(r)
+    return {
+        "agree": diff <= max(2 * stderr, abs_tol, rel_tol * abs(ref_mean)),
+        "seeds": len(n),
+        "nsajit_finals": n,
+        "reference_finals": r,
+        "diff_of_means": diff,
+        "two_stderr": 2 * stderr,
+        "nsajit_mean_final": statistics.fmean(n),
+        "reference_mean_final": ref_mean,
+    }
+
+
 def step_time(run):
     times = run["step_time_s"][run.get("timing_skips_first", 0):] or run["step_time_s"]
     return statistics.median(times) if times else None
@@ -85,6 +113,16 @@ def main(argv=None):
         print(f"{name:9s}: {run['steps']} steps, median {1e3 * t:.1f} ms/step, final loss (last 20 mean) "
               f"{statistics.fmean(run['loss'][-20:]):.4f}, acc {statistics.fmean(run['acc'][-20:]):.3f}"
               + (", STOPPED EARLY" if run.get("stopped_early") else ""))
+    # Does the selection find the needle? The best layer's hit rate over the last logged steps.
+    for name, by_seed in (doc.get("seeds") or {n: {"0": r} for n, r in runs.items()}).items():
+        rates = []
+        for run in by_seed.values():
+            hits = run.get("selection_hit", [])[-4:]
+            if hits:
+                rates.append(statistics.fmean(max(h["per_layer"]) for h in hits))
+        if rates:
+            print(f"{name:9s}: needle block among the selected blocks (best layer, last logged steps): "
+                  f"{', '.join(f'{r:.2f}' for r in rates)}; by chance {info.get('chance_selection_hit', float('nan')):.2f}")
     verdict = None
     if "nsajit" in runs and "reference" in runs:
         verdict = compare(runs, args.window, args.last, args.abs_tol, args.rel_tol)
@@ -92,6 +130,15 @@ def main(argv=None):
               f"{verdict.get('mean_abs_diff', float('nan')):.4f} (max {verdict.get('max_abs_diff', float('nan')):.4f}), "
               f"relative {100 * verdict.get('relative', float('nan')):.2f}% -> "
               f"{'AGREE' if verdict['agree'] else 'DISAGREE'} (tolerance {args.abs_tol} or {100 * args.rel_tol:.0f}%)")
+        seeds = doc.get("seeds", {})
+        if all(len(seeds.get(b, {})) >= 2 for b in ("nsajit", "reference")):
+            verdict = compare_seeds(seeds, args.window, args.last, args.abs_tol, args.rel_tol)
+            print(f"over {verdict['seeds']} seeds: final loss nsajit {verdict['nsajit_mean_final']:.3f} "
+                  f"({', '.join(f'{x:.3f}' for x in verdict['nsajit_finals'])}), reference "
+                  f"{verdict['reference_mean_final']:.3f} ({', '.join(f'{x:.3f}' for x in verdict['reference_finals'])}); "
+                  f"difference {verdict['diff_of_means']:.3f} against 2 standard errors {verdict['two_stderr']:.3f} "
+                  f"-> {'AGREE' if verdict['agree'] else 'DISAGREE'}")
+            verdict["mean_abs_diff"] = verdict["diff_of_means"]
         tn, tr = step_time(runs["nsajit"]), step_time(runs["reference"])
         if tn and tr:
             print(f"speed: reference / nsajit median step time = {tr / tn:.2f}x "
@@ -109,6 +156,10 @@ def main(argv=None):
         png = args.png or (args.json[:-5] if args.json.endswith(".json") else args.json) + ".png"
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2, 1]})
         colors = {"nsajit": "tab:blue", "reference": "tab:orange"}
+        for name, by_seed in doc.get("seeds", {}).items():
+            for seed, run in list(by_seed.items())[1:]:  # the other seeds, thin
+                ax1.plot(smooth(run["loss"], args.window), color=colors.get(name), alpha=0.45, linewidth=0.9,
+                         linestyle="--", label=f"{name} seed {seed}")
         for name, run in runs.items():
             c = colors.get(name)
             ax1.plot(run["loss"], color=c, alpha=0.25, linewidth=0.8)
@@ -122,7 +173,7 @@ def main(argv=None):
             ax1.axhline(info["bag_of_values_loss"], color="gray", linestyle="--", linewidth=1,
                         label="ln(pairs): values seen, not retrieved")
         ax1.set_xlabel("step")
-        ax1.set_ylabel("cross-entropy of the recalled value")
+        ax1.set_ylabel("cross-entropy of the answer")
         title = info.get("task", "")
         if verdict is not None:
             title += f"\nlast {args.last} steps: mean |diff| {verdict.get('mean_abs_diff', float('nan')):.3f} -> " \

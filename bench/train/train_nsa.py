@@ -239,9 +239,9 @@ def set_capture(model: "NSATransformer", on: bool) -> None:
         block.attn.capture = on
 
 
-def train(backend: str, args, task, device) -> dict:
+def train(backend: str, args, task, device, seed: int) -> dict:
     nsa = dict(l=args.l, d=args.d, l_sel=args.l_sel, n=args.n, w=args.w)
-    torch.manual_seed(args.seed)  # the same initial weights for every backend
+    torch.manual_seed(seed)  # the same initial weights for every backend
     model = NSATransformer(task.vocab, args.d_model, args.layers, args.heads, args.kv_heads, args.head_dim,
                            args.head_dim, nsa, backend, ref_checkpoint=not args.no_ref_checkpoint,
                            tie=not args.untied).to(device)
@@ -262,7 +262,7 @@ def train(backend: str, args, task, device) -> dict:
     # Warm-up: forward + backward without an optimizer step (kernels JIT-compiled, caches
     # filled); the weights stay as initialised.
     t0 = time.perf_counter()
-    warm = task.batch(args.batch, 0, args.seed, device)
+    warm = task.batch(args.batch, 0, seed, device)
     for _ in range(args.warmup):
         step_fn(*warm[:3], update=False)
     sync(device)
@@ -273,7 +273,7 @@ def train(backend: str, args, task, device) -> dict:
     start = time.perf_counter()
     stopped_early = False
     for step in range(args.steps):
-        tokens, qpos, targets, pos = task.batch(args.batch, step, args.seed, device)
+        tokens, qpos, targets, pos = task.batch(args.batch, step, seed, device)
         logged = step % args.log_every == 0 or step == args.steps - 1
         set_capture(model, logged and pos is not None)
         for group in opt.param_groups:
@@ -356,6 +356,9 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2",
+                   help="comma-separated seeds (weights and data): each backend trains once per seed, so the "
+                        "comparison can tell the backends apart from seed-to-seed variation")
     p.add_argument("--warmup", type=int, default=3, help="untimed forward+backward passes before training")
     p.add_argument("--skip-timing", type=int, default=5, help="steps left out of the mean/median step time")
     p.add_argument("--time-limit", type=float, default=150.0, help="seconds per backend (0: none)")
@@ -408,10 +411,17 @@ def main(argv=None):
         info["library"] = nsajit.library().path
     print(f"{info['task']}; device {info['device']}; backends {', '.join(backends)}", flush=True)
     doc = {"config": vars(args), "info": info, "runs": {}}
-    for backend in backends:
-        doc["runs"][backend] = train(backend, args, task, device)
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()] if args.seeds else [args.seed]
+    doc["seeds"] = {b: {} for b in backends}
+    for seed in seeds:
+        for backend in backends:
+            print(f"== {backend}, seed {seed}", flush=True)
+            run = train(backend, args, task, device, seed)
+            doc["seeds"][backend][str(seed)] = run
+            if seed == seeds[0]:
+                doc["runs"][backend] = run
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:  # after each backend, so a later failure keeps the first
+        with open(args.out, "w") as f:  # after each seed, so a later failure keeps the earlier ones
             json.dump(doc, f)
     runs = doc["runs"]
     if "nsajit" in runs and "reference" in runs and runs["nsajit"]["median_step_s"]:
