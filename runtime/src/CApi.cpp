@@ -6,6 +6,7 @@
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
+#include "Prepare.h"
 #include "Tuner.h"
 #include "Log.h"
 #include "Validate.h"
@@ -449,6 +450,27 @@ NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_con
     *tokens = use.tokensPerCta;
     *kv_chunk = use.kvChunk;
     *tuned = t ? 1 : 0;
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_prepare(nsajit_context *ctx, const nsajit_config *config, unsigned flags, int batch,
+                                        int seq_len, nsajit_prepare_progress_fn progress, void *user,
+                                        int *kernels_out) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (kernels_out)
+      *kernels_out = 0;
+    if (batch < 0 || seq_len < 0)
+      invalidArgument("batch = {}, seq_len = {}: both must be >= 0 (0: no size, default tiles)", batch, seq_len);
+    std::vector<KernelSpec> specs = kernelsOfConfig(c, config, flags, batch, seq_len, contextArch(c));
+    PrepareProgress report;
+    if (progress)
+      report = [&](int done, int total, const KernelSpec &spec, double seconds) {
+        progress(done, total, spec.str().c_str(), seconds, user);
+      };
+    int n = prepareKernels(c, specs, 0, report);
+    if (kernels_out)
+      *kernels_out = n;
   });
 }
 

@@ -3,16 +3,24 @@
 #include "Context.h"
 
 namespace nsajit::rt {
+
+KernelSpec poolSpec(const nsajit_config *config, int dim, bool weighted, Arch arch, KernelPass pass) {
+  nsajit_config c = readConfig(config);
+  if (dim != 64 && dim != 128 && dim != 192 && dim != 256)
+    fail(NSAJIT_ERROR_UNSUPPORTED, "dim = {} is not supported; allowed: 64, 128, 192, 256", dim);
+  c.head_dim_qk = c.head_dim_v = dim; // the pooled tensor's head dim
+  // Pooling uses neither the group nor the scale: fix them, so one kernel serves every G.
+  c.group = 1;
+  c.scale = 0.0f;
+  KernelSpec s = specFromConfig(&c, Branch::Compressed, arch, pass);
+  s.cmpWeighted = weighted;
+  return withDefaultTiles(s);
+}
+
 namespace {
 
 KernelSpec poolSpec(const CompressRequest &req, Arch arch, KernelPass pass) {
-  nsajit_config c = readConfig(req.config);
-  if (req.dim != 64 && req.dim != 128 && req.dim != 192 && req.dim != 256)
-    fail(NSAJIT_ERROR_UNSUPPORTED, "dim = {} is not supported; allowed: 64, 128, 192, 256", req.dim);
-  c.head_dim_qk = c.head_dim_v = req.dim; // the pooled tensor's head dim
-  KernelSpec s = specFromConfig(&c, Branch::Compressed, arch, pass);
-  s.cmpWeighted = req.weights != 0;
-  return withDefaultTiles(s);
+  return rt::poolSpec(req.config, req.dim, req.weights != 0, arch, pass);
 }
 
 void checkWeights(std::uint64_t ptr, const char *name) {

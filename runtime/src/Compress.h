@@ -29,6 +29,8 @@ struct PreparedCompress {
 };
 
 PreparedCompress prepareCompress(const CompressRequest &req, Arch arch, bool backward);
+// The spec of a pooling kernel (Compress, CompressBackward, CompressWeightGrad) for x of head dim `dim`.
+KernelSpec poolSpec(const nsajit_config *config, int dim, bool weighted, Arch arch, KernelPass pass);
 std::array<void *, kCompressKernelParamCount> kernelParams(CompressKernelArgs &args);
 void launchCompress(nsajit_context &ctx, const CompressRequest &req, bool backward, void *stream);
 

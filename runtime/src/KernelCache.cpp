@@ -4,7 +4,10 @@
 
 #include "nsajit/compiler/Compiler.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <vector>
 
 #ifndef NSAJIT_HAVE_COMPILER
@@ -99,9 +102,19 @@ PtxCache::PtxCache(CompileFn compile) : compile_(std::move(compile)) {}
 
 void PtxCache::resetForTesting(CompileFn compile) {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::lock_guard<std::mutex> clock(compileMutex_);
+  std::unique_lock<std::mutex> clock(compileMutex_);
+  compileFreed_.wait(clock, [&] { return compilesRunning_ == 0; });
   map_.clear();
   compile_ = compile ? std::move(compile) : defaultCompileFn();
+}
+
+int compileThreads() {
+  if (const char *e = std::getenv("NSAJIT_COMPILE_THREADS")) {
+    int n = std::atoi(e);
+    if (n >= 1)
+      return std::min(n, 256);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const std::string &key,
@@ -133,8 +146,24 @@ std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const s
   std::string ptx, err;
   double ms = 0;
   {
-    std::lock_guard<std::mutex> compileLock(compileMutex_);
-    CompileFn compile = compile_;
+    CompileFn compile;
+    {
+      std::unique_lock<std::mutex> lock(compileMutex_);
+      const int limit = compileThreads();
+      compileFreed_.wait(lock, [&] { return compilesRunning_ < limit; });
+      ++compilesRunning_;
+      compile = compile_;
+    }
+    struct Release {
+      PtxCache &c;
+      ~Release() {
+        {
+          std::lock_guard<std::mutex> lock(c.compileMutex_);
+          --c.compilesRunning_;
+        }
+        c.compileFreed_.notify_all();
+      }
+    } release{*this};
     auto t0 = std::chrono::steady_clock::now();
     try {
       err = compile(spec, ptx);

@@ -14,6 +14,7 @@
 #include "nsajit/nsajit.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,9 @@ struct CacheCounters {
 };
 CacheCounters &processCounters();
 
+// How many kernels may compile at once (NSAJIT_COMPILE_THREADS, else the hardware threads).
+int compileThreads();
+
 class PtxCache {
 public:
   static PtxCache &global();
@@ -76,7 +80,11 @@ private:
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Slot>> map_;
   CompileFn compile_;
-  std::mutex compileMutex_; // one compile at a time per process
+  // Compiles run in parallel (each has its own MLIR and LLVM contexts), at most
+  // compileThreads() at a time (NSAJIT_COMPILE_THREADS, default: the hardware threads).
+  std::mutex compileMutex_;
+  std::condition_variable compileFreed_;
+  int compilesRunning_ = 0;
 };
 
 struct LoadedKernel {

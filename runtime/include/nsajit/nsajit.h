@@ -376,6 +376,32 @@ NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_co
 /* "disk cache: /home/u/.cache/nsajit (read-write)" or the reason it is off. */
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
 
+/* ---- preparing a configuration ------------------------------------------
+ * nsajit_prepare generates (or finds in the caches) and loads every kernel a
+ * configuration needs, several at once on a thread pool (NSAJIT_COMPILE_THREADS
+ * threads, default: the hardware threads), so a new configuration costs about
+ * its slowest kernel, not the sum, and later calls never stop to compile.
+ * `flags` picks the kernels: the forward of each branch (with the tuned tile at
+ * batch x seq_len if there is one; seq_len 0: default tiles), their backward
+ * passes, the fused top-n, the (mean) pooling kernels for Dk and Dv. `progress`
+ * (may be NULL) is called after each kernel, from whichever thread loaded it,
+ * one call at a time: done of total, the kernel's spec, its seconds (< 0: it
+ * failed). *kernels_out (may be NULL) gets the number of kernels. The first
+ * failure is returned after every kernel was tried. */
+typedef enum nsajit_prepare_flags {
+  NSAJIT_PREPARE_FORWARD = 1,
+  NSAJIT_PREPARE_BACKWARD = 2,
+  NSAJIT_PREPARE_SELECTION = 4,
+  NSAJIT_PREPARE_COMPRESSION = 8,
+  NSAJIT_PREPARE_ALL = 15
+} nsajit_prepare_flags;
+
+typedef void (*nsajit_prepare_progress_fn)(int done, int total, const char *kernel, double seconds, void *user);
+
+NSAJIT_API nsajit_status nsajit_prepare(nsajit_context *ctx, const nsajit_config *config, unsigned flags, int batch,
+                                        int seq_len, nsajit_prepare_progress_fn progress, void *user,
+                                        int *kernels_out);
+
 /* ---- autotuning ----------------------------------------------------------
  * nsajit_tune times every legal tile (warps, query tokens per CTA, kv chunk) of
  * the forward kernel of `branch` for `config` (its tile_* fields are ignored) on

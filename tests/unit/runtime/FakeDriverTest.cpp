@@ -745,3 +745,52 @@ TEST_F(FakeGpu, TuneRejectsBadRequests) {
   EXPECT_EQ(fake.fakecuda_launch_count(), 0);
   EXPECT_EQ(fake.fakecuda_live_allocations(), 0);
 }
+
+// nsajit_prepare loads every kernel of a configuration (in parallel), so later calls
+// compile nothing; a kernel that cannot be built fails the call after all were tried.
+TEST_F(FakeGpu, PrepareLoadsEveryKernelOfAConfiguration) {
+  ScopedEnv threads("NSAJIT_COMPILE_THREADS", "4");
+  nsajit_context *ctx = create();
+  cfg.head_dim_qk = 192; // separate pooling kernels for Dk and Dv
+  std::vector<std::string> seen;
+  auto onProgress = [](int done, int total, const char *kernel, double seconds, void *user) {
+    auto *s = static_cast<std::vector<std::string> *>(user);
+    s->push_back(kernel);
+    EXPECT_EQ(done, static_cast<int>(s->size()));
+    EXPECT_LE(done, total);
+    EXPECT_GE(seconds, 0.0);
+  };
+  int n = 0;
+  ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_ALL, 1, 4096, onProgress, &seen, &n), NSAJIT_OK)
+      << nsajit_last_error();
+  // 3 forward + 3 x 3 backward + top-n + pool and pool_bwd for Dk and for Dv.
+  EXPECT_EQ(n, 17);
+  EXPECT_EQ(static_cast<int>(seen.size()), 17);
+  EXPECT_EQ(compiler.calls, 17);
+  EXPECT_EQ(fake.fakecuda_module_loads(), 17);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::unique(seen.begin(), seen.end()), seen.end()) << "a kernel was prepared twice";
+  // Every launch now finds its kernel loaded.
+  const int B = 1, T = 300;
+  Tensors t(cfg, Branch::Selected, B, T);
+  ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(compiler.calls, 17);
+  EXPECT_EQ(fake.fakecuda_module_loads(), 17);
+  // Again: everything is cached.
+  ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_FORWARD | NSAJIT_PREPARE_SELECTION, 0, 0, nullptr, nullptr, &n),
+            NSAJIT_OK);
+  EXPECT_EQ(n, 4);
+  EXPECT_EQ(compiler.calls, 17);
+
+  EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 0, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
+                    "flags");
+  EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 64, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
+                    "flags");
+  EXPECT_ERROR_WITH(nsajit_prepare(nullptr, &cfg, NSAJIT_PREPARE_ALL, 1, 100, nullptr, nullptr, &n),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "ctx");
+  nsajit_config other = cfg;
+  other.window = 77;
+  compiler.failWith = "no registers left";
+  EXPECT_ERROR_WITH(nsajit_prepare(ctx, &other, NSAJIT_PREPARE_FORWARD, 1, 100, nullptr, nullptr, &n),
+                    NSAJIT_ERROR_COMPILE_ERROR, "no registers left", "window");
+}

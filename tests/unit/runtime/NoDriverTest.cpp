@@ -263,3 +263,50 @@ TEST_F(NoDriver, RealCompilerProducesPtxThroughTheCApi) {
   KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM90a);
   EXPECT_EQ(DiskCache::global()->load(cacheKey(spec, "offline")).value_or(""), ptx);
 }
+
+// Compiles run in parallel (each with its own MLIR and LLVM contexts): the PTX of
+// kernels compiled at once on several threads equals the PTX compiled one by one.
+TEST_F(NoDriver, ParallelCompilesEqualSequentialOnes) {
+  if (!haveCompiler())
+    GTEST_SKIP() << "built without the nsajit_compiler target";
+  nsajit_config cfg;
+  nsajit_config_init(&cfg);
+  cfg.num_kv_heads = 1;
+  cfg.group = 4;
+  cfg.head_dim_qk = cfg.head_dim_v = 64;
+  struct Job {
+    int branch, pass;
+  };
+  const std::vector<Job> jobs = {{0, 0}, {1, 0}, {2, 0}, {0, 4}, {1, 2}, {2, 3}};
+  auto compileAll = [&](bool parallel) {
+    PtxCache::global().resetForTesting(nullptr); // forget the PTX, the real compiler
+    std::vector<std::string> out(jobs.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      auto one = [&, i] {
+        size_t len = 0;
+        auto branch = static_cast<nsajit_branch>(jobs[i].branch);
+        auto pass = static_cast<nsajit_kernel_pass>(jobs[i].pass);
+        ASSERT_EQ(nsajit_compile_ptx2(&cfg, branch, pass, 90, nullptr, 0, &len), NSAJIT_OK) << nsajit_last_error();
+        out[i].resize(len + 1);
+        ASSERT_EQ(nsajit_compile_ptx2(&cfg, branch, pass, 90, out[i].data(), out[i].size(), &len), NSAJIT_OK);
+        out[i].resize(len);
+      };
+      if (parallel)
+        threads.emplace_back(one);
+      else
+        one();
+    }
+    for (std::thread &t : threads)
+      t.join();
+    return out;
+  };
+  ScopedEnv threads("NSAJIT_COMPILE_THREADS", "6");
+  DiskCache::setGlobalForTesting(std::make_shared<DiskCache>("", "compile every time")); // no disk hits
+  std::vector<std::string> sequential = compileAll(false), parallel = compileAll(true);
+  EXPECT_EQ(processCounters().diskHits.load(), 0u);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_FALSE(sequential[i].empty());
+    EXPECT_EQ(sequential[i], parallel[i]) << "kernel " << i << " differs when compiled in parallel";
+  }
+}

@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -182,12 +183,15 @@ inline std::string fakePtx(const KernelSpec &spec) {
 }
 
 // A compile function for the PtxCache that records what it was asked for.
+// A compiler stand-in that records its calls (thread-safe: compiles run in parallel).
 struct RecordingCompiler {
   int calls = 0;
   KernelSpec lastSpec;
   std::string failWith; // non-empty: fail with this message
+  std::mutex mutex;
   CompileFn fn() {
     return [this](const KernelSpec &spec, std::string &ptx) -> std::string {
+      std::lock_guard<std::mutex> lock(mutex);
       ++calls;
       lastSpec = spec;
       if (!failWith.empty())

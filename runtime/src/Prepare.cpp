@@ -1,0 +1,86 @@
+#include "Prepare.h"
+
+#include "Compress.h"
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace nsajit::rt {
+
+std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_config *config, unsigned flags,
+                                        int batch, int seqLen, Arch arch) {
+  if (flags == 0 || (flags & ~static_cast<unsigned>(NSAJIT_PREPARE_ALL)) != 0)
+    invalidArgument("flags = {:#x} is not a non-empty combination of NSAJIT_PREPARE_FORWARD (1), _BACKWARD (2), "
+                    "_SELECTION (4), _COMPRESSION (8)",
+                    flags);
+  nsajit_config c = readConfig(config);
+  std::vector<KernelSpec> specs;
+  for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window}) {
+    if (flags & NSAJIT_PREPARE_FORWARD) {
+      KernelSpec s = specFromConfig(&c, b, arch);
+      if (!c.tile_warps && !c.tile_tokens && !c.tile_kv_chunk && seqLen > 0)
+        if (std::optional<TileConfig> t = tunedTile(ctx, s, std::max(batch, 1), seqLen))
+          s.tile = *t;
+      specs.push_back(s);
+    }
+    if (flags & NSAJIT_PREPARE_BACKWARD)
+      for (KernelPass p : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV})
+        specs.push_back(specFromConfig(&c, b, arch, p));
+  }
+  if (flags & NSAJIT_PREPARE_SELECTION)
+    specs.push_back(specFromConfig(&c, Branch::Compressed, arch, KernelPass::TopN));
+  if (flags & NSAJIT_PREPARE_COMPRESSION)
+    for (int dim : {c.head_dim_qk, c.head_dim_v}) {
+      for (KernelPass p : {KernelPass::Compress, KernelPass::CompressBackward}) {
+        KernelSpec s = poolSpec(&c, dim, /*weighted=*/false, arch, p);
+        if (std::find(specs.begin(), specs.end(), s) == specs.end())
+          specs.push_back(s);
+      }
+      if (dim == c.head_dim_v)
+        break;
+    }
+  return specs;
+}
+
+int prepareKernels(nsajit_context &ctx, const std::vector<KernelSpec> &specs, int threads,
+                   const PrepareProgress &progress) {
+  const int total = static_cast<int>(specs.size());
+  const int workers = std::max(1, std::min(total, threads > 0 ? threads : compileThreads()));
+  std::atomic<int> next{0};
+  std::mutex mutex; // guards done, firstError and the progress callback
+  int done = 0;
+  std::exception_ptr firstError;
+  auto work = [&] {
+    for (int i; (i = next.fetch_add(1)) < total;) {
+      auto t0 = std::chrono::steady_clock::now();
+      double seconds = 0;
+      try {
+        ctx.kernels->get(specs[static_cast<std::size_t>(i)]);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      } catch (...) {
+        seconds = -1;
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!firstError)
+          firstError = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      ++done;
+      if (progress)
+        progress(done, total, specs[static_cast<std::size_t>(i)], seconds);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < workers; ++t)
+    pool.emplace_back(work);
+  work(); // this thread works too
+  for (std::thread &t : pool)
+    t.join();
+  if (firstError)
+    std::rethrow_exception(firstError);
+  return total;
+}
+
+} // namespace nsajit::rt
