@@ -332,6 +332,8 @@ _c_void_p = ctypes.c_void_p
 _status = ctypes.c_int
 
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+PREPARE_PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_double,
+                                       ctypes.c_void_p)
 TUNE_PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_double,
                                     ctypes.c_void_p)
 
@@ -385,6 +387,9 @@ _OPTIONAL_FUNCTIONS.update({
     # compress_forward(ctx, cfg, batch, seq_len, dim, x, weights, out, stream)
     "nsajit_compress_forward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
                                           ctypes.c_uint64, _c_tensor_p, _c_void_p]),
+    # prepare(ctx, cfg, flags, batch, seq_len, progress, user, &kernels)
+    "nsajit_prepare": (_status, [_c_void_p, _c_config_p, ctypes.c_uint, _c_int, _c_int, PREPARE_PROGRESS_FN,
+                                 _c_void_p, ctypes.POINTER(_c_int)]),
     # tune(ctx, cfg, branch, batch, seq_len, repeats, progress, user, result)
     "nsajit_tune": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_int, TUNE_PROGRESS_FN, _c_void_p,
                               ctypes.POINTER(TuneResult)]),
@@ -404,6 +409,7 @@ _UNAVAILABLE = {
     "nsajit_compress_forward": ("the compression (pooling) kernels", FunctionUnavailableError),
     "nsajit_compress_backward": ("the compression (pooling) kernels", FunctionUnavailableError),
     "nsajit_tune": ("the autotuner", FunctionUnavailableError),
+    "nsajit_prepare": ("nsajit_prepare", FunctionUnavailableError),
     "nsajit_tuned_tile": ("the autotuner", FunctionUnavailableError),
 }
 
@@ -781,6 +787,33 @@ class Context:
     def cache_stats(self) -> Dict[str, int]:
         self._require()
         return cache_stats(self)
+
+    def prepare(self, config: NsajitConfig, flags: int = 15, batch: int = 1, seq_len: int = 0,
+                progress: Union[bool, Callable[[int, int, str, float], None]] = False) -> int:
+        """Compiles (or loads from the caches) and loads every kernel of ``config`` in parallel:
+        ``flags`` 1 forward, 2 backward, 4 the fused top-n, 8 the pooling kernels (15: all).
+        With ``seq_len`` > 0 the forward kernels get the tuned tiles for batch x seq_len.
+        ``progress``: True prints a progress line to stderr, or a callable
+        ``(done, total, kernel, seconds)``. Returns the number of kernels."""
+        h = self._require()
+
+        def report(done, total, kernel, seconds, _user):
+            name = kernel.decode() if kernel else ""
+            try:
+                if callable(progress):
+                    progress(int(done), int(total), name, float(seconds))
+                elif progress:
+                    bar = "#" * (24 * done // max(1, total))
+                    print(f"\r  preparing [{bar:.<24}] {done}/{total} {name[:60]:<60}", end="\n" if done == total else "",
+                          file=sys.stderr, flush=True)
+            except Exception:  # never let a Python exception cross into C
+                pass
+
+        cb = PREPARE_PROGRESS_FN(report)
+        n = ctypes.c_int()
+        self._lib.call("prepare", h, ctypes.byref(config), int(flags), int(batch), int(seq_len), cb, None,
+                       ctypes.byref(n))
+        return n.value
 
     def tune(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1, seq_len: int = 16384,
              repeats: int = 20, progress: Union[bool, Callable[[int, int, str, float], None]] = True

@@ -925,3 +925,23 @@ def tune(branch: str, *, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv:
           _capi.Branch.WINDOW: dict(w=w)}[b]
     cfg = _make_config(b, dtype, dk, dv, heads, group, **kw)
     return context(device).tune(cfg, b, batch=batch, seq_len=seq_len, repeats=repeats, progress=progress)
+
+
+def prepare(*, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128, heads: int = 4, group: int = 16,
+            l: int = 32, d: int = 16, l_sel: int = 64, n: int = 16, w: int = 512, num_initial: int = 1,
+            num_local: int = 2, scale: Optional[float] = None, seq_len: int = 0, batch: int = 1, device=None,
+            progress=False) -> int:
+    """Compiles (or loads from the caches) every kernel :func:`nsa_attention` needs for this
+    head configuration, in parallel, so that the first training step does not stop to
+    compile: the forward and backward of the three branches, the fused top-n and the mean
+    pooling of k and v. With ``seq_len`` the forward kernels get their tuned tiles for
+    batch x seq_len. Returns the number of kernels."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise TypeError(f"dtype = {dtype} is not supported; allowed: torch.bfloat16, torch.float16")
+    _check_selection(l, d, l_sel, n, num_initial, num_local)
+    cfg = _capi.make_config(dtype=int(_DTYPES[dtype]), head_dim_qk=dk, head_dim_v=dv, num_kv_heads=heads,
+                            group=group, cmp_block=l, cmp_stride=d, slc_block=l_sel, slc_count=n, window=w,
+                            scale=float(scale) if scale is not None else 0.0, slc_initial=num_initial,
+                            slc_local=num_local)
+    return context(device).prepare(cfg, 15, batch=batch, seq_len=seq_len, progress=progress)
+

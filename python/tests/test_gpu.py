@@ -420,3 +420,28 @@ def test_tune_records_a_tile_that_later_launches_use_and_that_computes_correctly
         (out, _), (k_used, v_used) = run_branch(branch, c, q, k, v, None, idx)
         ref, _ = ref_branch(branch, c, q.float(), k_used.float(), v_used.float(), idx)
     assert rel_err(out, ref) < TOL
+
+
+# ---- preparing a configuration ------------------------------------------------------------
+
+
+def test_prepare_loads_every_kernel_that_nsa_attention_then_uses():
+    """nt.prepare compiles and loads (in parallel) every kernel of the configuration; a
+    forward + backward of nsa_attention afterwards compiles and loads nothing."""
+    c = dict(B=1, T=300, H=3, G=2, Dk=64, Dv=64, dtype=torch.bfloat16, l=48, d=16, l_sel=32, n=3, w=37)
+    seen = []
+    n = nt.prepare(dk=c["Dk"], dv=c["Dv"], heads=c["H"], group=c["G"], l=c["l"], d=c["d"], l_sel=c["l_sel"],
+                   n=c["n"], w=c["w"], progress=lambda done, total, kernel, s: seen.append((done, total, kernel, s)))
+    # 3 forward + 3 x 3 backward + top-n + pool and pool_bwd (Dk = Dv).
+    assert n == 15 == len(seen)
+    assert sorted(done for done, *_ in seen) == list(range(1, 16))
+    assert all(s >= 0 for *_, s in seen)
+    before = nt.context().cache_stats()
+    q, k, v, gates = inputs(c, seed=11)
+    q_, k_, v_ = leaf(q), leaf(k), leaf(v)
+    o = nt.nsa_attention(q_, k_, v_, *gates, l=c["l"], d=c["d"], l_sel=c["l_sel"], n=c["n"], w=c["w"])
+    o.backward(torch.randn_like(o))
+    torch.cuda.synchronize()
+    after = nt.context().cache_stats()
+    assert after["modules_loaded"] == before["modules_loaded"], (before, after)
+    assert after["compiles"] == before["compiles"], (before, after)

@@ -1,6 +1,7 @@
 #include "Prepare.h"
 
 #include "Compress.h"
+#include "TopN.h"
 
 #include <atomic>
 #include <chrono>
@@ -31,7 +32,7 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
         specs.push_back(specFromConfig(&c, b, arch, p));
   }
   if (flags & NSAJIT_PREPARE_SELECTION)
-    specs.push_back(specFromConfig(&c, Branch::Compressed, arch, KernelPass::TopN));
+    specs.push_back(topNSpec(&c, arch));
   if (flags & NSAJIT_PREPARE_COMPRESSION)
     for (int dim : {c.head_dim_qk, c.head_dim_v}) {
       for (KernelPass p : {KernelPass::Compress, KernelPass::CompressBackward}) {

@@ -4,9 +4,16 @@
 
 namespace nsajit::rt {
 
+KernelSpec topNSpec(const nsajit_config *config, Arch arch) {
+  // The top-n reads no values: one kernel serves every Dv (Dv = Dk keeps the spec valid).
+  nsajit_config c = readConfig(config);
+  c.head_dim_v = c.head_dim_qk;
+  return specFromConfig(&c, Branch::Compressed, arch, KernelPass::TopN);
+}
+
 PreparedTopN prepareTopN(const TopNRequest &req, Arch arch) {
   PreparedTopN p;
-  p.spec = specFromConfig(req.config, Branch::Compressed, arch, KernelPass::TopN);
+  p.spec = topNSpec(req.config, arch);
   const ProblemShape ps = problemShape(req.config, p.spec, req.batch, req.seqLen);
   SpanList &sp = p.spans;
   sp.add(checkHalfTensor(ps, "q", "[B, T, HQ, Dk]", false, ps.T, ps.HQ, ps.Dk, req.q));

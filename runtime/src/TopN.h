@@ -26,6 +26,8 @@ struct PreparedTopN {
 };
 
 // Checks everything that can be checked without a GPU. Throws Error.
+// The spec of the fused top-n kernel for `config` (its Dv ignored).
+KernelSpec topNSpec(const nsajit_config *config, Arch arch);
 PreparedTopN prepareTopN(const TopNRequest &req, Arch arch);
 std::array<void *, kTopNKernelParamCount> kernelParams(TopNKernelArgs &args);
 void launchTopN(nsajit_context &ctx, const TopNRequest &req, void *stream);

@@ -5,6 +5,8 @@
 //   nsajit check [config] [--T n --B n] run each branch's forward and backward
 //                                       and the fused top-n on the GPU against
 //                                       the float64 CPU reference
+//   nsajit prepare [config] [--T n]     compile and load every kernel of the
+//                                       configuration in parallel (progress bar)
 //   nsajit tune [config] [--T n --B n]  time every tile of each branch's forward
 //                                       on the GPU and record the fastest in the
 //                                       per-GPU tuning database (used by later runs)
@@ -15,6 +17,7 @@
 #include "runtime/check/BackwardCheck.h"
 #include "runtime/check/TopNCheck.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,7 +43,7 @@ struct Options {
 
 void usage(FILE *f) {
   std::fprintf(f,
-               "usage: nsajit <info|compile|check|tune> [options]\n"
+               "usage: nsajit <info|compile|check|prepare|tune> [options]\n"
                "  --branch all|compressed|selected|window   (default all)\n"
                "  --dtype bf16|fp16 --dk N --dv N --heads H --group G\n"
                "  --l N --d N (compressed)  --lsel N --n N (selected)  --w N (window)\n"
@@ -282,6 +285,45 @@ void tuneProgress(int done, int total, const char *tile, double ms, void *user) 
   std::fflush(stderr);
 }
 
+void prepareProgress(int done, int total, const char *kernel, double seconds, void *) {
+  constexpr int kWidth = 24;
+  std::string bar(total ? done * kWidth / total : kWidth, '#');
+  bar.resize(kWidth, '.');
+  std::string name = kernel;
+  if (name.size() > 60) name = name.substr(0, 57) + "...";
+  if (seconds >= 0)
+    std::fprintf(stderr, "\r  [%s] %2d/%-2d %6.2f s  %-60s", bar.c_str(), done, total, seconds, name.c_str());
+  else
+    std::fprintf(stderr, "\r  [%s] %2d/%-2d FAILED   %-60s", bar.c_str(), done, total, name.c_str());
+  if (done == total) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+int cmdPrepare(const Options &o) {
+  nsajit_context *ctx = nullptr;
+  if (nsajit_context_create(&ctx, 0) != NSAJIT_OK) {
+    std::fprintf(stderr, "nsajit prepare: %s (loading kernels needs an NVIDIA GPU; `nsajit compile` works without)\n",
+                 nsajit_last_error());
+    return 1;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  int n = 0;
+  nsajit_status st = nsajit_prepare(ctx, &o.cfg, NSAJIT_PREPARE_ALL, o.B, o.tSet ? o.T : 0, prepareProgress, nullptr, &n);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (st != NSAJIT_OK) {
+    std::fprintf(stderr, "\nnsajit prepare: %s\n", nsajit_last_error());
+    nsajit_context_destroy(ctx);
+    return 1;
+  }
+  nsajit_cache_counters c{};
+  c.struct_size = sizeof c;
+  nsajit_cache_stats(ctx, &c);
+  std::printf("prepared %d kernels in %.3f s (compiled %llu, from the disk cache %llu)\n", n, s,
+              static_cast<unsigned long long>(c.compiles), static_cast<unsigned long long>(c.disk_hits));
+  nsajit_context_destroy(ctx);
+  return 0;
+}
+
 int cmdTune(const Options &o) {
   bool ok;
   auto list = branches(o.branch, ok);
@@ -325,6 +367,7 @@ int main(int argc, char **argv) {
   if (o.command == "compile") return cmdCompile(o);
   if (o.command == "check") return cmdCheck(o);
   if (o.command == "tune") return cmdTune(o);
+  if (o.command == "prepare") return cmdPrepare(o);
   if (o.command == "help" || o.command == "--help") {
     usage(stdout);
     return 0;
