@@ -315,12 +315,113 @@ void BackwardKernelBuilder::buildDkdv() {
   auto slotToken = [&](Value slot) { return h.load(h.i32(), h.gep(tokPtr, h.i32(), slot), 4); };
   auto slotMult = [&](Value slot) { return h.load(h.i32(), h.gep(tokMultPtr, h.i32(), slot), 4); };
 
-  auto loop = scf::ForOp::create(h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s,
-                                                                                      ValueRange iter) {
-    Value wStart = h.add(tLo, h.mul(s, h.c32(TQ)));
-    h.barrier(); // the previous step is done with the shared tiles
-    // The step's token list and multiplicities (how often the token's index list names this block).
-    if (spec.branch != Branch::Selected) {
+  // One step over the staged token slots: stage their Q and dO rows, accumulate dK and dV.
+  auto computeStep = [&](ValueRange iter) -> SmallVector<Value> {
+    // Stage the step's Q and dO rows (row r = token slot r / G, head r % G) and their scalars.
+    auto rowOf = [&](Arg t) {
+      return [&, t](Value r) -> std::pair<Value, Value> {
+        Value slot = h.divs(r, h.c32(G));
+        Value tok = slotToken(slot);
+        Value ok = h.band(h.gt(slotMult(slot), h.c32(0)), h.lt(tok, p.seqLen));
+        Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+        return {offset(t, batch, h.select(ok, tok, h.c32(0)), head), ok};
+      };
+    };
+    stage(qBase, qPitch, Rq, Dk, Q, rowOf(Q));
+    stage(dBase, dPitch, Rq, Dv, DO, rowOf(DO));
+    scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(Rq), h.c32(W * 32), ValueRange{},
+                       [&](OpBuilder &, Location, Value r, ValueRange) {
+                         auto [off, ok] = rowOf(LSE)(r);
+                         Value slot = h.divs(r, h.c32(G));
+                         Value tok = h.select(ok, slotToken(slot), h.c32(0));
+                         Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+                         Value lse = loadF32(LSE, off);
+                         Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
+                         Value lse2 = h.select(finite, h.fmul(lse, h.cf(kLog2e)),
+                                               h.cf(std::numeric_limits<float>::infinity()));
+                         Value delta = h.select(ok, loadF32(DELTA, offset(DELTA, batch, tok, head)), zero);
+                         Value gate = loadOptionalF32(GATE, h.band(gatePresent, ok),
+                                                      offset(GATE, batch, tok, head), 1.0f);
+                         Value mult = arith::SIToFPOp::create(h.b, h.loc, h.f32(),
+                                                              h.select(ok, slotMult(slot), h.c32(0)));
+                         h.store(lse2, h.gep(smemAt(lseOff), h.f32(), r), 4);
+                         h.store(delta, h.gep(smemAt(deltaOff), h.f32(), r), 4);
+                         h.store(gate, h.gep(smemAt(gateOff), h.f32(), r), 4);
+                         h.store(mult, h.gep(smemAt(multOff), h.f32(), r), 4);
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+    h.barrier();
+
+    const int nTiles = Rq / 8;
+    std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
+    for (int kk = 0; kk < Dk / 16; ++kk) {
+      Frag4 a = loadA(kBase, kPitch, warpKey, kk);
+      for (int n = 0; n < nTiles; n += 2) {
+        auto b = loadBTransposed2(qBase, qPitch, 8 * n, kk);
+        st[n] = mma.mma(a, b[0], st[n]);
+        st[n + 1] = mma.mma(a, b[1], st[n + 1]);
+      }
+    }
+    for (int kk = 0; kk < Dv / 16; ++kk) {
+      Frag4 a = loadA(vBase, vPitch, warpKey, kk);
+      for (int n = 0; n < nTiles; n += 2) {
+        auto b = loadBTransposed2(dBase, dPitch, 8 * n, kk);
+        dpt[n] = mma.mma(a, b[0], dpt[n]);
+        dpt[n + 1] = mma.mma(a, b[1], dpt[n + 1]);
+      }
+    }
+    // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
+    std::vector<Frag4> pg(nTiles), ds(nTiles);
+    for (int n = 0; n < nTiles; ++n)
+      for (int e = 0; e < 4; ++e) {
+        Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
+        Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
+        Value tok = slotToken(h.divs(row, h.c32(G)));
+        Value mult = rowF32(multOff, row);
+        Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
+        Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(lseOff, row)));
+        pr = h.select(ok, h.fmul(mult, pr), zero);
+        Value gate = rowF32(gateOff, row);
+        pg[n][e] = h.fmul(pr, gate);
+        ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(deltaOff, row)));
+      }
+    std::vector<Frag4> dk, dv;
+    for (int n = 0; n < Dk / 8; ++n) dk.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
+    int vOff = 4 * (Dk / 8);
+    for (int n = 0; n < Dv / 8; ++n)
+      dv.push_back({iter[vOff + 4 * n], iter[vOff + 4 * n + 1], iter[vOff + 4 * n + 2], iter[vOff + 4 * n + 3]});
+    for (int kk = 0; kk < Rq / 16; ++kk) {
+      auto pack = [&](std::vector<Frag4> &t) {
+        return Frag4{mma.packFloats(t[2 * kk][0], t[2 * kk][1]), mma.packFloats(t[2 * kk][2], t[2 * kk][3]),
+                     mma.packFloats(t[2 * kk + 1][0], t[2 * kk + 1][1]),
+                     mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])};
+      };
+      Frag4 aP = pack(pg), aS = pack(ds);
+      for (int n = 0; n < Dv / 8; n += 2) {
+        auto b = loadB2(dBase, dPitch, kk, 8 * n);
+        dv[n] = mma.mma(aP, b[0], dv[n]);
+        dv[n + 1] = mma.mma(aP, b[1], dv[n + 1]);
+      }
+      for (int n = 0; n < Dk / 8; n += 2) {
+        auto b = loadB2(qBase, qPitch, kk, 8 * n);
+        dk[n] = mma.mma(aS, b[0], dk[n]);
+        dk[n + 1] = mma.mma(aS, b[1], dk[n + 1]);
+      }
+    }
+    SmallVector<Value> out;
+    for (auto &f : dk) out.append(f.begin(), f.end());
+    for (auto &f : dv) out.append(f.begin(), f.end());
+    return out;
+  };
+
+  SmallVector<Value> results;
+  if (spec.branch != Branch::Selected) {
+    // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
+    auto loop = scf::ForOp::create(
+        h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s, ValueRange iter) {
+      Value wStart = h.add(tLo, h.mul(s, h.c32(TQ)));
+      h.barrier(); // the previous step is done with the shared tiles
+      // The step's token list and multiplicities (1 for each token in range).
       scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
         Value t = h.add(wStart, ids.tid);
         h.store(t, h.gep(tokPtr, h.i32(), ids.tid), 4);
@@ -331,165 +432,106 @@ void BackwardKernelBuilder::buildDkdv() {
         h.store(h.c32(1), countPtr, 4);
         scf::YieldOp::create(h.b, h.loc);
       });
-    } else {
-      // Warp 0 compacts the tokens that selected block k0 / l', in token order.
-      scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
-        Value blk = h.divs(k0, h.c32(spec.slcBlock));
-        Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
-        auto scan = scf::ForOp::create(
-            h.b, h.loc, h.c32(0), h.c32((TQ + 31) / 32), h.c32(1), ValueRange{h.c32(0)},
-            [&](OpBuilder &, Location, Value part, ValueRange count) {
-              Value slot = h.add(h.mul(part, h.c32(32)), ids.lane);
-              Value t = h.add(wStart, slot);
-              Value inRange = h.band(h.lt(slot, h.c32(TQ)), h.le(t, tHi));
-              Value safeT = h.select(inRange, t, h.c32(0));
-              Value rowOff = offset(IDX, batch, safeT, kvHead);
-              auto mloop = scf::ForOp::create(
-                  h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{h.c32(0)},
-                  [&](OpBuilder &, Location, Value i, ValueRange m) {
-                    Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
-                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], h.select(h.eq(j, blk), h.c32(1), h.c32(0)))});
-                  });
-              Value mult = h.select(inRange, mloop.getResult(0), h.c32(0));
-              Value has = h.gt(mult, h.c32(0));
-              Value ballot = NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), has,
-                                                      NVVM::VoteSyncKindAttr::get(h.b.getContext(),
-                                                                                  NVVM::VoteSyncKind::ballot));
-              Value pos = h.add(count[0], LLVM::CtPopOp::create(h.b, h.loc, h.band(ballot, lanesBelow)));
-              scf::IfOp::create(h.b, h.loc, has, [&](OpBuilder &, Location) {
-                h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
-                h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
-                scf::YieldOp::create(h.b, h.loc);
-              });
-              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(count[0], LLVM::CtPopOp::create(h.b, h.loc, ballot))});
+      h.barrier();
+      Value any = h.gt(h.load(h.i32(), countPtr, 4), h.c32(0));
+      auto stepIf = scf::IfOp::create(
+          h.b, h.loc, any, [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, computeStep(iter)); },
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
+      scf::YieldOp::create(h.b, h.loc, stepIf.getResults());
+    });
+    results.assign(loop.getResults().begin(), loop.getResults().end());
+  } else {
+    // The selected branch: only the tokens whose index list names this block see its
+    // keys. Warp 0 scans the tokens from a cursor (in shared memory), 32 at a time, and
+    // fills the TQ slots of the next step with the matching tokens in token order (so the
+    // sums, and their bits, do not depend on timing); the loop ends when a scan reaches
+    // tHi without a match. A block costs one pass over the index lists plus a step per
+    // TQ tokens that selected it, not a step per TQ tokens of the sequence.
+    Value cursorPtr = smemAt(countOff + 4);
+    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+      h.store(tLo, cursorPtr, 4);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    auto ballotOf = [&](Value pred) {
+      return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred,
+                                      NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::ballot))
+          .getResult();
+    };
+    auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
+    auto fillSlots = [&] {
+      Value blk = h.divs(k0, h.c32(spec.slcBlock));
+      Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
+      Value start = h.load(h.i32(), cursorPtr, 4);
+      auto scan = scf::WhileOp::create(
+          h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{start, h.c32(0)},
+          [&](OpBuilder &, Location, ValueRange st) {
+            scf::ConditionOp::create(h.b, h.loc, h.band(h.lt(st[1], h.c32(TQ)), h.le(st[0], tHi)), st);
+          },
+          [&](OpBuilder &, Location, ValueRange st) {
+            Value cursor = st[0], found = st[1];
+            Value t = h.add(cursor, ids.lane);
+            Value inRange = h.le(t, tHi);
+            Value rowOff = offset(IDX, batch, h.select(inRange, t, h.c32(0)), kvHead);
+            auto mloop = scf::ForOp::create(
+                h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{h.c32(0)},
+                [&](OpBuilder &, Location, Value i, ValueRange m) {
+                  Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
+                  scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], h.select(h.eq(j, blk), h.c32(1), h.c32(0)))});
+                });
+            Value mult = h.select(inRange, mloop.getResult(0), h.c32(0));
+            Value has = h.gt(mult, h.c32(0));
+            Value ballot = ballotOf(has);
+            Value pos = h.add(found, popc(h.band(ballot, lanesBelow)));
+            scf::IfOp::create(h.b, h.loc, h.band(has, h.lt(pos, h.c32(TQ))), [&](OpBuilder &, Location) {
+              h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
+              h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
+              scf::YieldOp::create(h.b, h.loc);
             });
-        Value found = scan.getResult(0);
-        // Unused slots: multiplicity 0.
-        scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
-                           [&](OpBuilder &, Location, Value slot, ValueRange) {
-                             h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
-                             h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
-                             scf::YieldOp::create(h.b, h.loc);
-                           });
-        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-          h.store(found, countPtr, 4);
-          scf::YieldOp::create(h.b, h.loc);
-        });
+            // The slots filled up: resume right after the last token taken; else after these 32.
+            Value room = h.sub(h.c32(TQ), found), matches = popc(ballot);
+            Value lastTaken = ballotOf(h.band(has, h.eq(pos, h.c32(TQ - 1))));
+            Value lastLane = popc(h.sub(lastTaken, h.c32(1)));
+            Value full = h.ge(matches, room);
+            Value next = h.select(full, h.add(cursor, h.add(lastLane, h.c32(1))), h.add(cursor, h.c32(32)));
+            scf::YieldOp::create(h.b, h.loc, ValueRange{next, h.add(found, h.mins(matches, room))});
+          });
+      Value next = scan.getResult(0), found = scan.getResult(1);
+      // Unused slots: multiplicity 0.
+      scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
+                         [&](OpBuilder &, Location, Value slot, ValueRange) {
+                           h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
+                           h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
+                           scf::YieldOp::create(h.b, h.loc);
+                         });
+      scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+        h.store(found, countPtr, 4);
+        h.store(next, cursorPtr, 4);
         scf::YieldOp::create(h.b, h.loc);
       });
-    }
-    h.barrier();
-    Value any = h.gt(h.load(h.i32(), countPtr, 4), h.c32(0));
-    auto stepIf = scf::IfOp::create(
-        h.b, h.loc, any,
-        [&](OpBuilder &, Location) {
-          // Stage the step's Q and dO rows (row r = token slot r / G, head r % G) and their scalars.
-          auto rowOf = [&](Arg t) {
-            return [&, t](Value r) -> std::pair<Value, Value> {
-              Value slot = h.divs(r, h.c32(G));
-              Value tok = slotToken(slot);
-              Value ok = h.band(h.gt(slotMult(slot), h.c32(0)), h.lt(tok, p.seqLen));
-              Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
-              return {offset(t, batch, h.select(ok, tok, h.c32(0)), head), ok};
-            };
-          };
-          stage(qBase, qPitch, Rq, Dk, Q, rowOf(Q));
-          stage(dBase, dPitch, Rq, Dv, DO, rowOf(DO));
-          scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(Rq), h.c32(W * 32), ValueRange{},
-                             [&](OpBuilder &, Location, Value r, ValueRange) {
-                               auto [off, ok] = rowOf(LSE)(r);
-                               Value slot = h.divs(r, h.c32(G));
-                               Value tok = h.select(ok, slotToken(slot), h.c32(0));
-                               Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
-                               Value lse = loadF32(LSE, off);
-                               Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
-                               Value lse2 = h.select(finite, h.fmul(lse, h.cf(kLog2e)),
-                                                     h.cf(std::numeric_limits<float>::infinity()));
-                               Value delta = h.select(ok, loadF32(DELTA, offset(DELTA, batch, tok, head)), zero);
-                               Value gate = loadOptionalF32(GATE, h.band(gatePresent, ok),
-                                                            offset(GATE, batch, tok, head), 1.0f);
-                               Value mult = arith::SIToFPOp::create(h.b, h.loc, h.f32(),
-                                                                    h.select(ok, slotMult(slot), h.c32(0)));
-                               h.store(lse2, h.gep(smemAt(lseOff), h.f32(), r), 4);
-                               h.store(delta, h.gep(smemAt(deltaOff), h.f32(), r), 4);
-                               h.store(gate, h.gep(smemAt(gateOff), h.f32(), r), 4);
-                               h.store(mult, h.gep(smemAt(multOff), h.f32(), r), 4);
-                               scf::YieldOp::create(h.b, h.loc);
-                             });
+    };
+    SmallVector<Type> types(flat.size(), h.f32());
+    auto loop = scf::WhileOp::create(
+        h.b, h.loc, types, flat,
+        [&](OpBuilder &, Location, ValueRange iter) {
+          h.barrier(); // the previous step is done with the slots and tiles
+          scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
+            fillSlots();
+            scf::YieldOp::create(h.b, h.loc);
+          });
           h.barrier();
-
-          const int nTiles = Rq / 8;
-          std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
-          for (int kk = 0; kk < Dk / 16; ++kk) {
-            Frag4 a = loadA(kBase, kPitch, warpKey, kk);
-            for (int n = 0; n < nTiles; n += 2) {
-              auto b = loadBTransposed2(qBase, qPitch, 8 * n, kk);
-              st[n] = mma.mma(a, b[0], st[n]);
-              st[n + 1] = mma.mma(a, b[1], st[n + 1]);
-            }
-          }
-          for (int kk = 0; kk < Dv / 16; ++kk) {
-            Frag4 a = loadA(vBase, vPitch, warpKey, kk);
-            for (int n = 0; n < nTiles; n += 2) {
-              auto b = loadBTransposed2(dBase, dPitch, 8 * n, kk);
-              dpt[n] = mma.mma(a, b[0], dpt[n]);
-              dpt[n + 1] = mma.mma(a, b[1], dpt[n + 1]);
-            }
-          }
-          // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
-          std::vector<Frag4> pg(nTiles), ds(nTiles);
-          for (int n = 0; n < nTiles; ++n)
-            for (int e = 0; e < 4; ++e) {
-              Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
-              Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
-              Value tok = slotToken(h.divs(row, h.c32(G)));
-              Value mult = rowF32(multOff, row);
-              Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
-              Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(lseOff, row)));
-              pr = h.select(ok, h.fmul(mult, pr), zero);
-              Value gate = rowF32(gateOff, row);
-              pg[n][e] = h.fmul(pr, gate);
-              ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(deltaOff, row)));
-            }
-          std::vector<Frag4> dk, dv;
-          for (int n = 0; n < Dk / 8; ++n) dk.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
-          int vOff = 4 * (Dk / 8);
-          for (int n = 0; n < Dv / 8; ++n)
-            dv.push_back({iter[vOff + 4 * n], iter[vOff + 4 * n + 1], iter[vOff + 4 * n + 2], iter[vOff + 4 * n + 3]});
-          for (int kk = 0; kk < Rq / 16; ++kk) {
-            auto pack = [&](std::vector<Frag4> &t) {
-              return Frag4{mma.packFloats(t[2 * kk][0], t[2 * kk][1]), mma.packFloats(t[2 * kk][2], t[2 * kk][3]),
-                           mma.packFloats(t[2 * kk + 1][0], t[2 * kk + 1][1]),
-                           mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])};
-            };
-            Frag4 aP = pack(pg), aS = pack(ds);
-            for (int n = 0; n < Dv / 8; n += 2) {
-              auto b = loadB2(dBase, dPitch, kk, 8 * n);
-              dv[n] = mma.mma(aP, b[0], dv[n]);
-              dv[n + 1] = mma.mma(aP, b[1], dv[n + 1]);
-            }
-            for (int n = 0; n < Dk / 8; n += 2) {
-              auto b = loadB2(qBase, qPitch, kk, 8 * n);
-              dk[n] = mma.mma(aS, b[0], dk[n]);
-              dk[n + 1] = mma.mma(aS, b[1], dk[n + 1]);
-            }
-          }
-          SmallVector<Value> out;
-          for (auto &f : dk) out.append(f.begin(), f.end());
-          for (auto &f : dv) out.append(f.begin(), f.end());
-          scf::YieldOp::create(h.b, h.loc, out);
+          scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
         },
-        [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
-    scf::YieldOp::create(h.b, h.loc, stepIf.getResults());
-  });
+        [&](OpBuilder &, Location, ValueRange iter) { scf::YieldOp::create(h.b, h.loc, computeStep(iter)); });
+    results.assign(loop.getResults().begin(), loop.getResults().end());
+  }
 
   std::vector<Frag4> dk, dv;
   for (int n = 0; n < Dk / 8; ++n)
-    dk.push_back({loop.getResult(4 * n), loop.getResult(4 * n + 1), loop.getResult(4 * n + 2), loop.getResult(4 * n + 3)});
+    dk.push_back({results[4 * n], results[4 * n + 1], results[4 * n + 2], results[4 * n + 3]});
   int vOff = 4 * (Dk / 8);
   for (int n = 0; n < Dv / 8; ++n)
-    dv.push_back({loop.getResult(vOff + 4 * n), loop.getResult(vOff + 4 * n + 1), loop.getResult(vOff + 4 * n + 2),
-                  loop.getResult(vOff + 4 * n + 3)});
+    dv.push_back({results[vOff + 4 * n], results[vOff + 4 * n + 1], results[vOff + 4 * n + 2],
+                  results[vOff + 4 * n + 3]});
   for (int r = 0; r < 2; ++r) {
     Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(8 * r))));
     scf::IfOp::create(h.b, h.loc, h.lt(key, p.kvLen), [&](OpBuilder &, Location) {
