@@ -117,6 +117,25 @@ int compileThreads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+bool PtxCache::warm(const std::string &key) {
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto &s = map_[key];
+    if (!s)
+      s = std::make_shared<Slot>();
+    slot = s;
+  }
+  std::lock_guard<std::mutex> slotLock(slot->mutex);
+  if (slot->ptx)
+    return true;
+  if (std::optional<std::string> fromDisk = DiskCache::global()->load(key)) {
+    slot->ptx = std::make_shared<const std::string>(std::move(*fromDisk));
+    return true;
+  }
+  return false;
+}
+
 std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const std::string &key,
                                                  CacheCounters *counters) {
   std::shared_ptr<Slot> slot;

@@ -68,6 +68,8 @@ public:
   // The PTX of `spec` under `key`: from memory, else disk, else compiled (and
   // stored to disk). Counts in `counters` (may be null) and processCounters().
   std::shared_ptr<const std::string> get(const KernelSpec &spec, const std::string &key, CacheCounters *counters);
+  // Whether the PTX of `key` is in memory or on disk (read into memory then), without compiling.
+  bool warm(const std::string &key);
 
   // Tests only: replace the compiler (nullptr: the default) and forget all PTX.
   void resetForTesting(CompileFn compile);

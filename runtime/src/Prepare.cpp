@@ -49,30 +49,43 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
 int prepareKernels(nsajit_context &ctx, const std::vector<KernelSpec> &specs, int threads,
                    const PrepareProgress &progress) {
   const int total = static_cast<int>(specs.size());
-  const int workers = std::max(1, std::min(total, threads > 0 ? threads : compileThreads()));
-  std::atomic<int> next{0};
+  // Kernels whose PTX is cached load on this thread (a thread pool would only add its
+  // start-up to a few milliseconds); the others compile on the pool.
+  const std::string tag = deviceTag(ctx.info);
+  std::vector<int> cached, missing;
+  for (int i = 0; i < total; ++i)
+    (PtxCache::global().warm(cacheKey(specs[static_cast<std::size_t>(i)], tag)) ? cached : missing).push_back(i);
+  std::vector<int> order = cached;
+  order.insert(order.end(), missing.begin(), missing.end());
+  const int workers =
+      std::max(1, std::min(static_cast<int>(missing.size()), threads > 0 ? threads : compileThreads()));
+  std::atomic<int> next{static_cast<int>(cached.size())}; // the pool takes the missing ones
   std::mutex mutex; // guards done, firstError and the progress callback
   int done = 0;
   std::exception_ptr firstError;
-  auto work = [&] {
-    for (int i; (i = next.fetch_add(1)) < total;) {
-      auto t0 = std::chrono::steady_clock::now();
-      double seconds = 0;
-      try {
-        ctx.kernels->get(specs[static_cast<std::size_t>(i)]);
-        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      } catch (...) {
-        seconds = -1;
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!firstError)
-          firstError = std::current_exception();
-      }
+  auto loadOne = [&](int i) {
+    auto t0 = std::chrono::steady_clock::now();
+    double seconds = 0;
+    try {
+      ctx.kernels->get(specs[static_cast<std::size_t>(i)]);
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } catch (...) {
+      seconds = -1;
       std::lock_guard<std::mutex> lock(mutex);
-      ++done;
-      if (progress)
-        progress(done, total, specs[static_cast<std::size_t>(i)], seconds);
+      if (!firstError)
+        firstError = std::current_exception();
     }
+    std::lock_guard<std::mutex> lock(mutex);
+    ++done;
+    if (progress)
+      progress(done, total, specs[static_cast<std::size_t>(i)], seconds);
   };
+  auto work = [&] {
+    for (int k; (k = next.fetch_add(1)) < total;)
+      loadOne(order[static_cast<std::size_t>(k)]);
+  };
+  for (int i : cached) // one after the other
+    loadOne(i);
   std::vector<std::thread> pool;
   for (int t = 1; t < workers; ++t)
     pool.emplace_back(work);
