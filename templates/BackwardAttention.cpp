@@ -75,6 +75,18 @@ private:
     Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), false);
     return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
+  // acc[n] += A B^T for the 16 rows of A from aRow (row-major tile at aBase) and the
+  // 8 acc.size() rows of the B tile (row-major at bBase), over `depth` columns.
+  void mmaABt(std::vector<Frag4> &acc, int aBase, int aPitch, Value aRow, int bBase, int bPitch, int depth) {
+    for (int kk = 0; kk < depth / 16; ++kk) {
+      Frag4 a = loadA(aBase, aPitch, aRow, kk);
+      for (std::size_t n = 0; n < acc.size(); n += 2) {
+        auto b = loadBTransposed2(bBase, bPitch, 8 * static_cast<int>(n), kk);
+        acc[n] = mma.mma(a, b[0], acc[n]);
+        acc[n + 1] = mma.mma(a, b[1], acc[n + 1]);
+      }
+    }
+  }
   // B fragments (k = rows 16kk.., n = columns nCol..nCol+7 and nCol+8..+15) of a
   // row-major tile, transposed by ldmatrix: matrices (rows 0-7 | 8-15) of columns
   // 0-7, then of columns 8-15.
@@ -208,22 +220,8 @@ void BackwardKernelBuilder::buildDq() {
               h.barrier();
               const int nTiles = C / 8;
               std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero}), dp = s;
-              for (int kk = 0; kk < Dk / 16; ++kk) {
-                Frag4 a = loadA(qBase, qPitch, warpRow, kk);
-                for (int n = 0; n < nTiles; n += 2) {
-                  auto b = loadBTransposed2(kBase, kPitch, 8 * n, kk);
-                  s[n] = mma.mma(a, b[0], s[n]);
-                  s[n + 1] = mma.mma(a, b[1], s[n + 1]);
-                }
-              }
-              for (int kk = 0; kk < Dv / 16; ++kk) {
-                Frag4 a = loadA(dBase, dPitch, warpRow, kk);
-                for (int n = 0; n < nTiles; n += 2) {
-                  auto b = loadBTransposed2(vBase, vPitch, 8 * n, kk);
-                  dp[n] = mma.mma(a, b[0], dp[n]);
-                  dp[n + 1] = mma.mma(a, b[1], dp[n + 1]);
-                }
-              }
+              mmaABt(s, qBase, qPitch, warpRow, kBase, kPitch, Dk);  // S = Q K^T
+              mmaABt(dp, dBase, dPitch, warpRow, vBase, vPitch, Dv); // dP = dO V^T
               // P from the saved lse, dS = P (gate dP - delta).
               Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));
               for (int n = 0; n < nTiles; ++n)
@@ -354,22 +352,8 @@ void BackwardKernelBuilder::buildDkdv() {
 
     const int nTiles = Rq / 8;
     std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
-    for (int kk = 0; kk < Dk / 16; ++kk) {
-      Frag4 a = loadA(kBase, kPitch, warpKey, kk);
-      for (int n = 0; n < nTiles; n += 2) {
-        auto b = loadBTransposed2(qBase, qPitch, 8 * n, kk);
-        st[n] = mma.mma(a, b[0], st[n]);
-        st[n + 1] = mma.mma(a, b[1], st[n + 1]);
-      }
-    }
-    for (int kk = 0; kk < Dv / 16; ++kk) {
-      Frag4 a = loadA(vBase, vPitch, warpKey, kk);
-      for (int n = 0; n < nTiles; n += 2) {
-        auto b = loadBTransposed2(dBase, dPitch, 8 * n, kk);
-        dpt[n] = mma.mma(a, b[0], dpt[n]);
-        dpt[n + 1] = mma.mma(a, b[1], dpt[n + 1]);
-      }
-    }
+    mmaABt(st, kBase, kPitch, warpKey, qBase, qPitch, Dk);  // S^T = K Q^T
+    mmaABt(dpt, vBase, vPitch, warpKey, dBase, dPitch, Dv); // dP^T = V dO^T
     // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
     std::vector<Frag4> pg(nTiles), ds(nTiles);
     for (int n = 0; n < nTiles; ++n)

@@ -117,15 +117,16 @@ int compileThreads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+std::shared_ptr<PtxCache::Slot> PtxCache::slotFor(const std::string &key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto &s = map_[key];
+  if (!s)
+    s = std::make_shared<Slot>();
+  return s;
+}
+
 bool PtxCache::warm(const std::string &key) {
-  std::shared_ptr<Slot> slot;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto &s = map_[key];
-    if (!s)
-      s = std::make_shared<Slot>();
-    slot = s;
-  }
+  std::shared_ptr<Slot> slot = slotFor(key);
   std::lock_guard<std::mutex> slotLock(slot->mutex);
   if (slot->ptx)
     return true;
@@ -138,14 +139,7 @@ bool PtxCache::warm(const std::string &key) {
 
 std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const std::string &key,
                                                  CacheCounters *counters) {
-  std::shared_ptr<Slot> slot;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto &s = map_[key];
-    if (!s)
-      s = std::make_shared<Slot>();
-    slot = s;
-  }
+  std::shared_ptr<Slot> slot = slotFor(key);
   std::lock_guard<std::mutex> slotLock(slot->mutex); // one producer per key; others wait for it
   if (slot->ptx) {
     bump(&CacheCounters::ptxMemoryHits, counters);

@@ -79,6 +79,7 @@ private:
     std::mutex mutex;
     std::shared_ptr<const std::string> ptx;
   };
+  std::shared_ptr<Slot> slotFor(const std::string &key); // created on first use
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Slot>> map_;
   CompileFn compile_;
