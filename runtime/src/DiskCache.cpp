@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <dirent.h>
 #include <fcntl.h>
+#include <vector>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,7 +151,23 @@ std::string DiskCache::resolveDirectory(const std::function<const char *(const c
   return {};
 }
 
-DiskCache::DiskCache(std::string dir, std::string offReason) : dir_(std::move(dir)) {
+std::uint64_t DiskCache::resolveMaxBytes(const std::function<const char *(const char *)> &lookup) {
+  constexpr std::uint64_t kDefaultMb = 2048;
+  const char *v = lookup("NSAJIT_CACHE_MAX_MB");
+  if (!v || !*v)
+    return kDefaultMb << 20;
+  char *end = nullptr;
+  errno = 0;
+  unsigned long long mb = std::strtoull(v, &end, 10);
+  if (errno != 0 || !end || *end != '\0' || v[0] == '-') {
+    logWarningOnce(fmt::format("NSAJIT_CACHE_MAX_MB = '{}' is not a number of megabytes: using {}", v, kDefaultMb));
+    return kDefaultMb << 20;
+  }
+  return static_cast<std::uint64_t>(std::min<unsigned long long>(mb, 1ull << 40)) << 20;
+}
+
+DiskCache::DiskCache(std::string dir, std::string offReason, std::uint64_t maxBytes)
+    : dir_(std::move(dir)), maxBytes_(maxBytes) {
   while (dir_.size() > 1 && dir_.back() == '/')
     dir_.pop_back();
   if (dir_.empty()) {
@@ -200,7 +219,9 @@ std::string DiskCache::warning() const {
 
 std::string DiskCache::describe() const {
   switch (mode()) {
-  case Mode::ReadWrite: return fmt::format("disk cache: {} (read-write)", dir_);
+  case Mode::ReadWrite:
+    return maxBytes_ ? fmt::format("disk cache: {} (read-write, at most {} MB)", dir_, maxBytes_ >> 20)
+                     : fmt::format("disk cache: {} (read-write)", dir_);
   case Mode::ReadOnly: return fmt::format("disk cache: {} (read-only: {})", dir_, warning());
   case Mode::Off: break;
   }
@@ -247,6 +268,7 @@ std::optional<std::string> DiskCache::load(const std::string &key) {
     return reject("different key (hash collision)");
   if (checksum(storedKey, payload) != sum)
     return reject("checksum mismatch (corrupted)");
+  ::futimens(fd, nullptr); // recently used: the last to be evicted (fails harmlessly when read-only)
   ::close(fd);
   return payload;
 }
@@ -308,7 +330,55 @@ bool DiskCache::store(const std::string &key, const std::string &payload) {
     return false;
   }
   writes_.fetch_add(1);
+  evictIfOver(path);
   return true;
+}
+
+void DiskCache::evictIfOver(const std::string &keep) {
+  if (!maxBytes_)
+    return;
+  std::lock_guard<std::mutex> lock(evictMutex_);
+  struct Entry {
+    std::string path;
+    std::uint64_t bytes;
+    struct timespec mtime;
+  };
+  std::vector<Entry> entries;
+  std::uint64_t total = 0;
+  if (DIR *d = ::opendir(dir_.c_str())) {
+    while (struct dirent *e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.size() < 8 || name.compare(name.size() - 7, 7, ".nsajit") != 0)
+        continue; // only finished entries: not temporaries, probes or other files
+      std::string path = dir_ + "/" + name;
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+        continue;
+      entries.push_back({path, static_cast<std::uint64_t>(st.st_size), st.st_mtim});
+      total += static_cast<std::uint64_t>(st.st_size);
+    }
+    ::closedir(d);
+  }
+  if (total <= maxBytes_)
+    return;
+  std::sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
+    return a.mtime.tv_sec != b.mtime.tv_sec ? a.mtime.tv_sec < b.mtime.tv_sec : a.mtime.tv_nsec < b.mtime.tv_nsec;
+  });
+  const std::uint64_t target = maxBytes_ / 10 * 9;
+  std::uint64_t removed = 0;
+  for (const Entry &e : entries) {
+    if (total <= target)
+      break;
+    if (e.path == keep)
+      continue;
+    if (::unlink(e.path.c_str()) == 0) {
+      total -= e.bytes;
+      ++removed;
+    }
+  }
+  evictions_.fetch_add(removed);
+  if (removed)
+    logInfo(fmt::format("disk cache: evicted {} least recently used entries (limit {} MB)", removed, maxBytes_ >> 20));
 }
 
 std::shared_ptr<DiskCache> DiskCache::global() {
@@ -316,7 +386,8 @@ std::shared_ptr<DiskCache> DiskCache::global() {
   if (!gGlobal) {
     std::string why;
     std::string dir = resolveDirectory([](const char *n) { return std::getenv(n); }, &why);
-    gGlobal = std::make_shared<DiskCache>(dir, why);
+    gGlobal = std::make_shared<DiskCache>(dir, why,
+                                          resolveMaxBytes([](const char *n) { return std::getenv(n); }));
   }
   return gGlobal;
 }

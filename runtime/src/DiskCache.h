@@ -9,6 +9,9 @@
 // so concurrent writers and readers (threads or processes) never see a partial
 // file. A directory that cannot be created or written degrades the cache to
 // read-only or off with a warning; the cache never makes a caller fail.
+// Size: after each store, when the entries exceed the limit (NSAJIT_CACHE_MAX_MB,
+// default 2048; 0 = no limit), the least recently used ones (file modification
+// time, which a load refreshes) are deleted down to 90 % of it.
 #pragma once
 
 #include <atomic>
@@ -33,7 +36,7 @@ public:
 
   // Opens (creating if needed) `dir`; "" = off. Never throws for I/O problems:
   // they set mode() and warning().
-  explicit DiskCache(std::string dir, std::string offReason = "");
+  explicit DiskCache(std::string dir, std::string offReason = "", std::uint64_t maxBytes = 0);
 
   // The process-wide cache, from the environment at first use.
   static std::shared_ptr<DiskCache> global();
@@ -56,15 +59,22 @@ public:
 
   std::uint64_t rejects() const { return rejects_.load(); }
   std::uint64_t writes() const { return writes_.load(); }
+  std::uint64_t evictions() const { return evictions_.load(); }
+  std::uint64_t maxBytes() const { return maxBytes_; }
+  // The limit from NSAJIT_CACHE_MAX_MB (lookup = getenv by default): bytes, 0 = none.
+  static std::uint64_t resolveMaxBytes(const std::function<const char *(const char *)> &lookup);
 
 private:
   void degrade(Mode mode, const std::string &why);
+  void evictIfOver(const std::string &keep);
 
   std::string dir_;
   std::atomic<Mode> mode_{Mode::Off};
   mutable std::mutex mutex_; // guards warning_
   std::string warning_;
-  std::atomic<std::uint64_t> rejects_{0}, writes_{0};
+  std::atomic<std::uint64_t> rejects_{0}, writes_{0}, evictions_{0};
+  std::uint64_t maxBytes_ = 0;
+  std::mutex evictMutex_; // one eviction pass at a time
 };
 
 } // namespace nsajit::rt

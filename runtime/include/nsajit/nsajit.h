@@ -26,6 +26,10 @@
  *    $XDG_CACHE_HOME/nsajit, else $HOME/.cache/nsajit). "off" disables the disk
  *    cache. A directory that cannot be written degrades to an in-memory cache
  *    with a warning (see nsajit_set_log_callback); it never fails a launch.
+ *  - NSAJIT_CACHE_MAX_MB: size limit of the disk cache (default 2048, 0 = none);
+ *    the least recently used kernels are deleted past it.
+ *  - NSAJIT_COMPILE_THREADS: kernels compiled at once (default: the hardware threads).
+ *  - NSAJIT_TUNING=off: ignore the tuning database (see nsajit_tune).
  *  - NSAJIT_CHECK_POINTERS=0: skip the per-launch check that every tensor lies
  *    inside memory the driver knows (cuPointerGetAttribute/cuMemGetAddressRange).
  *  - NSAJIT_VERBOSE=1: also log informational messages (compiles, cache hits).
@@ -373,7 +377,7 @@ NSAJIT_API nsajit_status nsajit_kernel_query2(nsajit_context *ctx, const nsajit_
  * Set stats->struct_size = sizeof(nsajit_cache_counters) first. */
 NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_counters *stats);
 
-/* "disk cache: /home/u/.cache/nsajit (read-write)" or the reason it is off. */
+/* "disk cache: /home/u/.cache/nsajit (read-write, at most 2048 MB)" or the reason it is off. */
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
 
 /* ---- preparing a configuration ------------------------------------------

@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <ctime>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -250,7 +253,7 @@ TEST(DiskCache, GlobalCacheFollowsTheEnvironment) {
     EXPECT_EQ(DiskCache::global()->directory(), tmp / "explicit");
     char buf[512];
     ASSERT_EQ(nsajit_cache_info(buf, sizeof buf), NSAJIT_OK) << nsajit_last_error();
-    EXPECT_EQ(std::string(buf), "disk cache: " + (tmp / "explicit") + " (read-write)");
+    EXPECT_EQ(std::string(buf), "disk cache: " + (tmp / "explicit") + " (read-write, at most 2048 MB)");
   }
   {
     ScopedEnv a("NSAJIT_CACHE_DIR", nullptr), b("XDG_CACHE_HOME", nullptr), c("HOME", tmp.path().c_str());
@@ -312,4 +315,59 @@ TEST(DiskCache, DirectoryRemovedAfterOpeningDoesNotThrow) {
   EXPECT_FALSE(cache.store(kKey, kPtx));
   EXPECT_FALSE(cache.load(kKey).has_value());
   EXPECT_FALSE(log.warnings.empty());
+}
+
+namespace {
+// Sets a file's modification time to `secondsAgo` before now.
+void ageFile(const std::string &path, int secondsAgo) {
+  struct timespec times[2];
+  ::clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= secondsAgo;
+  times[1] = times[0];
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+}
+} // namespace
+
+// Past the size limit the least recently used entries go (a load counts as a use),
+// down to 90 % of the limit; the entry just written, the tuning database and other
+// files stay.
+TEST(DiskCache, EvictsTheLeastRecentlyUsedPastTheLimit) {
+  TempDir dir;
+  const std::string payload(10000, 'x'); // ~10 KB an entry
+  DiskCache cache(dir.path(), "", 42000);  // room for 4 entries of ~10050 bytes
+  std::filesystem::create_directories(dir / "tuning");
+  std::ofstream(dir / "tuning/gpu.tsv") << "nsajit-tuning 1\n";
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(cache.store("key" + std::to_string(i), payload));
+    ageFile(cache.pathFor("key" + std::to_string(i)), 1000 - 10 * i); // key0 oldest
+  }
+  EXPECT_EQ(cache.evictions(), 0u);
+  ASSERT_TRUE(cache.load("key0")); // key0 becomes the most recently used
+  ASSERT_TRUE(cache.store("key4", payload)); // 5 entries > 42000 bytes: evict to <= 37800
+  EXPECT_EQ(cache.evictions(), 2u);
+  EXPECT_TRUE(cache.load("key0")) << "recently loaded";
+  EXPECT_FALSE(cache.load("key1")) << "the least recently used";
+  EXPECT_FALSE(cache.load("key2"));
+  EXPECT_TRUE(cache.load("key3"));
+  EXPECT_TRUE(cache.load("key4")) << "just written";
+  EXPECT_TRUE(std::filesystem::exists(dir / "tuning/gpu.tsv"));
+  EXPECT_NE(cache.describe().find("at most 0 MB"), std::string::npos) << cache.describe();
+}
+
+TEST(DiskCache, SizeLimitFromTheEnvironment) {
+  auto lookup = [](const char *value) {
+    return [value](const char *name) -> const char * {
+      return std::string(name) == "NSAJIT_CACHE_MAX_MB" ? value : nullptr;
+    };
+  };
+  EXPECT_EQ(DiskCache::resolveMaxBytes(lookup(nullptr)), 2048ull << 20);
+  EXPECT_EQ(DiskCache::resolveMaxBytes(lookup("100")), 100ull << 20);
+  EXPECT_EQ(DiskCache::resolveMaxBytes(lookup("0")), 0u); // no limit
+  EXPECT_EQ(DiskCache::resolveMaxBytes(lookup("-5")), 2048ull << 20);
+  EXPECT_EQ(DiskCache::resolveMaxBytes(lookup("lots")), 2048ull << 20);
+  TempDir dir;
+  DiskCache unlimited(dir.path());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(unlimited.store("k" + std::to_string(i), std::string(100000, 'y')));
+  EXPECT_EQ(unlimited.evictions(), 0u);
 }
