@@ -33,7 +33,8 @@ class NSALayer(nn.Module):
         q, k, v = self.qkv(h).split([self.hq * self.dk, self.h * self.dk, self.h * self.dv], dim=-1)
         q, k, v = q.view(B, T, self.hq, self.dk), k.view(B, T, self.h, self.dk), v.view(B, T, self.h, self.dv)
         g = torch.sigmoid(self.gates(h).float()).view(B, T, 3, self.hq).unbind(2)
-        # bf16 q/k/v (autocast); forward and backward run on nsajit kernels, the compression in PyTorch.
+        # bf16 q/k/v (autocast); compression, selection and the three branches, forward and backward,
+        # run on nsajit kernels.
         o = nt.nsa_attention(q, k, v, *g, check_gate_range=False, **NSA)
         return x + self.out(o.reshape(B, T, self.hq * self.dv))
 
@@ -55,6 +56,10 @@ class TinyNSALM(nn.Module):
 def main():
     torch.manual_seed(0)
     model = TinyNSALM().cuda()
+    # Compile every kernel of this head configuration up front, in parallel (from the disk
+    # cache after the first run), so the first step does not stop to compile.
+    n = nt.prepare(dk=64, dv=64, heads=1, group=16, progress=True, **NSA)
+    print(f"{n} kernels ready")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens = torch.randint(0, 1000, (2, 4097), device="cuda")  # T = 4096 inputs + 1 shifted target
     for step in range(10):

@@ -84,6 +84,11 @@ struct KernelInfo : nsajit_kernel_info {
   std::string_view specText() const noexcept { return spec; }
 };
 
+struct TuneResult : nsajit_tune_result {
+  TuneResult() noexcept : nsajit_tune_result() { struct_size = sizeof(nsajit_tune_result); }
+  std::string_view database() const noexcept { return nsajit_tune_result::database; }
+};
+
 // One GPU. Move-only; destroying it unloads its kernels.
 class Context {
 public:
@@ -144,6 +149,21 @@ public:
     CacheStats s;
     throwIfError(nsajit_cache_stats(ctx_, &s));
     return s;
+  }
+
+  // Compiles and loads every kernel of the configuration (nsajit_prepare); returns how many.
+  int prepare(const nsajit_config &config, unsigned flags = NSAJIT_PREPARE_ALL, int batch = 1, int seqLen = 0,
+              nsajit_prepare_progress_fn progress = nullptr, void *user = nullptr) const {
+    int n = 0;
+    throwIfError(nsajit_prepare(ctx_, &config, flags, batch, seqLen, progress, user, &n));
+    return n;
+  }
+  // Times every tile of the branch's forward kernel and records the fastest (nsajit_tune).
+  TuneResult tune(const nsajit_config &config, nsajit_branch branch, int batch, int seqLen, int repeats = 20,
+                  nsajit_tune_progress_fn progress = nullptr, void *user = nullptr) const {
+    TuneResult r;
+    throwIfError(nsajit_tune(ctx_, &config, branch, batch, seqLen, repeats, progress, user, &r));
+    return r;
   }
 
   void compressedForward(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &q,

@@ -215,6 +215,21 @@ TEST_F(CppApi, KernelsOfEachPass) {
   EXPECT_THROW(nsajit::compilePtx(cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(5), 80), nsajit::Error);
 }
 
+TEST_F(CppApi, PrepareAndTune) {
+  nsajit::Context ctx(0);
+  nsajit::Config cfg;
+  EXPECT_EQ(ctx.prepare(cfg), 15); // Dk = Dv: one pooling pair
+  EXPECT_EQ(compiler.calls, 15);
+  EXPECT_EQ(ctx.prepare(cfg, NSAJIT_PREPARE_FORWARD), 3);
+  EXPECT_EQ(compiler.calls, 15);
+  EXPECT_THROW(ctx.prepare(cfg, 0), nsajit::Error);
+  nsajit::TuneResult r = ctx.tune(cfg, NSAJIT_BRANCH_WINDOW, 1, 256, 2);
+  EXPECT_GT(r.candidates, 1);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_NE(r.database().find("tuning/"), std::string_view::npos);
+  EXPECT_THROW(ctx.tune(cfg, NSAJIT_BRANCH_WINDOW, 1, 0), nsajit::Error);
+}
+
 namespace {
 // A pass where the arch belongs must not compile (it would become arch = pass).
 template <typename P, typename = void>
