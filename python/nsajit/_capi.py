@@ -791,7 +791,8 @@ class Context:
     def prepare(self, config: NsajitConfig, flags: int = 15, batch: int = 1, seq_len: int = 0,
                 progress: Union[bool, Callable[[int, int, str, float], None]] = False) -> int:
         """Compiles (or loads from the caches) and loads every kernel of ``config`` in parallel:
-        ``flags`` 1 forward, 2 backward, 4 the fused top-n, 8 the pooling kernels (15: all).
+        ``flags`` 1 forward, 2 backward, 4 the fused top-n, 8 the mean pooling kernels (15: all
+        of these), 16 the weighted pooling kernels.
         With ``seq_len`` > 0 the forward kernels get the tuned tiles for batch x seq_len.
         ``progress``: True prints a progress line to stderr, or a callable
         ``(done, total, kernel, seconds)``. Returns the number of kernels."""

@@ -930,12 +930,13 @@ def tune(branch: str, *, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv:
 def prepare(*, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128, heads: int = 4, group: int = 16,
             l: int = 32, d: int = 16, l_sel: int = 64, n: int = 16, w: int = 512, num_initial: int = 1,
             num_local: int = 2, scale: Optional[float] = None, seq_len: int = 0, batch: int = 1, device=None,
-            progress=False) -> int:
+            weighted_pool: bool = False, progress=False) -> int:
     """Compiles (or loads from the caches) every kernel :func:`nsa_attention` needs for this
     head configuration, in parallel, so that the first training step does not stop to
     compile: the forward and backward of the three branches, the fused top-n and the mean
     pooling of k and v. With ``seq_len`` the forward kernels get their tuned tiles for
-    batch x seq_len. Returns the number of kernels."""
+    batch x seq_len; ``weighted_pool=True`` adds the weighted pooling kernels (for
+    ``pool='weighted'``). Returns the number of kernels."""
     if dtype not in (torch.bfloat16, torch.float16):
         raise TypeError(f"dtype = {dtype} is not supported; allowed: torch.bfloat16, torch.float16")
     _check_selection(l, d, l_sel, n, num_initial, num_local)
@@ -943,5 +944,6 @@ def prepare(*, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128
                             group=group, cmp_block=l, cmp_stride=d, slc_block=l_sel, slc_count=n, window=w,
                             scale=float(scale) if scale is not None else 0.0, slc_initial=num_initial,
                             slc_local=num_local)
-    return context(device).prepare(cfg, 15, batch=batch, seq_len=seq_len, progress=progress)
+    flags = 15 | (16 if weighted_pool else 0)
+    return context(device).prepare(cfg, flags, batch=batch, seq_len=seq_len, progress=progress)
 

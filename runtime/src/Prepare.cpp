@@ -13,9 +13,10 @@ namespace nsajit::rt {
 
 std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_config *config, unsigned flags,
                                         int batch, int seqLen, Arch arch) {
-  if (flags == 0 || (flags & ~static_cast<unsigned>(NSAJIT_PREPARE_ALL)) != 0)
+  const unsigned known = NSAJIT_PREPARE_ALL | NSAJIT_PREPARE_WEIGHTED_POOL;
+  if (flags == 0 || (flags & ~known) != 0)
     invalidArgument("flags = {:#x} is not a non-empty combination of NSAJIT_PREPARE_FORWARD (1), _BACKWARD (2), "
-                    "_SELECTION (4), _COMPRESSION (8)",
+                    "_SELECTION (4), _COMPRESSION (8), _WEIGHTED_POOL (16)",
                     flags);
   nsajit_config c = readConfig(config);
   std::vector<KernelSpec> specs;
@@ -33,16 +34,19 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
   }
   if (flags & NSAJIT_PREPARE_SELECTION)
     specs.push_back(topNSpec(&c, arch));
-  if (flags & NSAJIT_PREPARE_COMPRESSION)
-    for (int dim : {c.head_dim_qk, c.head_dim_v}) {
-      for (KernelPass p : {KernelPass::Compress, KernelPass::CompressBackward}) {
-        KernelSpec s = poolSpec(&c, dim, /*weighted=*/false, arch, p);
+  // Pooling of k (dim Dk) and v (dim Dv): one set of kernels when Dk = Dv.
+  auto addPooling = [&](bool weighted, std::initializer_list<KernelPass> passes) {
+    for (int dim : {c.head_dim_qk, c.head_dim_v})
+      for (KernelPass p : passes) {
+        KernelSpec s = poolSpec(&c, dim, weighted, arch, p);
         if (std::find(specs.begin(), specs.end(), s) == specs.end())
           specs.push_back(s);
       }
-      if (dim == c.head_dim_v)
-        break;
-    }
+  };
+  if (flags & NSAJIT_PREPARE_COMPRESSION)
+    addPooling(false, {KernelPass::Compress, KernelPass::CompressBackward});
+  if (flags & NSAJIT_PREPARE_WEIGHTED_POOL)
+    addPooling(true, {KernelPass::Compress, KernelPass::CompressBackward, KernelPass::CompressWeightGrad});
   return specs;
 }
 

@@ -387,7 +387,8 @@ NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
  * its slowest kernel, not the sum, and later calls never stop to compile.
  * `flags` picks the kernels: the forward of each branch (with the tuned tile at
  * batch x seq_len if there is one; seq_len 0: default tiles), their backward
- * passes, the fused top-n, the (mean) pooling kernels for Dk and Dv. `progress`
+ * passes, the fused top-n, the mean pooling kernels for Dk and Dv, and (flag
+ * NSAJIT_PREPARE_WEIGHTED_POOL) the learned weighted pooling kernels. `progress`
  * (may be NULL) is called after each kernel, from whichever thread loaded it,
  * one call at a time: done of total, the kernel's spec, its seconds (< 0: it
  * failed). *kernels_out (may be NULL) gets the number of kernels. The first
@@ -397,7 +398,8 @@ typedef enum nsajit_prepare_flags {
   NSAJIT_PREPARE_BACKWARD = 2,
   NSAJIT_PREPARE_SELECTION = 4,
   NSAJIT_PREPARE_COMPRESSION = 8,
-  NSAJIT_PREPARE_ALL = 15
+  NSAJIT_PREPARE_ALL = 15,          /* everything nsa_attention needs with mean pooling */
+  NSAJIT_PREPARE_WEIGHTED_POOL = 16 /* the weighted pooling kernels (pool, pool_bwd, pool_dw) */
 } nsajit_prepare_flags;
 
 typedef void (*nsajit_prepare_progress_fn)(int done, int total, const char *kernel, double seconds, void *user);

@@ -782,6 +782,11 @@ TEST_F(FakeGpu, PrepareLoadsEveryKernelOfAConfiguration) {
   EXPECT_EQ(n, 4);
   EXPECT_EQ(compiler.calls, 17);
 
+  // The weighted pooling kernels, on request: pool, pool_bwd, pool_dw for Dk and for Dv.
+  ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_WEIGHTED_POOL, 0, 0, nullptr, nullptr, &n), NSAJIT_OK)
+      << nsajit_last_error();
+  EXPECT_EQ(n, 6);
+  EXPECT_EQ(compiler.calls, 23);
   EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 0, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
                     "flags");
   EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 64, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
