@@ -723,6 +723,26 @@ def set_log_callback(fn: Optional[Callable[[int, str], None]]) -> None:
     lib._log_callback = cb
 
 
+def _progress_reporter(progress, label: str, shown: Callable[[float], str]):
+    """The C callback behind the progress= argument of Context.prepare / Context.tune:
+    ``progress`` a callable ``(done, total, name, value)``, or True for a progress line on
+    stderr (``shown(value)`` after the name)."""
+
+    def report(done, total, name, value, _user):
+        text = name.decode() if name else ""
+        try:
+            if callable(progress):
+                progress(int(done), int(total), text, float(value))
+            elif progress:
+                bar = "#" * (24 * done // max(1, total))
+                print(f"\r  {label} [{bar:.<24}] {done}/{total} {text[:60]:<40} {shown(value)}",
+                      end="\n" if done == total else "", file=sys.stderr, flush=True)
+        except Exception:  # never let a Python exception cross into C
+            pass
+
+    return report
+
+
 class Context:
     """An nsajit context: one GPU (its primary CUDA context, or the thread's current one
     if it belongs to that device) plus the kernels loaded into it.
@@ -798,19 +818,7 @@ class Context:
         ``(done, total, kernel, seconds)``. Returns the number of kernels."""
         h = self._require()
 
-        def report(done, total, kernel, seconds, _user):
-            name = kernel.decode() if kernel else ""
-            try:
-                if callable(progress):
-                    progress(int(done), int(total), name, float(seconds))
-                elif progress:
-                    bar = "#" * (24 * done // max(1, total))
-                    print(f"\r  preparing [{bar:.<24}] {done}/{total} {name[:60]:<60}", end="\n" if done == total else "",
-                          file=sys.stderr, flush=True)
-            except Exception:  # never let a Python exception cross into C
-                pass
-
-        cb = PREPARE_PROGRESS_FN(report)
+        cb = PREPARE_PROGRESS_FN(_progress_reporter(progress, "preparing", lambda s: ""))
         n = ctypes.c_int()
         self._lib.call("prepare", h, ctypes.byref(config), int(flags), int(batch), int(seq_len), cb, None,
                        ctypes.byref(n))
@@ -826,20 +834,8 @@ class Context:
         ``(done, total, tile, ms)`` (ms < 0: the tile failed). Returns the result as a dict."""
         h = self._require()
 
-        def report(done, total, tile, ms, _user):
-            name = tile.decode() if tile else ""
-            try:
-                if callable(progress):
-                    progress(int(done), int(total), name, float(ms))
-                elif progress:
-                    bar = "#" * (24 * done // max(1, total))
-                    shown = f"{ms:9.4f} ms" if ms >= 0 else "   failed"
-                    print(f"\r  tuning [{bar:.<24}] {done}/{total} {name:<12} {shown}", end="\n" if done == total else "",
-                          file=sys.stderr, flush=True)
-            except Exception:  # never let a Python exception cross into C
-                pass
-
-        cb = TUNE_PROGRESS_FN(report)
+        cb = TUNE_PROGRESS_FN(_progress_reporter(progress, "tuning",
+                                                 lambda ms: f"{ms:9.4f} ms" if ms >= 0 else "   failed"))
         result = TuneResult()
         result.struct_size = ctypes.sizeof(TuneResult)
         self._lib.call("tune", h, ctypes.byref(config), _branch(branch), int(batch), int(seq_len), int(repeats), cb,

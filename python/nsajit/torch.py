@@ -914,13 +914,9 @@ def tune(branch: str, *, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv:
     inputs of batch x seq_len tokens and the fastest is recorded in the per-GPU tuning
     database (in the cache directory), which every later launch with default tiles uses,
     in this process and others. Returns the tuner's result (best and default tile, ms)."""
-    names = {"compressed": _capi.Branch.COMPRESSED, "selected": _capi.Branch.SELECTED,
-             "window": _capi.Branch.WINDOW}
-    if branch not in names:
-        raise ValueError(f"branch = {branch!r} is unknown; allowed: {', '.join(names)}")
+    b = _capi.Branch(_capi._branch(branch))  # ValueError naming the allowed branches
     if dtype not in (torch.bfloat16, torch.float16):
         raise TypeError(f"dtype = {dtype} is not supported; allowed: torch.bfloat16, torch.float16")
-    b = names[branch]
     kw = {_capi.Branch.COMPRESSED: dict(l=l, d=d), _capi.Branch.SELECTED: dict(l_sel=l_sel, n=n),
           _capi.Branch.WINDOW: dict(w=w)}[b]
     cfg = _make_config(b, dtype, dk, dv, heads, group, **kw)

@@ -171,7 +171,7 @@ void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans) {
 }
 
 std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen) {
-  if (!ctx.useTuning || !ctx.tuning)
+  if (!ctx.useTuning || !ctx.tuning || ctx.tuning->empty())
     return std::nullopt;
   return ctx.tuning->lookup(tuningKey(spec), static_cast<std::int64_t>(batch) * seqLen);
 }

@@ -1,6 +1,6 @@
 #include "TuningDb.h"
 
-#include "nsajit/compiler/Compiler.h"
+#include "KernelCache.h"
 
 #include <fmt/format.h>
 
@@ -31,7 +31,7 @@ void makeParents(const std::string &path) {
 std::string tuningKey(const KernelSpec &spec) {
   KernelSpec s = spec;
   s.tile = TileConfig{};
-  return s.str() + " | " + compilerVersion();
+  return s.str() + " | " + compilerVersionString(); // computed once; works without the compiler too
 }
 
 std::string tuningFileStem(const std::string &deviceName, int ccMajor, int ccMinor) {
@@ -52,6 +52,7 @@ TuningDb::TuningDb(std::string path) : path_(std::move(path)) {
   std::stringstream text;
   text << in.rdbuf();
   entries_ = parse(text.str(), &warning_);
+  count_ = entries_.size();
 }
 
 std::vector<TuningEntry> TuningDb::parse(const std::string &text, std::string *warning) {
@@ -147,7 +148,9 @@ bool TuningDb::record(const TuningEntry &entry) {
     }
   if (!replaced)
     entries_.push_back(entry);
-  return saveLocked();
+  const bool saved = saveLocked();
+  count_ = entries_.size();
+  return saved;
 }
 
 bool TuningDb::saveLocked() {

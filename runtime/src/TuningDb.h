@@ -15,6 +15,7 @@
 
 #include "nsajit/compiler/KernelSpec.h"
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,8 @@ public:
   bool record(const TuningEntry &entry);
 
   std::vector<TuningEntry> entries() const;
+  // No entries: launches skip building the lookup key (the common, untuned case).
+  bool empty() const { return count_.load(std::memory_order_relaxed) == 0; }
   const std::string &path() const { return path_; }
   std::string warning() const;
 
@@ -61,6 +64,7 @@ private:
   std::string path_;
   mutable std::mutex mutex_;
   std::vector<TuningEntry> entries_;
+  std::atomic<std::size_t> count_{0}; // entries_.size(), readable without the mutex
   std::string warning_;
 };
 

@@ -269,34 +269,30 @@ int cmdCheck(const Options &o) {
   return failures ? 1 : 0;
 }
 
-// A progress bar on stderr: [#####.....] 12/20 w4 t4 c64 0.123 ms
-void tuneProgress(int done, int total, const char *tile, double ms, void *user) {
-  const char *name = static_cast<const char *>(user);
+// One progress line on stderr, redrawn in place: "  label [#####.....] 12/20 item value".
+void progressLine(const char *label, int done, int total, const std::string &item, const std::string &value) {
   constexpr int kWidth = 24;
-  int filled = total ? done * kWidth / total : kWidth;
-  std::string bar(filled, '#');
+  std::string bar(total ? done * kWidth / total : kWidth, '#');
   bar.resize(kWidth, '.');
-  if (ms >= 0)
-    std::fprintf(stderr, "\r  %-10s [%s] %2d/%-2d %-12s %9.4f ms", name, bar.c_str(), done, total, tile, ms);
-  else
-    std::fprintf(stderr, "\r  %-10s [%s] %2d/%-2d %-12s    failed   ", name, bar.c_str(), done, total, tile);
+  std::fprintf(stderr, "\r  %-10s [%s] %2d/%-2d %-60.60s %s", label, bar.c_str(), done, total, item.c_str(),
+               value.c_str());
   if (done == total)
     std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }
 
+void tuneProgress(int done, int total, const char *tile, double ms, void *user) {
+  char value[32] = "   failed";
+  if (ms >= 0)
+    std::snprintf(value, sizeof value, "%9.4f ms", ms);
+  progressLine(static_cast<const char *>(user), done, total, tile, value);
+}
+
 void prepareProgress(int done, int total, const char *kernel, double seconds, void *) {
-  constexpr int kWidth = 24;
-  std::string bar(total ? done * kWidth / total : kWidth, '#');
-  bar.resize(kWidth, '.');
-  std::string name = kernel;
-  if (name.size() > 60) name = name.substr(0, 57) + "...";
+  char value[32] = "FAILED";
   if (seconds >= 0)
-    std::fprintf(stderr, "\r  [%s] %2d/%-2d %6.2f s  %-60s", bar.c_str(), done, total, seconds, name.c_str());
-  else
-    std::fprintf(stderr, "\r  [%s] %2d/%-2d FAILED   %-60s", bar.c_str(), done, total, name.c_str());
-  if (done == total) std::fprintf(stderr, "\n");
-  std::fflush(stderr);
+    std::snprintf(value, sizeof value, "%6.2f s", seconds);
+  progressLine("preparing", done, total, kernel, value);
 }
 
 int cmdPrepare(const Options &o) {

@@ -131,17 +131,21 @@ TEST(TileCandidates, DefaultFirstAllValidWithinSharedMemory) {
           KernelSpec t = s;
           t.tile = c[i];
           EXPECT_EQ(validate(t), "") << t.str();
-          if (i > 0)
+          if (i > 0) {
             EXPECT_LE(sharedMemoryBytes(t), limit) << t.str();
-          if (branch == Branch::Selected)
+          }
+          if (branch == Branch::Selected) {
             EXPECT_EQ(c[i].tokensPerCta, 1);
-          else if (i > 0)
+          } else if (i > 0) {
             EXPECT_EQ(c[i].tokensPerCta * group, c[i].warps * 16) << "tiles fill their MMA rows";
-          for (std::size_t j = 0; j < i; ++j)
+          }
+          for (std::size_t j = 0; j < i; ++j) {
             EXPECT_FALSE(c[i] == c[j]) << "duplicate tile";
+          }
         }
-        if (branch != Branch::Selected)
+        if (branch != Branch::Selected) {
           EXPECT_GT(c.size(), 4u) << s.str();
+        }
       }
 }
 
@@ -159,7 +163,9 @@ TEST(PickBest, TheDefaultWinsUnlessAnotherIsClearlyFaster) {
   TuneResult r = pickBest(c, times(1.0, 0.99, 1.5), [&](int done, int total, const TileConfig &, double ms) {
     ++calls;
     EXPECT_EQ(total, 4);
-    if (done == 4) EXPECT_LT(ms, 0); // the failing tile
+    if (done == 4) {
+      EXPECT_LT(ms, 0); // the failing tile
+    }
   });
   EXPECT_EQ(calls, 4);
   EXPECT_EQ(r.best, c[0]) << "1% is noise";
