@@ -2,6 +2,7 @@
 
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
+#include "SelectedBlockUnion.h"
 #include "WarpMma.h"
 
 #include "nsajit/compiler/KernelAbi.h"
@@ -53,31 +54,44 @@ public:
 
 private:
   void stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src, const RowOffsetFn &rowOffset,
-                 bool wait = true);
-  SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart);
+                 bool wait = true, bool commit = true);
+  // Starts the copies of the K and V rows keyStart .. keyStart + C - 1 into
+  // buffer `buf` (nothing when !active) as one cp.async group.
+  void stageChunk(Value buf, Value keyStart, Value active);
+  // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
+  // log2 of each row's multiplicity of the chunk's block, added to its scores.
+  SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
+  // Union schedule: the row biases of chunk c, and whether any row of the warp
+  // takes part in it.
+  std::pair<std::array<Value, 2>, Value> unionRowBias(Value c);
   void storeOutputs(const SoftmaxState &s);
+  Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
+  Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); }
+  bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
 
   std::string name;
   IRBuilderHelpers h;
   WarpMma mma;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
-  int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, vBase = 0; // shared layout, in elements
+  // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
+  // chunk's copies fly while the current one is computed), then the union.
+  int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   Params p;
   ThreadIds ids;
   Value group, tig, batch, kvHead, t0, smem;
   Value tok[2], head[2], rowValid[2], rowInWarp[2];
   std::unique_ptr<BranchKeys> keys;
+  std::unique_ptr<SelectedBlockUnion> blockUnion;
 };
 
 void ForwardKernelBuilder::stageRows(Value smemElemBase, int pitch, int rows, int dim, Value src,
-                                     const RowOffsetFn &rowOffset, bool wait) {
-  tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset, wait);
+                                     const RowOffsetFn &rowOffset, bool wait, bool commit) {
+  tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset, wait, commit);
 }
 
-SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart) {
-  // Stage K and V rows keyStart .. keyStart + C - 1 (zeros outside [0, kvLen)).
-  h.barrier();
+void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
+  // Zeros outside [0, kvLen).
   auto keyRow = [&](Value strides[3]) {
     return [&, strides](Value row) -> std::pair<Value, Value> {
       Value key = h.add(keyStart, row);
@@ -87,10 +101,34 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
       return {off, valid};
     };
   };
-  // K and V copies in flight together; one wait for both.
-  stageRows(h.c32(kBase), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false);
-  stageRows(h.c32(vBase), vPitch, C, Dv, p.v, keyRow(p.vs));
-  h.barrier();
+  scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
+    stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
+    stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
+    scf::YieldOp::create(h.b, h.loc);
+  });
+  commitStaged(h);
+}
+
+std::pair<std::array<Value, 2>, Value> ForwardKernelBuilder::unionRowBias(Value c) {
+  Value u = h.divs(c, h.c32(spec.slcBlock / C));
+  std::array<Value, 2> bias;
+  Value takesPart = h.cbool(false);
+  for (int r = 0; r < 2; ++r) {
+    Value inTile = h.lt(rowInWarp[r], h.c32(TQ * G));
+    Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(G)), h.c32(0));
+    Value m = h.select(inTile, blockUnion->multiplicity(u, tokenInCta), h.c32(0));
+    Value mf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), m);
+    bias[r] = h.select(h.eq(m, h.c32(0)), h.cf(-std::numeric_limits<float>::infinity()),
+                       h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
+    takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
+  }
+  Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
+                                       NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
+  return {bias, any};
+}
+
+SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
+  Value kB = kBaseOf(buf), vB = vBaseOf(buf);
 
   // S = Q K^T for this warp's 16 rows and the C keys. Fragments by ldmatrix.x4:
   // lane l addresses row l % 8 of matrix m = l / 8.
@@ -105,7 +143,7 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
                                          h.mul(matHi, h.c32(8))));
   // K (B operand, [key][dim]): matrices (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15:
   // two n-tiles per load.
-  Value kRow = h.add(h.c32(kBase), h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
+  Value kRow = h.add(kB, h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
                                          h.mul(matLo, h.c32(8))));
   for (int kk = 0; kk < Dk / 16; ++kk) {
     Frag4 a = mma.loadMatrices(smem, h.add(qRow, h.c32(16 * kk)), /*trans=*/false);
@@ -127,7 +165,10 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
       Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
       Value inRange = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
       Value ok = h.band(inRange, keys->visible(tok[r], key));
-      s[n][e] = h.select(ok, h.fmul(s[n][e], h.cf(scaleLog2)), negInf);
+      Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
+      if (bias)
+        scaled = h.fadd(scaled, bias[r]);
+      s[n][e] = h.select(ok, scaled, negInf);
       rowMax[r] = h.fmax(rowMax[r], s[n][e]);
     }
 
@@ -158,7 +199,7 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   // O += P V: the C fragments of two adjacent S tiles form one A fragment. V (B
   // operand, [key][dim]) by ldmatrix.x4.trans: matrices (keys 0-7 | 8-15) of dims
   // 0-7, then of dims 8-15: two n-tiles per load.
-  Value vRow = h.add(h.c32(vBase), h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
+  Value vRow = h.add(vB, h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
                                          h.mul(matHi, h.c32(8))));
   for (int kk = 0; kk < C / 16; ++kk) {
     Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
@@ -213,7 +254,7 @@ LogicalResult ForwardKernelBuilder::build() {
   declareSharedMemory(h, gpuModule);
 
   qPitch = Dk + 8, kPitch = Dk + 8, vPitch = Dv + 8;
-  qBase = 0, kBase = W * 16 * qPitch, vBase = kBase + C * kPitch;
+  qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (kPitch + vPitch);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
@@ -264,22 +305,70 @@ LogicalResult ForwardKernelBuilder::build() {
   init.o.assign(Dv / 8, Frag4{zero, zero, zero, zero});
   const int oTiles = Dv / 8;
 
-  auto loop = scf::ForOp::create(
-      b, h.loc, h.c32(0), keys->numChunks(), h.c32(1), init.flatten(),
-      [&](OpBuilder &, Location, Value c, ValueRange iter) {
-        SoftmaxState cur = SoftmaxState::unflatten(iter, oTiles);
-        auto [keyStart, active] = keys->chunkStart(c);
-        SmallVector<Type> types(iter.getTypes());
-        auto ifOp = scf::IfOp::create(
-            h.b, h.loc, active,
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart).flatten());
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
-        scf::YieldOp::create(h.b, h.loc, ifOp.getResults());
-      });
+  // The chunks the CTA walks: the branch's key range, or with the union
+  // schedule the chunks of the distinct blocks its tokens selected.
+  const int chunksPerBlock = spec.slcBlock / C;
+  if (unionSchedule()) {
+    int unionBase = 2 * (kBase + 2 * bufElems);
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
+    blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
+                      p.seqLen, p.kvLen);
+  }
+  Value numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
+  // First key of chunk c and whether it holds keys (false past the last chunk).
+  auto chunkAt = [&](Value c) -> std::pair<Value, Value> {
+    Value inRange = h.lt(c, numChunks);
+    Value cSafe = h.select(inRange, c, h.c32(0)); // never read an index past the lists
+    if (unionSchedule()) {
+      Value blk = blockUnion->block(h.divs(cSafe, h.c32(chunksPerBlock)));
+      Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(h.rems(cSafe, h.c32(chunksPerBlock)), h.c32(C)));
+      return {h.select(inRange, start, h.c32(0)), inRange};
+    }
+    auto [start, active] = keys->chunkStart(cSafe);
+    return {start, h.band(inRange, active)};
+  };
 
-  storeOutputs(SoftmaxState::unflatten(loop.getResults(), oTiles));
+  // Software pipeline over two buffers: chunk c + 1 is copied while chunk c is
+  // computed; one cp.async group per chunk (empty when it is skipped).
+  auto [start0, active0] = chunkAt(h.c32(0));
+  stageChunk(h.c32(0), start0, active0);
+  SmallVector<Value> loopInit = init.flatten();
+  loopInit.push_back(start0);
+  loopInit.push_back(active0);
+  const int stateSize = static_cast<int>(init.flatten().size());
+  auto loop = scf::ForOp::create(
+      b, h.loc, h.c32(0), numChunks, h.c32(1), loopInit, [&](OpBuilder &, Location, Value c, ValueRange iter) {
+        ValueRange stateIn = iter.take_front(stateSize);
+        Value keyStart = iter[stateSize], active = iter[stateSize + 1];
+        Value buf = h.rems(c, h.c32(2));
+        auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
+        stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
+        waitStaged(h, /*pending=*/1);
+        h.barrier();
+        Value compute = active;
+        std::array<Value, 2> bias;
+        if (unionSchedule()) {
+          auto [rowBias, takesPart] = unionRowBias(c);
+          bias = rowBias;
+          compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
+        }
+        SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
+        auto step = scf::IfOp::create(
+            h.b, h.loc, compute,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(h.b, h.loc,
+                                   chunkStep(cur, keyStart, buf, unionSchedule() ? bias.data() : nullptr).flatten());
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, stateIn); });
+        h.barrier(); // the buffer is overwritten by the next iteration's copies
+        SmallVector<Value> next(step.getResults());
+        next.push_back(nextStart);
+        next.push_back(nextActive);
+        scf::YieldOp::create(h.b, h.loc, next);
+      });
+  waitStaged(h); // the copy issued past the last chunk is empty; leave nothing in flight
+
+  storeOutputs(SoftmaxState::unflatten(loop.getResults().take_front(stateSize), oTiles));
   gpu::ReturnOp::create(b, h.loc);
   return success();
 }

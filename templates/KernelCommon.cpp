@@ -41,7 +41,7 @@ Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {
 }
 
 void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase, int pitch,
-               int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait) {
+               int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
   int vecsPerRow = dim / 8;
   auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
   scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(rows * vecsPerRow), h.c32(threads), ValueRange{},
@@ -56,12 +56,17 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value sme
                                                h.b.getI32IntegerAttr(16), cacheGlobal, bytes);
                        scf::YieldOp::create(h.b, h.loc);
                      });
-  NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc);
+  if (commit)
+    commitStaged(h);
   if (wait)
     waitStaged(h);
 }
 
-void waitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncWaitGroupOp::create(h.b, h.loc, h.b.getI32IntegerAttr(0)); }
+void commitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc); }
+
+void waitStaged(IRBuilderHelpers &h, int pending) {
+  NVVM::CpAsyncWaitGroupOp::create(h.b, h.loc, h.b.getI32IntegerAttr(pending));
+}
 
 Value BranchKeys::numChunks() {
   int C = spec.tile.kvChunk;

@@ -43,10 +43,16 @@ using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Valu
 // elements. `wait`: the thread waits for all its copies before returning (the
 // caller's barrier then makes the whole tile visible); pass false to overlap
 // this staging with the next one and call waitStaged() before the barrier.
+// `commit`: close the thread's cp.async group (false: the caller commits, to
+// put several stagings, or none, into one group of a pipeline).
 void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, mlir::Value smemElemBase,
-               int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset, bool wait = true);
-// Waits for all of this thread's staging copies (cp.async.wait_group 0).
-void waitStaged(IRBuilderHelpers &h);
+               int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset, bool wait = true,
+               bool commit = true);
+// Closes the thread's current cp.async group (possibly empty).
+void commitStaged(IRBuilderHelpers &h);
+// Waits until at most `pending` of this thread's most recent staging groups are
+// still in flight (cp.async.wait_group).
+void waitStaged(IRBuilderHelpers &h, int pending = 0);
 
 // Which keys chunk c of a query-centric kernel covers and which keys a query
 // token may see: the only thing that differs between the branches.

@@ -167,8 +167,12 @@ std::string validate(const KernelSpec &s) {
   if (t.warps != 0 && t.tokensPerCta != 0 && t.tokensPerCta * s.group > t.warps * 16)
     return fmt::format("tile holds {} query rows (warps x 16) but tokens x G = {}", t.warps * 16,
                        t.tokensPerCta * s.group);
-  if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess && t.tokensPerCta > 1)
-    return fmt::format("tile tokens = {}: the selected branch takes one query token per CTA", t.tokensPerCta);
+  if (s.branch == Branch::Selected && s.pass == KernelPass::BackwardDQ && t.tokensPerCta > 1)
+    return fmt::format("tile tokens = {}: the selected branch's dQ kernel takes one query token per CTA",
+                       t.tokensPerCta);
+  if (s.branch == Branch::Selected && s.pass == KernelPass::Forward && t.tokensPerCta > kMaxUnionTokens)
+    return fmt::format("tile tokens = {}: the selected forward's union schedule takes 1..{} tokens per CTA",
+                       t.tokensPerCta, kMaxUnionTokens);
   return {};
 }
 
@@ -200,7 +204,8 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     return t;
   }
   if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
-    if (!t.warps) t.warps = std::max(1, s.group / 16);
+    // One token's G heads per CTA; or, for the union schedule, the rows of its tokens.
+    if (!t.warps) t.warps = std::max(1, (std::max(1, t.tokensPerCta) * s.group + 15) / 16);
     if (!t.tokensPerCta) t.tokensPerCta = 1;
     if (!t.kvChunk) t.kvChunk = std::min(s.slcBlock, chunkCap);
   } else {
@@ -228,9 +233,16 @@ TopNWindow topNWindow(const KernelSpec &s) {
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
 
+int selectedUnionSharedBytes(int tokens, int n) {
+  auto roundUp16 = [](int bytes) { return (bytes + 15) / 16 * 16; };
+  const int entries = tokens * n;
+  return 3 * roundUp16(4 * entries) + roundUp16(entries * tokens) + 16;
+}
+
 // Shared memory, rows padded by 8 elements (16 bytes) so the fragment loads of
 // a warp hit 32 distinct banks:
-//   forward:    Q rows, one K chunk, one V chunk;
+//   forward:    Q rows, two K/V chunk buffers (a two-stage pipeline); the
+//               selected branch's union schedule adds its block lists;
 //   bwd dq:     Q rows, dO rows, one K chunk, one V chunk;
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
@@ -239,8 +251,12 @@ int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
   const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
   switch (s.pass) {
-  case KernelPass::Forward:
-    return t.warps * 16 * kRow + t.kvChunk * (kRow + vRow);
+  case KernelPass::Forward: {
+    int bytes = t.warps * 16 * kRow + 2 * t.kvChunk * (kRow + vRow);
+    if (s.branch == Branch::Selected && t.tokensPerCta > 1)
+      bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
+    return bytes;
+  }
   case KernelPass::BackwardDQ:
     return t.warps * 16 * (kRow + vRow) + t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {

@@ -19,10 +19,13 @@ std::string Case::label() const {
   if (branch == Br::Cmp) std::snprintf(buf + n0, sizeof buf - n0, " l=%d d=%d", l, d);
   if (branch == Br::Slc)
     std::snprintf(buf + n0, sizeof buf - n0, " l'=%d n=%d%s", lsel, n,
-                  indices == IndexMode::Hostile ? " hostile-indices" : "");
+                  indices == IndexMode::Hostile ? " hostile-indices"
+                  : indices == IndexMode::Local ? " local-indices"
+                                                : "");
   if (branch == Br::Swa) std::snprintf(buf + n0, sizeof buf - n0, " w=%d", w);
   std::string s = buf;
   if (padded) s += " strided";
+  if (tileTokens) s += " tile-tokens=" + std::to_string(tileTokens);
   return s;
 }
 
@@ -76,6 +79,17 @@ std::vector<std::int32_t> makeIndices(const Case &c, std::mt19937 &rng) {
       for (int h = 0; h < c.h; ++h) {
         std::int32_t *row = &idx[((std::size_t(b) * c.t + t) * c.h + h) * c.n];
         int visible = t / c.lsel + 1;
+        if (c.indices == IndexMode::Local) {
+          // Block 0, the query's block and the one before, then blocks drawn from
+          // the 16 before it (repeats allowed: a repeated block counts twice).
+          int own = t / c.lsel;
+          row[0] = 0, row[1] = own;
+          if (c.n > 2) row[2] = std::max(0, own - 1);
+          for (int i = 3; i < c.n; ++i) row[i] = std::max(0, own - 1 - int(rng() % 16));
+          if (rng() % 5 == 0) row[c.n - 1] = -1;
+          std::shuffle(row, row + c.n, rng);
+          continue;
+        }
         std::vector<int> blocks(visible);
         for (int j = 0; j < visible; ++j) blocks[j] = j;
         std::shuffle(blocks.begin(), blocks.end(), rng);
@@ -130,6 +144,7 @@ nsajit_config configFor(const Case &c) {
   cfg.dtype = c.fp16 ? NSAJIT_DTYPE_FP16 : NSAJIT_DTYPE_BF16;
   cfg.head_dim_qk = c.dk, cfg.head_dim_v = c.dv, cfg.num_kv_heads = c.h, cfg.group = c.g;
   cfg.cmp_block = c.l, cfg.cmp_stride = c.d, cfg.slc_block = c.lsel, cfg.slc_count = c.n, cfg.window = c.w;
+  cfg.tile_tokens = c.tileTokens;
   return cfg;
 }
 

@@ -15,7 +15,10 @@
 namespace nsajit::check {
 
 enum class Br { Cmp, Slc, Swa };
-enum class IndexMode { Valid, Hostile };
+// Valid: random visible blocks; Hostile: plus negative, future and huge ones;
+// Local: the NSA pattern (block 0, the local blocks, the rest from the 16
+// blocks before), neighbours sharing most blocks, some blocks listed twice.
+enum class IndexMode { Valid, Hostile, Local };
 
 struct Case {
   Br branch;
@@ -25,6 +28,7 @@ struct Case {
   bool padded = false;
   IndexMode indices = IndexMode::Valid;
   std::uint32_t seed = 0;
+  int tileTokens = 0; // tile override (0: default); selected branch > 1: the union schedule
 
   int hq() const { return h * g; }
   int kvLen() const;

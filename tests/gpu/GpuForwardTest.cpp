@@ -2,7 +2,8 @@
 // over the configuration matrix of the spine issue: Dk/Dv in {64..256} with
 // Dv <= Dk, G in {1..32}, l' in {16..128}, bf16 and fp16, B = 2, T below a
 // block and T not a multiple of any block, strided (padded) tensors, queries
-// that see no complete compressed block, hostile selection indices.
+// that see no complete compressed block, hostile selection indices, the
+// selected branch's union schedule (several tokens per CTA) on local indices.
 // Without a GPU every test prints "no CUDA device" and is skipped.
 //
 // NSAJIT_GPU_TEST_JSON=<file> writes one JSON record per case;
@@ -71,6 +72,18 @@ std::vector<Case> matrix() {
             c.indices = (seed % 7 == 0) ? IndexMode::Hostile : IndexMode::Valid;
             cases.push_back(c);
           }
+        }
+        // Selected, union schedule: several tokens per CTA (a partial last CTA),
+        // local indices with repeats, random and hostile ones.
+        c = base;
+        c.branch = Br::Slc, c.lsel = variant % 2 ? 32 : 64, c.n = 6;
+        const int unionTokens[] = {2, 4, 8, 16};
+        c.tileTokens = std::min(unionTokens[variant % 4], std::max(2, 128 / g));
+        const IndexMode modes[] = {IndexMode::Local, IndexMode::Valid, IndexMode::Hostile};
+        for (int t : {7 * c.lsel + 5, 3 * c.lsel - 1}) {
+          c.t = t, c.seed = seed++, c.padded = (variant % 4 == 3);
+          c.indices = modes[(variant + t) % 3];
+          cases.push_back(c);
         }
       }
   return cases;

@@ -69,6 +69,12 @@ int main(int argc, char **argv) {
       KernelSpec withPass = s;
       withPass.pass = pass;
       specs.push_back(withPass);
+      if (pass == KernelPass::Forward && s.branch == Branch::Selected) {
+        // The union schedule: several tokens per CTA (up to 8 warps of rows).
+        withPass.tile.tokensPerCta = std::min(kMaxUnionTokens, std::max(2, 128 / s.group));
+        specs.push_back(withPass);
+        withPass.tile = {};
+      }
       if (pass == KernelPass::Forward && s.branch == Branch::Compressed) {
         withPass.pass = KernelPass::TopN;
         specs.push_back(withPass);

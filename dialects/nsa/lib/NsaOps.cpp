@@ -160,9 +160,11 @@ std::string mlir::nsa::checkTile(const AttentionShape &shape, Attribute gather,
            " exceeds warps * 16 = " + std::to_string(warps * 16) +
            "; allowed: tokens * G <= warps * 16";
   if (auto sel = dyn_cast_or_null<SelectedGatherAttr>(gather)) {
-    if (tokens != 1)
+    // tokens > 1: the CTA walks the union of its tokens' blocks.
+    if (tokens > kMaxSelectedTileTokens)
       return "tile tokens = " + std::to_string(tokens) +
-             " is not supported for selected attention; allowed: 1";
+             " is out of range for selected attention; allowed: 1.." +
+             std::to_string(kMaxSelectedTileTokens);
     if (sel.getBlock() % chunk != 0)
       return "gather block l' = " + std::to_string(sel.getBlock()) +
              " is not a multiple of tile kv_chunk = " + std::to_string(chunk) +

@@ -118,7 +118,9 @@ typedef struct nsajit_config {
   /* Tile overrides of the forward kernels (0 = nsajit's default for the branch
    * and GPU). The backward kernels always use nsajit's default tiles. */
   int32_t tile_warps;    /* warps per CTA, 1..8 */
-  int32_t tile_tokens;   /* query tokens per CTA (selected branch: 1) */
+  int32_t tile_tokens;   /* query tokens per CTA; selected branch: 1 = each token walks
+                            its own blocks, 2..16 = the CTA walks the union of its
+                            tokens' blocks once (pays when neighbours share blocks) */
   int32_t tile_kv_chunk; /* keys per inner-loop step: 16, 32, 64, 128 */
   /* Top-n selection (nsajit_select_topn): forced blocks, counted in slc_count. */
   int32_t slc_initial;   /* initial blocks 0 .. slc_initial-1 always selected (default 1) */

@@ -9,8 +9,8 @@ func.func @f(%q: tensor<?x?x64x192xbf16>, %k: tensor<?x?x4x192xbf16>, %v: tensor
   // expected-remark @below {{HQ=64 H=4 G=16 Dk=192 Dv=128 elt=bf16 gather=#nsa.compressed<block = 32, stride = 16> scale=0.125000 tile=no rebuilt=ok tile4x4x64=ok}}
   %o0, %l0 = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>, scale = 0.125 : f32}
       : (tensor<?x?x64x192xbf16>, tensor<?x?x4x192xbf16>, tensor<?x?x4x128xbf16>) -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>)
-  // scale absent: 1/sqrt(192) = 0.072169; a 4-token tile is refused for selected.
-  // expected-remark @below {{HQ=64 H=4 G=16 Dk=192 Dv=128 elt=bf16 gather=#nsa.selected<block = 64, count = 16> scale=0.072169 tile=yes rebuilt=ok tile4x4x64=tile tokens = 4 is not supported for selected attention; allowed: 1}}
+  // scale absent: 1/sqrt(192) = 0.072169; a 4-token tile is the union schedule.
+  // expected-remark @below {{HQ=64 H=4 G=16 Dk=192 Dv=128 elt=bf16 gather=#nsa.selected<block = 64, count = 16> scale=0.072169 tile=yes rebuilt=ok tile4x4x64=ok}}
   %o1, %l1 = nsa.selected_attention %q, %k, %v, %idx {gather = #nsa.selected<block = 64, count = 16>, tile = #nsa.tile<warps = 4, tokens = 1, kv_chunk = 64>}
       : (tensor<?x?x64x192xbf16>, tensor<?x?x4x192xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x16xi32>) -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>)
   // The inferring builder gives static o [1, 7, 8, 64]; this op declares [?, ?, 8, 64].

@@ -562,11 +562,11 @@ func.func @f(%q: tensor<?x?x64x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor
 
 // -----
 
-// selected: tile tokens == 1
-func.func @f(%q: tensor<?x?x64x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor<?x?x4x128xbf16>, %idx: tensor<?x?x4x16xi32>) {
-  // expected-error @+1 {{tile tokens = 2 is not supported for selected attention; allowed: 1}}
-  %o, %lse = nsa.selected_attention %q, %k, %v, %idx {gather = #nsa.selected<block = 64, count = 16>, tile = #nsa.tile<warps = 4, tokens = 2, kv_chunk = 64>}
-      : (tensor<?x?x64x128xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x16xi32>) -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>)
+// selected: tile tokens <= 16 (the union schedule)
+func.func @f(%q: tensor<?x?x4x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor<?x?x4x128xbf16>, %idx: tensor<?x?x4x16xi32>) {
+  // expected-error @+1 {{tile tokens = 32 is out of range for selected attention; allowed: 1..16}}
+  %o, %lse = nsa.selected_attention %q, %k, %v, %idx {gather = #nsa.selected<block = 64, count = 16>, tile = #nsa.tile<warps = 4, tokens = 32, kv_chunk = 64>}
+      : (tensor<?x?x4x128xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x128xbf16>, tensor<?x?x4x16xi32>) -> (tensor<?x?x4x128xbf16>, tensor<?x?x4xf32>)
   return
 }
 

@@ -44,8 +44,9 @@ std::optional<Arch> parseArch(const std::string &s);
 struct TileConfig {
   int warps = 0;          // warps per CTA; each warp owns 16 rows: query rows (query heads x
                           // tokens), or for BackwardDKDV 16 keys
-  int tokensPerCta = 0;   // query tokens a CTA handles (selected branch: 1); BackwardDKDV:
-                          // query tokens staged per inner-loop step
+  int tokensPerCta = 0;   // query tokens a CTA handles; selected forward: > 1 takes the union
+                          // schedule (the CTA walks the distinct blocks its tokens selected),
+                          // selected dQ: 1; BackwardDKDV: query tokens staged per inner-loop step
   int kvChunk = 0;        // keys staged in shared memory per inner-loop step; BackwardDKDV:
                           // keys a CTA owns (= warps x 16)
   bool operator==(const TileConfig &o) const = default;
@@ -90,6 +91,11 @@ KernelSpec withDefaultTiles(KernelSpec spec);
 int threadsPerCta(const KernelSpec &spec);
 int sharedMemoryBytes(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
+
+// The selected forward's union schedule: at most this many tokens per CTA (its
+// per-CTA block lists grow as tokens^2 x n), and the shared bytes of those lists.
+inline constexpr int kMaxUnionTokens = 16;
+int selectedUnionSharedBytes(int tokens, int n);
 
 // The top-n kernel scores selection blocks a window at a time. With
 // a = l'/d and b = l/d, block j sums compressed tokens a*j - s for

@@ -83,5 +83,8 @@ inline constexpr int64_t kMaxCompressedBlock = 4096;
 inline constexpr int64_t kMaxSelectedCount = 1024;
 inline constexpr int64_t kMaxWindowSize = 16777216;
 inline constexpr int64_t kMaxTileWarps = 8;
+// Selected attention with tokens > 1 walks the union of the tokens' blocks;
+// its per-CTA block lists grow as tokens^2 x n.
+inline constexpr int64_t kMaxSelectedTileTokens = 16;
 
 } // namespace mlir::nsa

@@ -1,0 +1,131 @@
+#include "SelectedBlockUnion.h"
+
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+namespace {
+int roundUp16(int bytes) { return (bytes + 15) / 16 * 16; }
+} // namespace
+
+// Scratch layout: raw[N] (the tokens' lists, invalid entries -1), first[N] (1 where
+// the entry is the first occurrence of its block in the CTA), list[N] (distinct
+// blocks, ascending), mult[N][tokens] (bytes), count.
+int SelectedBlockUnion::sharedBytes(int tokens, int n) { return selectedUnionSharedBytes(tokens, n); }
+
+SelectedBlockUnion::SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem,
+                                       int byteBase, const KernelSpec &spec, int tokens)
+    : h(h), ids(ids), threads(threads), smem(smem), base(byteBase), T(tokens), n(spec.slcCount), N(tokens * n),
+      blockSize(spec.slcBlock) {
+  rawOff = 0;
+  firstOff = rawOff + roundUp16(4 * N);
+  listOff = firstOff + roundUp16(4 * N);
+  multOff = listOff + roundUp16(4 * N);
+  countOff = multOff + roundUp16(N * T);
+}
+
+Value SelectedBlockUnion::at(int region, Value i) {
+  return h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + region)), h.i32(), i);
+}
+
+void SelectedBlockUnion::forItems(int count, const std::function<void(Value)> &body) {
+  scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(count), h.c32(threads), ValueRange{},
+                     [&](OpBuilder &, Location, Value i, ValueRange) {
+                       body(i);
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+}
+
+Value SelectedBlockUnion::countIf(Value lo, Value hi, const std::function<Value(Value, Value)> &pred) {
+  auto loop = scf::ForOp::create(h.b, h.loc, lo, hi, h.c32(1), ValueRange{h.c32(0)},
+                                 [&](OpBuilder &, Location, Value j, ValueRange acc) {
+                                   Value hit = pred(j, ld(rawOff, j));
+                                   scf::YieldOp::create(h.b, h.loc, h.add(acc[0], h.zext32(hit)));
+                                 });
+  return loop.getResult(0);
+}
+
+void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kvHead, Value t0, Value seqLen,
+                               Value kvLen) {
+  // 1. The raw lists, with entries that contribute nothing replaced by -1; the
+  // multiplicity table and the count start at zero.
+  forItems(N, [&](Value i) {
+    Value t = h.add(t0, h.divs(i, h.c32(n)));
+    Value tokOk = h.lt(t, seqLen);
+    Value tSafe = h.select(tokOk, t, t0);
+    Value off = h.add(h.add(h.mul(h.ext64(batch), idx.strides[0]), h.mul(h.ext64(tSafe), idx.strides[1])),
+                      h.add(h.mul(h.ext64(kvHead), idx.strides[2]), h.ext64(h.rems(i, h.c32(n)))));
+    Value j = h.load(h.i32(), h.gep(idx.ptr, h.i32(), off), 4);
+    // Compared as block numbers: j * l' may overflow for a hostile j.
+    Value lastBlock = h.divs(h.sub(h.mins(kvLen, h.add(t, h.c32(1))), h.c32(1)), h.c32(blockSize));
+    Value ok = h.band(tokOk, h.band(h.ge(j, h.c32(0)), h.le(j, lastBlock)));
+    st(rawOff, i, h.select(ok, j, h.c32(-1)));
+  });
+  forItems(roundUp16(N * T) / 4, [&](Value i) { st(multOff, i, h.c32(0)); });
+  scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+    st(countOff, h.c32(0), h.c32(0));
+    scf::YieldOp::create(h.b, h.loc);
+  });
+  h.barrier();
+
+  // 2. First occurrences in the whole CTA.
+  forItems(N, [&](Value i) {
+    Value v = ld(rawOff, i);
+    Value earlier = countIf(h.c32(0), i, [&](Value, Value r) { return h.eq(r, v); });
+    st(firstOff, i, h.zext32(h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)))));
+  });
+  h.barrier();
+
+  // 3. The rank of each valid entry's block among the distinct blocks; the first
+  // occurrence writes the list (and the largest block the count), the first
+  // occurrence inside a token's own list writes that token's multiplicity.
+  forItems(N, [&](Value i) {
+    Value v = ld(rawOff, i);
+    scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
+      // Distinct blocks below and above v, in one pass.
+      auto ranks = scf::ForOp::create(
+          h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{h.c32(0), h.c32(0)},
+          [&](OpBuilder &, Location, Value j, ValueRange acc) {
+            Value first = h.ne(ld(firstOff, j), h.c32(0)), r = ld(rawOff, j);
+            scf::YieldOp::create(h.b, h.loc,
+                                 ValueRange{h.add(acc[0], h.zext32(h.band(first, h.lt(r, v)))),
+                                            h.add(acc[1], h.zext32(h.band(first, h.gt(r, v))))});
+          });
+      Value below = ranks.getResult(0), above = ranks.getResult(1);
+      Value isFirst = h.ne(ld(firstOff, i), h.c32(0));
+      scf::IfOp::create(h.b, h.loc, isFirst, [&](OpBuilder &, Location) {
+        st(listOff, below, v);
+        scf::IfOp::create(h.b, h.loc, h.eq(above, h.c32(0)), [&](OpBuilder &, Location) {
+          st(countOff, h.c32(0), h.add(below, h.c32(1)));
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        scf::YieldOp::create(h.b, h.loc);
+      });
+      Value tokenInCta = h.divs(i, h.c32(n));
+      Value listStart = h.mul(tokenInCta, h.c32(n));
+      Value earlierInList = countIf(listStart, i, [&](Value, Value r) { return h.eq(r, v); });
+      scf::IfOp::create(h.b, h.loc, h.eq(earlierInList, h.c32(0)), [&](OpBuilder &, Location) {
+        Value times = countIf(i, h.add(listStart, h.c32(n)), [&](Value, Value r) { return h.eq(r, v); });
+        Value cell = h.add(h.mul(below, h.c32(T)), tokenInCta);
+        Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + multOff)), h.b.getI8Type(), cell);
+        h.store(arith::TruncIOp::create(h.b, h.loc, h.b.getI8Type(), times), p, 1);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  });
+  h.barrier();
+}
+
+Value SelectedBlockUnion::count() { return ld(countOff, h.c32(0)); }
+
+Value SelectedBlockUnion::block(Value u) { return ld(listOff, u); }
+
+Value SelectedBlockUnion::multiplicity(Value u, Value tokenInCta) {
+  Value cell = h.add(h.mul(u, h.c32(T)), tokenInCta);
+  Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + multOff)), h.b.getI8Type(), cell);
+  return h.zext32(h.load(h.b.getI8Type(), p, 1));
+}
+
+} // namespace nsajit::tpl

@@ -1,0 +1,51 @@
+// The locality-aware schedule of the selected branch: a CTA of neighbouring
+// query tokens walks the union of their selected blocks, each distinct block
+// staged once, instead of every token streaming its own n blocks. Neighbouring
+// tokens share the initial and local blocks and, in trained models, most of the
+// rest, so the union is far smaller than tokens x n.
+#pragma once
+
+#include "IRBuilderHelpers.h"
+#include "KernelCommon.h"
+
+#include "nsajit/compiler/KernelSpec.h"
+
+namespace nsajit::tpl {
+
+class SelectedBlockUnion {
+public:
+  // Shared bytes the union needs for `tokens` tokens of n indices each.
+  static int sharedBytes(int tokens, int n);
+
+  // `byteBase`: where the union's shared scratch starts (16-byte aligned).
+  SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, int byteBase,
+                     const KernelSpec &spec, int tokens);
+
+  // Reads the index lists of tokens t0 .. t0 + tokens - 1 and builds, in shared
+  // memory, the ascending distinct valid blocks and every token's multiplicity
+  // of each. An entry counts when 0 <= j, j * l' < kvLen and j * l' <= t (the
+  // reference's rule; a token sees at least key 0 of its own block). All threads must call it; it ends with a barrier.
+  void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
+             mlir::Value seqLen, mlir::Value kvLen);
+
+  mlir::Value count();                                   // distinct blocks (uniform across the CTA)
+  mlir::Value block(mlir::Value u);                      // the u-th smallest, 0 <= u < count()
+  mlir::Value multiplicity(mlir::Value u, mlir::Value tokenInCta); // how often that token lists it
+
+private:
+  mlir::Value at(int region, mlir::Value i); // i32 pointer into a scratch region
+  mlir::Value ld(int region, mlir::Value i) { return h.load(h.i32(), at(region, i), 4); }
+  void st(int region, mlir::Value i, mlir::Value v) { h.store(v, at(region, i), 4); }
+  void forItems(int count, const std::function<void(mlir::Value)> &body);
+  // count of j in [lo, hi) with pred(j, raw[j]); an scf.for carrying the count.
+  mlir::Value countIf(mlir::Value lo, mlir::Value hi, const std::function<mlir::Value(mlir::Value, mlir::Value)> &pred);
+
+  IRBuilderHelpers &h;
+  const ThreadIds &ids;
+  const int threads;
+  mlir::Value smem;
+  const int base, T, n, N, blockSize;
+  int rawOff, firstOff, listOff, multOff, countOff; // byte offsets from base
+};
+
+} // namespace nsajit::tpl
