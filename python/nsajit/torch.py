@@ -234,20 +234,22 @@ _BRANCH_NAMES = {_capi.Branch.COMPRESSED: "compressed", _capi.Branch.SELECTED: "
 @functools.lru_cache(maxsize=256)
 def _config(branch: int, dtype: int, dk: int, dv: int, h: int, g: int, l: int, d: int, l_sel: int, n: int,
             w: int, scale: float, initial: int = 1, local: int = 2,
-            kernel_pass: int = int(_capi.KernelPass.FORWARD)) -> _capi.NsajitConfig:
+            kernel_pass: int = int(_capi.KernelPass.FORWARD), tile_tokens: int = 0) -> _capi.NsajitConfig:
     """A validated config (checked on the CPU with nsajit_kernel_query, no context). Cached:
     callers must not modify it."""
     cfg = _capi.make_config(dtype=dtype, head_dim_qk=dk, head_dim_v=dv, num_kv_heads=h, group=g,
                             cmp_block=l or None, cmp_stride=d or None, slc_block=l_sel or None,
                             slc_count=n or None, window=w or None, scale=scale, slc_initial=initial,
                             slc_local=local)
+    cfg.tile_tokens = tile_tokens
     # raises UnsupportedError / InvalidArgumentError naming the field
     _capi.kernel_query(cfg, branch, 90, kernel_pass=kernel_pass)
     return cfg
 
 
 def _make_config(branch: _capi.Branch, dtype: torch.dtype, dk: int, dv: int, h: int, g: int, *, l: int = 0,
-                 d: int = 0, l_sel: int = 0, n: int = 0, w: int = 0, scale: Optional[float] = None):
+                 d: int = 0, l_sel: int = 0, n: int = 0, w: int = 0, scale: Optional[float] = None,
+                 tokens_per_cta: Optional[int] = None):
     for name, value in (("l", l), ("d", d), ("l_sel", l_sel), ("n", n), ("w", w)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -259,8 +261,11 @@ def _make_config(branch: _capi.Branch, dtype: torch.dtype, dk: int, dv: int, h: 
         raise ValueError(f"l_sel = {l_sel} must be >= 1")
     if scale is not None and not scale > 0:
         raise ValueError(f"scale = {scale} must be > 0 (None: 1/sqrt(Dk))")
+    if tokens_per_cta is not None and (not isinstance(tokens_per_cta, int) or isinstance(tokens_per_cta, bool)
+                                       or not 1 <= tokens_per_cta <= 16):
+        raise ValueError(f"tokens_per_cta = {tokens_per_cta!r} must be an int in 1..16 (None: nsajit's choice)")
     return _config(int(branch), int(_DTYPES[dtype]), dk, dv, h, g, l, d, l_sel, n, w,
-                   float(scale) if scale is not None else 0.0)
+                   float(scale) if scale is not None else 0.0, tile_tokens=tokens_per_cta or 0)
 
 
 def _check_ints(**values) -> None:
@@ -602,11 +607,16 @@ def compressed_attention(q: Tensor, k_cmp: Tensor, v_cmp: Tensor, gate: Optional
 
 def selected_attention(q: Tensor, k: Tensor, v: Tensor, indices: Tensor, gate: Optional[Tensor] = None, *,
                        l_sel: int, scale: Optional[float] = None, return_lse: bool = False,
-                       check_gate_range: bool = True):
+                       check_gate_range: bool = True, tokens_per_cta: Optional[int] = None):
     """Selected branch on nsajit: attention over the keys of the blocks listed in
     ``indices`` (int32 [B, T, H, n]; block j = keys j*l_sel .. j*l_sel + l_sel - 1, causal;
     -1, negative or future blocks are ignored, repeats attended as listed). The indices
-    get no gradient. Returns out (and lse with ``return_lse``)."""
+    get no gradient. Returns out (and lse with ``return_lse``).
+
+    ``tokens_per_cta`` picks the forward schedule: 1 = each token streams its own blocks;
+    2..16 = a CTA of that many neighbouring tokens loads the union of their blocks once
+    (faster when neighbours share blocks, as NSA's selections do); None = nsajit's default
+    or tuned tile."""
     _check_dtypes([("q", q), ("k", k), ("v", v)])
     B, T, HQ, H, Dk, Dv = _qkv_shapes(q, k, v, "k", "v", "T", q.shape[1] if q.dim() == 4 else None)
     _check_indices(indices, B, T, H)
@@ -617,7 +627,7 @@ def selected_attention(q: Tensor, k: Tensor, v: Tensor, indices: Tensor, gate: O
     if gate is not None and check_gate_range:
         _check_gate_range("gate", gate)
     cfg = _make_config(_capi.Branch.SELECTED, q.dtype, Dk, Dv, H, HQ // H, l_sel=l_sel, n=indices.shape[-1],
-                       scale=scale)
+                       scale=scale, tokens_per_cta=tokens_per_cta)
     _check_devices([("q", q), ("k", k), ("v", v), ("indices", indices), ("gate", gate)])
     out, lse = SelectedAttention.apply(_kernel_layout(q), _kernel_layout(k), _kernel_layout(v), indices,
                                        _gate32(gate), cfg)

@@ -46,8 +46,13 @@ TEST(KernelSpec, ValidateNamesFieldAndAllowedValues) {
   s.window = 0;
   EXPECT_NE(validate(s).find("window w = 0"), std::string::npos) << validate(s);
   s = spec(Branch::Selected, 128, 128, 1);
+  s.tile = {1, 2, 64}; // the union schedule: legal for the forward kernel
+  EXPECT_EQ(validate(s), "");
+  s.tile = {2, 17, 64};
+  EXPECT_NE(validate(s).find("union schedule takes 1..16 tokens"), std::string::npos) << validate(s);
   s.tile = {1, 2, 64};
-  EXPECT_NE(validate(s).find("one query token"), std::string::npos) << validate(s);
+  s.pass = KernelPass::BackwardDQ;
+  EXPECT_NE(validate(s).find("dQ kernel takes one query token"), std::string::npos) << validate(s);
   s = spec(Branch::Window, 128, 128, 32);
   s.tile = {1, 1, 64};
   EXPECT_NE(validate(s).find("tokens x G"), std::string::npos) << validate(s);

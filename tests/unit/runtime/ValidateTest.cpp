@@ -218,8 +218,8 @@ TEST(Validate, ConfigErrors) {
   r.cfg.tile_kv_chunk = 48;
   EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_UNSUPPORTED, "kv_chunk = 48");
   r.cfg = defaultConfig();
-  r.cfg.tile_tokens = 2;
-  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_UNSUPPORTED, "selected branch takes one query token");
+  r.cfg.tile_tokens = 17; // the selected union schedule takes 1..16 tokens per CTA
+  EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_UNSUPPORTED, "union schedule takes 1..16 tokens");
 }
 
 TEST(Validate, FieldsOfOtherBranchesAreIgnored) {
