@@ -1,0 +1,91 @@
+"""Times the forward kernel of one branch over explicit tiles (warps, tokens, kv chunk) at one
+configuration, with CUDA events: a quick look at the tile space beside the autotuner (which
+times random inputs only). Selected: random and local block indices (bench_nsa's generators).
+
+    python3 bench/sweep_tiles.py --branch selected --T 65536 --tiles 1x1x32,8x8x64 --out sweep.json
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_nsa as bn  # noqa: E402  (index generators and shapes)
+import nsajit.torch as nt  # noqa: E402
+from nsajit import _capi  # noqa: E402
+
+
+def parse_tiles(text):
+    tiles = []
+    for part in text.split(","):
+        w, t, c = (int(x) for x in part.split("x"))
+        tiles.append((w, t, c))
+    return tiles
+
+
+def time_ms(fn, reps=10):
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--branch", choices=["selected", "window", "compressed"], default="selected")
+    p.add_argument("--T", type=int, default=65536)
+    p.add_argument("--H", type=int, default=4)
+    p.add_argument("--G", type=int, default=16)
+    p.add_argument("--dk", type=int, default=128)
+    p.add_argument("--dv", type=int, default=128)
+    p.add_argument("--tiles", required=True, help="warps x tokens x kv_chunk, comma-separated (0 = default)")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    dev = "cuda"
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(0)
+    q = torch.randn(1, a.T, a.H * a.G, a.dk, device=dev, dtype=torch.bfloat16)
+    k = torch.randn(1, a.T, a.H, a.dk, device=dev, dtype=torch.bfloat16)
+    v = torch.randn(1, a.T, a.H, a.dv, device=dev, dtype=torch.bfloat16)
+    branch = {"selected": _capi.Branch.SELECTED, "window": _capi.Branch.WINDOW,
+              "compressed": _capi.Branch.COMPRESSED}[a.branch]
+    index_sets = {"none": None}
+    if a.branch == "selected":
+        index_sets = {kind: fn(torch, a.T, a.H, bn.L_SEL, bn.N_SEL, gen, device=dev)
+                      for kind, fn in (("random", bn.random_indices), ("local", bn.local_indices))}
+    kk, vv = k, v
+    if a.branch == "compressed":
+        kk, vv = k[:, : (a.T - 64) // 64 + 1].contiguous(), v[:, : (a.T - 64) // 64 + 1].contiguous()
+    results = []
+    for w, t, c in parse_tiles(a.tiles):
+        cfg = _capi.make_config(dtype=int(_capi.DType.BF16), head_dim_qk=a.dk, head_dim_v=a.dv, num_kv_heads=a.H,
+                                group=a.G, slc_block=bn.L_SEL, slc_count=bn.N_SEL, window=bn.WINDOW, cmp_block=64,
+                                cmp_stride=64, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
+        for kind, idx in index_sets.items():
+            t0 = time.time()
+            try:
+                ms = time_ms(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
+                err = None
+            except Exception as e:  # an illegal tile: report and go on
+                ms, err = None, str(e)
+            line = {"branch": a.branch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms, "error": err}
+            results.append(line)
+            print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps({"device": torch.cuda.get_device_name(), "T": a.T, "H": a.H, "G": a.G,
+                                           "dk": a.dk, "dv": a.dv, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
