@@ -17,17 +17,20 @@ std::vector<TileConfig> tileCandidates(const KernelSpec &spec, int sharedLimitBy
     const int rows = warps * 16;
     if (rows < base.group)
       continue; // a CTA holds every query head of its group
-    const int tokens = selected ? 1 : rows / base.group;
-    if (selected && rows >= 2 * base.group && warps > 1)
-      continue; // idle warps: half the rows would be empty
-    for (int chunk : {16, 32, 64, 128}) {
-      KernelSpec s = base;
-      s.tile = {warps, tokens, chunk};
-      if (!validate(s).empty() || sharedMemoryBytes(s) > sharedLimitBytes || threadsPerCta(s) > 1024)
-        continue;
-      if (std::find(out.begin(), out.end(), s.tile) == out.end())
-        out.push_back(s.tile);
-    }
+    // Selected forward: one token per CTA (where its rows fill the warps) and the union
+    // schedule over as many tokens as the rows hold.
+    std::vector<int> tokenCounts{rows / base.group};
+    if (selected && warps == std::max(1, base.group / 16) && rows / base.group > 1)
+      tokenCounts.push_back(1); // per-token with no idle warp (G < 16: part of a warp idles)
+    for (int tokens : tokenCounts)
+      for (int chunk : {16, 32, 64, 128}) {
+        KernelSpec s = base;
+        s.tile = {warps, tokens, chunk};
+        if (!validate(s).empty() || sharedMemoryBytes(s) > sharedLimitBytes || threadsPerCta(s) > 1024)
+          continue;
+        if (std::find(out.begin(), out.end(), s.tile) == out.end())
+          out.push_back(s.tile);
+      }
   }
   return out;
 }

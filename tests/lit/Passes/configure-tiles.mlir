@@ -1,9 +1,9 @@
 // RUN: nsa-opt %s --nsa-configure-tiles | FileCheck %s
 
-// The selected branch takes one token per CTA and as many warps as the group
-// needs (16 query-head rows per warp); chunks follow the selection block.
+// The selected branch takes the union schedule: about 64 query-head rows (16 a
+// warp) of at least 2 tokens, 32-key chunks at most (within the selection block).
 // CHECK-LABEL: func.func @selected_g16
-// CHECK: nsa.selected_attention {{.*}}tile = #nsa.tile<warps = 1, tokens = 1, kv_chunk = 64>
+// CHECK: nsa.selected_attention {{.*}}tile = #nsa.tile<warps = 4, tokens = 4, kv_chunk = 32>
 func.func @selected_g16(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xbf16>, %v: tensor<?x?x1x128xbf16>,
                         %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>) {
   %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 16>}
@@ -12,9 +12,9 @@ func.func @selected_g16(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xbf16>,
   return %o, %lse : tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>
 }
 
-// G = 32 needs two warps; l' = 16 caps the chunk.
+// G = 32: two tokens in four warps; l' = 16 caps the chunk.
 // CHECK-LABEL: func.func @selected_g32_small_blocks
-// CHECK: tile = #nsa.tile<warps = 2, tokens = 1, kv_chunk = 16>
+// CHECK: tile = #nsa.tile<warps = 4, tokens = 2, kv_chunk = 16>
 func.func @selected_g32_small_blocks(%q: tensor<?x?x32x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>,
                                      %i: tensor<?x?x1x4xi32>) -> (tensor<?x?x32x64xf16>, tensor<?x?x32xf32>) {
   %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 16, count = 4>}

@@ -1,5 +1,6 @@
 // Unit tests of the compiler: KernelSpec validation and identity, the spec <->
 // nsa IR bridge, and compileKernel's PTX for every branch (no GPU needed).
+#include <algorithm>
 #include "nsajit/compiler/Compiler.h"
 #include "nsajit/compiler/KernelSpec.h"
 #include "nsajit/compiler/Pipeline.h"
@@ -66,7 +67,15 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
         ASSERT_EQ(validate(s), "") << s.str();
         EXPECT_GE(s.tile.warps * 16, s.tile.tokensPerCta * g) << s.str();
         EXPECT_LE(sharedMemoryBytes(s), 227 * 1024) << s.str();
-        if (b == Branch::Selected) EXPECT_EQ(s.tile.tokensPerCta, 1);
+        if (b == Branch::Selected) { // the union schedule over about 64 rows, at least 2 tokens
+          EXPECT_EQ(s.tile.tokensPerCta, std::clamp(64 / g, 2, kMaxUnionTokens)) << s.str();
+          EXPECT_EQ(s.tile.warps, (s.tile.tokensPerCta * g + 15) / 16) << s.str();
+        }
+        if (b == Branch::Selected) { // its dQ kernel keeps one token per CTA
+          KernelSpec dq = spec(b, dk, 64, g);
+          dq.pass = KernelPass::BackwardDQ;
+          EXPECT_EQ(withDefaultTiles(dq).tile.tokensPerCta, 1);
+        }
       }
 }
 

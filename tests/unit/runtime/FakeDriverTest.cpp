@@ -193,7 +193,7 @@ TEST_F(FakeGpu, SelectedForwardLaunchesWithTheKernelAbi) {
   EXPECT_STREQ(l.kernel_name, "nsa_selected_fwd");
   EXPECT_EQ(l.context, primaryContext());
   EXPECT_EQ(l.stream, stream);
-  EXPECT_EQ(l.grid[0], unsigned(T)); // one query token per CTA
+  EXPECT_EQ(l.grid[0], unsigned((T + spec.tile.tokensPerCta - 1) / spec.tile.tokensPerCta)); // the union schedule
   EXPECT_EQ(l.grid[1], 4u);          // H
   EXPECT_EQ(l.grid[2], unsigned(B));
   EXPECT_EQ(l.block[0], unsigned(threadsPerCta(spec)));
@@ -508,7 +508,7 @@ TEST_F(FakeGpu, LaunchFailuresAreDriverErrors) {
   Tensors t(cfg, Branch::Selected, 1, 64);
   fake.fakecuda_set_launch_result(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES);
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_DRIVER_ERROR, "cuLaunchKernel(nsa_selected_fwd",
-                    "grid (64, 4, 1)",
+                    "grid (16, 4, 1)", // 64 tokens, 4 per CTA (the union schedule)
                     "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (too many resources requested for launch)");
   fake.fakecuda_set_launch_result(CUDA_ERROR_OUT_OF_MEMORY);
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY");

@@ -134,11 +134,15 @@ TEST(TileCandidates, DefaultFirstAllValidWithinSharedMemory) {
           if (i > 0) {
             EXPECT_LE(sharedMemoryBytes(t), limit) << t.str();
           }
-          if (branch == Branch::Selected) {
-            EXPECT_EQ(c[i].tokensPerCta, 1);
+          if (branch == Branch::Selected && c[i].tokensPerCta == 1) {
+            EXPECT_EQ(c[i].warps, std::max(1, group / 16)) << "per-token tiles have no idle warp";
           } else if (i > 0) {
             EXPECT_EQ(c[i].tokensPerCta * group, c[i].warps * 16) << "tiles fill their MMA rows";
           }
+          if (branch == Branch::Selected && group <= 16 && c[i].warps == std::max(1, group / 16))
+            EXPECT_TRUE(std::count(c.begin(), c.end(), TileConfig{c[i].warps, 1, c[i].kvChunk}) ||
+                        sharedMemoryBytes(t) > limit)
+                << "both schedules are candidates: " << t.str();
           for (std::size_t j = 0; j < i; ++j) {
             EXPECT_FALSE(c[i] == c[j]) << "duplicate tile";
           }
