@@ -2,7 +2,6 @@
 
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
-#include "SelectedBlockUnion.h"
 #include "WarpMma.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -205,46 +204,9 @@ void BackwardKernelBuilder::buildDq() {
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
   Value warpRow = h.mul(ids.warp, h.c32(16));
 
-  // The selected branch with several tokens per CTA walks the union of their blocks
-  // (as the forward kernel does); P carries each row's multiplicity of the block.
-  const bool unionSchedule = spec.branch == Branch::Selected && TQ > 1;
-  const int chunksPerBlock = spec.slcBlock / C;
-  std::unique_ptr<SelectedBlockUnion> blockUnion;
-  Value numChunks = keys.numChunks();
-  if (unionSchedule) {
-    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, 2 * (vBase + C * vPitch), spec, TQ);
-    blockUnion->build({p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, batch, kvHead, t0,
-                      p.seqLen, p.kvLen);
-    numChunks = h.mul(blockUnion->count(), h.c32(chunksPerBlock));
-  }
-  auto chunkAt = [&](Value c) -> std::pair<Value, Value> {
-    if (!unionSchedule)
-      return keys.chunkStart(c);
-    Value blk = blockUnion->block(h.divs(c, h.c32(chunksPerBlock)));
-    return {h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(h.rems(c, h.c32(chunksPerBlock)), h.c32(C))),
-            h.cbool(true)};
-  };
-  // Union schedule: each row's multiplicity of chunk c's block (0 for rows outside
-  // the tile), and whether any row of the warp takes part.
-  auto rowMultiplicity = [&](Value c) -> std::pair<std::array<Value, 2>, Value> {
-    std::array<Value, 2> m;
-    Value any = h.cbool(false);
-    Value u = h.divs(c, h.c32(chunksPerBlock));
-    for (int r = 0; r < 2; ++r) {
-      Value inTile = h.lt(rowInWarp[r], h.c32(TQ * G));
-      Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(G)), h.c32(0));
-      Value mi = h.select(inTile, blockUnion->multiplicity(u, tokenInCta), h.c32(0));
-      any = h.bor(any, h.gt(mi, h.c32(0)));
-      m[r] = arith::SIToFPOp::create(h.b, h.loc, h.f32(), mi);
-    }
-    any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), any,
-                                   NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
-    return {m, any};
-  };
-
   auto loop = scf::ForOp::create(
-      h.b, h.loc, h.c32(0), numChunks, h.c32(1), flat, [&](OpBuilder &, Location, Value c, ValueRange iter) {
-        auto [keyStart, active] = chunkAt(c);
+      h.b, h.loc, h.c32(0), keys.numChunks(), h.c32(1), flat, [&](OpBuilder &, Location, Value c, ValueRange iter) {
+        auto [keyStart, active] = keys.chunkStart(c);
         auto ifOp = scf::IfOp::create(
             h.b, h.loc, active,
             [&](OpBuilder &, Location) {
@@ -259,12 +221,6 @@ void BackwardKernelBuilder::buildDq() {
               stage(kBase, kPitch, C, Dk, K, keyRow(K));
               stage(vBase, vPitch, C, Dv, V, keyRow(V));
               h.barrier();
-              std::array<Value, 2> mult{h.cf(1.0f), h.cf(1.0f)};
-              Value takesPart = h.cbool(true);
-              if (unionSchedule)
-                std::tie(mult, takesPart) = rowMultiplicity(c);
-              // Warp-uniform: a warp none of whose rows selected the block skips it.
-              auto part = scf::IfOp::create(h.b, h.loc, takesPart, [&](OpBuilder &, Location) {
               const int nTiles = C / 8;
               std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero}), dp = s;
               mmaABt(s, qBase, qPitch, warpRow, kBase, kPitch, Dk);  // S = Q K^T
@@ -277,8 +233,6 @@ void BackwardKernelBuilder::buildDq() {
                   Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
                   Value ok = h.band(h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen)), keys.visible(tok[r], key));
                   Value pr = h.exp2(h.fsub(h.fmul(s[n][e], h.cf(scaleLog2)), lse2[r]));
-                  if (unionSchedule)
-                    pr = h.fmul(pr, mult[r]);
                   pr = h.select(ok, pr, zero);
                   s[n][e] = h.fmul(pr, h.fsub(h.fmul(gate[r], dp[n][e]), delta[r]));
                 }
@@ -298,8 +252,6 @@ void BackwardKernelBuilder::buildDq() {
               SmallVector<Value> out;
               for (auto &f : acc) out.append(f.begin(), f.end());
               scf::YieldOp::create(h.b, h.loc, out);
-              }, [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
-              scf::YieldOp::create(h.b, h.loc, part.getResults());
             },
             [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
         scf::YieldOp::create(h.b, h.loc, ifOp.getResults());

@@ -167,9 +167,11 @@ std::string validate(const KernelSpec &s) {
   if (t.warps != 0 && t.tokensPerCta != 0 && t.tokensPerCta * s.group > t.warps * 16)
     return fmt::format("tile holds {} query rows (warps x 16) but tokens x G = {}", t.warps * 16,
                        t.tokensPerCta * s.group);
-  if (s.branch == Branch::Selected && (s.pass == KernelPass::Forward || s.pass == KernelPass::BackwardDQ) &&
-      t.tokensPerCta > kMaxUnionTokens)
-    return fmt::format("tile tokens = {}: the selected branch's union schedule takes 1..{} tokens per CTA",
+  if (s.branch == Branch::Selected && s.pass == KernelPass::BackwardDQ && t.tokensPerCta > 1)
+    return fmt::format("tile tokens = {}: the selected branch's dQ kernel takes one query token per CTA",
+                       t.tokensPerCta);
+  if (s.branch == Branch::Selected && s.pass == KernelPass::Forward && t.tokensPerCta > kMaxUnionTokens)
+    return fmt::format("tile tokens = {}: the selected forward's union schedule takes 1..{} tokens per CTA",
                        t.tokensPerCta, kMaxUnionTokens);
   return {};
 }
@@ -201,7 +203,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, rows / s.group);
     return t;
   }
-  if (s.branch == Branch::Selected && (s.pass == KernelPass::Forward || s.pass == KernelPass::BackwardDQ)) {
+  if (s.branch == Branch::Selected && s.pass == KernelPass::Forward) {
     // The union schedule over about 64 query rows (H100, T = 64k, G = 16: 4 tokens x 32-key
     // chunks took 13.0 ms on local and 24.4 ms on random indices, against 26.9 and 25.8 ms
     // for one token per CTA); small chunks keep the registers low enough for two CTAs an SM.
@@ -247,7 +249,7 @@ int selectedUnionSharedBytes(int tokens, int n) {
 // a warp hit 32 distinct banks:
 //   forward:    Q rows, two K/V chunk buffers (a two-stage pipeline); the
 //               selected branch's union schedule adds its block lists;
-//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk (+ the union's lists);
+//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk;
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
 //   bwd pre:    none.
@@ -261,12 +263,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
     return bytes;
   }
-  case KernelPass::BackwardDQ: {
-    int bytes = t.warps * 16 * (kRow + vRow) + t.kvChunk * (kRow + vRow);
-    if (s.branch == Branch::Selected && t.tokensPerCta > 1)
-      bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
-    return bytes;
-  }
+  case KernelPass::BackwardDQ:
+    return t.warps * 16 * (kRow + vRow) + t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
     int rows = t.tokensPerCta * s.group;
     return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 16) + t.tokensPerCta * 8 + 16;
