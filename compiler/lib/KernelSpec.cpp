@@ -101,7 +101,8 @@ constexpr int kMaxSharedBytes = 227 * 1024;
 TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
   TopNWindow w;
   // (max: also safe on specs that fail validate())
-  const int a = std::max(1, s.slcBlock / std::max(1, s.cmpStride)), b = std::max(1, s.cmpBlock / std::max(1, s.cmpStride));
+  const int d = std::max(1, s.cmpStride);
+  const int a = std::max(1, s.slcBlock / d), b = std::max(1, s.cmpBlock / d);
   const int perToken = std::min(2048, kTopNWindowScores / std::max(1, tokensPerCta));
   w.blocks = std::max(1, perToken / a);
   w.reach = a + b - 2;
