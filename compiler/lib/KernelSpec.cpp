@@ -91,7 +91,8 @@ std::string KernelSpec::kernelName() const {
 
 namespace {
 
-// The compressed-token scores of a window, summed over all tokens of a CTA.
+// The compressed-token scores of a window, summed over all tokens of a CTA
+// (each token has 256 to 2048).
 constexpr int kTopNWindowScores = 4096;
 // Shared memory the default top-n tile stays below (several CTAs per SM).
 constexpr int kTopNSharedBudget = 96 * 1024;
@@ -103,7 +104,7 @@ TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
   // (max: also safe on specs that fail validate())
   const int d = std::max(1, s.cmpStride);
   const int a = std::max(1, s.slcBlock / d), b = std::max(1, s.cmpBlock / d);
-  const int perToken = std::min(2048, kTopNWindowScores / std::max(1, tokensPerCta));
+  const int perToken = std::clamp(kTopNWindowScores / std::max(1, tokensPerCta), 256, 2048);
   w.blocks = std::max(1, perToken / a);
   w.reach = a + b - 2;
   w.cmpCapacity = a * w.blocks + w.reach + 1;
@@ -220,17 +221,25 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     return t;
   }
   if (s.pass == KernelPass::TopN) {
-    // Several tokens share each staged chunk of compressed keys: 64 query rows
-    // (tokens x G) as in the forward, fewer tokens where their score windows
-    // would take too much shared memory (long compression blocks).
+    // Several tokens share each staged chunk of compressed keys (its L2 reads
+    // dominate): 128 query rows (tokens x G) for G >= 16, e.g. 8 tokens of 16
+    // heads, else 64 (already 8 tokens or more); fewer tokens where their score
+    // windows or lists would take too much shared memory.
     if (!t.kvChunk) t.kvChunk = chunkCap;
     const bool pickWarps = !t.warps;
-    if (pickWarps && !t.tokensPerCta) t.warps = std::max(4, s.group / 16);
+    auto fitWarps = [&] {
+      if (pickWarps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
+    };
     if (!t.tokensPerCta) {
-      t.tokensPerCta = std::max(1, t.warps * 16 / std::max(1, s.group));
-      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > kTopNSharedBudget) t.tokensPerCta /= 2;
+      const int rows = pickWarps ? (s.group >= 16 ? 128 : 64) : t.warps * 16;
+      t.tokensPerCta = std::max(1, rows / std::max(1, s.group));
+      fitWarps();
+      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > kTopNSharedBudget) {
+        t.tokensPerCta /= 2;
+        fitWarps();
+      }
     }
-    if (pickWarps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
+    fitWarps();
     return t;
   }
   if (s.pass == KernelPass::BackwardDKDV) {

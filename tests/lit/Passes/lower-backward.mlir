@@ -51,10 +51,10 @@ func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64
 // -----
 
 // The fused scoring + top-n kernel of the compressed branch: mma for the
-// scores of 4 tokens x 16 heads (4 warps), the group sum by shuffles, eq. 9
+// scores of 8 tokens x 16 heads (8 warps), the group sum by shuffles, eq. 9
 // weights, then per warp a warp argmax per selected block (no CTA barrier).
 // CHECK-LABEL: gpu.func @nsa_compressed_topn
-// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
 // CHECK: nvvm.mma.sync
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // CHECK: nvvm.shfl.sync bfly

@@ -73,9 +73,11 @@ KernelSpec topNSpec(int g, int dk = 128, int n = 16) {
 }
 
 TEST(KernelSpec, TopNDefaultTileHoldsSeveralTokens) {
-  EXPECT_EQ(defaultTileConfig(topNSpec(16)), (TileConfig{4, 4, 64}));
-  EXPECT_EQ(defaultTileConfig(topNSpec(32)), (TileConfig{4, 2, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(16)), (TileConfig{8, 8, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(32)), (TileConfig{8, 4, 64}));
   EXPECT_EQ(defaultTileConfig(topNSpec(4)), (TileConfig{4, 16, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(1)), (TileConfig{2, 32, 64})); // 64 tokens' windows do not fit
+  EXPECT_EQ(defaultTileConfig(topNSpec(16, 256)), (TileConfig{4, 4, 32}));
   for (int g : {1, 2, 4, 8, 16, 32})
     for (int dk : {64, 128, 192, 256})
       for (int n : {1, 16, 1024})
@@ -112,7 +114,7 @@ TEST(KernelSpec, TopNTileRules) {
   s.tile = {0, 3, 0};
   EXPECT_EQ(withDefaultTiles(s).tile, (TileConfig{2, 3, 64}));
   // The grid walks tokens in steps of the tile's tokens.
-  EXPECT_EQ(threadsPerCta(topNSpec(16)), 128);
+  EXPECT_EQ(threadsPerCta(topNSpec(16)), 256);
 }
 
 TEST(KernelSpec, IdentityIgnoresOtherBranchesFields) {
