@@ -100,6 +100,8 @@ public:
   mlir::Value blockIdY() { return mlir::NVVM::BlockIdYOp::create(b, loc, i32()); }
   mlir::Value blockIdZ() { return mlir::NVVM::BlockIdZOp::create(b, loc, i32()); }
   void barrier() { mlir::NVVM::Barrier0Op::create(b, loc); }
+  // __syncwarp(): orders the shared-memory accesses of the lanes of a warp.
+  void syncWarp() { mlir::NVVM::SyncWarpOp::create(b, loc, c32(-1)); }
   // Butterfly shuffle across the full warp.
   mlir::Value shflXor(mlir::Value v, int laneMask) {
     return mlir::NVVM::ShflOp::create(b, loc, v.getType(), c32(-1), v, c32(laneMask), c32(31),

@@ -7,6 +7,8 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <array>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -17,15 +19,20 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 // Scores are probabilities (>= 0) or +inf for forced blocks; empty slots of
-// the running list hold kEmpty, candidates already taken kTaken.
+// the running list hold kEmpty; candidates already taken, and window blocks a
+// token cannot see, hold kTaken (never selected).
 constexpr float kEmpty = -1.0f;
 constexpr float kTaken = -2.0f;
 
+// Row R of the tile is query head R % G of token R / G of the CTA; warp w owns
+// rows 16w..16w+15 (one mma M tile). The selection of token tl belongs to warp
+// tl % W, so the merges need no CTA barrier.
 class TopNKernelBuilder {
 public:
   TopNKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
       : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), G(spec.group),
-        W(spec.tile.warps), C(spec.tile.kvChunk), N(spec.slcCount), win(topNWindow(spec)) {}
+        W(spec.tile.warps), TPC(spec.tile.tokensPerCta), C(spec.tile.kvChunk), N(spec.slcCount),
+        win(topNWindow(spec)) {}
 
   LogicalResult build();
 
@@ -38,12 +45,28 @@ private:
   Value ldI(int off, Value i) { return h.load(h.i32(), at(off, h.i32(), i), 4); }
   void stF(int off, Value i, Value v) { h.store(v, at(off, h.f32(), i), 4); }
   void stI(int off, Value i, Value v) { h.store(v, at(off, h.i32(), i), 4); }
-  // (score, index) a is better than b: higher score, then lower index.
-  Value better(Value sa, Value ia, Value sb, Value ib) {
-    return h.bor(h.fgt(sa, sb), h.band(h.feq(sa, sb), h.lt(ia, ib)));
+  // Candidate a is better than b: higher score, then lower block index, then
+  // lower slot (empty slots share index -1; the slot makes the order total, so
+  // every lane of a shuffle reduction ends with the same winner).
+  Value better(Value sa, Value ia, Value xa, Value sb, Value ib, Value xb) {
+    Value sameScore = h.feq(sa, sb);
+    Value lowerIndex = h.bor(h.lt(ia, ib), h.band(h.eq(ia, ib), h.lt(xa, xb)));
+    return h.bor(h.fgt(sa, sb), h.band(sameScore, lowerIndex));
   }
-  void scoreWindow(Value J0, Value nBlocks, Value nvis, Value jt);
+  // Compressed tokens visible to token t: i*d + l - 1 <= t, i < kvLen.
+  Value visibleCompressed(Value t) {
+    Value sees = h.ge(t, h.c32(spec.cmpBlock - 1));
+    Value n = h.add(h.divs(h.maxs(h.sub(t, h.c32(spec.cmpBlock - 1)), h.c32(0)), h.c32(spec.cmpStride)), h.c32(1));
+    return h.select(sees, h.mins(n, kvLen), h.c32(0));
+  }
+  Value rowToken(Value row) { return h.add(t0, h.divs(row, h.c32(G))); }
+  Value rowValid(Value row) { return h.band(h.lt(row, h.c32(TPC * G)), h.lt(rowToken(row), seqLen)); }
+  Value headOf(Value row) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(row, h.c32(G))); }
+
+  void scoreWindow(Value J0, Value nBlocks, Value nvisLast);
+  void storeTokenScores(Value keyStart, Value iBase, Value iHi, const std::vector<Frag4> &s);
   void mergeWindow(Value J0, Value nBlocks);
+  void writeSelection();
   void forThreads(Value count, const std::function<void(Value)> &body) {
     scf::ForOp::create(h.b, h.loc, ids.tid, count, h.c32(W * 32), ValueRange{},
                        [&](OpBuilder &, Location, Value i, ValueRange) {
@@ -51,30 +74,57 @@ private:
                          scf::YieldOp::create(h.b, h.loc);
                        });
   }
+  // The tokens whose selection this warp makes (tl = warp, warp + W, ...),
+  // skipping those past the end of the sequence. Warp-uniform: no CTA barrier inside.
+  void forOwnTokens(const std::function<void(Value tl, Value t)> &body) {
+    scf::ForOp::create(h.b, h.loc, ids.warp, h.c32(TPC), h.c32(W), ValueRange{},
+                       [&](OpBuilder &, Location, Value tl, ValueRange) {
+                         Value t = h.add(t0, tl);
+                         scf::IfOp::create(h.b, h.loc, h.lt(t, seqLen), [&](OpBuilder &, Location) {
+                           body(tl, t);
+                           scf::YieldOp::create(h.b, h.loc);
+                         });
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+  }
+  void ifThen(Value cond, const std::function<void()> &body) {
+    scf::IfOp::create(h.b, h.loc, cond, [&](OpBuilder &, Location) {
+      body();
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  }
 
   std::string name;
   IRBuilderHelpers h;
   WarpMma mma;
   const KernelSpec &spec;
-  const int Dk, G, W, C, N;
+  const int Dk, G, W, TPC, C, N;
   TopNWindow win;
-  int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topSOff = 0, topIOff = 0, newSOff = 0, newIOff = 0, redOff = 0;
+  // Shared memory: Q rows and the key chunk (in 16-bit elements), then per-token
+  // arrays (byte offsets): compressed-token scores [TPC][cmpCapacity], block
+  // scores [TPC][blocks], running list and next list [TPC][N] (score, index).
+  int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topSOff = 0, topIOff = 0, newSOff = 0, newIOff = 0;
   ThreadIds ids;
-  Value smem, batch, kvHead, tok, seqLen, kvLen, lse2[2];
+  Value smem, batch, kvHead, t0, seqLen, kvLen, lse2[2], nvisRow[2];
   Value qPtr, kcPtr, lsePtr, idxPtr;
   Value qS[3], kcS[3], lseS[3], idxS[3];
 };
 
-// Phase A and B of a window: compressed-token scores summed over the group,
-// then the window's selection-block scores (eq. 9) with forced blocks at +inf.
-void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvis, Value jt) {
+// Phase A and B of a window: compressed-token scores summed over each token's
+// group, then the window's selection-block scores (eq. 9) with forced blocks
+// at +inf. One staged chunk of compressed keys serves every token of the CTA.
+void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
   const int a = spec.slcBlock / spec.cmpStride, bb = spec.cmpBlock / spec.cmpStride;
   Value zero = h.cf(0.0f);
   Value iBase = h.sub(h.mul(J0, h.c32(a)), h.c32(win.reach));
   Value iCount = h.add(h.mul(h.sub(nBlocks, h.c32(1)), h.c32(a)), h.c32(win.reach + 1));
-  forThreads(iCount, [&](Value x) { stF(cmpOff, x, zero); });
+  forThreads(h.mul(iCount, h.c32(TPC)), [&](Value x) {
+    Value tl = h.divs(x, iCount), i = h.rems(x, iCount);
+    stF(cmpOff, h.add(h.mul(tl, h.c32(win.cmpCapacity)), i), zero);
+  });
+  // The keys the CTA's last token sees; earlier tokens mask theirs per row.
   Value iLo = h.maxs(iBase, h.c32(0));
-  Value iHi = h.mins(h.add(iBase, iCount), nvis);
+  Value iHi = h.mins(h.add(iBase, iCount), nvisLast);
   Value chunks = h.select(h.gt(iHi, iLo), h.ceilDiv(h.sub(iHi, iLo), h.c32(C)), h.c32(0));
   const int kPitch = Dk + 8, qPitch = Dk + 8;
   scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
@@ -105,46 +155,19 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvis, Value j
         s[n + 1] = mma.mma(af, Frag2{b[2], b[3]}, s[n + 1]);
       }
     }
-    // p = 2^(s scale log2e - lse2) per (head row, key); sum over the rows.
-    const float scaleLog2 = spec.effectiveScale() * kLog2e;
-    std::vector<Value> colSum;
-    for (int n = 0; n < C / 8; ++n)
-      for (int col = 0; col < 2; ++col) {
-        Value key = h.add(keyStart, h.add(h.c32(8 * n + col), h.mul(ids.tig, h.c32(2))));
-        Value sum = zero;
-        for (int r = 0; r < 2; ++r) {
-          Value pr = h.exp2(h.fsub(h.fmul(s[n][2 * r + col], h.cf(scaleLog2)), lse2[r]));
-          sum = h.fadd(sum, h.select(h.lt(key, iHi), pr, zero));
-        }
-        for (int mask : {4, 8, 16}) sum = h.fadd(sum, h.shflXor(sum, mask));
-        colSum.push_back(sum);
-      }
-    // Warps add their partial sums in warp order: deterministic.
-    for (int w = 0; w < W; ++w) {
-      h.barrier();
-      Value mine = h.band(h.eq(ids.warp, h.c32(w)), h.lt(ids.lane, h.c32(4)));
-      scf::IfOp::create(h.b, h.loc, mine, [&](OpBuilder &, Location) {
-        for (int n = 0; n < C / 8; ++n)
-          for (int col = 0; col < 2; ++col) {
-            Value key = h.add(keyStart, h.add(h.c32(8 * n + col), h.mul(ids.tig, h.c32(2))));
-            scf::IfOp::create(h.b, h.loc, h.lt(key, iHi), [&](OpBuilder &, Location) {
-              Value x = h.sub(key, iBase);
-              stF(cmpOff, x, h.fadd(ldF(cmpOff, x), colSum[2 * n + col]));
-              scf::YieldOp::create(h.b, h.loc);
-            });
-          }
-        scf::YieldOp::create(h.b, h.loc);
-      });
-    }
+    storeTokenScores(keyStart, iBase, iHi, s);
     scf::YieldOp::create(h.b, h.loc);
   });
   h.barrier();
 
   // Block j sums compressed tokens a*j - s, s = 0..reach, weighted by the
   // number of (m, n) in [0, a) x [0, b) with m + n = s (eq. 9).
-  forThreads(nBlocks, [&](Value jj) {
-    Value j = h.add(J0, jj);
-    Value first = h.add(h.mul(jj, h.c32(a)), h.c32(win.reach)); // index of token a*j in the window
+  forThreads(h.mul(nBlocks, h.c32(TPC)), [&](Value x) {
+    Value tl = h.divs(x, nBlocks), jj = h.rems(x, nBlocks);
+    Value t = h.add(t0, tl), j = h.add(J0, jj);
+    Value jt = h.divs(t, h.c32(spec.slcBlock));
+    Value cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
+    Value first = h.add(cmpRow, h.add(h.mul(jj, h.c32(a)), h.c32(win.reach))); // token a*j in the window
     auto loop = scf::ForOp::create(
         h.b, h.loc, h.c32(0), h.c32(win.reach + 1), h.c32(1), ValueRange{zero},
         [&](OpBuilder &, Location, Value s, ValueRange acc) {
@@ -153,78 +176,166 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvis, Value j
           Value term = h.fmul(wf, ldF(cmpOff, h.sub(first, s)));
           scf::YieldOp::create(h.b, h.loc, ValueRange{h.fadd(acc[0], term)});
         });
+    // The window spans the blocks of the CTA's last token; later blocks are
+    // invisible to earlier tokens (and every block to tokens past the end).
+    Value visible = h.band(h.lt(t, seqLen), h.le(j, jt));
     Value forced = h.bor(h.lt(j, h.c32(spec.slcInitial)), h.gt(j, h.sub(jt, h.c32(spec.slcLocal))));
-    stF(blkOff, jj, h.select(forced, h.cf(std::numeric_limits<float>::infinity()), loop.getResult(0)));
+    Value score = h.select(forced, h.cf(std::numeric_limits<float>::infinity()), loop.getResult(0));
+    stF(blkOff, h.add(h.mul(tl, h.c32(win.blocks)), jj), h.select(visible, score, h.cf(kTaken)));
   });
   h.barrier();
 }
 
-// Phase C: the n best of (running list) U (window blocks), by n rounds of a
-// CTA-wide argmax; the taken candidate is marked so the next round skips it.
+// p = 2^(s scale log2e - lse2) per (row, key), summed over the G rows of each
+// token in a fixed order (shuffles, then for G = 32 the even warp's half plus
+// the odd warp's half), and stored once per (token, key): deterministic.
+void TopNKernelBuilder::storeTokenScores(Value keyStart, Value iBase, Value iHi, const std::vector<Frag4> &s) {
+  const float scaleLog2 = spec.effectiveScale() * kLog2e;
+  Value zero = h.cf(0.0f);
+  auto keyOf = [&](int n, int col) { return h.add(keyStart, h.add(h.c32(8 * n + col), h.mul(ids.tig, h.c32(2)))); };
+  auto store = [&](Value tl, Value key, Value v, bool accumulate) {
+    ifThen(h.lt(key, iHi), [&] {
+      Value at = h.add(h.mul(tl, h.c32(win.cmpCapacity)), h.sub(key, iBase));
+      stF(cmpOff, at, accumulate ? h.fadd(ldF(cmpOff, at), v) : v);
+    });
+  };
+  // sums[n][col][r]: row half r (rows group and group + 8 of the warp's tile).
+  std::vector<std::array<std::array<Value, 2>, 2>> sums(C / 8);
+  for (int n = 0; n < C / 8; ++n)
+    for (int col = 0; col < 2; ++col) {
+      Value key = keyOf(n, col);
+      Value p[2];
+      for (int r = 0; r < 2; ++r) {
+        Value pr = h.exp2(h.fsub(h.fmul(s[n][2 * r + col], h.cf(scaleLog2)), lse2[r]));
+        p[r] = h.select(h.lt(key, nvisRow[r]), pr, zero);
+      }
+      if (G >= 16) {
+        // The warp's 16 rows are heads of one token: add both halves, then the 8 groups.
+        Value sum = h.fadd(p[0], p[1]);
+        for (int mask : {4, 8, 16}) sum = h.fadd(sum, h.shflXor(sum, mask));
+        sums[n][col] = {sum, sum};
+      } else {
+        // A token's G rows are G consecutive groups of one half.
+        for (int r = 0; r < 2; ++r) {
+          for (int m = 1; m < G; m *= 2) p[r] = h.fadd(p[r], h.shflXor(p[r], 4 * m));
+          sums[n][col][r] = p[r];
+        }
+      }
+    }
+  auto storeAll = [&](Value tl, int r, bool accumulate) {
+    for (int n = 0; n < C / 8; ++n)
+      for (int col = 0; col < 2; ++col) store(tl, keyOf(n, col), sums[n][col][r], accumulate);
+  };
+  if (G >= 16) {
+    Value tl = h.divs(h.mul(ids.warp, h.c32(16)), h.c32(G));
+    Value writer = h.band(h.eq(ids.group, h.c32(0)), h.lt(tl, h.c32(TPC)));
+    if (G == 16) {
+      ifThen(writer, [&] { storeAll(tl, 0, false); });
+    } else {
+      Value odd = h.eq(h.rems(ids.warp, h.c32(2)), h.c32(1));
+      ifThen(h.band(writer, h.eq(odd, h.cbool(false))), [&] { storeAll(tl, 0, false); });
+      h.barrier();
+      ifThen(h.band(writer, odd), [&] { storeAll(tl, 0, true); });
+    }
+    return;
+  }
+  for (int r = 0; r < 2; ++r) {
+    Value row = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
+    Value tl = h.divs(row, h.c32(G));
+    Value writer = h.band(h.eq(h.rems(ids.group, h.c32(G)), h.c32(0)), h.lt(tl, h.c32(TPC)));
+    ifThen(writer, [&] { storeAll(tl, r, false); });
+  }
+}
+
+// Phase C: each warp merges the window into the running top-n of its tokens
+// by n rounds of a warp argmax (no CTA barrier). Lane l owns the candidates
+// x = l + 32m (running-list slots first, then window blocks) and is the only
+// lane that reads or marks them, so only the next list needs __syncwarp.
 void TopNKernelBuilder::mergeWindow(Value J0, Value nBlocks) {
   Value total = h.add(h.c32(N), nBlocks);
   Value negInf = h.cf(-std::numeric_limits<float>::infinity());
-  scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value k,
-                                                                                ValueRange) {
-    // Each thread's best candidate.
-    auto scan = scf::ForOp::create(
-        h.b, h.loc, ids.tid, total, h.c32(W * 32), ValueRange{negInf, h.c32(std::numeric_limits<int>::max()), h.c32(-1)},
-        [&](OpBuilder &, Location, Value x, ValueRange best) {
-          Value inTop = h.lt(x, h.c32(N));
-          Value xb = h.select(inTop, h.c32(0), h.sub(x, h.c32(N)));
-          Value xt = h.select(inTop, x, h.c32(0));
-          Value sc = h.select(inTop, ldF(topSOff, xt), ldF(blkOff, xb));
-          Value ix = h.select(inTop, ldI(topIOff, xt), h.add(J0, xb));
-          // Empty slots rank below every block, by their (lowest) index -1 too.
-          Value live = h.fgt(sc, h.cf(kTaken));
-          Value take = h.band(live, better(sc, ix, best[0], best[1]));
-          scf::YieldOp::create(h.b, h.loc,
-                               ValueRange{h.select(take, sc, best[0]), h.select(take, ix, best[1]),
-                                          h.select(take, x, best[2])});
-        });
-    Value bs = scan.getResult(0), bi = scan.getResult(1), bx = scan.getResult(2);
-    for (int mask : {16, 8, 4, 2, 1}) {
-      Value os = h.shflXor(bs, mask), oi = h.shflXor(bi, mask), ox = h.shflXor(bx, mask);
-      Value take = better(os, oi, bs, bi);
-      bs = h.select(take, os, bs), bi = h.select(take, oi, bi), bx = h.select(take, ox, bx);
-    }
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-      stF(redOff, h.mul(ids.warp, h.c32(3)), bs);
-      stI(redOff, h.add(h.mul(ids.warp, h.c32(3)), h.c32(1)), bi);
-      stI(redOff, h.add(h.mul(ids.warp, h.c32(3)), h.c32(2)), bx);
-      scf::YieldOp::create(h.b, h.loc);
-    });
-    h.barrier();
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-      Value s0 = ldF(redOff, h.c32(0)), i0 = ldI(redOff, h.c32(1)), x0 = ldI(redOff, h.c32(2));
-      for (int w = 1; w < W; ++w) {
-        Value sw = ldF(redOff, h.c32(3 * w)), iw = ldI(redOff, h.c32(3 * w + 1)), xw = ldI(redOff, h.c32(3 * w + 2));
-        Value take = better(sw, iw, s0, i0);
-        s0 = h.select(take, sw, s0), i0 = h.select(take, iw, i0), x0 = h.select(take, xw, x0);
-      }
-      stF(newSOff, k, s0);
-      stI(newIOff, k, i0);
-      Value inTop = h.lt(x0, h.c32(N));
-      scf::IfOp::create(
-          h.b, h.loc, inTop,
-          [&](OpBuilder &, Location) {
-            stF(topSOff, x0, h.cf(kTaken));
-            scf::YieldOp::create(h.b, h.loc);
-          },
-          [&](OpBuilder &, Location) {
-            stF(blkOff, h.sub(x0, h.c32(N)), h.cf(kTaken));
-            scf::YieldOp::create(h.b, h.loc);
+  forOwnTokens([&](Value tl, Value) {
+    Value topRow = h.mul(tl, h.c32(N)), blkRow = h.mul(tl, h.c32(win.blocks));
+    scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value k,
+                                                                                  ValueRange) {
+      auto scan = scf::ForOp::create(
+          h.b, h.loc, ids.lane, total, h.c32(32),
+          ValueRange{negInf, h.c32(std::numeric_limits<int>::max()), h.c32(-1)},
+          [&](OpBuilder &, Location, Value x, ValueRange best) {
+            Value inTop = h.lt(x, h.c32(N));
+            Value xb = h.select(inTop, h.c32(0), h.sub(x, h.c32(N)));
+            Value xt = h.select(inTop, x, h.c32(0));
+            Value sc = h.select(inTop, ldF(topSOff, h.add(topRow, xt)), ldF(blkOff, h.add(blkRow, xb)));
+            Value ix = h.select(inTop, ldI(topIOff, h.add(topRow, xt)), h.add(J0, xb));
+            // Empty slots rank below every block, by their (lowest) index -1 too.
+            Value live = h.fgt(sc, h.cf(kTaken));
+            Value take = h.band(live, better(sc, ix, x, best[0], best[1], best[2]));
+            scf::YieldOp::create(h.b, h.loc,
+                                 ValueRange{h.select(take, sc, best[0]), h.select(take, ix, best[1]),
+                                            h.select(take, x, best[2])});
           });
+      Value bs = scan.getResult(0), bi = scan.getResult(1), bx = scan.getResult(2);
+      for (int mask : {16, 8, 4, 2, 1}) {
+        Value os = h.shflXor(bs, mask), oi = h.shflXor(bi, mask), ox = h.shflXor(bx, mask);
+        Value take = better(os, oi, ox, bs, bi, bx);
+        bs = h.select(take, os, bs), bi = h.select(take, oi, bi), bx = h.select(take, ox, bx);
+      }
+      ifThen(h.eq(ids.lane, h.c32(0)), [&] {
+        stF(newSOff, h.add(topRow, k), bs);
+        stI(newIOff, h.add(topRow, k), bi);
+      });
+      // The winner's owner marks it taken (n live candidates always exist: the
+      // running list starts with n empty slots, so bx >= 0).
+      ifThen(h.eq(ids.lane, h.rems(bx, h.c32(32))), [&] {
+        Value inTop = h.lt(bx, h.c32(N));
+        scf::IfOp::create(
+            h.b, h.loc, inTop,
+            [&](OpBuilder &, Location) {
+              stF(topSOff, h.add(topRow, bx), h.cf(kTaken));
+              scf::YieldOp::create(h.b, h.loc);
+            },
+            [&](OpBuilder &, Location) {
+              stF(blkOff, h.add(blkRow, h.sub(bx, h.c32(N))), h.cf(kTaken));
+              scf::YieldOp::create(h.b, h.loc);
+            });
+      });
       scf::YieldOp::create(h.b, h.loc);
     });
-    h.barrier();
-    scf::YieldOp::create(h.b, h.loc);
+    h.syncWarp();
+    scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
+                       [&](OpBuilder &, Location, Value k, ValueRange) {
+                         stF(topSOff, h.add(topRow, k), ldF(newSOff, h.add(topRow, k)));
+                         stI(topIOff, h.add(topRow, k), ldI(newIOff, h.add(topRow, k)));
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+    h.syncWarp();
   });
-  forThreads(h.c32(N), [&](Value k) {
-    stF(topSOff, k, ldF(newSOff, k));
-    stI(topIOff, k, ldI(newIOff, k));
+}
+
+// Phase D: each warp writes its tokens' lists sorted ascending (-1 last):
+// slot k goes to its rank among the n slots (ties of -1 by slot).
+void TopNKernelBuilder::writeSelection() {
+  auto key = [&](Value v) { return h.select(h.lt(v, h.c32(0)), h.c32(std::numeric_limits<int>::max()), v); };
+  forOwnTokens([&](Value tl, Value t) {
+    Value topRow = h.mul(tl, h.c32(N));
+    Value out = offset(idxS, batch, t, kvHead);
+    scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
+                       [&](OpBuilder &, Location, Value k, ValueRange) {
+                         Value vk = ldI(topIOff, h.add(topRow, k));
+                         Value kk = key(vk);
+                         auto rank = scf::ForOp::create(
+                             h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{h.c32(0)},
+                             [&](OpBuilder &, Location, Value j, ValueRange acc) {
+                               Value kj = key(ldI(topIOff, h.add(topRow, j)));
+                               Value before = h.bor(h.lt(kj, kk), h.band(h.eq(kj, kk), h.lt(j, k)));
+                               scf::YieldOp::create(h.b, h.loc,
+                                                    ValueRange{h.add(acc[0], h.select(before, h.c32(1), h.c32(0)))});
+                             });
+                         Value dst = h.add(out, h.ext64(rank.getResult(0)));
+                         h.store(vk, h.gep(idxPtr, h.i32(), dst), 4);
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
   });
-  h.barrier();
 }
 
 LogicalResult TopNKernelBuilder::build() {
@@ -232,19 +343,18 @@ LogicalResult TopNKernelBuilder::build() {
   Operation *gpuModule = b.getInsertionBlock()->getParentOp();
   if (!isa<gpu::GPUModuleOp>(gpuModule))
     return emitError(h.loc, "buildTopNKernel must be called inside a gpu.module");
-  if (W * 16 < G || C % 16 != 0)
+  if (TPC < 1 || W < 1 || W * 16 < TPC * G || C % 16 != 0)
     return emitError(h.loc, "inconsistent top-n tile: ") << spec.str();
   declareSharedMemory(h, gpuModule);
   const int row = (Dk + 8) * 2;
   qBase = 0;
   kBase = W * 16 * (Dk + 8);
-  cmpOff = W * 16 * row + C * row;
-  blkOff = cmpOff + 4 * win.cmpCapacity;
-  topSOff = blkOff + 4 * win.blocks;
-  topIOff = topSOff + 4 * N;
-  newSOff = topIOff + 4 * N;
-  newIOff = newSOff + 4 * N;
-  redOff = newIOff + 4 * N;
+  cmpOff = (W * 16 + C) * row;
+  blkOff = cmpOff + 4 * TPC * win.cmpCapacity;
+  topSOff = blkOff + 4 * TPC * win.blocks;
+  topIOff = topSOff + 4 * TPC * N;
+  newSOff = topIOff + 4 * TPC * N;
+  newIOff = newSOff + 4 * TPC * N;
 
   Block &entry = *createKernelFunction(h, name, 4, 12, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
@@ -257,70 +367,46 @@ LogicalResult TopNKernelBuilder::build() {
   seqLen = args[16], kvLen = args[17];
 
   ids = ThreadIds::read(h);
-  tok = h.blockIdX();
+  t0 = h.mul(h.blockIdX(), h.c32(TPC));
   kvHead = h.blockIdY();
   batch = h.blockIdZ();
   smem = sharedMemoryBase(h, gpuModule);
+  // The CTA's last token (a partial CTA at the end of the sequence has fewer).
+  Value tLast = h.mins(h.add(t0, h.c32(TPC - 1)), h.sub(seqLen, h.c32(1)));
 
-  // Query rows: the G heads of this token (rows >= G are zeros).
-  auto headOf = [&](Value r) { return h.add(h.mul(kvHead, h.c32(G)), r); };
+  // Query rows; rows past the CTA's tokens or the sequence are zeros.
   stageRows(h, ids, W * 32, smem, h.c32(qBase), Dk + 8, W * 16, Dk, qPtr, [&](Value r) -> std::pair<Value, Value> {
-    Value ok = h.lt(r, h.c32(G));
-    return {offset(qS, batch, tok, h.select(ok, headOf(r), kvHead)), ok};
+    Value ok = rowValid(r);
+    return {offset(qS, batch, h.select(ok, rowToken(r), t0), h.select(ok, headOf(r), kvHead)), ok};
   });
   for (int r = 0; r < 2; ++r) {
     Value rr = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
-    Value ok = h.lt(rr, h.c32(G));
+    Value ok = rowValid(rr);
+    Value tok = h.select(ok, rowToken(rr), t0);
     Value lse = h.load(h.f32(), h.gep(lsePtr, h.f32(), offset(lseS, batch, tok, h.select(ok, headOf(rr), kvHead))), 4);
     Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
     lse2[r] = h.select(finite, h.fmul(lse, h.cf(kLog2e)), h.cf(std::numeric_limits<float>::infinity()));
+    nvisRow[r] = h.select(ok, visibleCompressed(tok), h.c32(0));
   }
-  forThreads(h.c32(N), [&](Value k) {
+  forThreads(h.c32(TPC * N), [&](Value k) {
     stF(topSOff, k, h.cf(kEmpty));
     stI(topIOff, k, h.c32(-1));
   });
 
-  // Visible compressed tokens and selection blocks of this token.
-  Value sees = h.ge(tok, h.c32(spec.cmpBlock - 1));
-  Value nvis = h.add(h.divs(h.maxs(h.sub(tok, h.c32(spec.cmpBlock - 1)), h.c32(0)), h.c32(spec.cmpStride)), h.c32(1));
-  nvis = h.select(sees, h.mins(nvis, kvLen), h.c32(0));
-  Value jt = h.divs(tok, h.c32(spec.slcBlock));
-  Value blocks = h.add(jt, h.c32(1));
+  // Windows of the selection blocks the last token sees (earlier tokens see a prefix).
+  Value blocks = h.add(h.divs(tLast, h.c32(spec.slcBlock)), h.c32(1));
   Value windows = h.ceilDiv(blocks, h.c32(win.blocks));
+  Value nvisLast = visibleCompressed(tLast);
   scf::ForOp::create(b, h.loc, h.c32(0), windows, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value w,
                                                                             ValueRange) {
     Value J0 = h.mul(w, h.c32(win.blocks));
     Value nBlocks = h.mins(h.c32(win.blocks), h.sub(blocks, J0));
     h.barrier();
-    scoreWindow(J0, nBlocks, nvis, jt);
+    scoreWindow(J0, nBlocks, nvisLast);
     mergeWindow(J0, nBlocks);
     scf::YieldOp::create(h.b, h.loc);
   });
-
-  // Phase D: thread 0 sorts the chosen blocks ascending (-1 last) and writes them.
-  scf::IfOp::create(b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-    auto key = [&](Value i) {
-      Value v = ldI(topIOff, i);
-      return h.select(h.lt(v, h.c32(0)), h.c32(std::numeric_limits<int>::max()), v);
-    };
-    scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value i,
-                                                                                  ValueRange) {
-      // Selection sort: move the smallest of i..N-1 to i.
-      auto inner = scf::ForOp::create(
-          h.b, h.loc, h.add(i, h.c32(1)), h.c32(N), h.c32(1), ValueRange{i},
-          [&](OpBuilder &, Location, Value j, ValueRange m) {
-            scf::YieldOp::create(h.b, h.loc, ValueRange{h.select(h.lt(key(j), key(m[0])), j, m[0])});
-          });
-      Value m = inner.getResult(0);
-      Value vi = ldI(topIOff, i), vm = ldI(topIOff, m);
-      stI(topIOff, i, vm);
-      stI(topIOff, m, vi);
-      Value out = h.add(offset(idxS, batch, tok, kvHead), h.ext64(i));
-      h.store(vm, h.gep(idxPtr, h.i32(), out), 4);
-      scf::YieldOp::create(h.b, h.loc);
-    });
-    scf::YieldOp::create(h.b, h.loc);
-  });
+  writeSelection();
   gpu::ReturnOp::create(b, h.loc);
   return success();
 }

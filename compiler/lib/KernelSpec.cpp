@@ -89,6 +89,39 @@ std::string KernelSpec::kernelName() const {
   return fmt::format("nsa_{}_{}", branchName(branch), passName(pass));
 }
 
+namespace {
+
+// The compressed-token scores of a window, summed over all tokens of a CTA
+// (each token has 256 to 2048).
+constexpr int kTopNWindowScores = 4096;
+// Shared memory the default top-n tile stays below (several CTAs per SM).
+constexpr int kTopNSharedBudget = 96 * 1024;
+// The most dynamic shared memory a CTA may have (sm_90: 227 KB).
+constexpr int kMaxSharedBytes = 227 * 1024;
+
+TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
+  TopNWindow w;
+  // (max: also safe on specs that fail validate())
+  const int d = std::max(1, s.cmpStride);
+  const int a = std::max(1, s.slcBlock / d), b = std::max(1, s.cmpBlock / d);
+  const int perToken = std::clamp(kTopNWindowScores / std::max(1, tokensPerCta), 256, 2048);
+  w.blocks = std::max(1, perToken / a);
+  w.reach = a + b - 2;
+  w.cmpCapacity = a * w.blocks + w.reach + 1;
+  return w;
+}
+
+// Q rows of the tile, one chunk of compressed keys, and per token: the window's
+// compressed-token and block scores, the running list and the next one
+// (score, index).
+int topNSharedBytes(const KernelSpec &s, const TileConfig &t) {
+  const int kRow = (s.headDimQK + 8) * 2;
+  const TopNWindow w = topNWindowFor(s, t.tokensPerCta);
+  return (t.warps * 16 + t.kvChunk) * kRow + t.tokensPerCta * (4 * (w.cmpCapacity + w.blocks) + 16 * s.slcCount);
+}
+
+} // namespace
+
 static bool isOneOf(int v, std::initializer_list<int> allowed) {
   return std::find(allowed.begin(), allowed.end(), v) != allowed.end();
 }
@@ -173,6 +206,11 @@ std::string validate(const KernelSpec &s) {
   if (s.branch == Branch::Selected && s.pass == KernelPass::Forward && t.tokensPerCta > kMaxUnionTokens)
     return fmt::format("tile tokens = {}: the selected forward's union schedule takes 1..{} tokens per CTA",
                        t.tokensPerCta, kMaxUnionTokens);
+  if (s.pass == KernelPass::TopN && t.warps != 0 && t.tokensPerCta != 0 && t.kvChunk != 0 &&
+      topNSharedBytes(s, t) > kMaxSharedBytes)
+    return fmt::format("the top-n tile (warps={}, tokens={}, kv_chunk={}) needs {} bytes of shared memory; at most {} "
+                       "are allowed: use fewer tokens or a smaller kv_chunk",
+                       t.warps, t.tokensPerCta, t.kvChunk, topNSharedBytes(s, t), kMaxSharedBytes);
   return {};
 }
 
@@ -187,10 +225,25 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     return t;
   }
   if (s.pass == KernelPass::TopN) {
-    // One token per CTA; two warps cover up to 32 query heads of the group.
-    if (!t.warps) t.warps = 2;
-    if (!t.tokensPerCta) t.tokensPerCta = 1;
+    // Several tokens share each staged chunk of compressed keys (its L2 reads
+    // dominate): 128 query rows (tokens x G) for G >= 16, e.g. 8 tokens of 16
+    // heads, else 64 (already 8 tokens or more); fewer tokens where their score
+    // windows or lists would take too much shared memory.
     if (!t.kvChunk) t.kvChunk = chunkCap;
+    const bool pickWarps = !t.warps;
+    auto fitWarps = [&] {
+      if (pickWarps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
+    };
+    if (!t.tokensPerCta) {
+      const int rows = pickWarps ? (s.group >= 16 ? 128 : 64) : t.warps * 16;
+      t.tokensPerCta = std::max(1, rows / std::max(1, s.group));
+      fitWarps();
+      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > kTopNSharedBudget) {
+        t.tokensPerCta /= 2;
+        fitWarps();
+      }
+    }
+    fitWarps();
     return t;
   }
   if (s.pass == KernelPass::BackwardDKDV) {
@@ -227,14 +280,7 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
   return spec;
 }
 
-TopNWindow topNWindow(const KernelSpec &s) {
-  TopNWindow w;
-  const int a = s.slcBlock / s.cmpStride, b = s.cmpBlock / s.cmpStride;
-  w.blocks = std::max(1, 2048 / a);
-  w.reach = a + b - 2;
-  w.cmpCapacity = a * w.blocks + w.reach + 1;
-  return w;
-}
+TopNWindow topNWindow(const KernelSpec &s) { return topNWindowFor(s, defaultTileConfig(s).tokensPerCta); }
 
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
@@ -252,7 +298,8 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //   bwd dq:     Q rows, dO rows, one K chunk, one V chunk;
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
-//   bwd pre:    none.
+//   bwd pre:    none;
+//   top-n:      see topNSharedBytes.
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
   const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
@@ -277,8 +324,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
   case KernelPass::CompressWeightGrad:
     return 4 * t.warps;
   case KernelPass::TopN: {
-    TopNWindow w = topNWindow(s);
-    return t.warps * 16 * kRow + t.kvChunk * kRow + 4 * (w.cmpCapacity + w.blocks) + 8 * 2 * s.slcCount + 64;
+    return topNSharedBytes(s, t);
   }
   }
   return 0;

@@ -1,7 +1,10 @@
 // GPU tests of the fused block scoring + top-n kernel against the float64
 // reference selection: G in {1, 4, 16, 32}, (l, d, l') in {(64, 64, 64),
-// (32, 16, 64), (32, 16, 32)}, n in {4, 16}, T from below one block to 4096
-// (several windows of blocks), forced blocks (1, 2) and (0, 0). Skips without a GPU.
+// (32, 16, 64), (32, 16, 32)}, n in {4, 16}, T from below one block to 4096,
+// forced blocks (1, 2) and (0, 0). The default tile holds several tokens per
+// CTA (G = 32: 4, G = 16: 8, G = 8: 8, G = 4: 16, G = 1: 32), so further cases take
+// lengths that leave a partial last CTA, two batch elements, and enough blocks
+// for several windows per CTA. Skips without a GPU.
 #include "ParallelPrepare.h"
 #include "runtime/check/TopNCheck.h"
 
@@ -37,6 +40,17 @@ TEST(GpuTopN, MatrixAgainstReference) {
         if (g == 16 && t == 4096) c.dk = 192;
         cases.push_back({c, variant % 3 ? 1 : 0, variant % 3 ? 2 : 0});
       }
+  // {G, l, d, l', n, T, B}: T is not a multiple of the tile's tokens; the last
+  // two need 2 windows of blocks (G = 8 and G = 16: 128 blocks a window).
+  struct Extra { int g, l, d, lsel, n, t, b; };
+  for (Extra e : {Extra{16, 32, 16, 64, 16, 1027, 2}, Extra{4, 32, 16, 64, 16, 1031, 2},
+                  Extra{1, 32, 16, 32, 16, 3001, 2}, Extra{32, 64, 64, 64, 4, 333, 2},
+                  Extra{8, 32, 16, 64, 16, 9001, 1}, Extra{16, 32, 16, 64, 16, 8300, 1}}) {
+    ++variant;
+    Case c{Br::Cmp, variant % 2 == 0, 128, 128, e.g, e.t > 4096 ? 1 : 2, e.b, e.t};
+    c.l = e.l, c.d = e.d, c.lsel = e.lsel, c.n = e.n, c.seed = seed++;
+    cases.push_back({c, 1, 2});
+  }
   std::printf("top-n cases: %zu\n", cases.size());
   ParallelPrepare<TopNPrepared> prepared(cases.size(), [&](std::size_t i) {
     return prepareTopN(cases[i].c, cases[i].initial, cases[i].local);

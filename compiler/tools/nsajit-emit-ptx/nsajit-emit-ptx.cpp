@@ -3,6 +3,7 @@
 //   nsajit-emit-ptx --out DIR [--arch sm_80|sm_90a|all] [--quick]
 #include "nsajit/compiler/Compiler.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -78,6 +79,16 @@ int main(int argc, char **argv) {
       if (pass == KernelPass::Forward && s.branch == Branch::Compressed) {
         withPass.pass = KernelPass::TopN;
         specs.push_back(withPass);
+        // Non-default top-n tiles: one token per CTA, and 3 tokens (idle rows).
+        if (s.dtype == DType::BF16) {
+          KernelSpec t = withPass;
+          t.tile = {std::max(1, s.group / 16), 1, 0};
+          specs.push_back(t);
+          if (s.group <= 16) {
+            t.tile = {4, 3, 32};
+            specs.push_back(t);
+          }
+        }
         // The pooling kernels of k (D = Dk), mean and weighted.
         for (KernelPass pool : {KernelPass::Compress, KernelPass::CompressBackward, KernelPass::CompressWeightGrad})
           for (bool weighted : {false, true}) {

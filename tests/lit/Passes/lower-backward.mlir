@@ -51,13 +51,16 @@ func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64
 // -----
 
 // The fused scoring + top-n kernel of the compressed branch: mma for the
-// scores, eq. 9 weights, a CTA-wide argmax (warp shuffles) per selected block.
+// scores of 8 tokens x 16 heads (8 warps), the group sum by shuffles, eq. 9
+// weights, then per warp a warp argmax per selected block (no CTA barrier).
 // CHECK-LABEL: gpu.func @nsa_compressed_topn
-// CHECK-SAME: known_block_size = array<i32: 64, 1, 1>
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
 // CHECK: nvvm.mma.sync
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: nvvm.shfl.sync bfly
 // CHECK: arith.sitofp
 // CHECK: nvvm.shfl.sync bfly
+// CHECK: nvvm.bar.warp.sync
 func.func @nsa_compressed_topn(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
     -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
   %o, %lse = nsa.compressed_attention %q, %k, %v
@@ -66,6 +69,24 @@ func.func @nsa_compressed_topn(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
       : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
       -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
   return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
+// One token per CTA stays possible: G = 4 rows in one warp.
+// CHECK-LABEL: gpu.func @topn_one_token
+// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK: nvvm.mma.sync
+// CHECK: nvvm.bar.warp.sync
+func.func @topn_one_token(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
+    -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v
+      {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "topn",
+       nsa.select = #nsa.selected<block = 64, count = 16>, nsa.forced = array<i64: 1, 2>,
+       tile = #nsa.tile<warps = 1, tokens = 1, kv_chunk = 32>}
+      : (tensor<?x?x4x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>)
+      -> (tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>)
+  return %o, %lse : tensor<?x?x4x64xbf16>, tensor<?x?x4xf32>
 }
 
 // -----

@@ -79,6 +79,58 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
       }
 }
 
+KernelSpec topNSpec(int g, int dk = 128, int n = 16) {
+  KernelSpec s = spec(Branch::Compressed, dk, dk, g);
+  s.pass = KernelPass::TopN;
+  s.slcCount = n;
+  return s;
+}
+
+TEST(KernelSpec, TopNDefaultTileHoldsSeveralTokens) {
+  EXPECT_EQ(defaultTileConfig(topNSpec(16)), (TileConfig{8, 8, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(32)), (TileConfig{8, 4, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(4)), (TileConfig{4, 16, 64}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(1)), (TileConfig{2, 32, 64})); // 64 tokens' windows do not fit
+  EXPECT_EQ(defaultTileConfig(topNSpec(16, 256)), (TileConfig{4, 4, 32}));
+  for (int g : {1, 2, 4, 8, 16, 32})
+    for (int dk : {64, 128, 192, 256})
+      for (int n : {1, 16, 1024})
+        for (auto [l, d, lsel] : {std::tuple{32, 16, 64}, std::tuple{64, 64, 64}, std::tuple{4096, 16, 16}}) {
+          KernelSpec s = topNSpec(g, dk, n);
+          s.cmpBlock = l, s.cmpStride = d, s.slcBlock = lsel, s.slcInitial = 0, s.slcLocal = 0;
+          ASSERT_EQ(validate(s), "") << s.str();
+          s = withDefaultTiles(s);
+          ASSERT_EQ(validate(s), "") << s.str();
+          EXPECT_GE(s.tile.warps * 16, s.tile.tokensPerCta * g) << s.str();
+          EXPECT_LE(s.tile.warps * 16, std::max(16, s.tile.tokensPerCta * g) + 15) << "idle warps: " << s.str();
+          // Fewer tokens only where the windows would not fit the budget.
+          EXPECT_TRUE(sharedMemoryBytes(s) <= 96 * 1024 || s.tile.tokensPerCta == 1) << s.str();
+          EXPECT_LE(sharedMemoryBytes(s), 227 * 1024) << s.str();
+        }
+}
+
+TEST(KernelSpec, TopNTileRules) {
+  KernelSpec s = topNSpec(16);
+  s.tile = {2, 3, 64}; // 48 rows in 32
+  EXPECT_NE(validate(s).find("tokens x G = 48"), std::string::npos) << validate(s);
+  s.tile = {3, 3, 64};
+  EXPECT_EQ(validate(s), "");
+  s.tile = {1, 1, 48};
+  EXPECT_NE(validate(s).find("kv_chunk = 48"), std::string::npos) << validate(s);
+  s = topNSpec(1, 256, 1024);
+  s.tile = {8, 128, 128}; // 128 tokens x (1024-entry lists and long windows)
+  EXPECT_NE(validate(s).find("needs"), std::string::npos) << validate(s);
+  EXPECT_NE(validate(s).find("shared memory"), std::string::npos) << validate(s);
+  // A partial tile gets the rest from the defaults, and the rows still fit.
+  s = topNSpec(8);
+  s.tile = {2, 0, 0};
+  EXPECT_EQ(withDefaultTiles(s).tile, (TileConfig{2, 4, 64}));
+  s.tile = {0, 3, 0};
+  EXPECT_EQ(withDefaultTiles(s).tile, (TileConfig{2, 3, 64}));
+  // The grid walks tokens in steps of the tile's tokens.
+  EXPECT_EQ(threadsPerCta(topNSpec(16)), 256);
+}
+
 TEST(KernelSpec, IdentityIgnoresOtherBranchesFields) {
   KernelSpec a = spec(Branch::Window), b = spec(Branch::Window);
   b.slcBlock = 16, b.cmpBlock = 64; // not used by the window branch
@@ -200,6 +252,18 @@ TEST(Compiler, BackwardAndTopNKernelsAreGenerated) {
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".entry nsa_compressed_topn"), std::string::npos);
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("bar.warp.sync"), std::string::npos);
+  // Other tiles: one token per CTA, a token count that leaves idle rows, G = 32
+  // over two warps, G = 1 with many tokens.
+  for (auto [g, tile] : {std::pair{16, TileConfig{1, 1, 64}}, std::pair{4, TileConfig{4, 3, 32}},
+                         std::pair{32, TileConfig{4, 2, 16}}, std::pair{1, TileConfig{2, 32, 128}}}) {
+    KernelSpec t = topNSpec(g, 64);
+    t.tile = tile;
+    CompileResult rt;
+    ASSERT_EQ(compileKernel(t, rt), "") << t.str();
+    EXPECT_NE(rt.ptx.find(".entry nsa_compressed_topn"), std::string::npos) << t.str();
+    EXPECT_NE(rt.ptx.find(".maxntid " + std::to_string(tile.warps * 32) + ", 1, 1"), std::string::npos) << t.str();
+  }
   s.branch = Branch::Window;
   EXPECT_NE(validate(s).find("belongs to the compressed branch"), std::string::npos) << validate(s);
   s.branch = Branch::Compressed;

@@ -46,7 +46,9 @@ struct TileConfig {
                           // tokens), or for BackwardDKDV 16 keys
   int tokensPerCta = 0;   // query tokens a CTA handles; selected forward: > 1 takes the union
                           // schedule (the CTA walks the distinct blocks its tokens selected),
-                          // selected dQ: 1; BackwardDKDV: query tokens staged per inner-loop step
+                          // selected dQ: 1; TopN: tokens whose selections share each staged
+                          // chunk of compressed keys (tokens x G <= warps x 16);
+                          // BackwardDKDV: query tokens staged per inner-loop step
   int kvChunk = 0;        // keys staged in shared memory per inner-loop step; BackwardDKDV:
                           // keys a CTA owns (= warps x 16)
   bool operator==(const TileConfig &o) const = default;
@@ -99,11 +101,12 @@ int selectedUnionSharedBytes(int tokens, int n);
 
 // The top-n kernel scores selection blocks a window at a time. With
 // a = l'/d and b = l/d, block j sums compressed tokens a*j - s for
-// s in 0..reach (eq. 9, reach = a + b - 2).
+// s in 0..reach (eq. 9, reach = a + b - 2). The CTA's tokens share a budget
+// of compressed-token scores, so more tokens per CTA mean shorter windows.
 struct TopNWindow {
   int blocks = 0;       // selection blocks per window
   int reach = 0;        // a + b - 2
-  int cmpCapacity = 0;  // compressed-token scores a window needs
+  int cmpCapacity = 0;  // compressed-token scores a window needs, per token
 };
 TopNWindow topNWindow(const KernelSpec &spec);
 
