@@ -4,7 +4,7 @@
 # (nsajit tune, into a fresh tuning database), runs the benchmark against SDPA /
 # FlexAttention / the PyTorch reference, and the training check. Logs and JSON go
 # into OUT_DIR.
-#   scripts/gpu-bench.sh OUT_DIR [--quick] [--no-train] [--no-tune]
+#   [NSAJIT_BENCH_ARGS="..."] scripts/gpu-bench.sh OUT_DIR [--quick] [--no-train] [--no-tune]
 set -uo pipefail
 out="${1:?usage: gpu-bench.sh OUT_DIR [--quick] [--no-train] [--no-tune]}"
 shift
@@ -43,7 +43,8 @@ if [ "$tune" = 1 ]; then
 fi
 
 echo "== bench/bench_nsa.py $quick"
-python3 "$root/bench/bench_nsa.py" $quick --out "$out/bench.json" --png "$out/bench.png" 2>&1 | tee "$out/bench.log"
+# NSAJIT_BENCH_ARGS: more bench_nsa.py options, e.g. "--groups-T 64k --max-minutes 6".
+python3 "$root/bench/bench_nsa.py" $quick ${NSAJIT_BENCH_ARGS:-} --out "$out/bench.json" --png "$out/bench.png" 2>&1 | tee "$out/bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 if [ "$train" = 1 ]; then
