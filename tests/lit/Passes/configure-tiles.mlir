@@ -23,9 +23,10 @@ func.func @selected_g32_small_blocks(%q: tensor<?x?x32x64xf16>, %k: tensor<?x?x1
   return %o, %lse : tensor<?x?x32x64xf16>, tensor<?x?x32xf32>
 }
 
-// Dense branches pack several query tokens into the 64 rows of 4 warps.
+// Dense branches pack several query tokens into the 64 rows of 4 warps; the
+// forward's two-stage pipeline takes 32-key chunks.
 // CHECK-LABEL: func.func @window_g4
-// CHECK: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 64>
+// CHECK: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>
 func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v: tensor<?x?x2x128xbf16>)
     -> (tensor<?x?x8x128xbf16>, tensor<?x?x8xf32>) {
   %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 512>}
