@@ -257,10 +257,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     return t;
   }
   if (s.branch == Branch::Selected && s.pass == KernelPass::Forward) {
-    // The union schedule over about 64 query rows (H100, T = 64k, G = 16: 4 tokens x 32-key
-    // chunks took 13.0 ms on local and 24.4 ms on random indices, against 26.9 and 25.8 ms
-    // for one token per CTA); small chunks keep the registers low enough for two CTAs an SM.
-    if (!t.tokensPerCta) t.tokensPerCta = t.warps ? std::max(1, t.warps * 16 / s.group) : std::clamp(64 / s.group, 2, kMaxUnionTokens);
+    // The union schedule over about 64 query rows, 32 for Dk > 128 (H100, T = 64k, G = 16:
+    // 4 tokens x 32-key chunks took 13.0 ms on local and 24.4 ms on random indices, against
+    // 26.9 and 25.8 ms for one token per CTA; with Dk = 192 the tuner found 2 tokens 1.11x
+    // faster than 4); small chunks keep the registers low enough for two CTAs an SM.
+    const int unionRows = s.headDimQK > 128 ? 32 : 64;
+    if (!t.tokensPerCta)
+      t.tokensPerCta = t.warps ? std::max(1, t.warps * 16 / s.group) : std::clamp(unionRows / s.group, 2, kMaxUnionTokens);
     if (!t.warps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
     if (!t.kvChunk) t.kvChunk = std::min({s.slcBlock, chunkCap, 32});
   } else if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {

@@ -68,7 +68,7 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
         EXPECT_GE(s.tile.warps * 16, s.tile.tokensPerCta * g) << s.str();
         EXPECT_LE(sharedMemoryBytes(s), 227 * 1024) << s.str();
         if (b == Branch::Selected) { // the union schedule over about 64 rows, at least 2 tokens
-          EXPECT_EQ(s.tile.tokensPerCta, std::clamp(64 / g, 2, kMaxUnionTokens)) << s.str();
+          EXPECT_EQ(s.tile.tokensPerCta, std::clamp((dk > 128 ? 32 : 64) / g, 2, kMaxUnionTokens)) << s.str();
           EXPECT_EQ(s.tile.warps, (s.tile.tokensPerCta * g + 15) / 16) << s.str();
         }
         if (b == Branch::Selected) { // its dQ kernel keeps one token per CTA
