@@ -1,6 +1,7 @@
 #include "SelectedBlockUnion.h"
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "llvm/Support/ErrorHandling.h"
 
 using namespace mlir;
 
@@ -12,7 +13,6 @@ int roundUp16(int bytes) { return (bytes + 15) / 16 * 16; }
 // Scratch layout: raw[N] (the tokens' lists, invalid entries -1), first[N] (1 where
 // the entry is the first occurrence of its block in the CTA), list[N] (distinct
 // blocks, ascending), mult[N][tokens] (bytes), count.
-int SelectedBlockUnion::sharedBytes(int tokens, int n) { return selectedUnionSharedBytes(tokens, n); }
 
 SelectedBlockUnion::SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem,
                                        int byteBase, const KernelSpec &spec, int tokens)
@@ -23,6 +23,9 @@ SelectedBlockUnion::SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids
   listOff = firstOff + roundUp16(4 * N);
   multOff = listOff + roundUp16(4 * N);
   countOff = multOff + roundUp16(N * T);
+  // The launcher sizes shared memory with selectedUnionSharedBytes: the layouts must agree.
+  if (countOff + 16 != selectedUnionSharedBytes(T, n))
+    llvm::report_fatal_error("SelectedBlockUnion: scratch layout differs from selectedUnionSharedBytes");
 }
 
 Value SelectedBlockUnion::at(int region, Value i) {

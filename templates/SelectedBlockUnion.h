@@ -14,10 +14,8 @@ namespace nsajit::tpl {
 
 class SelectedBlockUnion {
 public:
-  // Shared bytes the union needs for `tokens` tokens of n indices each.
-  static int sharedBytes(int tokens, int n);
-
-  // `byteBase`: where the union's shared scratch starts (16-byte aligned).
+  // `byteBase`: where the union's shared scratch starts (16-byte aligned); the
+  // scratch takes selectedUnionSharedBytes(tokens, n) bytes (KernelSpec.h).
   SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, int byteBase,
                      const KernelSpec &spec, int tokens);
 
