@@ -4,6 +4,7 @@
 #include "KernelCommon.h"
 #include "SelectedBlockUnion.h"
 #include "WarpMma.h"
+#include "WarpgroupMma.h"
 
 #include "nsajit/compiler/KernelAbi.h"
 
@@ -47,7 +48,7 @@ struct SoftmaxState {
 class ForwardKernelBuilder {
 public:
   ForwardKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
-      : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV), G(spec.group),
+      : name(name.str()), h(b, loc), mma(h, spec.dtype), wg(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV), G(spec.group),
         W(spec.tile.warps), TQ(spec.tile.tokensPerCta), C(spec.tile.kvChunk) {}
 
   LogicalResult build();
@@ -61,17 +62,29 @@ private:
   // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
   // log2 of each row's multiplicity of the chunk's block, added to its scores.
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
-  // Union schedule: the row biases of chunk c, and whether any row of the warp
-  // takes part in it.
+  // The tensor-core products of a chunk step: S = Q K^T (C/8 tiles of this
+  // warp's 16 rows) and O += P V with P as A fragments (C/16 of them).
+  std::vector<Frag4> scoresSync(Value kB);
+  std::vector<Frag4> scoresWarpgroup(Value kB);
+  std::vector<Frag4> accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &p, Value vB);
+  std::vector<Frag4> accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &p, Value vB);
+  // The A fragment of this warp's 16 query rows for head dims 16kk..16kk+15.
+  Frag4 queryFragment(int kk);
+  // Union schedule: the row biases of chunk c, and whether any of this
+  // thread's rows takes part in it.
   std::pair<std::array<Value, 2>, Value> unionRowBias(Value c);
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); }
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
+  // sm_90a with whole warpgroups: wgmma on core-matrix K/V tiles, else mma.sync
+  // on padded rows.
+  bool warpgroupMma() const { return spec.arch == Arch::SM90a && W % 4 == 0; }
 
   std::string name;
   IRBuilderHelpers h;
   WarpMma mma;
+  WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
   // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
@@ -102,8 +115,15 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
     };
   };
   scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
-    stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
-    stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
+    if (warpgroupMma()) {
+      stageCoreMatrices(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
+                        /*commit=*/false);
+      stageCoreMatrices(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
+                        /*commit=*/false);
+    } else {
+      stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
+      stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
+    }
     scf::YieldOp::create(h.b, h.loc);
   });
   commitStaged(h);
@@ -122,37 +142,100 @@ std::pair<std::array<Value, 2>, Value> ForwardKernelBuilder::unionRowBias(Value 
                        h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
     takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
   }
-  Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
-                                       NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
-  return {bias, any};
+  return {bias, takesPart};
 }
 
-SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
-  Value kB = kBaseOf(buf), vB = vBaseOf(buf);
-
-  // S = Q K^T for this warp's 16 rows and the C keys. Fragments by ldmatrix.x4:
-  // lane l addresses row l % 8 of matrix m = l / 8.
+std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
+  // Fragments by ldmatrix.x4: lane l addresses row l % 8 of matrix m = l / 8.
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
   std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero});
   Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
   Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
-  // Q (A operand): matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
-  Value qRow = h.add(h.c32(qBase), h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)),
-                                               h.c32(qPitch)),
-                                         h.mul(matHi, h.c32(8))));
   // K (B operand, [key][dim]): matrices (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15:
   // two n-tiles per load.
   Value kRow = h.add(kB, h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
                                          h.mul(matLo, h.c32(8))));
   for (int kk = 0; kk < Dk / 16; ++kk) {
-    Frag4 a = mma.loadMatrices(smem, h.add(qRow, h.c32(16 * kk)), /*trans=*/false);
+    Frag4 a = queryFragment(kk);
     for (int n = 0; n < nTiles; n += 2) {
       Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
       s[n] = mma.mma(a, Frag2{b[0], b[1]}, s[n]);
       s[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, s[n + 1]);
     }
   }
+  return s;
+}
+
+std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
+  // K as B (K-major: its rows are the N = C keys): core matrices 128 bytes apart
+  // along the head dim, 16 * Dk along the keys; a k-step is two core matrices.
+  Value zero = h.cf(0.0f);
+  std::vector<Value> acc(C / 2, zero);
+  std::vector<Value> regs = acc;
+  for (int kk = 0; kk < Dk / 16; ++kk) {
+    Frag4 a = queryFragment(kk);
+    regs.insert(regs.end(), a.begin(), a.end());
+  }
+  regs = wg.fence(regs);
+  acc.assign(regs.begin(), regs.begin() + C / 2);
+  Value desc = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
+  for (int kk = 0; kk < Dk / 16; ++kk) {
+    auto a = regs.begin() + C / 2 + 4 * kk;
+    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 256 * kk), /*transposeB=*/false);
+  }
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+}
+
+std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
+                                                        Value vB) {
+  // V (B operand, [key][dim]) by ldmatrix.x4.trans: matrices (keys 0-7 | 8-15) of
+  // dims 0-7, then of dims 8-15: two n-tiles per load.
+  Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
+  Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
+  Value vRow = h.add(vB, h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
+                                         h.mul(matHi, h.c32(8))));
+  for (int kk = 0; kk < C / 16; ++kk)
+    for (int n = 0; n < Dv / 8; n += 2) {
+      Frag4 b = mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
+      o[n] = mma.mma(pFrags[kk], Frag2{b[0], b[1]}, o[n]);
+      o[n + 1] = mma.mma(pFrags[kk], Frag2{b[2], b[3]}, o[n + 1]);
+    }
+  return o;
+}
+
+std::vector<Frag4> ForwardKernelBuilder::accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
+                                                             Value vB) {
+  // V as B stored N-major (its rows are the K = C keys, transposed by wgmma):
+  // core matrices 16 * Dv bytes apart along the keys, 128 along the head dim.
+  std::vector<Value> regs = WarpgroupMma::flatten(o);
+  const size_t nAcc = regs.size();
+  for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
+  regs = wg.fence(regs);
+  std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
+  Value desc = wg.descriptor(smem, h.mul(vB, h.c32(2)), /*leadingBytes=*/16 * Dv, /*strideBytes=*/128);
+  for (int kk = 0; kk < C / 16; ++kk) {
+    auto a = regs.begin() + nAcc + 4 * kk;
+    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 32 * Dv * kk), /*transposeB=*/true);
+  }
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+}
+
+Frag4 ForwardKernelBuilder::queryFragment(int kk) {
+  // Q (A operand): matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
+  Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
+  Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
+  Value qRow = h.add(h.c32(qBase), h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)),
+                                               h.c32(qPitch)),
+                                         h.mul(matHi, h.c32(8))));
+  return mma.loadMatrices(smem, h.add(qRow, h.c32(16 * kk)), /*trans=*/false);
+}
+
+SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
+  Value kB = kBaseOf(buf), vB = vBaseOf(buf);
+  const int nTiles = C / 8;
+  Value zero = h.cf(0.0f);
+  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
   // Mask and scale into the base-2 domain: s2 = s * scale * log2(e).
   const float scaleLog2 = spec.effectiveScale() * 1.4426950408889634f;
@@ -196,20 +279,13 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   for (auto &f : out.o)
     for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
 
-  // O += P V: the C fragments of two adjacent S tiles form one A fragment. V (B
-  // operand, [key][dim]) by ldmatrix.x4.trans: matrices (keys 0-7 | 8-15) of dims
-  // 0-7, then of dims 8-15: two n-tiles per load.
-  Value vRow = h.add(vB, h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
-                                         h.mul(matHi, h.c32(8))));
-  for (int kk = 0; kk < C / 16; ++kk) {
-    Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
-            mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]), mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-    for (int n = 0; n < Dv / 8; n += 2) {
-      Frag4 b = mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
-      out.o[n] = mma.mma(a, Frag2{b[0], b[1]}, out.o[n]);
-      out.o[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, out.o[n + 1]);
-    }
-  }
+  // O += P V: the C fragments of two adjacent S tiles form one A fragment.
+  std::vector<Frag4> pFrags;
+  for (int kk = 0; kk < C / 16; ++kk)
+    pFrags.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
+                      mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                      mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
+  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
   return out;
 }
 
@@ -344,13 +420,25 @@ LogicalResult ForwardKernelBuilder::build() {
         auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
         stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         waitStaged(h, /*pending=*/1);
-        h.barrier();
+        if (warpgroupMma())
+          fenceAsyncProxy(h); // the copies are read by wgmma through the async proxy
         Value compute = active;
         std::array<Value, 2> bias;
         if (unionSchedule()) {
+          // Skip blocks no row selected: per warp with mma.sync, per CTA with
+          // the warpgroup-collective wgmma (a barrier that reduces the vote).
           auto [rowBias, takesPart] = unionRowBias(c);
           bias = rowBias;
-          compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
+          Value any = warpgroupMma()
+                          ? barrierAny(h, takesPart)
+                          : NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
+                                                     NVVM::VoteSyncKindAttr::get(h.b.getContext(),
+                                                                                 NVVM::VoteSyncKind::any));
+          if (!warpgroupMma())
+            h.barrier();
+          compute = h.band(compute, any);
+        } else {
+          h.barrier();
         }
         SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
         auto step = scf::IfOp::create(

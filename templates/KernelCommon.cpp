@@ -40,19 +40,27 @@ Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {
   return LLVM::AddressOfOp::create(h.b, h.loc, h.ptr(kShared), kSharedMemorySymbol);
 }
 
-void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase, int pitch,
-               int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
-  int vecsPerRow = dim / 8;
+namespace {
+
+// The 16-byte copy i of a staging: its source row, first column and shared
+// destination (in elements).
+struct StagedCopy {
+  Value row, col, dst;
+};
+
+// Issues the staging's 16-byte cp.async copies, `copies` in all, thread tid
+// taking copies tid, tid + threads, ...; missing rows become zeros.
+void stageCopies(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, int copies, Value src,
+                 const RowOffsetFn &rowOffset, const std::function<StagedCopy(Value)> &copyAt, bool wait,
+                 bool commit) {
   auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
-  scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(rows * vecsPerRow), h.c32(threads), ValueRange{},
+  scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(copies), h.c32(threads), ValueRange{},
                      [&](OpBuilder &, Location, Value i, ValueRange) {
-                       Value row = h.divs(i, h.c32(vecsPerRow));
-                       Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
-                       auto [off, valid] = rowOffset(row);
-                       Value safe = h.select(valid, h.add(off, h.ext64(col)), h.c64(0));
-                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col));
+                       StagedCopy c = copyAt(i);
+                       auto [off, valid] = rowOffset(c.row);
+                       Value safe = h.select(valid, h.add(off, h.ext64(c.col)), h.c64(0));
                        Value bytes = h.select(valid, h.c32(16), h.c32(0)); // 0: fill zeros, read nothing
-                       NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), dst), h.gep(src, h.i16(), safe),
+                       NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), c.dst), h.gep(src, h.i16(), safe),
                                                h.b.getI32IntegerAttr(16), cacheGlobal, bytes);
                        scf::YieldOp::create(h.b, h.loc);
                      });
@@ -60,6 +68,31 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value sme
     commitStaged(h);
   if (wait)
     waitStaged(h);
+}
+
+} // namespace
+
+void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase, int pitch,
+               int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
+  const int vecsPerRow = dim / 8;
+  stageCopies(h, ids, threads, smem, rows * vecsPerRow, src, rowOffset, [&](Value i) {
+    Value row = h.divs(i, h.c32(vecsPerRow));
+    Value col = h.mul(h.rems(i, h.c32(vecsPerRow)), h.c32(8));
+    return StagedCopy{row, col, h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), col))};
+  }, wait, commit);
+}
+
+void stageCoreMatrices(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase,
+                       int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
+  // Copy i fills the i-th 16 bytes of the tile: row 8 * (i / dim) + i % 8,
+  // columns 8 * ((i / 8) % (dim / 8)) ..+7. Consecutive threads write
+  // consecutive shared bytes and read 8 rows x 64 bytes a warp.
+  const int vecsPerRow = dim / 8;
+  stageCopies(h, ids, threads, smem, rows * vecsPerRow, src, rowOffset, [&](Value i) {
+    Value row = h.add(h.mul(h.divs(i, h.c32(8 * vecsPerRow)), h.c32(8)), h.rems(i, h.c32(8)));
+    Value col = h.mul(h.rems(h.divs(i, h.c32(8)), h.c32(vecsPerRow)), h.c32(8));
+    return StagedCopy{row, col, h.add(smemElemBase, h.mul(i, h.c32(8)))};
+  }, wait, commit);
 }
 
 void commitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc); }

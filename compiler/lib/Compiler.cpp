@@ -23,7 +23,7 @@ namespace nsajit {
 
 std::string compilerVersion() {
   // Bump kCodegenRevision whenever generated code changes for the same spec.
-  constexpr int kCodegenRevision = 10;
+  constexpr int kCodegenRevision = 11;
   return fmt::format("nsajit {} codegen {} mlir {} abi {}", NSAJIT_VERSION_STRING, kCodegenRevision,
                      LLVM_VERSION_STRING, kForwardKernelParamCount);
 }
@@ -53,7 +53,7 @@ std::string compileKernel(const KernelSpec &requested, CompileResult &out, const
     return fmt::format("internal error: the IR built for '{}' does not verify: {}", spec.str(), diagnostics);
 
   PassManager pm(&ctx);
-  buildNsaToGpuPipeline(pm);
+  buildNsaToGpuPipeline(pm, spec.arch);
   buildGpuToPtxPipeline(pm, spec.arch);
   if (opts.dumpIR)
     pm.enableIRPrinting();

@@ -23,8 +23,9 @@ void registerNsaPasses() {
   PassPipelineRegistration<PtxPipelineOptions>(
       "nsa-to-ptx", "The whole nsajit pipeline: nsa ops -> gpu.module -> gpu.binary with PTX",
       [](OpPassManager &pm, const PtxPipelineOptions &opts) {
-        buildNsaToGpuPipeline(pm);
-        buildGpuToPtxPipeline(pm, parseArch(opts.chip).value_or(Arch::SM90a));
+        Arch arch = parseArch(opts.chip).value_or(Arch::SM90a);
+        buildNsaToGpuPipeline(pm, arch);
+        buildGpuToPtxPipeline(pm, arch);
       });
   PassPipelineRegistration<PtxPipelineOptions>(
       "nsa-gpu-to-ptx", "gpu.module kernels -> gpu.binary with PTX (the upstream half of nsa-to-ptx)",

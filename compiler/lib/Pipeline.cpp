@@ -46,9 +46,9 @@ void registerCompilerDialects(DialectRegistry &registry) {
   registerNVVMDialectTranslation(registry);
 }
 
-void buildNsaToGpuPipeline(OpPassManager &pm) {
-  pm.addPass(createConfigureTilesPass());
-  pm.addPass(createLowerToGpuPass());
+void buildNsaToGpuPipeline(OpPassManager &pm, Arch arch) {
+  pm.addPass(createConfigureTilesPass(arch));
+  pm.addPass(createLowerToGpuPass(arch));
 }
 
 void buildGpuToPtxPipeline(OpPassManager &pm, Arch arch) {

@@ -29,9 +29,13 @@ namespace {
 
 struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(LowerToGpuPass)
+  LowerToGpuPass() = default;
+  LowerToGpuPass(const LowerToGpuPass &other) : PassWrapper(other) {}
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("target GPU: sm_80 (mma.sync) or sm_90a (wgmma where a tile allows)"),
+                           llvm::cl::init("sm_90a")};
   StringRef getArgument() const override { return "nsa-lower-to-gpu"; }
   StringRef getDescription() const override {
-    return "Lower nsa attention ops to gpu.module kernels (LLVM/NVVM/scf/arith ops, mma.sync)";
+    return "Lower nsa attention ops to gpu.module kernels (LLVM/NVVM/scf/arith ops, mma.sync or wgmma)";
   }
   void getDependentDialects(DialectRegistry &registry) const override {
     registry.insert<gpu::GPUDialect, LLVM::LLVMDialect, NVVM::NVVMDialect, scf::SCFDialect, arith::ArithDialect,
@@ -40,6 +44,11 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    std::optional<Arch> arch = parseArch(chip);
+    if (!arch) {
+      module.emitError("nsa-lower-to-gpu: chip = '") << chip.getValue() << "' is unknown; allowed: sm_80, sm_90a";
+      return signalPassFailure();
+    }
     SmallVector<std::pair<func::FuncOp, nsa::AttentionOpInterface>> work;
     for (auto fn : module.getOps<func::FuncOp>()) {
       SmallVector<nsa::AttentionOpInterface> ops;
@@ -62,7 +71,7 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
     for (auto [fn, op] : work) {
       KernelSpec spec;
       std::string error;
-      if (!specFromOp(op, Arch::SM90a, spec, error)) {
+      if (!specFromOp(op, *arch, spec, error)) {
         op->emitOpError("cannot lower: ") << error;
         return signalPassFailure();
       }
@@ -88,7 +97,11 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
 
 } // namespace
 
-std::unique_ptr<Pass> createLowerToGpuPass() { return std::make_unique<LowerToGpuPass>(); }
+std::unique_ptr<Pass> createLowerToGpuPass(Arch arch) {
+  auto pass = std::make_unique<LowerToGpuPass>();
+  pass->chip = archName(arch);
+  return pass;
+}
 void registerLowerToGpuPass() { PassRegistration<LowerToGpuPass>(); }
 
 } // namespace nsajit

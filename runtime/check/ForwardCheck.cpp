@@ -26,6 +26,8 @@ std::string Case::label() const {
   std::string s = buf;
   if (padded) s += " strided";
   if (tileTokens) s += " tile-tokens=" + std::to_string(tileTokens);
+  if (tileWarps) s += " tile-warps=" + std::to_string(tileWarps);
+  if (arch) s += " sm_" + std::to_string(arch);
   return s;
 }
 
@@ -145,6 +147,7 @@ nsajit_config configFor(const Case &c) {
   cfg.head_dim_qk = c.dk, cfg.head_dim_v = c.dv, cfg.num_kv_heads = c.h, cfg.group = c.g;
   cfg.cmp_block = c.l, cfg.cmp_stride = c.d, cfg.slc_block = c.lsel, cfg.slc_count = c.n, cfg.window = c.w;
   cfg.tile_tokens = c.tileTokens;
+  cfg.tile_warps = c.tileWarps;
   return cfg;
 }
 
@@ -168,7 +171,9 @@ nsajit_tensor DeviceCase::rowTensor(CUdeviceptr ptr) const {
 
 std::string DeviceCase::forward(nsajit_context *ctx) {
   const Case &c = p.c;
-  nsajit_status st = NSAJIT_OK;
+  nsajit_status st = nsajit_context_set_arch(ctx, c.arch);
+  if (st != NSAJIT_OK)
+    return nsajit_last_error();
   switch (c.branch) {
   case Br::Cmp: st = nsajit_compressed_forward(ctx, &cfg, c.b, c.t, &tq, &tk, &tv, &to, &tl, nullptr); break;
   case Br::Slc: st = nsajit_selected_forward(ctx, &cfg, c.b, c.t, &tq, &tk, &tv, &ti, &to, &tl, nullptr); break;

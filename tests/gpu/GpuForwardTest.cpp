@@ -3,7 +3,9 @@
 // Dv <= Dk, G in {1..32}, l' in {16..128}, bf16 and fp16, B = 2, T below a
 // block and T not a multiple of any block, strided (padded) tensors, queries
 // that see no complete compressed block, hostile selection indices, the
-// selected branch's union schedule (several tokens per CTA) on local indices.
+// selected branch's union schedule (several tokens per CTA) on local indices,
+// and on sm_90a GPUs both tensor-core paths (wgmma for tiles of whole
+// warpgroups, one or two of them, and the sm_80 mma.sync kernels).
 // Without a GPU every test prints "no CUDA device" and is skipped.
 //
 // NSAJIT_GPU_TEST_JSON=<file> writes one JSON record per case;
@@ -54,6 +56,12 @@ std::vector<Case> matrix() {
           c.t = t, c.seed = seed++, c.padded = (variant % 4 == 0);
           cases.push_back(c);
         }
+        // The other tensor-core paths of the dense branches on sm_90a: two
+        // warpgroups (8 warps), and the sm_80 mma.sync kernel.
+        c.t = 203, c.seed = seed++;
+        if (variant % 2) c.tileWarps = 8;
+        else c.arch = 80;
+        cases.push_back(c);
         // Window: w below, around and above T.
         c = base;
         c.branch = Br::Swa;
@@ -63,6 +71,10 @@ std::vector<Case> matrix() {
           c.t = t, c.seed = seed++, c.padded = (variant % 4 == 1);
           cases.push_back(c);
         }
+        c.t = 203, c.seed = seed++;
+        if (variant % 2) c.arch = 80;
+        else c.tileWarps = 8;
+        cases.push_back(c);
         // Selected: every l', T below one block and T not a multiple of it.
         for (int lsel : {16, 32, 64, 128}) {
           c = base;
@@ -83,6 +95,7 @@ std::vector<Case> matrix() {
         for (int t : {7 * c.lsel + 5, 3 * c.lsel - 1}) {
           c.t = t, c.seed = seed++, c.padded = (variant % 4 == 3);
           c.indices = modes[(variant + t) % 3];
+          c.arch = (t % 2 && variant % 3 == 0) ? 80 : 0; // also the union on mma.sync
           cases.push_back(c);
         }
       }

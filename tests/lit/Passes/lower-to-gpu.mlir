@@ -1,4 +1,7 @@
 // RUN: nsa-opt %s --split-input-file --nsa-configure-tiles --nsa-lower-to-gpu --verify-diagnostics | FileCheck %s
+// RUN: nsa-opt %s --split-input-file --nsa-configure-tiles="chip=sm_80" --nsa-lower-to-gpu="chip=sm_80" --verify-diagnostics | FileCheck %s --check-prefix=SM80
+// RUN: not nsa-opt %s --split-input-file --nsa-lower-to-gpu="chip=sm_70" 2>&1 | FileCheck %s --check-prefix=BADCHIP
+// BADCHIP: chip = 'sm_70' is unknown; allowed: sm_80, sm_90a
 
 // The func becomes a kernel of the same name in one gpu.module, with the
 // pointer + element-stride ABI (6 pointers, 18 strides, T and Tkv), launch
@@ -11,19 +14,34 @@
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // The union schedule: the tokens' index lists are read once into shared memory,
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
-// flight) and a warp none of whose rows selected a block skips it.
+// flight) and blocks no row selected are skipped. sm_90a (4 warps, one
+// warpgroup): the copies are fenced for the async proxy, the CTA votes in its
+// barrier and wgmma multiplies (K-major K, then transposed V); sm_80: a warp
+// vote and mma.sync.
 // CHECK: scf.for
 // CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
 // CHECK: nvvm.barrier0
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: nvvm.cp.async.wait.group 1
-// CHECK: nvvm.vote.sync any
+// CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
+// CHECK: bar.red.or.pred
 // CHECK: scf.if
-// CHECK: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// CHECK: "wgmma.fence.sync.aligned;"
+// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0;
+// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
 // CHECK: nvvm.shfl.sync bfly
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
 // CHECK: gpu.return
+// SM80: gpu.func @nsa_selected_fwd
+// SM80: nvvm.cp.async.wait.group 1
+// SM80: nvvm.vote.sync any
+// SM80: nvvm.barrier0
+// SM80: scf.if
+// SM80: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// SM80-NOT: wgmma
+// SM80: gpu.return
 func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
                             %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
   %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 16>}
@@ -36,7 +54,9 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 
 // fp16 inputs use the f16 mma; the window kernel has 4 warps.
 // CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
-// CHECK: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
+// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16
+// SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
 func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
     -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
   %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}

@@ -13,15 +13,23 @@
 // SM90-SAME: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
 // SM90-SAME: cp.async.commit_group;
 // SM90-SAME: cp.async.wait_group
-// Fragments come from shared memory by ldmatrix (V transposed on the fly):
+// sm_90a: Q fragments by ldmatrix, K and V read by wgmma from shared memory
+// (descriptors; V transposed by the instruction):
+// SM90-SAME: fence.proxy.async.shared::cta;
 // SM90-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
-// SM90-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// SM90-SAME: wgmma.fence.sync.aligned;
+// SM90-SAME: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16
+// SM90-SAME: wgmma.wait_group.sync.aligned 0;
 // SM90-SAME: ex2.approx.ftz.f32
-// SM90-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// SM90-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // SM90-NOT: __nv_
+// sm_80: every fragment by ldmatrix (V transposed on the fly), mma.sync.
 // SM80: gpu.binary @nsa_kernels
 // SM80-SAME: .target sm_80
+// SM80-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // SM80-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// SM80-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// SM80-NOT: wgmma
 func.func @nsa_compressed_fwd(%q: tensor<?x?x64x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor<?x?x4x128xbf16>)
     -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>) {
   %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>}

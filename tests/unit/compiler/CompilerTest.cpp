@@ -186,7 +186,19 @@ TEST(Compiler, EveryBranchProducesTensorCorePtx) {
       EXPECT_EQ(r.kernelName, s.kernelName());
       EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos);
       EXPECT_NE(r.ptx.find(std::string(".target ") + archName(arch)), std::string::npos);
-      EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
+      // sm_90a: the default forward tiles are whole warpgroups (4 warps), so wgmma with
+      // K (K-major) and V (transposed) from shared memory; sm_80: mma.sync.
+      if (arch == Arch::SM90a) {
+        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos) << s.str();
+        EXPECT_NE(r.ptx.find(", p, 1, 1, 1;"), std::string::npos) << "V is not transposed: " << s.str();
+        EXPECT_NE(r.ptx.find("wgmma.fence.sync.aligned"), std::string::npos);
+        EXPECT_NE(r.ptx.find("wgmma.wait_group.sync.aligned 0"), std::string::npos);
+        EXPECT_NE(r.ptx.find("fence.proxy.async.shared::cta"), std::string::npos);
+        EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos) << s.str();
+      } else {
+        EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
+        EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos) << s.str();
+      }
       EXPECT_NE(r.ptx.find("ex2.approx"), std::string::npos);
       EXPECT_NE(r.ptx.find("shfl.sync.bfly"), std::string::npos);
       EXPECT_EQ(r.ptx.find("__nv_"), std::string::npos);
@@ -199,9 +211,33 @@ TEST(Compiler, EveryBranchProducesTensorCorePtx) {
 TEST(Compiler, Fp16UsesHalfMma) {
   KernelSpec s = spec(Branch::Window);
   s.dtype = DType::FP16;
+  s.arch = Arch::SM80;
   CompileResult r;
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), std::string::npos);
+  s.arch = Arch::SM90a;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16"), std::string::npos);
+}
+
+// On sm_90a a forward tile takes wgmma only when it is made of whole
+// warpgroups: 2 warps stay on mma.sync; 8 warps are two warpgroups, each
+// issuing its own wgmma (N = the kv chunk for S, Dv for O).
+TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
+  KernelSpec s = spec(Branch::Window);
+  s.tile.warps = 2;
+  CompileResult r;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
+  EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
+  s.tile.warps = 8;
+  s.tile.kvChunk = 64;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find(".maxntid 256, 1, 1"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n" + std::to_string(s.headDimV) + "k16.f32.bf16.bf16"),
+            std::string::npos);
+  EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
 }
 
 TEST(Compiler, SpecializesPerConfiguration) {

@@ -18,8 +18,8 @@ namespace nsajit {
 // Every dialect and translation interface the pipeline needs.
 void registerCompilerDialects(mlir::DialectRegistry &registry);
 
-// nsa ops -> tiled -> gpu.module with the kernels (nsajit's own passes).
-void buildNsaToGpuPipeline(mlir::OpPassManager &pm);
+// nsa ops -> tiled -> gpu.module with the kernels for `arch` (nsajit's own passes).
+void buildNsaToGpuPipeline(mlir::OpPassManager &pm, Arch arch);
 // gpu.module -> NVVM/LLVM dialect -> gpu.binary holding PTX for `arch`.
 void buildGpuToPtxPipeline(mlir::OpPassManager &pm, Arch arch);
 

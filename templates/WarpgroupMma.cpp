@@ -1,0 +1,103 @@
+#include "WarpgroupMma.h"
+
+#include "fmt/format.h"
+
+using namespace mlir;
+
+namespace nsajit::tpl {
+namespace {
+
+LLVM::InlineAsmOp inlineAsm(IRBuilderHelpers &h, TypeRange results, ValueRange operands, StringRef text,
+                            StringRef constraints) {
+  return LLVM::InlineAsmOp::create(h.b, h.loc, results, operands, text, constraints, /*has_side_effects=*/true,
+                                   /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+                                   LLVM::AsmDialectAttr(), ArrayAttr());
+}
+
+} // namespace
+
+Value WarpgroupMma::descriptor(Value smem, Value byteOffset, int leadingBytes, int strideBytes) {
+  Value base = LLVM::PtrToIntOp::create(h.b, h.loc, h.i64(), smem);
+  Value addr = h.add(base, h.ext64(byteOffset));
+  auto field = [&](Value bytes, int shift) {
+    Value v = arith::AndIOp::create(h.b, h.loc, arith::ShRUIOp::create(h.b, h.loc, bytes, h.c64(4)), h.c64(0x3FFF));
+    return h.shl(v, h.c64(shift));
+  };
+  // Bits 0-13: address >> 4; 16-29: leading offset >> 4; 32-45: stride offset >> 4;
+  // 49-51 base offset 0 and 62-63 swizzle 0 (none).
+  return h.bor(field(addr, 0), h.bor(field(h.c64(leadingBytes), 16), field(h.c64(strideBytes), 32)));
+}
+
+Value WarpgroupMma::advance(Value desc, int bytes) { return h.add(desc, h.c64(bytes >> 4)); }
+
+std::vector<Value> WarpgroupMma::passThrough(StringRef asmText, ArrayRef<Value> regs, ArrayRef<Value> extra,
+                                             ArrayRef<std::string> extraConstraints) {
+  SmallVector<Type> types;
+  std::string outs, ins;
+  for (size_t i = 0; i < regs.size(); ++i) {
+    bool isFloat = regs[i].getType().isF32();
+    types.push_back(regs[i].getType());
+    outs += fmt::format("{}={}", i ? "," : "", isFloat ? "f" : "r");
+    ins += fmt::format(",{}", i);
+  }
+  for (auto &c : extraConstraints) ins += "," + c;
+  SmallVector<Value> operands(regs.begin(), regs.end());
+  operands.append(extra.begin(), extra.end());
+  std::vector<Value> out;
+  if (regs.empty()) {
+    inlineAsm(h, {}, operands, asmText, ins.empty() ? "" : ins.substr(1));
+    return out;
+  }
+  auto structTy = LLVM::LLVMStructType::getLiteral(h.b.getContext(), types);
+  auto op = inlineAsm(h, structTy, operands, asmText, outs + ins);
+  for (size_t i = 0; i < regs.size(); ++i)
+    out.push_back(LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(0), ArrayRef<int64_t>{int64_t(i)}));
+  return out;
+}
+
+std::vector<Value> WarpgroupMma::fence(ArrayRef<Value> regs) {
+  return passThrough("wgmma.fence.sync.aligned;", regs, {}, {});
+}
+
+std::vector<Value> WarpgroupMma::mma(ArrayRef<Value> acc, const Frag4 &a, Value descB, bool transposeB) {
+  const int n = static_cast<int>(acc.size()) * 2; // N columns: 4 values per 8 columns
+  const int nAcc = static_cast<int>(acc.size());
+  std::string d, list;
+  for (int i = 0; i < nAcc; ++i) d += fmt::format("{}${}", i ? ", " : "", i);
+  const char *type = dtype == DType::BF16 ? "bf16" : "f16";
+  const int x = 2 * nAcc; // the extra inputs follow the outputs and their tied inputs
+  // scale-d is a predicate operand: always accumulate (callers start from zeros).
+  std::string text = fmt::format("{{\n.reg .pred p;\nsetp.ne.b32 p, ${}, 0;\n"
+                                 "wgmma.mma_async.sync.aligned.m64n{}k16.f32.{}.{} {{{}}}, {{${}, ${}, ${}, ${}}}, "
+                                 "${}, p, 1, 1, {};\n}}",
+                                 x + 5, n, type, type, d, x, x + 1, x + 2, x + 3, x + 4,
+                                 transposeB ? 1 : 0);
+  return passThrough(text, acc, {a[0], a[1], a[2], a[3], descB, h.c32(1)}, {"r", "r", "r", "r", "l", "r"});
+}
+
+std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {
+  return passThrough("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;", acc, {}, {});
+}
+
+std::vector<Value> WarpgroupMma::flatten(const std::vector<Frag4> &tiles) {
+  std::vector<Value> flat;
+  for (auto &t : tiles) flat.insert(flat.end(), t.begin(), t.end());
+  return flat;
+}
+
+std::vector<Frag4> WarpgroupMma::tiles(ArrayRef<Value> flat) {
+  std::vector<Frag4> t(flat.size() / 4);
+  for (size_t i = 0; i < flat.size(); ++i) t[i / 4][i % 4] = flat[i];
+  return t;
+}
+
+void fenceAsyncProxy(IRBuilderHelpers &h) { inlineAsm(h, {}, {}, "fence.proxy.async.shared::cta;", ""); }
+
+Value barrierAny(IRBuilderHelpers &h, Value pred) {
+  auto op = inlineAsm(h, h.i32(), ValueRange{h.zext32(pred)},
+                      "{\n.reg .pred p, q;\nsetp.ne.b32 p, $1, 0;\nbar.red.or.pred q, 0, p;\nselp.u32 $0, 1, 0, q;\n}",
+                      "=r,r");
+  return h.ne(op.getResult(0), h.c32(0));
+}
+
+} // namespace nsajit::tpl

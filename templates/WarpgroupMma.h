@@ -1,0 +1,70 @@
+// Warpgroup-scope tensor-core primitives of sm_90a: wgmma.mma_async with fp32
+// accumulation, the A operand in registers and the B operand in shared memory.
+//
+// A warpgroup is 4 consecutive warps (128 threads, the first warp a multiple of
+// 4) computing a 64-row tile together. Warp i of the group owns rows 16i..16i+15
+// and holds them in the mma.sync layouts of WarpMma.h (PTX ISA, "Register
+// fragments and shared memory matrix layouts" of wgmma):
+//   A (64x16, per warp 16x16): the m16n8k16 A fragment (Frag4 of packed pairs);
+//   D (64xN fp32): N/2 values, d[4j + e] is element e of the m16n8 C fragment
+//                  of columns 8j..8j+7, i.e. a vector<Frag4> of N/8 tiles.
+// B lives in shared memory as "core matrices" (8 rows of 16 contiguous bytes,
+// 128 bytes each), without swizzling; see stageCoreMatrices (KernelCommon.h).
+// The issue is asynchronous: fence() before the first mma of a batch (after the
+// registers it reads were written), commitAndWait() before the results are read.
+// Every accumulator passes through these as operands, so no instruction that
+// reads or writes them can be moved across by the compiler.
+#pragma once
+
+#include "WarpMma.h"
+
+#include <vector>
+
+namespace nsajit::tpl {
+
+class WarpgroupMma {
+public:
+  WarpgroupMma(IRBuilderHelpers &h, DType dtype) : h(h), dtype(dtype) {}
+
+  // Shared memory matrix descriptor (no swizzle) of the operand starting at
+  // byte `byteOffset` of `smem`. For core matrices, `leadingBytes` is the
+  // distance of neighbours along K and `strideBytes` along M/N (both multiples
+  // of 16, below 256 KiB).
+  mlir::Value descriptor(mlir::Value smem, mlir::Value byteOffset, int leadingBytes, int strideBytes);
+  // The descriptor `bytes` further on (the 14-bit address field cannot carry
+  // into the others: shared memory is below 256 KiB).
+  mlir::Value advance(mlir::Value desc, int bytes);
+
+  // wgmma.fence: orders the register writes before it against the next mma.
+  // Returns `regs` (f32 or i32 values) passed through.
+  std::vector<mlir::Value> fence(llvm::ArrayRef<mlir::Value> regs);
+  // acc (64 x N, N = 4 * tiles) += A (64 x 16, registers) * B (16 x N, shared).
+  // `transposeB`: B is stored N-major (its rows are K; e.g. V as [key][dim]),
+  // else K-major (its rows are N; e.g. K as [key][dim] for Q K^T).
+  std::vector<mlir::Value> mma(llvm::ArrayRef<mlir::Value> acc, const Frag4 &a, mlir::Value descB, bool transposeB);
+  // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
+  std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
+
+  // Flattening between the m16n8 tiles of the templates and wgmma operands.
+  static std::vector<mlir::Value> flatten(const std::vector<Frag4> &tiles);
+  static std::vector<Frag4> tiles(llvm::ArrayRef<mlir::Value> flat);
+
+private:
+  // One inline-asm statement whose outputs are `regs` (tied to them as inputs)
+  // followed by `extra` inputs with their constraints.
+  std::vector<mlir::Value> passThrough(llvm::StringRef asmText, llvm::ArrayRef<mlir::Value> regs,
+                                       llvm::ArrayRef<mlir::Value> extra, llvm::ArrayRef<std::string> extraConstraints);
+
+  IRBuilderHelpers &h;
+  DType dtype;
+};
+
+// Shared-memory operations around the async proxy that wgmma reads through.
+// fence.proxy.async.shared::cta: this thread's generic-proxy writes (cp.async,
+// st.shared) become visible to later async-proxy reads (after a barrier).
+void fenceAsyncProxy(IRBuilderHelpers &h);
+// bar.red.or.pred over the whole CTA: a barrier that also returns whether
+// `pred` holds in any thread (uniform, so warpgroup collectives may branch on it).
+mlir::Value barrierAny(IRBuilderHelpers &h, mlir::Value pred);
+
+} // namespace nsajit::tpl
