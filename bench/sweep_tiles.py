@@ -3,6 +3,9 @@ configuration, with CUDA events: a quick look at the tile space beside the autot
 times random inputs only). Selected: random and local block indices (bench_nsa's generators).
 
     python3 bench/sweep_tiles.py --branch selected --T 65536 --tiles 1x1x32,8x8x64 --out sweep.json
+
+--arch 80,90 times each tile with the sm_80 kernels (mma.sync) and the sm_90a ones (wgmma where
+the tile is whole warpgroups) on the same GPU (90 needs compute capability 9.0).
 """
 import argparse
 import json
@@ -50,6 +53,7 @@ def main():
     p.add_argument("--dk", type=int, default=128)
     p.add_argument("--dv", type=int, default=128)
     p.add_argument("--tiles", required=True, help="warps x tokens x kv_chunk, comma-separated (0 = default)")
+    p.add_argument("--arch", default="0", help="comma-separated: 0 (the GPU's), 80, 90")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     dev = "cuda"
@@ -68,7 +72,9 @@ def main():
     if a.branch == "compressed":
         kk, vv = k[:, : (a.T - 64) // 64 + 1].contiguous(), v[:, : (a.T - 64) // 64 + 1].contiguous()
     results = []
-    for w, t, c in parse_tiles(a.tiles):
+    ctx = nt.context()
+    for arch, (w, t, c) in ((int(x), tile) for x in a.arch.split(",") for tile in parse_tiles(a.tiles)):
+        ctx.set_arch(arch)
         cfg = _capi.make_config(dtype=int(_capi.DType.BF16), head_dim_qk=a.dk, head_dim_v=a.dv, num_kv_heads=a.H,
                                 group=a.G, slc_block=bn.L_SEL, slc_count=bn.N_SEL, window=bn.WINDOW, cmp_block=64,
                                 cmp_stride=64, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
@@ -79,7 +85,7 @@ def main():
                 err = None
             except Exception as e:  # an illegal tile: report and go on
                 ms, err = None, str(e)
-            line = {"branch": a.branch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms, "error": err}
+            line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms, "error": err}
             results.append(line)
             print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
     if a.out:
