@@ -168,22 +168,16 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
 }
 
 std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
-  // K as B (K-major: its rows are the N = C keys): core matrices 128 bytes apart
-  // along the head dim, 16 * Dk along the keys; a k-step is two core matrices.
-  Value zero = h.cf(0.0f);
-  std::vector<Value> acc(C / 2, zero);
-  std::vector<Value> regs = acc;
-  for (int kk = 0; kk < Dk / 16; ++kk) {
-    Frag4 a = queryFragment(kk);
-    regs.insert(regs.end(), a.begin(), a.end());
-  }
-  regs = wg.fence(regs);
-  acc.assign(regs.begin(), regs.begin() + C / 2);
-  Value desc = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
-  for (int kk = 0; kk < Dk / 16; ++kk) {
-    auto a = regs.begin() + C / 2 + 4 * kk;
-    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 256 * kk), /*transposeB=*/false);
-  }
+  // Both operands K-major core matrices in shared memory: Q (this warpgroup's
+  // 64 rows) and K (its rows are the N = C keys); neighbours 128 bytes apart
+  // along the head dim, 16 * Dk along the rows; a k-step is two core matrices.
+  std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
+  Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
+  Value descQ = wg.descriptor(smem, h.mul(h.add(h.c32(qBase), h.mul(warpgroupRows, h.c32(Dk))), h.c32(2)),
+                              /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
+  Value descK = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
+  for (int kk = 0; kk < Dk / 16; ++kk)
+    acc = wg.mmaShared(acc, wg.advance(descQ, 256 * kk), wg.advance(descK, 256 * kk));
   return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
@@ -237,23 +231,39 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   Value zero = h.cf(0.0f);
   std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
-  // Mask and scale into the base-2 domain: s2 = s * scale * log2(e).
+  // Mask and scale into the base-2 domain: s2 = s * scale * log2(e). A chunk
+  // every key of which every token of the CTA sees (the inside of a window,
+  // old compressed tokens, blocks before the CTA) skips the per-key mask.
   const float scaleLog2 = spec.effectiveScale() * 1.4426950408889634f;
   Value negInf = h.cf(-std::numeric_limits<float>::infinity());
-  Value keyBase = h.add(keyStart, h.mul(tig, h.c32(2)));
-  Value rowMax[2] = {negInf, negInf};
-  for (int n = 0; n < nTiles; ++n)
-    for (int e = 0; e < 4; ++e) {
-      int r = e / 2;
-      Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
-      Value inRange = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
-      Value ok = h.band(inRange, keys->visible(tok[r], key));
-      Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
-      if (bias)
-        scaled = h.fadd(scaled, bias[r]);
-      s[n][e] = h.select(ok, scaled, negInf);
-      rowMax[r] = h.fmax(rowMax[r], s[n][e]);
-    }
+  auto maskAndScale = [&](bool mask) {
+    SmallVector<Value> v; // the C/2 scores, then the two row maxima
+    Value keyBase = h.add(keyStart, h.mul(tig, h.c32(2)));
+    Value rowMax[2] = {negInf, negInf};
+    for (int n = 0; n < nTiles; ++n)
+      for (int e = 0; e < 4; ++e) {
+        int r = e / 2;
+        Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
+        if (bias)
+          scaled = h.fadd(scaled, bias[r]);
+        if (mask) {
+          Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
+          Value inRange = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
+          scaled = h.select(h.band(inRange, keys->visible(tok[r], key)), scaled, negInf);
+        }
+        v.push_back(scaled);
+        rowMax[r] = h.fmax(rowMax[r], scaled);
+      }
+    v.push_back(rowMax[0]);
+    v.push_back(rowMax[1]);
+    return v;
+  };
+  auto masked = scf::IfOp::create(
+      h.b, h.loc, keys->chunkFullyVisible(keyStart, C),
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskAndScale(false)); },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskAndScale(true)); });
+  for (int i = 0; i < C / 2; ++i) s[i / 4][i % 4] = masked.getResult(i);
+  Value rowMax[2] = {masked.getResult(C / 2), masked.getResult(C / 2 + 1)};
 
   // Online softmax: rescale by 2^(m_old - m_new); a row with no visible key
   // so far keeps m = -inf and uses 0 as its reference to avoid inf - inf.
@@ -367,12 +377,18 @@ LogicalResult ForwardKernelBuilder::build() {
     rowValid[r] = rowExists(rowInWarp[r]);
   }
 
-  // Stage the CTA's query rows once.
-  stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, [&](Value r) -> std::pair<Value, Value> {
+  // Stage the CTA's query rows once (as core matrices for wgmma).
+  RowOffsetFn queryRow = [&](Value r) -> std::pair<Value, Value> {
     Value off = h.add(h.add(h.mul(h.ext64(batch), p.qs[0]), h.mul(h.ext64(rowToken(r)), p.qs[1])),
                       h.mul(h.ext64(rowHead(r)), p.qs[2]));
     return {off, rowExists(r)};
-  });
+  };
+  if (warpgroupMma()) {
+    stageCoreMatrices(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
+    fenceAsyncProxy(h);
+  } else {
+    stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, queryRow);
+  }
 
   SoftmaxState init;
   Value negInf = h.cf(-std::numeric_limits<float>::infinity()), zero = h.cf(0.0f);

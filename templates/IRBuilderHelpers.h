@@ -110,6 +110,15 @@ public:
         .getResult();
   }
 
+  // One PTX statement as volatile inline asm ($0.. name the results, then the
+  // operands, by `constraints`); returns the op (a struct when several results).
+  mlir::LLVM::InlineAsmOp inlineAsm(mlir::TypeRange results, mlir::ValueRange operands, llvm::StringRef text,
+                                    llvm::StringRef constraints) {
+    return mlir::LLVM::InlineAsmOp::create(b, loc, results, operands, text, constraints, /*has_side_effects=*/true,
+                                           /*is_align_stack=*/false, mlir::LLVM::tailcallkind::TailCallKind::None,
+                                           mlir::LLVM::AsmDialectAttr(), mlir::ArrayAttr());
+  }
+
   // Whether a pointer argument is non-null (optional tensors).
   mlir::Value nonNull(mlir::Value p) {
     mlir::Value i = mlir::LLVM::PtrToIntOp::create(b, loc, i64(), p);

@@ -154,6 +154,17 @@ Value BranchKeys::visible(Value tok, Value key) {
   return h.cbool(false);
 }
 
+Value BranchKeys::chunkFullyVisible(Value keyStart, int count) {
+  Value last = h.add(keyStart, h.c32(count - 1));
+  Value inRange = h.band(h.ge(keyStart, h.c32(0)), h.lt(last, kvLen));
+  // visible(t, k) is monotone in both: the earliest token must see the last
+  // key, and (window) the latest token the first key.
+  Value seen = visible(t0, last);
+  if (spec.branch == Branch::Window)
+    seen = h.band(seen, visible(tMax, keyStart));
+  return h.band(inRange, seen);
+}
+
 Value BranchKeys::windowStart() { return h.maxs(h.sub(t0, h.c32(spec.window - 1)), h.c32(0)); }
 
 } // namespace nsajit::tpl

@@ -82,6 +82,9 @@ public:
   std::pair<mlir::Value, mlir::Value> chunkStart(mlir::Value c);
   // Whether query token `tok` may attend key `key` (key is inside [0, kvLen)).
   mlir::Value visible(mlir::Value tok, mlir::Value key);
+  // Whether every token t0..tMax may attend every key keyStart..keyStart+count-1
+  // (all inside [0, kvLen)): the chunk needs no mask. Uniform across the CTA.
+  mlir::Value chunkFullyVisible(mlir::Value keyStart, int count);
 
 private:
   mlir::Value windowStart();

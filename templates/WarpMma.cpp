@@ -36,12 +36,9 @@ Value WarpMma::packHalves(Value lo, Value hi) {
 }
 
 Value WarpMma::packFloats(Value lo, Value hi) {
-  auto et = elementType();
-  auto toBits = [&](Value f) {
-    Value t = arith::TruncFOp::create(h.b, h.loc, et, f);
-    return arith::BitcastOp::create(h.b, h.loc, h.i16(), t).getResult();
-  };
-  return packHalves(toBits(lo), toBits(hi));
+  // One rounding conversion of the pair (the first operand goes to the high half).
+  const char *text = dtype == DType::BF16 ? "cvt.rn.bf16x2.f32 $0, $2, $1;" : "cvt.rn.f16x2.f32 $0, $2, $1;";
+  return h.inlineAsm(h.i32(), ValueRange{lo, hi}, text, "=r,f,f").getResult(0);
 }
 
 Value WarpMma::halfToFloat(Value bits) {

@@ -5,16 +5,6 @@
 using namespace mlir;
 
 namespace nsajit::tpl {
-namespace {
-
-LLVM::InlineAsmOp inlineAsm(IRBuilderHelpers &h, TypeRange results, ValueRange operands, StringRef text,
-                            StringRef constraints) {
-  return LLVM::InlineAsmOp::create(h.b, h.loc, results, operands, text, constraints, /*has_side_effects=*/true,
-                                   /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
-                                   LLVM::AsmDialectAttr(), ArrayAttr());
-}
-
-} // namespace
 
 Value WarpgroupMma::descriptor(Value smem, Value byteOffset, int leadingBytes, int strideBytes) {
   Value base = LLVM::PtrToIntOp::create(h.b, h.loc, h.i64(), smem);
@@ -45,11 +35,11 @@ std::vector<Value> WarpgroupMma::passThrough(StringRef asmText, ArrayRef<Value> 
   operands.append(extra.begin(), extra.end());
   std::vector<Value> out;
   if (regs.empty()) {
-    inlineAsm(h, {}, operands, asmText, ins.empty() ? "" : ins.substr(1));
+    h.inlineAsm({}, operands, asmText, ins.empty() ? "" : ins.substr(1));
     return out;
   }
   auto structTy = LLVM::LLVMStructType::getLiteral(h.b.getContext(), types);
-  auto op = inlineAsm(h, structTy, operands, asmText, outs + ins);
+  auto op = h.inlineAsm(structTy, operands, asmText, outs + ins);
   for (size_t i = 0; i < regs.size(); ++i)
     out.push_back(LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(0), ArrayRef<int64_t>{int64_t(i)}));
   return out;
@@ -75,6 +65,18 @@ std::vector<Value> WarpgroupMma::mma(ArrayRef<Value> acc, const Frag4 &a, Value 
   return passThrough(text, acc, {a[0], a[1], a[2], a[3], descB, h.c32(1)}, {"r", "r", "r", "r", "l", "r"});
 }
 
+std::vector<Value> WarpgroupMma::mmaShared(ArrayRef<Value> acc, Value descA, Value descB) {
+  const int nAcc = static_cast<int>(acc.size());
+  std::string d;
+  for (int i = 0; i < nAcc; ++i) d += fmt::format("{}${}", i ? ", " : "", i);
+  const char *type = dtype == DType::BF16 ? "bf16" : "f16";
+  const int x = 2 * nAcc;
+  std::string text = fmt::format("{{\n.reg .pred p;\nsetp.ne.b32 p, ${}, 0;\n"
+                                 "wgmma.mma_async.sync.aligned.m64n{}k16.f32.{}.{} {{{}}}, ${}, ${}, p, 1, 1, 0, 0;\n}}",
+                                 x + 2, 2 * nAcc, type, type, d, x, x + 1);
+  return passThrough(text, acc, {descA, descB, h.c32(1)}, {"l", "l", "r"});
+}
+
 std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {
   return passThrough("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;", acc, {}, {});
 }
@@ -91,10 +93,10 @@ std::vector<Frag4> WarpgroupMma::tiles(ArrayRef<Value> flat) {
   return t;
 }
 
-void fenceAsyncProxy(IRBuilderHelpers &h) { inlineAsm(h, {}, {}, "fence.proxy.async.shared::cta;", ""); }
+void fenceAsyncProxy(IRBuilderHelpers &h) { h.inlineAsm({}, {}, "fence.proxy.async.shared::cta;", ""); }
 
 Value barrierAny(IRBuilderHelpers &h, Value pred) {
-  auto op = inlineAsm(h, h.i32(), ValueRange{h.zext32(pred)},
+  auto op = h.inlineAsm(h.i32(), ValueRange{h.zext32(pred)},
                       "{\n.reg .pred p, q;\nsetp.ne.b32 p, $1, 0;\nbar.red.or.pred q, 0, p;\nselp.u32 $0, 1, 0, q;\n}",
                       "=r,r");
   return h.ne(op.getResult(0), h.c32(0));

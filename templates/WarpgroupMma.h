@@ -42,6 +42,9 @@ public:
   // `transposeB`: B is stored N-major (its rows are K; e.g. V as [key][dim]),
   // else K-major (its rows are N; e.g. K as [key][dim] for Q K^T).
   std::vector<mlir::Value> mma(llvm::ArrayRef<mlir::Value> acc, const Frag4 &a, mlir::Value descB, bool transposeB);
+  // acc += A (64 x 16) * B (16 x N), both from shared memory, both K-major
+  // (A's rows are the 64 M rows of this warpgroup; e.g. Q staged as core matrices).
+  std::vector<mlir::Value> mmaShared(llvm::ArrayRef<mlir::Value> acc, mlir::Value descA, mlir::Value descB);
   // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
   std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
 
