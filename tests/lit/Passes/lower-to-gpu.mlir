@@ -28,8 +28,12 @@
 // CHECK: bar.red.or.pred
 // CHECK: scf.if
 // CHECK: "wgmma.fence.sync.aligned;"
-// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0;
+// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
 // CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
+// Chunks every token sees skip the per-key mask (two versions of the scaling).
+// CHECK: scf.if
+// CHECK: } else {
+// CHECK: arith.cmpi sle
 // CHECK: nvvm.shfl.sync bfly
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;

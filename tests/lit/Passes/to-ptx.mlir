@@ -1,5 +1,8 @@
 // RUN: nsa-opt %s --nsa-to-ptx="chip=sm_90a" | FileCheck %s --check-prefix=SM90
 // RUN: nsa-opt %s --nsa-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80
+// RUN: nsa-opt %s --nsa-to-ptx="chip=sm_80" | FileCheck %s --check-prefix=SM80Q
+// RUN: nsa-opt %s --nsa-to-ptx="chip=sm_90a" | FileCheck %s --check-prefix=WGS
+// RUN: nsa-opt %s --nsa-to-ptx="chip=sm_90a" | FileCheck %s --check-prefix=WGO
 
 // The whole pipeline: nsa op -> tiles -> gpu.module -> NVVM/LLVM -> PTX text
 // in a gpu.binary, with no CUDA toolkit and no libdevice.
@@ -13,23 +16,25 @@
 // SM90-SAME: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
 // SM90-SAME: cp.async.commit_group;
 // SM90-SAME: cp.async.wait_group
-// sm_90a: Q fragments by ldmatrix, K and V read by wgmma from shared memory
-// (descriptors; V transposed by the instruction):
+// sm_90a: Q and K read by wgmma from shared memory (descriptors), then V
+// (transposed by the instruction) with P from registers (block order varies,
+// so one prefix per fact):
 // SM90-SAME: fence.proxy.async.shared::cta;
-// SM90-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // SM90-SAME: wgmma.fence.sync.aligned;
-// SM90-SAME: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16
-// SM90-SAME: wgmma.wait_group.sync.aligned 0;
-// SM90-SAME: ex2.approx.ftz.f32
-// SM90-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// WGS: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
+// WGS-SAME: wgmma.commit_group.sync.aligned;
+// WGS-SAME: wgmma.wait_group.sync.aligned 0;
+// WGO: cvt.rn.bf16x2.f32
+// WGO-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
+// WGO-SAME: wgmma.wait_group.sync.aligned 0;
 // SM90-NOT: __nv_
 // sm_80: every fragment by ldmatrix (V transposed on the fly), mma.sync.
 // SM80: gpu.binary @nsa_kernels
 // SM80-SAME: .target sm_80
-// SM80-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
-// SM80-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // SM80-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// SM80-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // SM80-NOT: wgmma
+// SM80Q: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 func.func @nsa_compressed_fwd(%q: tensor<?x?x64x128xbf16>, %k: tensor<?x?x4x128xbf16>, %v: tensor<?x?x4x128xbf16>)
     -> (tensor<?x?x64x128xbf16>, tensor<?x?x64xf32>) {
   %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>}
