@@ -434,10 +434,17 @@ LogicalResult ForwardKernelBuilder::build() {
         Value keyStart = iter[stateSize], active = iter[stateSize + 1];
         Value buf = h.rems(c, h.c32(2));
         auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
-        stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
-        waitStaged(h, /*pending=*/1);
-        if (warpgroupMma())
-          fenceAsyncProxy(h); // the copies are read by wgmma through the async proxy
+        // wgmma reads the copies through the async proxy, behind a proxy fence
+        // that would also wait for copies still in flight: there, the next
+        // chunk's copies start after the fence (its buffer was last read before
+        // the previous iteration's closing barrier).
+        if (warpgroupMma()) {
+          waitStaged(h, /*pending=*/0);
+          fenceAsyncProxy(h);
+        } else {
+          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
+          waitStaged(h, /*pending=*/1);
+        }
         Value compute = active;
         std::array<Value, 2> bias;
         if (unionSchedule()) {
@@ -456,6 +463,8 @@ LogicalResult ForwardKernelBuilder::build() {
         } else {
           h.barrier();
         }
+        if (warpgroupMma())
+          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
         auto step = scf::IfOp::create(
             h.b, h.loc, compute,

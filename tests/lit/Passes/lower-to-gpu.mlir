@@ -16,16 +16,17 @@
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
 // flight) and blocks no row selected are skipped. sm_90a (4 warps, one
 // warpgroup): the copies are fenced for the async proxy, the CTA votes in its
-// barrier and wgmma multiplies (K-major K, then transposed V); sm_80: a warp
-// vote and mma.sync.
+// barrier, the next chunk's copies start, and wgmma multiplies (K-major K,
+// then transposed V); sm_80: the next copies start first, a warp vote and
+// mma.sync.
 // CHECK: scf.for
 // CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
 // CHECK: nvvm.barrier0
 // CHECK: scf.for
-// CHECK: nvvm.cp.async.commit.group
-// CHECK: nvvm.cp.async.wait.group 1
+// CHECK: nvvm.cp.async.wait.group 0
 // CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
 // CHECK: bar.red.or.pred
+// CHECK: nvvm.cp.async.commit.group
 // CHECK: scf.if
 // CHECK: "wgmma.fence.sync.aligned;"
 // CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
@@ -39,6 +40,7 @@
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
 // CHECK: gpu.return
 // SM80: gpu.func @nsa_selected_fwd
+// SM80: nvvm.cp.async.commit.group
 // SM80: nvvm.cp.async.wait.group 1
 // SM80: nvvm.vote.sync any
 // SM80: nvvm.barrier0
