@@ -13,7 +13,7 @@
 // SM90-SAME: .visible .entry nsa_compressed_fwd(
 // SM90-SAME: .maxntid 128, 1, 1
 // Staging is asynchronous (global -> shared without registers), zero-filling missing rows:
-// SM90-SAME: cp.async.cg.shared.global [{{.*}}], [{{.*}}], 16, {{%r[0-9]+}};
+// SM90-SAME: cp.async.cg.shared.global [{{[^]]+}}], [{{[^]]+}}], 16, {{%r[0-9]+}};
 // SM90-SAME: cp.async.commit_group;
 // SM90-SAME: cp.async.wait_group
 // sm_90a: Q and K read by wgmma from shared memory (descriptors), then V
