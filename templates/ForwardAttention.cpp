@@ -116,10 +116,10 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
   };
   scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
     if (warpgroupMma()) {
-      stageCoreMatrices(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
-                        /*commit=*/false);
-      stageCoreMatrices(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
-                        /*commit=*/false);
+      stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
+                          /*commit=*/false);
+      stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
+                          /*commit=*/false);
     } else {
       stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
       stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
@@ -168,16 +168,18 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
 }
 
 std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
-  // Both operands K-major core matrices in shared memory: Q (this warpgroup's
-  // 64 rows) and K (its rows are the N = C keys); neighbours 128 bytes apart
-  // along the head dim, 16 * Dk along the rows; a k-step is two core matrices.
+  // Both operands K-major in swizzled panels: Q (this warpgroup's 64 of the
+  // W * 16 rows) and K (its C rows are the N keys). k-step kk reads 32 bytes
+  // at (kk % 4) * 32 of each row of panel kk / 4.
   std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
-  Value descQ = wg.descriptor(smem, h.mul(h.add(h.c32(qBase), h.mul(warpgroupRows, h.c32(Dk))), h.c32(2)),
-                              /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
-  Value descK = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/128, /*strideBytes=*/16 * Dk);
-  for (int kk = 0; kk < Dk / 16; ++kk)
-    acc = wg.mmaShared(acc, wg.advance(descQ, 256 * kk), wg.advance(descK, 256 * kk));
+  Value descQ = wg.descriptor(smem, h.mul(h.add(h.c32(qBase), h.mul(warpgroupRows, h.c32(64))), h.c32(2)),
+                              /*leadingBytes=*/16, /*strideBytes=*/1024);
+  Value descK = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/16, /*strideBytes=*/1024);
+  for (int kk = 0; kk < Dk / 16; ++kk) {
+    const int panel = kk / 4, inRow = (kk % 4) * 32;
+    acc = wg.mmaShared(acc, wg.advance(descQ, panel * W * 16 * 128 + inRow), wg.advance(descK, panel * C * 128 + inRow));
+  }
   return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
@@ -201,16 +203,17 @@ std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, co
 std::vector<Frag4> ForwardKernelBuilder::accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
                                                              Value vB) {
   // V as B stored N-major (its rows are the K = C keys, transposed by wgmma):
-  // core matrices 16 * Dv bytes apart along the keys, 128 along the head dim.
+  // 64-column panels C * 128 bytes apart, 8-key atoms 1024; k-step kk starts
+  // at key 16 kk.
   std::vector<Value> regs = WarpgroupMma::flatten(o);
   const size_t nAcc = regs.size();
   for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
   regs = wg.fence(regs);
   std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
-  Value desc = wg.descriptor(smem, h.mul(vB, h.c32(2)), /*leadingBytes=*/16 * Dv, /*strideBytes=*/128);
+  Value desc = wg.descriptor(smem, h.mul(vB, h.c32(2)), /*leadingBytes=*/C * 128, /*strideBytes=*/1024);
   for (int kk = 0; kk < C / 16; ++kk) {
     auto a = regs.begin() + nAcc + 4 * kk;
-    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 32 * Dv * kk), /*transposeB=*/true);
+    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 16 * 128 * kk), /*transposeB=*/true);
   }
   return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
@@ -339,7 +342,10 @@ LogicalResult ForwardKernelBuilder::build() {
     return emitError(h.loc, "incomplete or inconsistent tile configuration: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  qPitch = Dk + 8, kPitch = Dk + 8, vPitch = Dv + 8;
+  // mma.sync reads padded rows (conflict-free ldmatrix); wgmma swizzled
+  // panels, every tile 1024-byte aligned (Q is W * 16 rows, C a multiple of 16).
+  const int pad = warpgroupMma() ? 0 : 8;
+  qPitch = Dk + pad, kPitch = Dk + pad, vPitch = Dv + pad;
   qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (kPitch + vPitch);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
@@ -384,7 +390,7 @@ LogicalResult ForwardKernelBuilder::build() {
     return {off, rowExists(r)};
   };
   if (warpgroupMma()) {
-    stageCoreMatrices(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
+    stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
     fenceAsyncProxy(h);
   } else {
     stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, queryRow);

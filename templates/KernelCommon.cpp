@@ -23,7 +23,7 @@ void declareSharedMemory(IRBuilderHelpers &h, Operation *gpuModule) {
     return;
   auto arrTy = LLVM::LLVMArrayType::get(h.b.getI8Type(), 0);
   LLVM::GlobalOp::create(h.b, h.loc, arrTy, /*isConstant=*/false, LLVM::Linkage::External, kSharedMemorySymbol,
-                         Attribute(), /*alignment=*/16, /*addrSpace=*/kShared);
+                         Attribute(), /*alignment=*/1024, /*addrSpace=*/kShared); // swizzle atoms (wgmma)
 }
 
 Block *createKernelFunction(IRBuilderHelpers &h, StringRef name, int pointers, int strides, int ints, int threads) {
@@ -82,15 +82,17 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value sme
   }, wait, commit);
 }
 
-void stageCoreMatrices(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase,
-                       int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
-  // Copy i fills the i-th 16 bytes of the tile: row 8 * (i / dim) + i % 8,
-  // columns 8 * ((i / 8) % (dim / 8)) ..+7. Consecutive threads write
-  // consecutive shared bytes and read 8 rows x 64 bytes a warp.
-  const int vecsPerRow = dim / 8;
-  stageCopies(h, ids, threads, smem, rows * vecsPerRow, src, rowOffset, [&](Value i) {
-    Value row = h.add(h.mul(h.divs(i, h.c32(8 * vecsPerRow)), h.c32(8)), h.rems(i, h.c32(8)));
-    Value col = h.mul(h.rems(h.divs(i, h.c32(8)), h.c32(vecsPerRow)), h.c32(8));
+void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase,
+                         int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
+  // Copy i fills the i-th 16 bytes of the tile: panel i / (8 rows), row
+  // (i / 8) % rows, stored chunk i % 8, i.e. chunk (i % 8) ^ (row % 8) of the
+  // row's 64 panel columns. Consecutive threads write consecutive shared
+  // bytes; 8 of them read one row's 128 bytes.
+  stageCopies(h, ids, threads, smem, rows * (dim / 8), src, rowOffset, [&](Value i) {
+    Value panel = h.divs(i, h.c32(8 * rows));
+    Value row = h.rems(h.divs(i, h.c32(8)), h.c32(rows));
+    Value chunk = arith::XOrIOp::create(h.b, h.loc, h.rems(i, h.c32(8)), h.rems(row, h.c32(8)));
+    Value col = h.add(h.mul(panel, h.c32(64)), h.mul(chunk, h.c32(8)));
     return StagedCopy{row, col, h.add(smemElemBase, h.mul(i, h.c32(8)))};
   }, wait, commit);
 }

@@ -48,15 +48,14 @@ using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Valu
 void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, mlir::Value smemElemBase,
                int pitch, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset, bool wait = true,
                bool commit = true);
-// The same copies into the core-matrix layout of the wgmma operands (no
-// swizzle): the tile is cut into blocks of 8 rows x 8 columns (16 bytes a
-// row, 128 bytes a block, rows contiguous); block (row / 8, col / 8) starts at
-// element 64 * ((row / 8) * (dim / 8) + col / 8). So neighbours along the
-// columns are 128 bytes apart and along the rows 16 * dim bytes. `rows` is a
-// multiple of 8.
-void stageCoreMatrices(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
-                       mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
-                       bool wait = true, bool commit = true);
+// The same copies into the 128-byte-swizzled layout the wgmma operands read
+// without bank conflicts: the columns are cut into panels of 64 (128 bytes a
+// row); panel p holds all `rows` rows, 128 bytes each, from element
+// p * rows * 64; the 16-byte chunk c of row r sits at chunk c ^ (r % 8). The
+// tile must start 1024-byte aligned; `rows` is a multiple of 8 and `dim` of 64.
+void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
+                         mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
+                         bool wait = true, bool commit = true);
 // Closes the thread's current cp.async group (possibly empty).
 void commitStaged(IRBuilderHelpers &h);
 // Waits until at most `pending` of this thread's most recent staging groups are

@@ -14,8 +14,9 @@ Value WarpgroupMma::descriptor(Value smem, Value byteOffset, int leadingBytes, i
     return h.shl(v, h.c64(shift));
   };
   // Bits 0-13: address >> 4; 16-29: leading offset >> 4; 32-45: stride offset >> 4;
-  // 49-51 base offset 0 and 62-63 swizzle 0 (none).
-  return h.bor(field(addr, 0), h.bor(field(h.c64(leadingBytes), 16), field(h.c64(strideBytes), 32)));
+  // 49-51 base offset 0 (atoms 1024-byte aligned) and 62-63 swizzle 1 (128 bytes).
+  Value fields = h.bor(field(addr, 0), h.bor(field(h.c64(leadingBytes), 16), field(h.c64(strideBytes), 32)));
+  return h.bor(fields, h.c64(int64_t(1) << 62));
 }
 
 Value WarpgroupMma::advance(Value desc, int bytes) { return h.add(desc, h.c64(bytes >> 4)); }

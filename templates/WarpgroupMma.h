@@ -8,8 +8,10 @@
 //   A (64x16, per warp 16x16): the m16n8k16 A fragment (Frag4 of packed pairs);
 //   D (64xN fp32): N/2 values, d[4j + e] is element e of the m16n8 C fragment
 //                  of columns 8j..8j+7, i.e. a vector<Frag4> of N/8 tiles.
-// B lives in shared memory as "core matrices" (8 rows of 16 contiguous bytes,
-// 128 bytes each), without swizzling; see stageCoreMatrices (KernelCommon.h).
+// Shared operands use the 128-byte swizzle (stageSwizzledPanels, KernelCommon.h):
+// rows of 64 elements in panels, 8-row atoms of 1024 bytes. Without a swizzle
+// the tensor cores' shared reads conflict: H100, window forward 9.0 ms against
+// 4.9 with mma.sync (bench/results/2026-11-25-h100-session4/run14).
 // The issue is asynchronous: fence() before the first mma of a batch (after the
 // registers it reads were written), commitAndWait() before the results are read.
 // Every accumulator passes through these as operands, so no instruction that
@@ -26,10 +28,11 @@ class WarpgroupMma {
 public:
   WarpgroupMma(IRBuilderHelpers &h, DType dtype) : h(h), dtype(dtype) {}
 
-  // Shared memory matrix descriptor (no swizzle) of the operand starting at
-  // byte `byteOffset` of `smem`. For core matrices, `leadingBytes` is the
-  // distance of neighbours along K and `strideBytes` along M/N (both multiples
-  // of 16, below 256 KiB).
+  // Shared memory matrix descriptor (128-byte swizzle) of the operand starting
+  // at byte `byteOffset` of `smem`. K-major operands: `strideBytes` = 1024 (the
+  // 8-row atoms), `leadingBytes` unused (16); N-major (transposed B): the
+  // 64-column panels are `leadingBytes` apart and the 8-row atoms along K
+  // `strideBytes` = 1024. Multiples of 16, below 256 KiB.
   mlir::Value descriptor(mlir::Value smem, mlir::Value byteOffset, int leadingBytes, int strideBytes);
   // The descriptor `bytes` further on (the 14-bit address field cannot carry
   // into the others: shared memory is below 256 KiB).
