@@ -9,7 +9,7 @@
 // SM90: gpu.binary @nsa_kernels
 // SM90-SAME: chip = "sm_90a"
 // SM90-SAME: .target sm_90a
-// SM90-SAME: .extern .shared .align 16 .b8 nsa_smem[];
+// SM90-SAME: .extern .shared .align 1024 .b8 nsa_smem[];
 // SM90-SAME: .visible .entry nsa_compressed_fwd(
 // SM90-SAME: .maxntid 128, 1, 1
 // Staging is asynchronous (global -> shared without registers), zero-filling missing rows:
