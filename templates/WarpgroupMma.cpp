@@ -96,11 +96,4 @@ std::vector<Frag4> WarpgroupMma::tiles(ArrayRef<Value> flat) {
 
 void fenceAsyncProxy(IRBuilderHelpers &h) { h.inlineAsm({}, {}, "fence.proxy.async.shared::cta;", ""); }
 
-Value barrierAny(IRBuilderHelpers &h, Value pred) {
-  auto op = h.inlineAsm(h.i32(), ValueRange{h.zext32(pred)},
-                      "{\n.reg .pred p, q;\nsetp.ne.b32 p, $1, 0;\nbar.red.or.pred q, 0, p;\nselp.u32 $0, 1, 0, q;\n}",
-                      "=r,r");
-  return h.ne(op.getResult(0), h.c32(0));
-}
-
 } // namespace nsajit::tpl

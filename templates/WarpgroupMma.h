@@ -69,8 +69,5 @@ private:
 // fence.proxy.async.shared::cta: this thread's generic-proxy writes (cp.async,
 // st.shared) become visible to later async-proxy reads (after a barrier).
 void fenceAsyncProxy(IRBuilderHelpers &h);
-// bar.red.or.pred over the whole CTA: a barrier that also returns whether
-// `pred` holds in any thread (uniform, so warpgroup collectives may branch on it).
-mlir::Value barrierAny(IRBuilderHelpers &h, mlir::Value pred);
 
 } // namespace nsajit::tpl

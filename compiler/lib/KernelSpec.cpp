@@ -270,6 +270,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.warps) t.warps = std::max(1, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = 1;
     if (!t.kvChunk) t.kvChunk = std::min(s.slcBlock, chunkCap);
+  } else if (s.pass == KernelPass::Forward && s.arch == Arch::SM90a) {
+    // wgmma: two warpgroups share each staged chunk of 64 keys (H100, T = 64k,
+    // G = 16, Dk = 128: window 3.55 ms, compressed 3.34, against 4.29 / 4.21
+    // with one warpgroup and 32 keys, and 4.83 / 4.78 with mma.sync).
+    if (!t.warps) t.warps = std::max(8, s.group / 16);
+    if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
+    if (!t.kvChunk) t.kvChunk = std::min(chunkCap, 64);
   } else {
     if (!t.warps) t.warps = std::max(4, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);

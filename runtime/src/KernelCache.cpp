@@ -17,13 +17,10 @@
 namespace nsajit::rt {
 
 Arch chooseArch(const DeviceInfo &dev) {
-  // sm_80 kernels everywhere for now, compute capability 9.0 included: the
-  // sm_90a forward kernels (wgmma) are correct but still slower there (H100,
-  // T = 64k, window 9.1 vs 4.9 ms, selected 56.7 vs 24.4 ms:
-  // bench/results/2026-11-25-h100-session4). nsajit_context_set_arch(ctx, 90)
-  // selects them. sm_80 PTX is JIT-compiled forward to newer GPUs.
-  if (dev.ccMajor >= 8)
-    return Arch::SM80;
+  if (dev.ccMajor == 9)
+    return Arch::SM90a;
+  if (dev.ccMajor == 8 || dev.ccMajor >= 10)
+    return Arch::SM80; // sm_80 PTX is JIT-compiled forward to newer GPUs; sm_90a PTX is not
   fail(NSAJIT_ERROR_UNSUPPORTED,
        "GPU {} '{}' has compute capability {}.{}: nsajit generates kernels for sm_80 (compute capability 8.x, "
        "and 10.x or newer through PTX JIT) and sm_90a (9.0)",

@@ -1,4 +1,5 @@
 // RUN: nsa-opt %s --nsa-configure-tiles | FileCheck %s
+// RUN: nsa-opt %s --nsa-configure-tiles="chip=sm_80" | FileCheck %s --check-prefix=SM80
 
 // The selected branch takes the union schedule: about 64 query-head rows (16 a
 // warp) of at least 2 tokens, 32-key chunks at most (within the selection block).
@@ -23,10 +24,13 @@ func.func @selected_g32_small_blocks(%q: tensor<?x?x32x64xf16>, %k: tensor<?x?x1
   return %o, %lse : tensor<?x?x32x64xf16>, tensor<?x?x32xf32>
 }
 
-// Dense branches pack several query tokens into the 64 rows of 4 warps; the
-// forward's two-stage pipeline takes 32-key chunks.
+// Dense branches pack several query tokens into the rows of the CTA: on
+// sm_90a 128 rows (two warpgroups for wgmma) and 64-key chunks; on sm_80 64
+// rows (4 warps) and 32-key chunks for the two-stage pipeline.
 // CHECK-LABEL: func.func @window_g4
-// CHECK: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>
+// CHECK: tile = #nsa.tile<warps = 8, tokens = 32, kv_chunk = 64>
+// SM80-LABEL: func.func @window_g4
+// SM80: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>
 func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v: tensor<?x?x2x128xbf16>)
     -> (tensor<?x?x8x128xbf16>, tensor<?x?x8xf32>) {
   %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 512>}
@@ -35,9 +39,11 @@ func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v:
   return %o, %lse : tensor<?x?x8x128xbf16>, tensor<?x?x8xf32>
 }
 
-// Dk = 192 halves the chunk to keep shared memory and registers in budget.
+// Dk = 192 caps the chunk at 32 keys to keep shared memory and registers in budget.
 // CHECK-LABEL: func.func @compressed_g32_dk192
-// CHECK: tile = #nsa.tile<warps = 4, tokens = 2, kv_chunk = 32>
+// CHECK: tile = #nsa.tile<warps = 8, tokens = 4, kv_chunk = 32>
+// SM80-LABEL: func.func @compressed_g32_dk192
+// SM80: tile = #nsa.tile<warps = 4, tokens = 2, kv_chunk = 32>
 func.func @compressed_g32_dk192(%q: tensor<?x?x32x192xbf16>, %k: tensor<?x?x1x192xbf16>, %v: tensor<?x?x1x128xbf16>)
     -> (tensor<?x?x32x128xbf16>, tensor<?x?x32xf32>) {
   %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>}

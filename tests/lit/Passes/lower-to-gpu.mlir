@@ -14,39 +14,28 @@
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // The union schedule: the tokens' index lists are read once into shared memory,
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
-// flight) and blocks no row selected are skipped. sm_90a (4 warps, one
-// warpgroup): the copies are fenced for the async proxy, the CTA votes in its
-// barrier, the next chunk's copies start, and wgmma multiplies (K-major K,
-// then transposed V); sm_80: the next copies start first, a warp vote and
-// mma.sync.
+// flight) and a warp none of whose rows selected a block skips it (mma.sync on
+// every target: a warpgroup would compute the blocks of 4 tokens).
 // CHECK: scf.for
 // CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
 // CHECK: nvvm.barrier0
 // CHECK: scf.for
-// CHECK: nvvm.cp.async.wait.group 0
-// CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
-// CHECK: bar.red.or.pred
 // CHECK: nvvm.cp.async.commit.group
+// CHECK: nvvm.cp.async.wait.group 1
+// CHECK: nvvm.barrier0
+// CHECK: nvvm.vote.sync any
 // CHECK: scf.if
-// CHECK: "wgmma.fence.sync.aligned;"
-// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
-// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
+// CHECK: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
 // Chunks every token sees skip the per-key mask (two versions of the scaling).
 // CHECK: scf.if
 // CHECK: } else {
 // CHECK: arith.cmpi sle
 // CHECK: nvvm.shfl.sync bfly
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
-// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
+// CHECK-NOT: wgmma
 // CHECK: gpu.return
 // SM80: gpu.func @nsa_selected_fwd
-// SM80: nvvm.cp.async.commit.group
-// SM80: nvvm.cp.async.wait.group 1
-// SM80: nvvm.vote.sync any
-// SM80: nvvm.barrier0
-// SM80: scf.if
-// SM80: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
-// SM80-NOT: wgmma
+// SM80: nvvm.mma.sync
 // SM80: gpu.return
 func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
                             %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
@@ -58,11 +47,24 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 
 // -----
 
-// fp16 inputs use the f16 mma; the window kernel has 4 warps.
-// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
-// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16
+// fp16 inputs use the f16 mma. sm_90a: the window kernel has 8 warps (two
+// warpgroups) and wgmma: Q and K from swizzled shared memory (the copies fenced
+// for the async proxy, the next chunk's copies started behind the fence), then
+// P from registers with V transposed; sm_80: 4 warps and mma.sync.
+// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// CHECK: scf.for
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
+// CHECK: nvvm.barrier0
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: "wgmma.fence.sync.aligned;"
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
+// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
+// CHECK: cvt.rn.f16x2.f32
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
 // SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
+// SM80-NOT: wgmma
 func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
     -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
   %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}

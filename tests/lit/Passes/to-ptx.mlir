@@ -11,7 +11,7 @@
 // SM90-SAME: .target sm_90a
 // SM90-SAME: .extern .shared .align 1024 .b8 nsa_smem[];
 // SM90-SAME: .visible .entry nsa_compressed_fwd(
-// SM90-SAME: .maxntid 128, 1, 1
+// SM90-SAME: .maxntid 256, 1, 1
 // Staging is asynchronous (global -> shared without registers), zero-filling missing rows:
 // SM90-SAME: cp.async.cg.shared.global [{{[^]]+}}], [{{[^]]+}}], 16, {{%r[0-9]+}};
 // SM90-SAME: cp.async.commit_group;
@@ -21,7 +21,7 @@
 // so one prefix per fact):
 // SM90-SAME: fence.proxy.async.shared::cta;
 // SM90-SAME: wgmma.fence.sync.aligned;
-// WGS: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
+// WGS: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
 // WGS-SAME: wgmma.commit_group.sync.aligned;
 // WGS-SAME: wgmma.wait_group.sync.aligned 0;
 // WGO: cvt.rn.bf16x2.f32

@@ -186,10 +186,11 @@ TEST(Compiler, EveryBranchProducesTensorCorePtx) {
       EXPECT_EQ(r.kernelName, s.kernelName());
       EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos);
       EXPECT_NE(r.ptx.find(std::string(".target ") + archName(arch)), std::string::npos);
-      // sm_90a: the default forward tiles are whole warpgroups (4 warps), so wgmma with
-      // K (K-major) and V (transposed) from shared memory; sm_80: mma.sync.
-      if (arch == Arch::SM90a) {
-        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos) << s.str();
+      // sm_90a, dense branches: the default forward tiles are two warpgroups (8 warps,
+      // 64 keys a chunk), so wgmma with K (K-major) and V (transposed) from shared
+      // memory; the selected branch and sm_80: mma.sync.
+      if (arch == Arch::SM90a && b != Branch::Selected) {
+        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos) << s.str();
         EXPECT_NE(r.ptx.find(", p, 1, 1, 1;"), std::string::npos) << "V is not transposed: " << s.str();
         EXPECT_NE(r.ptx.find("wgmma.fence.sync.aligned"), std::string::npos);
         EXPECT_NE(r.ptx.find("wgmma.wait_group.sync.aligned 0"), std::string::npos);
@@ -217,27 +218,40 @@ TEST(Compiler, Fp16UsesHalfMma) {
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), std::string::npos);
   s.arch = Arch::SM90a;
   ASSERT_EQ(compileKernel(s, r), "");
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), std::string::npos);
 }
 
-// On sm_90a a forward tile takes wgmma only when it is made of whole
-// warpgroups: 2 warps stay on mma.sync; 8 warps are two warpgroups, each
-// issuing its own wgmma (N = the kv chunk for S, Dv for O).
+// On sm_90a a dense forward tile takes wgmma only when it is made of whole
+// warpgroups: 2 warps stay on mma.sync; 4 warps are one warpgroup, 8 two
+// (the default), each issuing its own wgmma (N = the kv chunk for S, Dv for
+// O). The selected branch stays on mma.sync (a warp skips other tokens' blocks).
 TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   KernelSpec s = spec(Branch::Window);
+  EXPECT_EQ(defaultTileConfig(s), (TileConfig{8, 8, 64}));
+  s.arch = Arch::SM80;
+  EXPECT_EQ(defaultTileConfig(s), (TileConfig{4, 4, 32}));
+  s.arch = Arch::SM90a;
   s.tile.warps = 2;
   CompileResult r;
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
-  s.tile.warps = 8;
-  s.tile.kvChunk = 64;
+  s.tile.warps = 4;
+  s.tile.kvChunk = 32;
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find(".maxntid 128, 1, 1"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos);
+  s.tile = {};
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".maxntid 256, 1, 1"), std::string::npos);
   EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
   EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n" + std::to_string(s.headDimV) + "k16.f32.bf16.bf16"),
             std::string::npos);
   EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
+  KernelSpec selected = spec(Branch::Selected);
+  ASSERT_EQ(defaultTileConfig(selected).warps, 4);
+  ASSERT_EQ(compileKernel(selected, r), "");
+  EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
 }
 
 TEST(Compiler, SpecializesPerConfiguration) {

@@ -555,7 +555,7 @@ TEST_F(FakeGpuBackward, SelectedLaunchesThreeKernelsInOrderWithTheKernelAbi) {
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE(names[i]);
     const FakeCudaLaunch &l = launches[static_cast<std::size_t>(i)];
-    KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM80, kBwdPasses[i]);
+    KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM90a, kBwdPasses[i]);
     EXPECT_EQ(l.count, i + 1);
     EXPECT_STREQ(l.kernel_name, names[i]);
     EXPECT_EQ(l.context, primaryContext());
@@ -573,7 +573,7 @@ TEST_F(FakeGpuBackward, SelectedLaunchesThreeKernelsInOrderWithTheKernelAbi) {
   }
   // One kernel per pass, compiled for this GPU.
   EXPECT_EQ(compiler.calls, 3);
-  EXPECT_EQ(compiler.lastSpec, specFromConfig(&cfg, Branch::Selected, Arch::SM80, KernelPass::BackwardDKDV));
+  EXPECT_EQ(compiler.lastSpec, specFromConfig(&cfg, Branch::Selected, Arch::SM90a, KernelPass::BackwardDKDV));
   CUcontext current = reinterpret_cast<CUcontext>(0x1);
   fake.ctxGetCurrent(&current);
   EXPECT_EQ(current, nullptr); // the caller's (empty) current context is restored
@@ -593,7 +593,7 @@ TEST_F(FakeGpuBackward, CompressedAndWindowWithoutGates) {
     const int Tkv = b == Branch::Compressed ? Tc : T;
     for (int i = 0; i < 3; ++i) {
       const FakeCudaLaunch &l = launches[static_cast<std::size_t>(i)];
-      KernelSpec spec = specFromConfig(&cfg, b, Arch::SM80, kBwdPasses[i]);
+      KernelSpec spec = specFromConfig(&cfg, b, Arch::SM90a, kBwdPasses[i]);
       EXPECT_EQ(std::string(l.kernel_name), spec.kernelName());
       EXPECT_EQ(l.grid[0], i == 2 ? ceilDiv(Tkv, spec.tile.kvChunk) : ceilDiv(T, spec.tile.tokensPerCta));
       EXPECT_EQ(l.shared, unsigned(sharedMemoryBytes(spec)));
@@ -631,7 +631,7 @@ TEST_F(FakeGpuBackward, EveryKernelIsLoadedBeforeTheFirstLaunch) {
     return {};
   });
   EXPECT_ERROR_WITH(backward(ctx, Branch::Window, 1, 64, d.t, true), NSAJIT_ERROR_COMPILE_ERROR,
-                    "no dK/dV template yet", "window bwd_dkdv bf16 sm_80");
+                    "no dK/dV template yet", "window bwd_dkdv bf16 sm_90a");
   EXPECT_EQ(fake.fakecuda_launch_count(), 0);
   failDkdv = false;
   ASSERT_EQ(backward(ctx, Branch::Window, 1, 64, d.t, true), NSAJIT_OK) << nsajit_last_error();
@@ -743,7 +743,7 @@ TEST_F(FakeGpuBackward, SharedMemoryIsOptedInPerKernel) {
   nsajit_context *ctx = create();
   cfg.head_dim_qk = 256;
   cfg.head_dim_v = 256;
-  KernelSpec dq = specFromConfig(&cfg, Branch::Window, Arch::SM80, KernelPass::BackwardDQ);
+  KernelSpec dq = specFromConfig(&cfg, Branch::Window, Arch::SM90a, KernelPass::BackwardDQ);
   KernelSpec dkdv = specFromConfig(&cfg, Branch::Window, Arch::SM90a, KernelPass::BackwardDKDV);
   ASSERT_GT(sharedMemoryBytes(dkdv), 48 * 1024);
   DeviceTensors d(cfg, Branch::Window, 1, 64);
@@ -773,14 +773,14 @@ TEST_F(FakeGpuBackward, CompileAndQueryTheBackwardKernels) {
   for (int i = 0; i < 3; ++i) {
     const char *ptx = nullptr;
     ASSERT_EQ(nsajit_compile2(ctx, &cfg, NSAJIT_BRANCH_WINDOW, passes[i], &ptx), NSAJIT_OK) << nsajit_last_error();
-    KernelSpec spec = specFromConfig(&cfg, Branch::Window, Arch::SM80, kBwdPasses[i]);
+    KernelSpec spec = specFromConfig(&cfg, Branch::Window, Arch::SM90a, kBwdPasses[i]);
     EXPECT_EQ(std::string(ptx), fakePtx(spec));
 
     nsajit_kernel_info info{};
     info.struct_size = sizeof info;
     ASSERT_EQ(nsajit_kernel_query2(ctx, &cfg, NSAJIT_BRANCH_WINDOW, passes[i], 80 /* ignored */, &info), NSAJIT_OK)
         << nsajit_last_error();
-    EXPECT_EQ(info.arch, 80);
+    EXPECT_EQ(info.arch, 90);
     EXPECT_EQ(std::string(info.kernel_name), spec.kernelName());
     EXPECT_EQ(std::string(info.spec), spec.str());
     EXPECT_EQ(info.threads_per_cta, threadsPerCta(spec));

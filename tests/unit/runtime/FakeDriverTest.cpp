@@ -124,7 +124,7 @@ TEST_F(FakeGpu, ContextRetainsAndReleasesThePrimaryContext) {
   ASSERT_NE(ctx, nullptr);
   EXPECT_EQ(fake.fakecuda_primary_refcount(0), 1);
   std::string text = info(ctx);
-  for (const char *part : {"device 0: Fake H100 (nsajit test driver)", "compute capability 9.0", "kernels: sm_80",
+  for (const char *part : {"device 0: Fake H100 (nsajit test driver)", "compute capability 9.0", "kernels: sm_90a",
                            "132 SMs", "opt-in 227 KiB", "driver CUDA 13.0", "primary context"})
     EXPECT_TRUE(contains(text, part)) << text << " lacks " << part;
   destroy(ctx);
@@ -188,7 +188,7 @@ TEST_F(FakeGpu, SelectedForwardLaunchesWithTheKernelAbi) {
   EXPECT_STREQ(nsajit_last_error(), "");
 
   FakeCudaLaunch l = fake.lastLaunch();
-  KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM80);
+  KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM90a);
   EXPECT_EQ(l.count, 1);
   EXPECT_STREQ(l.kernel_name, "nsa_selected_fwd");
   EXPECT_EQ(l.context, primaryContext());
@@ -225,7 +225,7 @@ TEST_F(FakeGpu, CompressedAndWindowForward) {
   ASSERT_EQ(nsajit_compressed_forward(ctx, &cfg, B, T, &c.tq, &c.tk, &c.tv, &c.to, &c.tl, nullptr), NSAJIT_OK)
       << nsajit_last_error();
   FakeCudaLaunch l = fake.lastLaunch();
-  KernelSpec spec = specFromConfig(&cfg, Branch::Compressed, Arch::SM80);
+  KernelSpec spec = specFromConfig(&cfg, Branch::Compressed, Arch::SM90a);
   EXPECT_STREQ(l.kernel_name, "nsa_compressed_fwd");
   EXPECT_EQ(l.i32[1], (T - 32) / 16 + 1);
   EXPECT_EQ(l.grid[0], unsigned((T + spec.tile.tokensPerCta - 1) / spec.tile.tokensPerCta));
@@ -479,7 +479,7 @@ TEST_F(FakeGpu, CompileErrorsCarryTheCompilersMessage) {
   Tensors t(cfg, Branch::Selected, 1, 64);
   compiler.failWith = "nsa-lower-to-gpu: no mma layout for G = 16";
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR,
-                    "nsa-lower-to-gpu: no mma layout for G = 16", "selected fwd bf16 sm_80");
+                    "nsa-lower-to-gpu: no mma layout for G = 16", "selected fwd bf16 sm_90a");
   EXPECT_EQ(fake.lastLaunch().count, 0);
   // Failures are not cached: a fixed compiler succeeds.
   compiler.failWith.clear();
@@ -546,7 +546,7 @@ TEST_F(FakeGpu, ArchitectureFollowsTheGpu) {
   struct Case {
     int major, minor;
     Arch arch;
-  } cases[] = {{9, 0, Arch::SM80}, {8, 0, Arch::SM80}, {8, 9, Arch::SM80}, {10, 0, Arch::SM80}, {12, 0, Arch::SM80}};
+  } cases[] = {{9, 0, Arch::SM90a}, {8, 0, Arch::SM80}, {8, 9, Arch::SM80}, {10, 0, Arch::SM80}, {12, 0, Arch::SM80}};
   for (const Case &c : cases) {
     fake.fakecuda_set_device(1, c.major, c.minor, "Fake GPU", 232448, 0);
     nsajit_context *ctx = create();
@@ -569,14 +569,9 @@ TEST_F(FakeGpu, ForcedArchitecture) {
   ASSERT_EQ(selected(h100, t, 1, 64), NSAJIT_OK);
   EXPECT_EQ(compiler.lastSpec.arch, Arch::SM80);
   EXPECT_TRUE(contains(info(h100), "kernels: sm_80, forced"));
-  ASSERT_EQ(nsajit_context_set_arch(h100, 90), NSAJIT_OK);
-  ASSERT_EQ(selected(h100, t, 1, 64), NSAJIT_OK);
-  EXPECT_EQ(compiler.lastSpec.arch, Arch::SM90a);
-  EXPECT_TRUE(contains(info(h100), "kernels: sm_90a, forced"));
-  // The automatic choice is sm_80 on every GPU for now (the wgmma kernels are slower).
   ASSERT_EQ(nsajit_context_set_arch(h100, 0), NSAJIT_OK);
   ASSERT_EQ(selected(h100, t, 1, 64), NSAJIT_OK);
-  EXPECT_TRUE(contains(info(h100), "(kernels: sm_80)")) << info(h100);
+  EXPECT_EQ(compiler.lastSpec.arch, Arch::SM90a);
   EXPECT_ERROR_WITH(nsajit_context_set_arch(h100, 75), NSAJIT_ERROR_INVALID_ARGUMENT, "arch = 75");
 
   fake.fakecuda_set_device(1, 8, 0, "Fake A100", 166912, 0);
@@ -590,7 +585,7 @@ TEST_F(FakeGpu, CompileAndQueryThroughAContext) {
   const char *ptx = nullptr;
   ASSERT_EQ(nsajit_compile(ctx, &cfg, NSAJIT_BRANCH_WINDOW, &ptx), NSAJIT_OK) << nsajit_last_error();
   ASSERT_NE(ptx, nullptr);
-  KernelSpec spec = specFromConfig(&cfg, Branch::Window, Arch::SM80);
+  KernelSpec spec = specFromConfig(&cfg, Branch::Window, Arch::SM90a);
   EXPECT_EQ(std::string(ptx), fakePtx(spec));
   const char *again = nullptr;
   ASSERT_EQ(nsajit_compile(ctx, &cfg, NSAJIT_BRANCH_WINDOW, &again), NSAJIT_OK);
@@ -602,7 +597,7 @@ TEST_F(FakeGpu, CompileAndQueryThroughAContext) {
   info.struct_size = sizeof info;
   ASSERT_EQ(nsajit_kernel_query(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 80 /* ignored with a ctx */, &info), NSAJIT_OK)
       << nsajit_last_error();
-  EXPECT_EQ(info.arch, 80);
+  EXPECT_EQ(info.arch, 90);
   EXPECT_EQ(info.num_regs, 128);
   EXPECT_EQ(info.local_bytes, 0);
   EXPECT_STREQ(info.kernel_name, "nsa_window_fwd");
@@ -676,7 +671,7 @@ TEST_F(FakeGpu, TuneRecordsTheFastestTileAndLaunchesUseIt) {
   r.struct_size = sizeof r;
   ASSERT_EQ(nsajit_tune(ctx, &cfg, NSAJIT_BRANCH_SELECTED, B, T, 3, onProgress, &progress, &r), NSAJIT_OK)
       << nsajit_last_error();
-  const KernelSpec defaults = specFromConfig(&cfg, Branch::Selected, Arch::SM80);
+  const KernelSpec defaults = specFromConfig(&cfg, Branch::Selected, Arch::SM90a);
   KernelSpec best = defaults;
   best.tile = {r.tile_warps, r.tile_tokens, r.tile_kv_chunk};
   EXPECT_EQ(r.default_kv_chunk, defaults.tile.kvChunk);
