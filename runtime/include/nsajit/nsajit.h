@@ -208,7 +208,9 @@ NSAJIT_API nsajit_status nsajit_context_create(nsajit_context **out, int device_
 /* Unloads the context's kernels. NULL is ignored. */
 NSAJIT_API nsajit_status nsajit_context_destroy(nsajit_context *ctx);
 /* Forces the kernel architecture: 80 (sm_80 PTX, runs on any GPU >= 8.0) or
- * 90 (sm_90a, compute capability 9.0 only); 0 restores the automatic choice. */
+ * 90 (sm_90a, compute capability 9.0 only: the compressed and window forward
+ * kernels of whole-warpgroup tiles use wgmma); 0 restores the automatic choice
+ * (sm_90a on compute capability 9.0, else sm_80). */
 NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
 /* "device 0: NVIDIA H100 80GB HBM3, compute capability 9.0 (kernels: sm_90a), ..." */
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len);
