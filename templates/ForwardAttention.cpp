@@ -65,20 +65,9 @@ private:
   // The tensor-core products of a chunk step: S = Q K^T (C/8 tiles of this
   // warp's 16 rows) and O += P V with P as A fragments (C/16 of them).
   std::vector<Frag4> scoresSync(Value kB);
+  std::vector<Frag4> scoresWarpgroup(Value kB);
   std::vector<Frag4> accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &p, Value vB);
-  // wgmma: issue S += Q K^T (acc: C/2 values) and O += P V (acc: Dv/2 values,
-  // pRegs: the C/4 packed P registers); the caller fences, commits and waits.
-  std::vector<Value> issueScores(std::vector<Value> acc, Value kB);
-  std::vector<Value> issueAccumulate(std::vector<Value> acc, ArrayRef<Value> pRegs, Value vB);
-  // Mask, scale and the online softmax of one chunk's scores: the new m and l,
-  // O rescaled (or, with alphaOut, the two row factors returned instead) and
-  // P as A fragments.
-  SoftmaxState softmaxUpdate(const SoftmaxState &in, std::vector<Frag4> s, Value keyStart, const Value *bias,
-                             std::vector<Frag4> &pFrags, Value *alphaOut = nullptr);
-  // The wgmma chunk loop (three buffers): S of chunk c and P V of chunk c - 1
-  // are issued together, the softmax of c runs while P V completes.
-  using ChunkAtFn = std::function<std::pair<Value, Value>(Value)>;
-  SoftmaxState warpgroupLoop(Value numChunks, const ChunkAtFn &chunkAt, const SoftmaxState &init);
+  std::vector<Frag4> accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &p, Value vB);
   // The A fragment of this warp's 16 query rows for head dims 16kk..16kk+15.
   Frag4 queryFragment(int kk);
   // Union schedule: the row biases of chunk c, and whether any of this
@@ -93,7 +82,7 @@ private:
   // tokens and computes every block any of them selected, where a warp skips
   // the blocks of other tokens (H100, T = 64k, random indices: 26.4 ms
   // against 24.0 with mma.sync; local 11.7 against 12.3).
-  bool warpgroupMma() const { return usesWarpgroupMma(spec); }
+  bool warpgroupMma() const { return spec.arch == Arch::SM90a && W % 4 == 0 && spec.branch != Branch::Selected; }
 
   std::string name;
   IRBuilderHelpers h;
@@ -102,8 +91,7 @@ private:
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
   // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
-  // chunk's copies fly while the current one is computed; three for wgmma),
-  // then the union.
+  // chunk's copies fly while the current one is computed), then the union.
   int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   Params p;
   ThreadIds ids;
@@ -182,10 +170,11 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
   return s;
 }
 
-std::vector<Value> ForwardKernelBuilder::issueScores(std::vector<Value> acc, Value kB) {
+std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
   // Both operands K-major in swizzled panels: Q (this warpgroup's 64 of the
   // W * 16 rows) and K (its C rows are the N keys). k-step kk reads 32 bytes
   // at (kk % 4) * 32 of each row of panel kk / 4.
+  std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
   Value descQ = wg.descriptor(smem, h.mul(h.add(h.c32(qBase), h.mul(warpgroupRows, h.c32(64))), h.c32(2)),
                               /*leadingBytes=*/16, /*strideBytes=*/1024);
@@ -194,7 +183,7 @@ std::vector<Value> ForwardKernelBuilder::issueScores(std::vector<Value> acc, Val
     const int panel = kk / 4, inRow = (kk % 4) * 32;
     acc = wg.mmaShared(acc, wg.advance(descQ, panel * W * 16 * 128 + inRow), wg.advance(descK, panel * C * 128 + inRow));
   }
-  return acc;
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
@@ -214,16 +203,22 @@ std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, co
   return o;
 }
 
-std::vector<Value> ForwardKernelBuilder::issueAccumulate(std::vector<Value> acc, ArrayRef<Value> pRegs, Value vB) {
+std::vector<Frag4> ForwardKernelBuilder::accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
+                                                             Value vB) {
   // V as B stored N-major (its rows are the K = C keys, transposed by wgmma):
   // 64-column panels C * 128 bytes apart, 8-key atoms 1024; k-step kk starts
   // at key 16 kk.
+  std::vector<Value> regs = WarpgroupMma::flatten(o);
+  const size_t nAcc = regs.size();
+  for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
+  regs = wg.fence(regs);
+  std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
   Value desc = wg.descriptor(smem, h.mul(vB, h.c32(2)), /*leadingBytes=*/C * 128, /*strideBytes=*/1024);
   for (int kk = 0; kk < C / 16; ++kk) {
-    const Value *a = pRegs.data() + 4 * kk;
+    auto a = regs.begin() + nAcc + 4 * kk;
     acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 16 * 128 * kk), /*transposeB=*/true);
   }
-  return acc;
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
 Frag4 ForwardKernelBuilder::queryFragment(int kk) {
@@ -237,16 +232,11 @@ Frag4 ForwardKernelBuilder::queryFragment(int kk) {
 }
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
-  std::vector<Frag4> pFrags;
-  SoftmaxState out = softmaxUpdate(in, scoresSync(kBaseOf(buf)), keyStart, bias, pFrags);
-  out.o = accumulateSync(out.o, pFrags, vBaseOf(buf));
-  return out;
-}
-
-SoftmaxState ForwardKernelBuilder::softmaxUpdate(const SoftmaxState &in, std::vector<Frag4> s, Value keyStart,
-                                                 const Value *bias, std::vector<Frag4> &pFrags, Value *alphaOut) {
+  Value kB = kBaseOf(buf), vB = vBaseOf(buf);
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
+  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
+
   // Mask and scale into the base-2 domain: s2 = s * scale * log2(e). A chunk
   // every key of which every token of the CTA sees (the inside of a window,
   // old compressed tokens, blocks before the CTA) skips the per-key mask.
@@ -301,114 +291,18 @@ SoftmaxState ForwardKernelBuilder::softmaxUpdate(const SoftmaxState &in, std::ve
       rowSum[r] = h.fadd(rowSum[r], s[n][e]);
     }
   for (int r = 0; r < 2; ++r) out.l[r] = h.fadd(h.fmul(in.l[r], alpha[r]), rowSum[r]);
-  // The caller rescales O itself when it is still in flight (wgmma).
   out.o = in.o;
-  if (alphaOut)
-    alphaOut[0] = alpha[0], alphaOut[1] = alpha[1];
-  else
-    for (auto &f : out.o)
-      for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
+  for (auto &f : out.o)
+    for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
 
-  // P: the C fragments of two adjacent S tiles form one A fragment.
-  pFrags.clear();
+  // O += P V: the C fragments of two adjacent S tiles form one A fragment.
+  std::vector<Frag4> pFrags;
   for (int kk = 0; kk < C / 16; ++kk)
     pFrags.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
                       mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                       mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
+  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
   return out;
-}
-
-SoftmaxState ForwardKernelBuilder::warpgroupLoop(Value numChunks, const ChunkAtFn &chunkAt, const SoftmaxState &init) {
-  // Three buffers, chunk c in buffer c % 3. Iteration c: fence; issue S(c)
-  // and, for c > 0, P(c-1) V(c-1) (two groups); wait for S(c); softmax of c
-  // while P V runs; wait for P V, rescale O; then wait for the copies of
-  // chunk c + 1 (async-proxy fence, barrier: every warpgroup is past P V(c-1))
-  // and start those of chunk c + 2 into the buffer of c - 1. The copies start
-  // after the fence, which would also wait for copies still in flight.
-  const int oRegs = Dv / 2, pRegs = C / 4;
-  auto bufferOf = [&](Value c) { return h.rems(c, h.c32(kWarpgroupForwardBuffers)); };
-  for (int c = 0; c < 2; ++c) {
-    auto [start, active] = chunkAt(h.c32(c));
-    stageChunk(h.c32(c), start, active);
-  }
-  waitStaged(h, /*pending=*/1);
-  fenceAsyncProxy(h);
-  h.barrier();
-
-  Value zero = h.cf(0.0f);
-  SmallVector<Value> loopInit{init.m[0], init.m[1], init.l[0], init.l[1]};
-  for (int i = 0; i < oRegs; ++i) loopInit.push_back(zero);
-  for (int i = 0; i < pRegs; ++i) loopInit.push_back(h.c32(0));
-  auto loop = scf::ForOp::create(
-      h.b, h.loc, h.c32(0), numChunks, h.c32(1), loopInit, [&](OpBuilder &, Location, Value c, ValueRange iter) {
-        std::vector<Value> regs(C / 2, zero); // S, then O, then the previous P
-        regs.insert(regs.end(), iter.begin() + 4, iter.end());
-        regs = wg.fence(regs);
-        std::vector<Value> sAcc(regs.begin(), regs.begin() + C / 2);
-        std::vector<Value> oAcc(regs.begin() + C / 2, regs.begin() + C / 2 + oRegs);
-        std::vector<Value> pPrev(regs.begin() + C / 2 + oRegs, regs.end());
-        sAcc = issueScores(sAcc, kBaseOf(bufferOf(c)));
-        wg.commit();
-        auto pv = scf::IfOp::create(
-            h.b, h.loc, h.gt(c, h.c32(0)),
-            [&](OpBuilder &, Location) {
-              Value prev = bufferOf(h.add(c, h.c32(kWarpgroupForwardBuffers - 1)));
-              scf::YieldOp::create(h.b, h.loc, issueAccumulate(oAcc, pPrev, vBaseOf(prev)));
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, oAcc); });
-        oAcc.assign(pv.getResults().begin(), pv.getResults().end());
-        wg.commit();
-        sAcc = wg.wait(1, sAcc);
-
-        SoftmaxState in;
-        in.m[0] = iter[0], in.m[1] = iter[1], in.l[0] = iter[2], in.l[1] = iter[3];
-        std::vector<Frag4> pFrags;
-        Value alpha[2];
-        SoftmaxState out =
-            softmaxUpdate(in, WarpgroupMma::tiles(sAcc), chunkAt(c).first, nullptr, pFrags, alpha);
-
-        std::vector<Value> inFlight = oAcc;
-        inFlight.insert(inFlight.end(), pPrev.begin(), pPrev.end());
-        inFlight = wg.wait(0, inFlight);
-        SmallVector<Value> next{out.m[0], out.m[1], out.l[0], out.l[1]};
-        for (int i = 0; i < oRegs; ++i) next.push_back(h.fmul(inFlight[i], alpha[(i % 4) / 2]));
-        for (auto &f : pFrags) next.append(f.begin(), f.end());
-
-        waitStaged(h, /*pending=*/0);
-        fenceAsyncProxy(h);
-        h.barrier();
-        Value ahead = h.add(c, h.c32(2));
-        auto [start, active] = chunkAt(ahead);
-        stageChunk(bufferOf(ahead), start, active);
-        scf::YieldOp::create(h.b, h.loc, next);
-      });
-
-  // The last chunk's P V.
-  SoftmaxState final;
-  ValueRange res = loop.getResults();
-  final.m[0] = res[0], final.m[1] = res[1], final.l[0] = res[2], final.l[1] = res[3];
-  std::vector<Value> oAcc(res.begin() + 4, res.begin() + 4 + oRegs);
-  std::vector<Value> pLast(res.begin() + 4 + oRegs, res.end());
-  auto last = scf::IfOp::create(
-      h.b, h.loc, h.gt(numChunks, h.c32(0)),
-      [&](OpBuilder &, Location) {
-        std::vector<Value> regs = oAcc;
-        regs.insert(regs.end(), pLast.begin(), pLast.end());
-        regs = wg.fence(regs);
-        std::vector<Value> acc(regs.begin(), regs.begin() + oRegs);
-        std::vector<Value> p(regs.begin() + oRegs, regs.end());
-        Value lastBuf = bufferOf(h.sub(numChunks, h.c32(1)));
-        acc = issueAccumulate(acc, p, vBaseOf(lastBuf));
-        wg.commit();
-        acc.insert(acc.end(), p.begin(), p.end());
-        acc = wg.wait(0, acc);
-        acc.resize(oRegs);
-        scf::YieldOp::create(h.b, h.loc, ValueRange(acc));
-      },
-      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange(oAcc)); });
-  waitStaged(h); // the copies issued past the last chunk are empty; leave nothing in flight
-  final.o = WarpgroupMma::tiles(std::vector<Value>(last.getResults().begin(), last.getResults().end()));
-  return final;
 }
 
 void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {
@@ -456,10 +350,6 @@ LogicalResult ForwardKernelBuilder::build() {
   const int pad = warpgroupMma() ? 0 : 8;
   qPitch = Dk + pad, kPitch = Dk + pad, vPitch = Dv + pad;
   qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (kPitch + vPitch);
-  const int buffers = warpgroupMma() ? kWarpgroupForwardBuffers : 2;
-  if (2 * (kBase + buffers * bufElems) > sharedMemoryBytes(spec))
-    return emitError(h.loc, "internal error: the forward layout needs more shared memory than the launcher allocates: ")
-           << spec.str();
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
@@ -539,12 +429,6 @@ LogicalResult ForwardKernelBuilder::build() {
     return {start, h.band(inRange, active)};
   };
 
-  if (warpgroupMma()) {
-    storeOutputs(warpgroupLoop(numChunks, chunkAt, init));
-    gpu::ReturnOp::create(b, h.loc);
-    return success();
-  }
-
   // Software pipeline over two buffers: chunk c + 1 is copied while chunk c is
   // computed; one cp.async group per chunk (empty when it is skipped).
   auto [start0, active0] = chunkAt(h.c32(0));
@@ -559,8 +443,17 @@ LogicalResult ForwardKernelBuilder::build() {
         Value keyStart = iter[stateSize], active = iter[stateSize + 1];
         Value buf = h.rems(c, h.c32(2));
         auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
-        stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
-        waitStaged(h, /*pending=*/1);
+        // wgmma reads the copies through the async proxy, behind a proxy fence
+        // that would also wait for copies still in flight: there, the next
+        // chunk's copies start after the fence (its buffer was last read before
+        // the previous iteration's closing barrier).
+        if (warpgroupMma()) {
+          waitStaged(h, /*pending=*/0);
+          fenceAsyncProxy(h);
+        } else {
+          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
+          waitStaged(h, /*pending=*/1);
+        }
         Value compute = active;
         std::array<Value, 2> bias;
         h.barrier();
@@ -572,6 +465,8 @@ LogicalResult ForwardKernelBuilder::build() {
                                                              NVVM::VoteSyncKindAttr::get(h.b.getContext(),
                                                                                          NVVM::VoteSyncKind::any)));
         }
+        if (warpgroupMma())
+          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
         auto step = scf::IfOp::create(
             h.b, h.loc, compute,

@@ -78,10 +78,8 @@ std::vector<Value> WarpgroupMma::mmaShared(ArrayRef<Value> acc, Value descA, Val
   return passThrough(text, acc, {descA, descB, h.c32(1)}, {"l", "l", "r"});
 }
 
-void WarpgroupMma::commit() { passThrough("wgmma.commit_group.sync.aligned;", {}, {}, {}); }
-
-std::vector<Value> WarpgroupMma::wait(int pending, ArrayRef<Value> regs) {
-  return passThrough(fmt::format("wgmma.wait_group.sync.aligned {};", pending), regs, {}, {});
+std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {
+  return passThrough("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;", acc, {}, {});
 }
 
 std::vector<Value> WarpgroupMma::flatten(const std::vector<Frag4> &tiles) {

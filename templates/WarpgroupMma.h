@@ -13,7 +13,7 @@
 // the tensor cores' shared reads conflict: H100, window forward 9.0 ms against
 // 4.9 with mma.sync (bench/results/2026-11-25-h100-session4/run14).
 // The issue is asynchronous: fence() before the first mma of a batch (after the
-// registers it reads were written), commit() and wait() before the results are read.
+// registers it reads were written), commitAndWait() before the results are read.
 // Every accumulator passes through these as operands, so no instruction that
 // reads or writes them can be moved across by the compiler.
 #pragma once
@@ -48,13 +48,8 @@ public:
   // acc += A (64 x 16) * B (16 x N), both from shared memory, both K-major
   // (A's rows are the 64 M rows of this warpgroup; e.g. Q staged as core matrices).
   std::vector<mlir::Value> mmaShared(llvm::ArrayRef<mlir::Value> acc, mlir::Value descA, mlir::Value descB);
-  // wgmma.commit_group: the mma issued since the last commit form a group
-  // (possibly empty).
-  void commit();
-  // wgmma.wait_group `pending`: all but the `pending` most recent groups are
-  // complete. Pass through every register those groups read or write (their
-  // accumulators and A fragments) so none is touched before.
-  std::vector<mlir::Value> wait(int pending, llvm::ArrayRef<mlir::Value> regs);
+  // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
+  std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
 
   // Flattening between the m16n8 tiles of the templates and wgmma operands.
   static std::vector<mlir::Value> flatten(const std::vector<Frag4> &tiles);

@@ -295,11 +295,6 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
 
 TopNWindow topNWindow(const KernelSpec &s) { return topNWindowFor(s, defaultTileConfig(s).tokensPerCta); }
 
-bool usesWarpgroupMma(const KernelSpec &s) {
-  return s.arch == Arch::SM90a && s.pass == KernelPass::Forward && s.branch != Branch::Selected &&
-         defaultTileConfig(s).warps % 4 == 0;
-}
-
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
 
@@ -323,8 +318,6 @@ int sharedMemoryBytes(const KernelSpec &s) {
   const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
   switch (s.pass) {
   case KernelPass::Forward: {
-    if (usesWarpgroupMma(s)) // unpadded swizzled tiles: Q rows, three K/V buffers
-      return 2 * (t.warps * 16 * s.headDimQK + kWarpgroupForwardBuffers * t.kvChunk * (s.headDimQK + s.headDimV));
     int bytes = t.warps * 16 * kRow + 2 * t.kvChunk * (kRow + vRow);
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);

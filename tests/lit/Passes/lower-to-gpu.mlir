@@ -48,37 +48,20 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // -----
 
 // fp16 inputs use the f16 mma. sm_90a: the window kernel has 8 warps (two
-// warpgroups) and wgmma over three K/V buffers: two chunks staged ahead; each
-// iteration issues S of chunk c (Q and K from swizzled shared memory) and P V
-// of chunk c - 1 (P from registers, V transposed) as two groups, waits for S,
-// runs the softmax while P V completes, waits for it, then waits for the next
-// chunk's copies (async-proxy fence, barrier) and starts the copies two ahead;
-// the last P V follows the loop. sm_80: 4 warps and mma.sync.
+// warpgroups) and wgmma: Q and K from swizzled shared memory (the copies fenced
+// for the async proxy, the next chunk's copies started behind the fence), then
+// P from registers with V transposed; sm_80: 4 warps and mma.sync.
 // CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
-// CHECK: nvvm.cp.async.commit.group
-// CHECK: nvvm.cp.async.commit.group
-// CHECK: nvvm.cp.async.wait.group 1
+// CHECK: scf.for
+// CHECK: nvvm.cp.async.wait.group 0
 // CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
 // CHECK: nvvm.barrier0
-// CHECK: scf.for
+// CHECK: nvvm.cp.async.commit.group
 // CHECK: "wgmma.fence.sync.aligned;"
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
-// CHECK: "wgmma.commit_group.sync.aligned;"
-// CHECK: scf.if
-// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
-// CHECK: "wgmma.commit_group.sync.aligned;"
-// CHECK: "wgmma.wait_group.sync.aligned 1;"
-// CHECK: nvvm.shfl.sync bfly
+// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
 // CHECK: cvt.rn.f16x2.f32
-// CHECK: "wgmma.wait_group.sync.aligned 0;"
-// CHECK: nvvm.cp.async.wait.group 0
-// CHECK: "fence.proxy.async.shared::cta;"
-// CHECK: nvvm.barrier0
-// CHECK: nvvm.cp.async.commit.group
-// CHECK: scf.yield
-// CHECK: scf.if
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
-// CHECK: "wgmma.wait_group.sync.aligned 0;"
 // SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
 // SM80-NOT: wgmma

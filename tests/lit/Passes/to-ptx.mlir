@@ -23,7 +23,7 @@
 // SM90-SAME: wgmma.fence.sync.aligned;
 // WGS: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
 // WGS-SAME: wgmma.commit_group.sync.aligned;
-// WGS-SAME: wgmma.wait_group.sync.aligned 1;
+// WGS-SAME: wgmma.wait_group.sync.aligned 0;
 // WGO: cvt.rn.bf16x2.f32
 // WGO-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
 // WGO-SAME: wgmma.wait_group.sync.aligned 0;

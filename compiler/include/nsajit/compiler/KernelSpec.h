@@ -89,16 +89,6 @@ std::string validate(const KernelSpec &spec);
 TileConfig defaultTileConfig(const KernelSpec &spec);
 KernelSpec withDefaultTiles(KernelSpec spec);
 
-// Whether the forward kernel of `spec` (after defaults) multiplies with sm_90a
-// wgmma: the compressed and window branches, tiles of whole warpgroups. Not the
-// selected branch: with G = 16 a warpgroup spans 4 tokens and would compute
-// every block any of them selected, where a warp of the mma.sync kernel skips
-// the other tokens' blocks.
-bool usesWarpgroupMma(const KernelSpec &spec);
-// The wgmma forward keeps three K/V chunk buffers (chunk c + 1 resident for the
-// next S while P V of chunk c - 1 runs, chunk c + 2 in flight).
-inline constexpr int kWarpgroupForwardBuffers = 3;
-
 // Resource needs implied by a spec (after defaults): used by the launcher.
 int threadsPerCta(const KernelSpec &spec);
 int sharedMemoryBytes(const KernelSpec &spec);
