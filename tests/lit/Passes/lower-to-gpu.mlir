@@ -52,6 +52,9 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // for the async proxy, the next chunk's copies started behind the fence), then
 // P from registers with V transposed; sm_80: 4 warps and mma.sync.
 // CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// The staging swizzles each row's 16-byte chunks by the row (chunk ^ row % 8):
+// CHECK: arith.xori
+// CHECK: nvvm.cp.async.shared.global
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.wait.group 0
 // CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
