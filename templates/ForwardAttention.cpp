@@ -70,8 +70,8 @@ private:
   std::vector<Frag4> accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &p, Value vB);
   // The A fragment of this warp's 16 query rows for head dims 16kk..16kk+15.
   Frag4 queryFragment(int kk);
-  // Union schedule: the row biases of chunk c, and whether any of this
-  // thread's rows takes part in it.
+  // Union schedule: the row biases of chunk c, and whether any row of the warp
+  // takes part in it.
   std::pair<std::array<Value, 2>, Value> unionRowBias(Value c);
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
@@ -145,7 +145,9 @@ std::pair<std::array<Value, 2>, Value> ForwardKernelBuilder::unionRowBias(Value 
                        h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
     takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
   }
-  return {bias, takesPart};
+  Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
+                                       NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
+  return {bias, any};
 }
 
 std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
@@ -458,12 +460,9 @@ LogicalResult ForwardKernelBuilder::build() {
         std::array<Value, 2> bias;
         h.barrier();
         if (unionSchedule()) {
-          // A warp none of whose rows selected the block skips it.
           auto [rowBias, takesPart] = unionRowBias(c);
           bias = rowBias;
-          compute = h.band(compute, NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
-                                                             NVVM::VoteSyncKindAttr::get(h.b.getContext(),
-                                                                                         NVVM::VoteSyncKind::any)));
+          compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
         }
         if (warpgroupMma())
           stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);

@@ -30,11 +30,6 @@ Frag4 WarpMma::mma(const Frag4 &a, const Frag2 &bf, const Frag4 &c) {
   return d;
 }
 
-Value WarpMma::packHalves(Value lo, Value hi) {
-  Value l = h.zext32(lo), u = h.zext32(hi);
-  return h.bor(l, h.shl(u, h.c32(16)));
-}
-
 Value WarpMma::packFloats(Value lo, Value hi) {
   // One rounding conversion of the pair (the first operand goes to the high half).
   const char *text = dtype == DType::BF16 ? "cvt.rn.bf16x2.f32 $0, $2, $1;" : "cvt.rn.f16x2.f32 $0, $2, $1;";

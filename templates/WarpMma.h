@@ -31,8 +31,6 @@ public:
 
   // Two fp32 values -> one i32 holding two 16-bit values (first in the low half).
   mlir::Value packFloats(mlir::Value lo, mlir::Value hi);
-  // Two 16-bit loads -> one i32 (first in the low half).
-  mlir::Value packHalves(mlir::Value lo, mlir::Value hi);
   // 32-bit load of two adjacent 16-bit elements from shared memory.
   mlir::Value loadPair(mlir::Value smem, mlir::Value elemOffset);
   // One 16-bit element (i16 bits of bf16/fp16) -> f32.

@@ -50,32 +50,39 @@ std::vector<Value> WarpgroupMma::fence(ArrayRef<Value> regs) {
   return passThrough("wgmma.fence.sync.aligned;", regs, {}, {});
 }
 
-std::vector<Value> WarpgroupMma::mma(ArrayRef<Value> acc, const Frag4 &a, Value descB, bool transposeB) {
-  const int n = static_cast<int>(acc.size()) * 2; // N columns: 4 values per 8 columns
+std::vector<Value> WarpgroupMma::issue(ArrayRef<Value> acc, ArrayRef<Value> sources,
+                                       ArrayRef<std::string> sourceConstraints, StringRef tail) {
+  // Operands: the accumulators ($0.., tied inputs after them), then the sources
+  // (4 A registers and the B descriptor, or the A and B descriptors) and the
+  // constant 1 that sets scale-d (a predicate: always accumulate, the callers
+  // start from zeros).
   const int nAcc = static_cast<int>(acc.size());
-  std::string d, list;
+  const int first = 2 * nAcc, scale = first + static_cast<int>(sources.size());
+  const bool aInRegisters = sources.size() == 5;
+  std::string d, src;
   for (int i = 0; i < nAcc; ++i) d += fmt::format("{}${}", i ? ", " : "", i);
+  if (aInRegisters)
+    src = fmt::format("{{${}, ${}, ${}, ${}}}, ${}, ", first, first + 1, first + 2, first + 3, first + 4);
+  else
+    src = fmt::format("${}, ${}, ", first, first + 1);
   const char *type = dtype == DType::BF16 ? "bf16" : "f16";
-  const int x = 2 * nAcc; // the extra inputs follow the outputs and their tied inputs
-  // scale-d is a predicate operand: always accumulate (callers start from zeros).
+  // N = 2 * nAcc columns (4 values per 8 columns); `tail` closes the operand list.
   std::string text = fmt::format("{{\n.reg .pred p;\nsetp.ne.b32 p, ${}, 0;\n"
-                                 "wgmma.mma_async.sync.aligned.m64n{}k16.f32.{}.{} {{{}}}, {{${}, ${}, ${}, ${}}}, "
-                                 "${}, p, 1, 1, {};\n}}",
-                                 x + 5, n, type, type, d, x, x + 1, x + 2, x + 3, x + 4,
-                                 transposeB ? 1 : 0);
-  return passThrough(text, acc, {a[0], a[1], a[2], a[3], descB, h.c32(1)}, {"r", "r", "r", "r", "l", "r"});
+                                 "wgmma.mma_async.sync.aligned.m64n{}k16.f32.{}.{} {{{}}}, {}p, 1, 1{};\n}}",
+                                 scale, 2 * nAcc, type, type, d, src, tail);
+  SmallVector<Value> extra(sources.begin(), sources.end());
+  extra.push_back(h.c32(1));
+  SmallVector<std::string> constraints(sourceConstraints.begin(), sourceConstraints.end());
+  constraints.push_back("r");
+  return passThrough(text, acc, extra, constraints);
+}
+
+std::vector<Value> WarpgroupMma::mma(ArrayRef<Value> acc, const Frag4 &a, Value descB, bool transposeB) {
+  return issue(acc, {a[0], a[1], a[2], a[3], descB}, {"r", "r", "r", "r", "l"}, transposeB ? ", 1" : ", 0");
 }
 
 std::vector<Value> WarpgroupMma::mmaShared(ArrayRef<Value> acc, Value descA, Value descB) {
-  const int nAcc = static_cast<int>(acc.size());
-  std::string d;
-  for (int i = 0; i < nAcc; ++i) d += fmt::format("{}${}", i ? ", " : "", i);
-  const char *type = dtype == DType::BF16 ? "bf16" : "f16";
-  const int x = 2 * nAcc;
-  std::string text = fmt::format("{{\n.reg .pred p;\nsetp.ne.b32 p, ${}, 0;\n"
-                                 "wgmma.mma_async.sync.aligned.m64n{}k16.f32.{}.{} {{{}}}, ${}, ${}, p, 1, 1, 0, 0;\n}}",
-                                 x + 2, 2 * nAcc, type, type, d, x, x + 1);
-  return passThrough(text, acc, {descA, descB, h.c32(1)}, {"l", "l", "r"});
+  return issue(acc, {descA, descB}, {"l", "l"}, ", 0, 0");
 }
 
 std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {

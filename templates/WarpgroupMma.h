@@ -1,5 +1,6 @@
 // Warpgroup-scope tensor-core primitives of sm_90a: wgmma.mma_async with fp32
-// accumulation, the A operand in registers and the B operand in shared memory.
+// accumulation, the A operand in registers or shared memory and the B operand
+// in shared memory.
 //
 // A warpgroup is 4 consecutive warps (128 threads, the first warp a multiple of
 // 4) computing a 64-row tile together. Warp i of the group owns rows 16i..16i+15
@@ -46,7 +47,7 @@ public:
   // else K-major (its rows are N; e.g. K as [key][dim] for Q K^T).
   std::vector<mlir::Value> mma(llvm::ArrayRef<mlir::Value> acc, const Frag4 &a, mlir::Value descB, bool transposeB);
   // acc += A (64 x 16) * B (16 x N), both from shared memory, both K-major
-  // (A's rows are the 64 M rows of this warpgroup; e.g. Q staged as core matrices).
+  // (A's rows are the 64 M rows of this warpgroup; e.g. Q in swizzled panels).
   std::vector<mlir::Value> mmaShared(llvm::ArrayRef<mlir::Value> acc, mlir::Value descA, mlir::Value descB);
   // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
   std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
@@ -56,6 +57,10 @@ public:
   static std::vector<Frag4> tiles(llvm::ArrayRef<mlir::Value> flat);
 
 private:
+  // One wgmma.mma_async on `acc` with `sources` (4 A registers and the B
+  // descriptor, or the A and B descriptors); `tail` ends its immediates.
+  std::vector<mlir::Value> issue(llvm::ArrayRef<mlir::Value> acc, llvm::ArrayRef<mlir::Value> sources,
+                                 llvm::ArrayRef<std::string> sourceConstraints, llvm::StringRef tail);
   // One inline-asm statement whose outputs are `regs` (tied to them as inputs)
   // followed by `extra` inputs with their constraints.
   std::vector<mlir::Value> passThrough(llvm::StringRef asmText, llvm::ArrayRef<mlir::Value> regs,
