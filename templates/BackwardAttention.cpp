@@ -2,11 +2,13 @@
 
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
+#include "OrderedSplitSum.h"
 #include "WarpMma.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -25,6 +27,7 @@ enum Arg { Q, K, V, IDX, O, LSE, DO, GATE, DELTA, DQ, DK, DV, DGATE, kNumTensors
 
 struct BwdParams {
   Value ptr[kNumTensors];
+  Value workspace; // bwd_dkdv with split walks: counters, then fp32 partial sums
   Value stride[kNumTensors][3];
   Value seqLen, kvLen;
 };
@@ -100,6 +103,8 @@ private:
     return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
   void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
+  void addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks, Value split,
+                        Value splits, Value turnSlot, const std::function<void(ValueRange)> &storeOutputs);
 
   std::string name;
   IRBuilderHelpers h;
@@ -275,8 +280,14 @@ void BackwardKernelBuilder::buildDkdv() {
   const int rowBytes = 2 * (dBase + Rq * dPitch);               // start of the per-row floats
   const int lseOff = rowBytes, deltaOff = lseOff + 4 * Rq, gateOff = deltaOff + 4 * Rq, multOff = gateOff + 4 * Rq;
   const int tokOff = multOff + 4 * Rq, tokMultOff = tokOff + 4 * TQ, countOff = tokMultOff + 4 * TQ;
+  const int turnOff = countOff + 8; // after the count and the selected branch's scan cursor
 
-  Value k0 = h.mul(h.blockIdX(), h.c32(C));
+  // Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
+  // split s walks the s-th segment of the chunk's query tokens.
+  Value numChunks = h.ceilDiv(p.kvLen, h.c32(C));
+  Value splits = h.maxs(h.divs(h.gridDimX(), numChunks), h.c32(1));
+  Value chunk = h.divs(h.blockIdX(), splits), split = h.rems(h.blockIdX(), splits);
+  Value k0 = h.mul(chunk, h.c32(C));
   // The query tokens that can see keys k0 .. k0 + C - 1.
   Value tLo, tHi = h.sub(p.seqLen, h.c32(1));
   switch (spec.branch) {
@@ -290,6 +301,13 @@ void BackwardKernelBuilder::buildDkdv() {
   case Branch::Selected:
     tLo = h.mul(h.divs(k0, h.c32(spec.slcBlock)), h.c32(spec.slcBlock));
     break;
+  }
+  // This split's segment: whole steps of TQ tokens, the last segment shorter.
+  {
+    Value span = h.maxs(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(0));
+    Value segLen = h.mul(h.ceilDiv(h.ceilDiv(span, splits), h.c32(TQ)), h.c32(TQ));
+    tLo = h.add(tLo, h.mul(split, segLen));
+    tHi = h.mins(tHi, h.sub(h.add(tLo, segLen), h.c32(1)));
   }
   Value numSteps = h.select(h.ge(tHi, tLo), h.ceilDiv(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(TQ)), h.c32(0));
   BranchKeys keys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen, batch,
@@ -402,7 +420,9 @@ void BackwardKernelBuilder::buildDkdv() {
   };
 
   SmallVector<Value> results;
+  Value contributed; // whether any step ran (else the partial sums are zeros)
   if (spec.branch != Branch::Selected) {
+    contributed = h.gt(numSteps, h.c32(0));
     // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
     auto loop = scf::ForOp::create(
         h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s, ValueRange iter) {
@@ -508,8 +528,11 @@ void BackwardKernelBuilder::buildDkdv() {
       });
     };
     SmallVector<Type> types(flat.size(), h.f32());
+    types.push_back(h.i1());
+    SmallVector<Value> init(flat);
+    init.push_back(h.cbool(false));
     auto loop = scf::WhileOp::create(
-        h.b, h.loc, types, flat,
+        h.b, h.loc, types, init,
         [&](OpBuilder &, Location, ValueRange iter) {
           h.barrier(); // the previous step is done with the slots and tiles
           scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
@@ -519,25 +542,106 @@ void BackwardKernelBuilder::buildDkdv() {
           h.barrier();
           scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
         },
-        [&](OpBuilder &, Location, ValueRange iter) { scf::YieldOp::create(h.b, h.loc, computeStep(iter)); });
-    results.assign(loop.getResults().begin(), loop.getResults().end());
+        [&](OpBuilder &, Location, ValueRange iter) {
+          SmallVector<Value> next = computeStep(iter.drop_back());
+          next.push_back(h.cbool(true));
+          scf::YieldOp::create(h.b, h.loc, next);
+        });
+    ValueRange all = loop.getResults();
+    results.assign(all.begin(), all.begin() + (all.size() - 1));
+    contributed = loop.getResults().back();
   }
 
-  std::vector<Frag4> dk, dv;
-  for (int n = 0; n < Dk / 8; ++n)
-    dk.push_back({results[4 * n], results[4 * n + 1], results[4 * n + 2], results[4 * n + 3]});
-  int vOff = 4 * (Dk / 8);
-  for (int n = 0; n < Dv / 8; ++n)
-    dv.push_back({results[vOff + 4 * n], results[vOff + 4 * n + 1], results[vOff + 4 * n + 2],
-                  results[vOff + 4 * n + 3]});
-  for (int r = 0; r < 2; ++r) {
-    Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(8 * r))));
-    scf::IfOp::create(h.b, h.loc, h.lt(key, p.kvLen), [&](OpBuilder &, Location) {
-      storePairs(DK, offset(DK, batch, key, kvHead), dk, r, spec.effectiveScale());
-      storePairs(DV, offset(DV, batch, key, kvHead), dv, r, 1.0f);
-      scf::YieldOp::create(h.b, h.loc);
-    });
-  }
+  auto unflatten = [&](ValueRange flatAcc) {
+    std::pair<std::vector<Frag4>, std::vector<Frag4>> t;
+    for (int n = 0; n < Dk / 8; ++n)
+      t.first.push_back({flatAcc[4 * n], flatAcc[4 * n + 1], flatAcc[4 * n + 2], flatAcc[4 * n + 3]});
+    const int vOff = 4 * (Dk / 8);
+    for (int n = 0; n < Dv / 8; ++n)
+      t.second.push_back({flatAcc[vOff + 4 * n], flatAcc[vOff + 4 * n + 1], flatAcc[vOff + 4 * n + 2],
+                          flatAcc[vOff + 4 * n + 3]});
+    return t;
+  };
+  auto storeOutputs = [&](ValueRange flatAcc) {
+    auto [dk, dv] = unflatten(flatAcc);
+    for (int r = 0; r < 2; ++r) {
+      Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(8 * r))));
+      scf::IfOp::create(h.b, h.loc, h.lt(key, p.kvLen), [&](OpBuilder &, Location) {
+        storePairs(DK, offset(DK, batch, key, kvHead), dk, r, spec.effectiveScale());
+        storePairs(DV, offset(DV, batch, key, kvHead), dv, r, 1.0f);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    }
+  };
+  scf::IfOp::create(
+      h.b, h.loc, h.eq(splits, h.c32(1)),
+      [&](OpBuilder &, Location) {
+        storeOutputs(results);
+        scf::YieldOp::create(h.b, h.loc);
+      },
+      [&](OpBuilder &, Location) {
+        addSplitPartials(results, contributed, chunk, numChunks, split, splits, smemAt(turnOff), storeOutputs);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+}
+
+// The CTAs of a split walk add their partial dK/dV in split order into the
+// workspace (OrderedSplitSum); the last writes dK/dV. Workspace: an i32 counter
+// per (batch, head, chunk) tile, padded to 256 bytes, then per tile C rows of
+// Dk + Dv fp32 sums (dK then dV columns), laid out like the accumulators.
+void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks,
+                                             Value split, Value splits, Value turnSlot,
+                                             const std::function<void(ValueRange)> &storeOutputs) {
+  const int rowFloats = Dk + Dv;
+  Value tile = h.add(h.mul(h.add(h.mul(batch, h.gridDimY()), kvHead), numChunks), chunk);
+  Value tiles = h.mul(h.mul(h.gridDimZ(), h.gridDimY()), numChunks);
+  Value counterFloats = h.mul(h.ceilDiv(tiles, h.c32(64)), h.c32(64)); // 256-byte multiple
+  Value counter = h.gep(p.workspace, h.i32(), h.ext64(tile));
+  Value tileSums = h.gep(p.workspace, h.f32(),
+                         h.add(h.ext64(counterFloats), h.mul(h.ext64(tile), h.c64(int64_t(C) * rowFloats))));
+  OrderedSplitSum sum(h, ids, counter, turnSlot);
+  Value holdsData = sum.waitForTurn(split);
+
+  // Element (key row, column) pairs of this thread: rows 16 warp + group (+8),
+  // columns 8n + 2 tig of dK, then Dk + 8n + 2 tig of dV.
+  auto pairPtr = [&](int r, int col) {
+    Value row = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
+    Value off = h.add(h.mul(row, h.c32(rowFloats)), h.add(h.c32(col), h.mul(ids.tig, h.c32(2))));
+    return h.gep(tileSums, h.f32(), off);
+  };
+  const int dkValues = 4 * (Dk / 8);
+  auto columnOf = [&](int i) { return i < dkValues ? 8 * (i / 4) : Dk + 8 * ((i - dkValues) / 4); };
+  auto withEarlier = scf::IfOp::create(
+      h.b, h.loc, holdsData,
+      [&](OpBuilder &, Location) {
+        SmallVector<Value> total(flatAcc);
+        for (size_t i = 0; i < total.size(); i += 2) {
+          int r = (i % 4) / 2;
+          auto [a, b] = sum.loadPair(pairPtr(r, columnOf(int(i))));
+          total[i] = h.fadd(a, total[i]); // earlier splits first: one fixed order
+          total[i + 1] = h.fadd(b, total[i + 1]);
+        }
+        scf::YieldOp::create(h.b, h.loc, total);
+      },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, flatAcc); });
+  ValueRange total = withEarlier.getResults();
+  Value last = h.eq(split, h.sub(splits, h.c32(1)));
+  Value nowHolds = h.bor(holdsData, contributed);
+  scf::IfOp::create(
+      h.b, h.loc, last,
+      [&](OpBuilder &, Location) {
+        storeOutputs(total);
+        scf::YieldOp::create(h.b, h.loc);
+      },
+      [&](OpBuilder &, Location) {
+        scf::IfOp::create(h.b, h.loc, nowHolds, [&](OpBuilder &, Location) {
+          for (size_t i = 0; i < total.size(); i += 2)
+            sum.storePair(pairPtr(int(i % 4) / 2, columnOf(int(i))), total[i], total[i + 1]);
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        scf::YieldOp::create(h.b, h.loc);
+      });
+  sum.passTurn(h.select(last, h.c32(0), sum.nextTurn(split, nowHolds)));
 }
 
 LogicalResult BackwardKernelBuilder::build() {
@@ -553,15 +657,16 @@ LogicalResult BackwardKernelBuilder::build() {
     return emitError(h.loc, "the dK/dV tile needs tokens x G % 16 == 0 and kv_chunk = warps x 16: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  Block &entry = *createKernelFunction(h, name, kNumTensors, 3 * kNumTensors, 2, W * 32);
+  Block &entry = *createKernelFunction(h, name, kNumTensors + 1, 3 * kNumTensors, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();
+  p.workspace = args[kNumTensors];
   for (int t = 0; t < kNumTensors; ++t) {
     p.ptr[t] = args[t];
-    for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 3 * t + d];
+    for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 1 + 3 * t + d];
   }
-  p.seqLen = args[4 * kNumTensors], p.kvLen = args[4 * kNumTensors + 1];
+  p.seqLen = args[4 * kNumTensors + 1], p.kvLen = args[4 * kNumTensors + 2];
 
   ids = ThreadIds::read(h);
   kvHead = h.blockIdY();

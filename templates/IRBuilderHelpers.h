@@ -99,6 +99,9 @@ public:
   mlir::Value blockIdX() { return mlir::NVVM::BlockIdXOp::create(b, loc, i32()); }
   mlir::Value blockIdY() { return mlir::NVVM::BlockIdYOp::create(b, loc, i32()); }
   mlir::Value blockIdZ() { return mlir::NVVM::BlockIdZOp::create(b, loc, i32()); }
+  mlir::Value gridDimX() { return mlir::NVVM::GridDimXOp::create(b, loc, i32()); }
+  mlir::Value gridDimY() { return mlir::NVVM::GridDimYOp::create(b, loc, i32()); }
+  mlir::Value gridDimZ() { return mlir::NVVM::GridDimZOp::create(b, loc, i32()); }
   void barrier() { mlir::NVVM::Barrier0Op::create(b, loc); }
   // __syncwarp(): orders the shared-memory accesses of the lanes of a warp.
   void syncWarp() { mlir::NVVM::SyncWarpOp::create(b, loc, c32(-1)); }

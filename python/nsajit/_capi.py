@@ -349,6 +349,7 @@ _FUNCTIONS = {
     "nsajit_context_create": (_status, [ctypes.POINTER(_c_void_p), _c_int]),
     "nsajit_context_destroy": (_status, [_c_void_p]),
     "nsajit_context_set_arch": (_status, [_c_void_p, _c_int]),
+    "nsajit_context_set_backward_split": (_status, [_c_void_p, _c_int]),
     "nsajit_device_info": (_status, [_c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
     "nsajit_compressed_forward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_tensor_p, _c_tensor_p,
                                             _c_tensor_p, _c_tensor_p, _c_tensor_p, _c_void_p]),
@@ -782,6 +783,11 @@ class Context:
     def set_arch(self, arch: int) -> None:
         """Forces sm_80 (80) or sm_90a (90) kernels; 0 restores the automatic choice."""
         self._lib.call("context_set_arch", self._require(), int(arch))
+
+    def set_backward_split(self, tokens: int) -> None:
+        """The most query tokens one dK/dV CTA walks before the walk is split
+        (deterministically) over more CTAs; 0 restores the automatic choice."""
+        self._lib.call("context_set_backward_split", self._require(), int(tokens))
 
     def device_info(self) -> str:
         h = self._require()

@@ -2,6 +2,9 @@
 
 #include "Context.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace nsajit::rt {
 
 namespace {
@@ -21,7 +24,23 @@ void checkGatePairing(const nsajit_tensor *gate, const nsajit_tensor *dgate) {
 
 } // namespace
 
-PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch) {
+int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
+  if (splitTokens < 0)
+    invalidArgument("the backward split length is {}: pass 0 (automatic) or the most query tokens one dK/dV CTA "
+                    "should walk (>= 1)",
+                    splitTokens);
+  // The longest walk: the tokens that can see the first key chunk.
+  std::int64_t walk = seqLen;
+  switch (s.branch) {
+  case Branch::Compressed: walk = seqLen - (s.cmpBlock - 1); break;
+  case Branch::Window: walk = std::min<std::int64_t>(seqLen, s.tile.kvChunk + s.window - 1); break;
+  case Branch::Selected: break;
+  }
+  const std::int64_t segment = splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 4096 : 1024;
+  return static_cast<int>(std::clamp<std::int64_t>((walk + segment - 1) / segment, 1, kMaxDkdvSplits));
+}
+
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int splitTokens) {
   PreparedBackward p;
   for (int i = 0; i < kBackwardKernels; ++i)
     p.kernels[static_cast<std::size_t>(i)].spec = specFromConfig(req.config, req.branch, arch, kPasses[i]);
@@ -82,6 +101,17 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch) {
 
   for (LaunchDims &d : p.kernels)
     d = launchDims(d.spec, ps);
+  LaunchDims &dkdv = p.kernels[2];
+  p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, splitTokens);
+  if (p.dkdvSplits > 1) {
+    const std::int64_t chunks = dkdv.grid[0];
+    if (chunks * p.dkdvSplits > std::numeric_limits<std::int32_t>::max())
+      invalidArgument("seq_len = {} needs {} x {} dK/dV CTAs along grid x; the limit is 2^31-1", ps.T, chunks,
+                      p.dkdvSplits);
+    dkdv.grid[0] = static_cast<unsigned>(chunks * p.dkdvSplits);
+    p.workspaceBytes = dkdvWorkspaceBytes(static_cast<int>(ps.B), static_cast<int>(ps.H), static_cast<int>(chunks),
+                                          dkdv.spec.tile.kvChunk, static_cast<int>(ps.Dk), static_cast<int>(ps.Dv));
+  }
   // Without keys (compressed branch, T < l) dq is all zeros (bwd_dq writes it)
   // and dk/dv are empty: there is no bwd_dkdv CTA to launch.
   p.numKernels = ps.Tkv > 0 ? kBackwardKernels : kBackwardKernels - 1;
@@ -92,7 +122,7 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
   std::array<void *, kBackwardKernelParamCount> p = {
       &a.q,           &a.k,           &a.v,           &a.idx,         &a.o,           &a.lse,
       &a.dout,        &a.gate,        &a.delta,       &a.dq,          &a.dk,          &a.dv,
-      &a.dgate,
+      &a.dgate,       &a.workspace,
       &a.qs.batch,    &a.qs.token,    &a.qs.head,     &a.ks.batch,    &a.ks.token,    &a.ks.head,
       &a.vs.batch,    &a.vs.token,    &a.vs.head,     &a.idxs.batch,  &a.idxs.token,  &a.idxs.head,
       &a.os.batch,    &a.os.token,    &a.os.head,     &a.lses.batch,  &a.lses.token,  &a.lses.head,
@@ -105,8 +135,9 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
 }
 
 void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream) {
-  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a); });
-  PreparedBackward p = prepareBackward(req, arch);
+  const int splitTokens = ctx.backwardSplitTokens.load();
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, splitTokens); });
+  PreparedBackward p = prepareBackward(req, arch, splitTokens);
   // Load every kernel before the first launch: a compile or JIT failure leaves
   // nothing half-done on the stream.
   std::array<const LoadedKernel *, kBackwardKernels> kernels{};
@@ -117,6 +148,8 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
   ScopedContext scope(drv, ctx.cuContext);
   if (ctx.checkPointers)
     checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
+  if (p.workspaceBytes > 0 && p.numKernels == kBackwardKernels)
+    p.args.workspace = ctx.workspaces->get(stream, p.workspaceBytes);
   for (int i = 0; i < p.numKernels; ++i) {
     const LaunchDims &d = p.kernels[static_cast<std::size_t>(i)];
     launchKernel(ctx, *kernels[static_cast<std::size_t>(i)], d.grid, d.threads, d.sharedBytes, params.data(), stream,

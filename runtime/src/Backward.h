@@ -37,13 +37,26 @@ struct PreparedBackward {
   BackwardKernelArgs args;                      // the parameter block all three kernels take
   std::array<LaunchDims, kBackwardKernels> kernels; // bwd_pre, bwd_dq, bwd_dkdv
   int numKernels = kBackwardKernels;            // 2 when Tkv == 0: no key, so no dk/dv to write
+  int dkdvSplits = 1;                           // CTAs a key chunk's token walk is split over
+  std::uint64_t workspaceBytes = 0;             // bwd_dkdv's, when dkdvSplits > 1
   SpanList spans; // q, k, v, [indices], o, lse, dout, [gate], delta, dq, dk, dv, [dgate]
 };
 
 // Checks everything that can be checked without a GPU. Throws Error.
-PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch);
+// `splitTokens`: see dkdvSplits.
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int splitTokens = 0);
 
-// The scalar kernel parameters in BackwardKernelArgs order (13 u64, 39 i64,
+// How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
+// that none walks more than about `splitTokens` tokens (0: automatic, 1024 for
+// the dense branches and 4096 for the selected one, whose CTAs only visit the
+// tokens that selected their block), at most kMaxDkdvSplits. Without splits the
+// CTA of the first compressed keys (or of a block every token selects) walks
+// the whole sequence alone: H100, T = 64k, compressed l = d = 64, 83 ms of a
+// 93 ms forward + backward.
+inline constexpr int kMaxDkdvSplits = 64;
+int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens);
+
+// The scalar kernel parameters in BackwardKernelArgs order (14 u64, 39 i64,
 // 2 i32), as cuLaunchKernel wants them: an array of pointers into `args`.
 std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &args);
 

@@ -223,6 +223,16 @@ NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch) 
   return guarded([&] { setContextArch(requireContext(ctx), arch); });
 }
 
+NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (tokens < 0)
+      invalidArgument("tokens = {}: pass 0 (automatic) or the most query tokens one dK/dV CTA should walk (>= 1)",
+                      tokens);
+    c.backwardSplitTokens.store(tokens);
+  });
+}
+
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len) {
   return guarded([&] { copyOut(describeDevice(requireContext(ctx)), buf, len, "the device description"); });
 }

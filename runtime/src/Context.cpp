@@ -9,6 +9,10 @@
 
 nsajit_context::~nsajit_context() {
   kernels.reset(); // unloads modules while the context is alive
+  if (workspaces && drv) {
+    nsajit::rt::ScopedContext scope(*drv, cuContext);
+    workspaces.reset();
+  }
   if (retainedPrimary && drv)
     drv->cuDevicePrimaryCtxRelease(device);
 }
@@ -87,6 +91,7 @@ std::unique_ptr<nsajit_context> createContext(int ordinal) {
       attribute(*drv, ctx->device, CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS, "PAGEABLE_MEMORY_ACCESS") != 0;
   ctx->checkPointers = envFlag("NSAJIT_CHECK_POINTERS", true);
   ctx->kernels = std::make_unique<KernelCache>(drv, ctx->cuContext, info);
+  ctx->workspaces = std::make_unique<StreamWorkspaces>(*drv);
   const char *tuningEnv = std::getenv("NSAJIT_TUNING");
   ctx->useTuning = !(tuningEnv && (!std::strcmp(tuningEnv, "off") || !std::strcmp(tuningEnv, "0")));
   std::shared_ptr<DiskCache> disk = DiskCache::global();

@@ -3,6 +3,7 @@
 
 #include "CudaDriver.h"
 #include "KernelCache.h"
+#include "StreamWorkspaces.h"
 #include "TuningDb.h"
 #include "Validate.h"
 
@@ -20,7 +21,9 @@ struct nsajit_context {
   nsajit::rt::DeviceInfo info;
   std::atomic<int> archOverride{0}; // 0 = automatic, else 80 / 90
   bool checkPointers = true;        // NSAJIT_CHECK_POINTERS != 0
+  std::atomic<int> backwardSplitTokens{0}; // 0 = automatic (dkdvSplits, Backward.h)
   std::unique_ptr<nsajit::rt::KernelCache> kernels;
+  std::unique_ptr<nsajit::rt::StreamWorkspaces> workspaces; // freed before the context is released
   std::shared_ptr<nsajit::rt::TuningDb> tuning; // never null
   bool useTuning = true;                         // NSAJIT_TUNING != off
 

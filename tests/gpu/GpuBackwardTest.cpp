@@ -5,7 +5,8 @@
 // gated and ungated, T = 100 and 700 (long sequences are checked against the
 // PyTorch reference on the GPU, python/tests). Skips without a GPU.
 //
-// NSAJIT_GPU_TEST_JSON_BWD=<file> writes one JSON record per case.
+// NSAJIT_GPU_TEST_JSON_BWD=<file> (NSAJIT_GPU_TEST_JSON_BWD_SPLIT for the split
+// walks) writes one JSON record per case.
 #include "ParallelPrepare.h"
 #include "runtime/check/BackwardCheck.h"
 
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <string>
 #include <future>
 #include <thread>
 #include <vector>
@@ -59,20 +61,24 @@ std::vector<BwdCase> matrix() {
   return cases;
 }
 
-TEST(GpuBackward, MatrixAgainstReference) {
+// Runs the matrix on one context; `splitTokens` > 0 forces the split dK/dV
+// walk (nsajit_context_set_backward_split) with that many tokens a CTA.
+void runMatrix(int splitTokens, const char *jsonEnv) {
   std::string why;
   Device *dev = Device::open(why);
   if (!dev) GTEST_SKIP() << why << ": GPU backward tests skipped";
   nsajit_context *ctx = nullptr;
   ASSERT_EQ(nsajit_context_create(&ctx, 0), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(nsajit_context_set_backward_split(ctx, splitTokens), NSAJIT_OK) << nsajit_last_error();
 
   std::vector<BwdCase> cases = matrix();
-  std::printf("backward cases: %zu\n", cases.size());
+  std::printf("backward cases: %zu (dK/dV split: %s)\n", cases.size(),
+              splitTokens ? (std::to_string(splitTokens) + " tokens a CTA").c_str() : "automatic");
   ParallelPrepare<BackwardPrepared> prepared(cases.size(), [&](std::size_t i) {
     return prepareBackward(cases[i].c, cases[i].gated);
   });
   std::ofstream json;
-  if (const char *path = std::getenv("NSAJIT_GPU_TEST_JSON_BWD")) json.open(path);
+  if (const char *path = std::getenv(jsonEnv)) json.open(path);
   int passed = 0, failed = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     BackwardPrepared p = prepared.get(i);
@@ -84,12 +90,20 @@ TEST(GpuBackward, MatrixAgainstReference) {
     std::fflush(stdout);
     auto num = [](double x) { return std::isfinite(x) ? x : 1e30; };
     if (json)
-      json << "{\"case\":\"" << label << "\",\"pass\":" << (r.ok ? "true" : "false") << ",\"dq\":" << num(r.errDq)
-           << ",\"dk\":" << num(r.errDk) << ",\"dv\":" << num(r.errDv) << ",\"dgate\":" << num(r.errDgate) << "}\n";
+      json << "{\"case\":\"" << label << "\",\"split\":" << splitTokens << ",\"pass\":" << (r.ok ? "true" : "false")
+           << ",\"dq\":" << num(r.errDq) << ",\"dk\":" << num(r.errDk) << ",\"dv\":" << num(r.errDv)
+           << ",\"dgate\":" << num(r.errDgate) << "}\n";
     EXPECT_TRUE(r.ok) << label << ": " << r.error;
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   nsajit_context_destroy(ctx);
 }
+
+TEST(GpuBackward, MatrixAgainstReference) { runMatrix(0, "NSAJIT_GPU_TEST_JSON_BWD"); }
+
+// The same matrix with every long dK/dV walk split: 40 tokens a CTA gives up
+// to 18 splits at T = 700 (some of them empty: the window's last chunks, the
+// compressed keys near the end), whose partial sums meet in the workspace.
+TEST(GpuBackward, SplitWalksAgainstReference) { runMatrix(40, "NSAJIT_GPU_TEST_JSON_BWD_SPLIT"); }
 
 } // namespace

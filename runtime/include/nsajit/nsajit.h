@@ -212,6 +212,14 @@ NSAJIT_API nsajit_status nsajit_context_destroy(nsajit_context *ctx);
  * kernels of whole-warpgroup tiles use wgmma); 0 restores the automatic choice
  * (sm_90a on compute capability 9.0, else sm_80). */
 NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
+/* The backward's dK/dV kernel walks, for each chunk of keys, the query tokens
+ * that see them; a long walk (the first compressed keys, a block every token
+ * selects) is split over several CTAs that add their partial sums in a fixed
+ * order (deterministic) in a scratch buffer the context keeps per stream
+ * (freed by nsajit_context_destroy). `tokens`: the most query tokens one CTA
+ * walks; 0 (the default) chooses automatically (1024 for the compressed and
+ * window branches, 4096 for the selected one, at most 64 CTAs a chunk). */
+NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens);
 /* "device 0: NVIDIA H100 80GB HBM3, compute capability 9.0 (kernels: sm_90a), ..." */
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len);
 

@@ -246,14 +246,33 @@ TEST(BackwardValidate, KernelParamsPointAtTheFieldsInAbiOrder) {
   }
   a.seqLen = 7777;
   a.kvLen = 8888;
+  a.workspace = 4242;
   auto params = kernelParams(a);
-  ASSERT_EQ(params.size(), 54u);
+  ASSERT_EQ(params.size(), 55u);
   for (int i = 0; i < 13; ++i)
     EXPECT_EQ(*static_cast<std::uint64_t *>(params[i]), std::uint64_t(i + 1)) << "pointer parameter " << i;
+  EXPECT_EQ(*static_cast<std::uint64_t *>(params[13]), 4242u); // the dK/dV workspace
   for (int i = 0; i < 39; ++i)
-    EXPECT_EQ(*static_cast<std::int64_t *>(params[13 + i]), 100 + i) << "stride parameter " << i;
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[52]), 7777);
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[53]), 8888);
+    EXPECT_EQ(*static_cast<std::int64_t *>(params[14 + i]), 100 + i) << "stride parameter " << i;
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[53]), 7777);
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[54]), 8888);
+}
+
+TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
+  nsajit_config c{};
+  nsajit_config_init(&c);
+  auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
+  // Automatic: 1024 tokens a CTA for the dense branches, 4096 for the selected one, at most 64 CTAs.
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), 64);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 16);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
+  // Explicit lengths.
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 6); // (64 + 511) / 100 rounded up
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 1000, 1), kMaxDkdvSplits);
+  EXPECT_REJECTED(dkdvSplits(spec(Branch::Selected), 1000, -5), NSAJIT_ERROR_INVALID_ARGUMENT, "-5",
+                  "0 (automatic)");
 }
 
 TEST(BackwardValidate, CompressedUsesTcKeys) {
@@ -515,19 +534,21 @@ protected:
     }
     return NSAJIT_ERROR_INTERNAL;
   }
-  // The exact parameter block a launch must carry: 13 pointers, 39 strides, T, Tkv.
+  // The exact parameter block a launch must carry: 13 pointers, the workspace
+  // (0 unless the dK/dV walk is split), 39 strides, T, Tkv.
   void expectParameterBlock(const FakeCudaLaunch &l, Branch branch, const nsajit_tensor (&t)[kNumArgs], bool gated,
-                            int T, int Tkv) {
-    ASSERT_EQ(l.num_u64, 52);
+                            int T, int Tkv, bool workspace = false) {
+    ASSERT_EQ(l.num_u64, 53);
     ASSERT_EQ(l.num_i32, 2);
     for (int a = 0; a < kNumArgs; ++a) {
       SCOPED_TRACE(kArgs[a].name);
       const bool used = argUsed(branch, a, gated);
       EXPECT_EQ(l.u64[a], used ? t[a].data : 0u);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[13 + 3 * a]), used ? t[a].stride_batch : 0);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[14 + 3 * a]), used ? t[a].stride_token : 0);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[15 + 3 * a]), used ? t[a].stride_head : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[14 + 3 * a]), used ? t[a].stride_batch : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[15 + 3 * a]), used ? t[a].stride_token : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[16 + 3 * a]), used ? t[a].stride_head : 0);
     }
+    EXPECT_EQ(l.u64[13] != 0, workspace);
     EXPECT_EQ(l.i32[0], T);
     EXPECT_EQ(l.i32[1], Tkv);
   }
@@ -601,6 +622,58 @@ TEST_F(FakeGpuBackward, CompressedAndWindowWithoutGates) {
     }
   }
   EXPECT_EQ(compiler.lastSpec.window, 128);
+}
+
+TEST_F(FakeGpuBackward, SplitWalksLaunchSplitsPerChunkWithAWorkspacePerStream) {
+  nsajit_context *ctx = create();
+  const int B = 2, T = 1000, Tc = (1000 - 32) / 16 + 1;
+  ASSERT_EQ(nsajit_context_set_backward_split(ctx, 100), NSAJIT_OK);
+  DeviceTensors d(cfg, Branch::Compressed, B, T);
+  void *streamA = reinterpret_cast<void *>(0x5151), *streamB = reinterpret_cast<void *>(0x6161);
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true, streamA), NSAJIT_OK) << nsajit_last_error();
+  KernelSpec spec = specFromConfig(&cfg, Branch::Compressed, Arch::SM90a, KernelPass::BackwardDKDV);
+  const int chunks = ceilDiv(Tc, spec.tile.kvChunk), splits = ceilDiv(T - 31, 100);
+  std::vector<FakeCudaLaunch> launches = fake.launches();
+  ASSERT_EQ(launches.size(), 3u);
+  // bwd_dkdv: the splits of each chunk side by side along x. The three kernels
+  // share one parameter block, so all carry the workspace (only bwd_dkdv uses it).
+  EXPECT_EQ(launches[2].grid[0], unsigned(chunks * splits));
+  EXPECT_EQ(launches[1].grid[0], unsigned(ceilDiv(T, specFromConfig(&cfg, Branch::Compressed, Arch::SM90a,
+                                                                   KernelPass::BackwardDQ).tile.tokensPerCta)));
+  expectParameterBlock(launches[2], Branch::Compressed, d.t, true, T, Tc, /*workspace=*/true);
+  const std::uint64_t wsA = launches[2].u64[13];
+  // The workspace is zeroed once and big enough for the counters and the partial sums.
+  const std::uint64_t bytes = dkdvWorkspaceBytes(B, 4, chunks, spec.tile.kvChunk, 128, 128);
+  // (The fake driver's device memory is host memory.)
+  const unsigned char *host = reinterpret_cast<const unsigned char *>(wsA);
+  EXPECT_EQ(std::count(host, host + bytes, 0), std::ptrdiff_t(bytes));
+  const int live = fake.fakecuda_live_allocations();
+
+  // The same stream reuses it; another stream gets its own.
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true, streamA), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true, streamB), NSAJIT_OK) << nsajit_last_error();
+  launches = fake.launches();
+  ASSERT_EQ(launches.size(), 9u);
+  EXPECT_EQ(launches[5].u64[13], wsA);
+  EXPECT_NE(launches[8].u64[13], 0u);
+  EXPECT_NE(launches[8].u64[13], wsA);
+  EXPECT_EQ(fake.fakecuda_live_allocations(), live + 1);
+
+  // Back to automatic: 969 tokens fit one CTA, no workspace.
+  ASSERT_EQ(nsajit_context_set_backward_split(ctx, 0), NSAJIT_OK);
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true, streamA), NSAJIT_OK) << nsajit_last_error();
+  launches = fake.launches();
+  ASSERT_EQ(launches.size(), 12u);
+  EXPECT_EQ(launches[11].grid[0], unsigned(chunks));
+  expectParameterBlock(launches[11], Branch::Compressed, d.t, true, T, Tc, /*workspace=*/false);
+
+  EXPECT_EQ(nsajit_context_set_backward_split(ctx, -1), NSAJIT_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(nsajit_last_error()).find("0 (automatic)"), std::string::npos) << nsajit_last_error();
+  EXPECT_EQ(nsajit_context_set_backward_split(nullptr, 10), NSAJIT_ERROR_INVALID_ARGUMENT);
+  // The context frees its workspaces.
+  nsajit_context_destroy(ctx);
+  contexts.clear();
+  EXPECT_EQ(fake.fakecuda_live_allocations(), live - 1);
 }
 
 TEST_F(FakeGpuBackward, CompressedWithoutCompleteBlocksLaunchesNoKeyKernel) {
@@ -929,7 +1002,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
                                     ptx.data(), ptx.size(), &len),
                 NSAJIT_OK);
       ptx.resize(len);
-      // The entry the launcher looks up, declaring the 54 parameters of BackwardKernelArgs.
+      // The entry the launcher looks up, declaring the 55 parameters of BackwardKernelArgs.
       const std::string entry = ".entry " + spec.kernelName() + "(";
       std::size_t at = ptx.find(entry);
       ASSERT_NE(at, std::string::npos);
@@ -939,7 +1012,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
         ++u64;
       for (std::size_t p = params.find(".param .u32"); p != std::string::npos; p = params.find(".param .u32", p + 1))
         ++u32;
-      EXPECT_EQ(u64, 52);
+      EXPECT_EQ(u64, 53);
       EXPECT_EQ(u32, 2);
       EXPECT_NE(ptx.find("sm_90a"), std::string::npos);
     }

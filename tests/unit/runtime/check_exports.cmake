@@ -54,7 +54,7 @@ endforeach()
 set(api
   nsajit_last_error nsajit_status_string nsajit_version nsajit_compiler_version nsajit_abi_version
   nsajit_set_log_callback nsajit_config_init
-  nsajit_context_create nsajit_context_destroy nsajit_context_set_arch nsajit_device_info
+  nsajit_context_create nsajit_context_destroy nsajit_context_set_arch nsajit_context_set_backward_split nsajit_device_info
   nsajit_compressed_forward nsajit_selected_forward nsajit_window_forward
   nsajit_compressed_backward nsajit_selected_backward nsajit_window_backward nsajit_select_topn nsajit_compress_forward nsajit_compress_backward
   nsajit_check_indices

@@ -35,22 +35,33 @@ inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
 //   bwd_pre  (grid as forward): dgate = rowsum(dO * o_c); delta = gate * dgate.
 //   bwd_dq   (grid as forward): recompute P from lse, dP = gate * dO V^T,
 //            dS = P (dP - delta), dq = scale * dS K.
-//   bwd_dkdv (grid x = ceil(Tkv / tile.kvChunk), y = H, z = B): for the CTA's
-//            keys, over every query row that sees them: dv = sum P^T (gate dO),
-//            dk = scale * sum dS^T q. Each output element is written once by one
-//            CTA: deterministic, no atomics.
+//   bwd_dkdv (grid x = ceil(Tkv / tile.kvChunk) x S, y = H, z = B): for a
+//            chunk of keys, over every query row that sees them: dv = sum P^T
+//            (gate dO), dk = scale * sum dS^T q. S >= 1 CTAs (adjacent along x)
+//            split the chunk's query tokens into segments; with S > 1 they add
+//            their fp32 partial sums in split order through `workspace`
+//            (dkdvWorkspaceBytes, zeroed once: the kernel leaves its counters
+//            zero) and the last writes dk/dv. Deterministic, no atomics.
 // Unused pointers may be 0; gate = 0 means all gates are 1 (then dgate is not
 // written). lse, delta, gate, dgate: [B, T, HQ] fp32; dq/dk/dv: like q/k/v.
 struct BackwardKernelArgs {
   std::uint64_t q = 0, k = 0, v = 0, idx = 0, o = 0, lse = 0, dout = 0, gate = 0, delta = 0;
   std::uint64_t dq = 0, dk = 0, dv = 0, dgate = 0;
+  std::uint64_t workspace = 0; // bwd_dkdv with S > 1 only
   TensorStrides3 qs, ks, vs, idxs, os, lses, douts, gates, deltas, dqs, dks, dvs, dgates;
   std::int32_t seqLen = 0;
   std::int32_t kvLen = 0;
 };
 
-// 13 pointers, 39 strides, 2 ints.
-inline constexpr int kBackwardKernelParamCount = 13 + 39 + 2;
+// 14 pointers, 39 strides, 2 ints.
+inline constexpr int kBackwardKernelParamCount = 14 + 39 + 2;
+
+// The bwd_dkdv workspace for S > 1 splits: an i32 counter per (batch, KV head,
+// key chunk) tile, padded to 256 bytes, then kvChunk x (Dk + Dv) fp32 sums a tile.
+inline std::uint64_t dkdvWorkspaceBytes(int batch, int kvHeads, int keyChunks, int kvChunk, int dk, int dv) {
+  const std::uint64_t tiles = std::uint64_t(batch) * kvHeads * keyChunks;
+  return (tiles * 4 + 255) / 256 * 256 + tiles * kvChunk * (dk + dv) * 4;
+}
 
 // The fused block scoring + top-n kernel (grid: x = T, y = H, z = B): recomputes
 // p_cmp from q, kc and the compressed branch's lse, sums it over the G heads of
