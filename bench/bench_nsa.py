@@ -174,6 +174,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip the cases not started after this many minutes (default 9: the GPU machine's "
                         "10-minute command limit; 0 = no limit). The JSON is written after every case")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backward-split", type=int, default=0, metavar="TOKENS",
+                   help="the most query tokens one dK/dV CTA walks (nsajit_context_set_backward_split; "
+                        "default 0: automatic)")
     p.add_argument("--compile-child", default=None, help=argparse.SUPPRESS)  # internal: one subprocess
     return p.parse_args(argv)
 
@@ -1848,6 +1851,9 @@ def run_benchmark(s, args) -> int:
     print(f"bench_nsa: {name}, torch {torch.__version__}, nsajit "
           f"{b.doc['env']['nsajit'].get('version', b.nsajit_error)}; {b.total} measurements; writing {out}",
           flush=True)
+    if args.backward_split and b.nt is not None:
+        b.nt.context().set_backward_split(args.backward_split)
+        b.doc["env"]["backward_split"] = args.backward_split
     try:
         b.ceilings()
         b.save()

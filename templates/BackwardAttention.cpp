@@ -104,7 +104,7 @@ private:
   }
   void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
   void addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks, Value split,
-                        Value splits, Value turnSlot, const std::function<void(ValueRange)> &storeOutputs);
+                        Value splits, Value scratch, const std::function<void(ValueRange)> &storeOutputs);
 
   std::string name;
   IRBuilderHelpers h;
@@ -280,7 +280,7 @@ void BackwardKernelBuilder::buildDkdv() {
   const int rowBytes = 2 * (dBase + Rq * dPitch);               // start of the per-row floats
   const int lseOff = rowBytes, deltaOff = lseOff + 4 * Rq, gateOff = deltaOff + 4 * Rq, multOff = gateOff + 4 * Rq;
   const int tokOff = multOff + 4 * Rq, tokMultOff = tokOff + 4 * TQ, countOff = tokMultOff + 4 * TQ;
-  const int turnOff = countOff + 8; // after the count and the selected branch's scan cursor
+  const int splitScratchOff = countOff + 8; // 8 bytes after the count and the selected branch's scan cursor
 
   // Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
   // split s walks the s-th segment of the chunk's query tokens.
@@ -580,68 +580,69 @@ void BackwardKernelBuilder::buildDkdv() {
         scf::YieldOp::create(h.b, h.loc);
       },
       [&](OpBuilder &, Location) {
-        addSplitPartials(results, contributed, chunk, numChunks, split, splits, smemAt(turnOff), storeOutputs);
+        addSplitPartials(results, contributed, chunk, numChunks, split, splits, smemAt(splitScratchOff), storeOutputs);
         scf::YieldOp::create(h.b, h.loc);
       });
 }
 
-// The CTAs of a split walk add their partial dK/dV in split order into the
-// workspace (OrderedSplitSum); the last writes dK/dV. Workspace: an i32 counter
-// per (batch, head, chunk) tile, padded to 256 bytes, then per tile C rows of
-// Dk + Dv fp32 sums (dK then dV columns), laid out like the accumulators.
+// The CTAs of a split walk that found work add their partial dK/dV in split
+// order into the workspace; the last CTA to arrive writes dK/dV
+// (OrderedSplitSum). Workspace: OrderedSplitSum::kStateBytes per (batch, head,
+// chunk) tile, padded to 256 bytes, then per tile C rows of Dk + Dv fp32 sums
+// (dK then dV columns), laid out like the accumulators.
 void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks,
-                                             Value split, Value splits, Value turnSlot,
+                                             Value split, Value splits, Value scratch,
                                              const std::function<void(ValueRange)> &storeOutputs) {
-  const int rowFloats = Dk + Dv;
+  const int rowFloats = Dk + Dv, stateFloats = OrderedSplitSum::kStateBytes / 4;
   Value tile = h.add(h.mul(h.add(h.mul(batch, h.gridDimY()), kvHead), numChunks), chunk);
   Value tiles = h.mul(h.mul(h.gridDimZ(), h.gridDimY()), numChunks);
-  Value counterFloats = h.mul(h.ceilDiv(tiles, h.c32(64)), h.c32(64)); // 256-byte multiple
-  Value counter = h.gep(p.workspace, h.i32(), h.ext64(tile));
+  Value stateFloatsAll = h.mul(h.ceilDiv(h.mul(tiles, h.c32(stateFloats)), h.c32(64)), h.c32(64)); // 256 B multiple
+  Value tileState = h.gep(p.workspace, h.f32(), h.mul(h.ext64(tile), h.c64(stateFloats)));
   Value tileSums = h.gep(p.workspace, h.f32(),
-                         h.add(h.ext64(counterFloats), h.mul(h.ext64(tile), h.c64(int64_t(C) * rowFloats))));
-  OrderedSplitSum sum(h, ids, counter, turnSlot);
-  Value holdsData = sum.waitForTurn(split);
+                         h.add(h.ext64(stateFloatsAll), h.mul(h.ext64(tile), h.c64(int64_t(C) * rowFloats))));
+  OrderedSplitSum sum(h, ids, tileState, scratch);
 
   // Element (key row, column) pairs of this thread: rows 16 warp + group (+8),
   // columns 8n + 2 tig of dK, then Dk + 8n + 2 tig of dV.
-  auto pairPtr = [&](int r, int col) {
+  const int dkValues = 4 * (Dk / 8);
+  auto pairPtr = [&](size_t i) {
+    const int r = int(i % 4) / 2;
+    const int col = int(i) < dkValues ? 8 * int(i / 4) : Dk + 8 * ((int(i) - dkValues) / 4);
     Value row = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
     Value off = h.add(h.mul(row, h.c32(rowFloats)), h.add(h.c32(col), h.mul(ids.tig, h.c32(2))));
     return h.gep(tileSums, h.f32(), off);
   };
-  const int dkValues = 4 * (Dk / 8);
-  auto columnOf = [&](int i) { return i < dkValues ? 8 * (i / 4) : Dk + 8 * ((i - dkValues) / 4); };
-  auto withEarlier = scf::IfOp::create(
-      h.b, h.loc, holdsData,
-      [&](OpBuilder &, Location) {
-        SmallVector<Value> total(flatAcc);
-        for (size_t i = 0; i < total.size(); i += 2) {
-          int r = (i % 4) / 2;
-          auto [a, b] = sum.loadPair(pairPtr(r, columnOf(int(i))));
-          total[i] = h.fadd(a, total[i]); // earlier splits first: one fixed order
-          total[i + 1] = h.fadd(b, total[i + 1]);
-        }
-        scf::YieldOp::create(h.b, h.loc, total);
-      },
-      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, flatAcc); });
-  ValueRange total = withEarlier.getResults();
-  Value last = h.eq(split, h.sub(splits, h.c32(1)));
-  Value nowHolds = h.bor(holdsData, contributed);
-  scf::IfOp::create(
-      h.b, h.loc, last,
-      [&](OpBuilder &, Location) {
-        storeOutputs(total);
-        scf::YieldOp::create(h.b, h.loc);
-      },
-      [&](OpBuilder &, Location) {
-        scf::IfOp::create(h.b, h.loc, nowHolds, [&](OpBuilder &, Location) {
-          for (size_t i = 0; i < total.size(); i += 2)
-            sum.storePair(pairPtr(int(i % 4) / 2, columnOf(int(i))), total[i], total[i + 1]);
-          scf::YieldOp::create(h.b, h.loc);
-        });
-        scf::YieldOp::create(h.b, h.loc);
-      });
-  sum.passTurn(h.select(last, h.c32(0), sum.nextTurn(split, nowHolds)));
+  // `base` plus the workspace's sum when `holdsData` (the earlier sums first: one fixed order).
+  auto plusWorkspace = [&](Value holdsData, ValueRange base) {
+    auto op = scf::IfOp::create(
+        h.b, h.loc, holdsData,
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> total(base);
+          for (size_t i = 0; i < total.size(); i += 2) {
+            auto [a, b] = sum.loadPair(pairPtr(i));
+            total[i] = h.fadd(a, total[i]);
+            total[i + 1] = h.fadd(b, total[i + 1]);
+          }
+          scf::YieldOp::create(h.b, h.loc, total);
+        },
+        [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, base); });
+    return SmallVector<Value>(op.getResults());
+  };
+  // A split with work adds its partial after the earlier splits'.
+  scf::IfOp::create(h.b, h.loc, contributed, [&](OpBuilder &, Location) {
+    SmallVector<Value> total = plusWorkspace(sum.waitForEarlier(split), flatAcc);
+    for (size_t i = 0; i < total.size(); i += 2) sum.storePair(pairPtr(i), total[i], total[i + 1]);
+    scf::YieldOp::create(h.b, h.loc);
+  });
+  // The last to arrive writes the sum (read back: the partials' registers are
+  // free by then, which keeps the kernel from spilling).
+  auto [complete, holdsData] = sum.arrive(split, splits, contributed);
+  scf::IfOp::create(h.b, h.loc, complete, [&](OpBuilder &, Location) {
+    SmallVector<Value> zeros(flatAcc.size(), h.cf(0.0f));
+    storeOutputs(plusWorkspace(holdsData, zeros));
+    sum.reset();
+    scf::YieldOp::create(h.b, h.loc);
+  });
 }
 
 LogicalResult BackwardKernelBuilder::build() {

@@ -6,44 +6,73 @@ using namespace mlir;
 
 namespace nsajit::tpl {
 
-namespace {
-constexpr int kHoldsDataBit = 1 << 30;
-} // namespace
+Value OrderedSplitSum::maskPtr() { return state; }
+Value OrderedSplitSum::flagPtr() { return h.gep(state, h.i32(), h.c32(2)); }
 
-Value OrderedSplitSum::waitForTurn(Value split) {
+void OrderedSplitSum::ifThread0(const std::function<void()> &body) {
   scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-    auto spin = scf::WhileOp::create(
-        h.b, h.loc, TypeRange{h.i32()}, ValueRange{h.c32(0)},
-        [&](OpBuilder &, Location, ValueRange) {
-          Value word = h.inlineAsm(h.i32(), ValueRange{counter}, "ld.acquire.gpu.global.b32 $0, [$1];", "=r,l")
-                           .getResult(0);
-          Value turn = h.band(word, h.c32(kHoldsDataBit - 1));
-          scf::ConditionOp::create(h.b, h.loc, h.ne(turn, split), ValueRange{word});
-        },
-        [&](OpBuilder &, Location, ValueRange word) {
-          h.inlineAsm({}, ValueRange{}, "nanosleep.u32 64;", "");
-          scf::YieldOp::create(h.b, h.loc, word);
-        });
-    h.store(spin.getResult(0), turnSlot, 4);
+    body();
     scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+Value OrderedSplitSum::waitForEarlier(Value split) {
+  Value earlier = h.sub(h.shl(h.c64(1), h.ext64(split)), h.c64(1)); // bits 0 .. split - 1
+  ifThread0([&] {
+    auto spin = scf::WhileOp::create(
+        h.b, h.loc, TypeRange{}, ValueRange{},
+        [&](OpBuilder &, Location, ValueRange) {
+          Value mask = h.inlineAsm(h.i64(), ValueRange{maskPtr()}, "ld.acquire.gpu.global.b64 $0, [$1];", "=l,l")
+                           .getResult(0);
+          scf::ConditionOp::create(h.b, h.loc, h.ne(arith::AndIOp::create(h.b, h.loc, mask, earlier), earlier),
+                                   ValueRange{});
+        },
+        [&](OpBuilder &, Location, ValueRange) {
+          h.inlineAsm({}, ValueRange{}, "nanosleep.u32 64;", "");
+          scf::YieldOp::create(h.b, h.loc, ValueRange{});
+        });
+    (void)spin;
+    Value flag = h.inlineAsm(h.i32(), ValueRange{flagPtr()}, "ld.relaxed.gpu.global.b32 $0, [$1];", "=r,l")
+                     .getResult(0);
+    h.store(flag, scratch, 4);
   });
   h.barrier();
   // The acquire was thread 0's; order this thread's workspace reads after it too.
   h.inlineAsm({}, ValueRange{}, "fence.acq_rel.gpu;", "");
-  Value word = h.load(h.i32(), turnSlot, 4);
-  return h.ne(h.band(word, h.c32(kHoldsDataBit)), h.c32(0));
+  return h.ne(h.load(h.i32(), scratch, 4), h.c32(0));
 }
 
-Value OrderedSplitSum::nextTurn(Value split, Value holdsData) {
-  return h.bor(h.add(split, h.c32(1)), h.select(holdsData, h.c32(kHoldsDataBit), h.c32(0)));
-}
-
-void OrderedSplitSum::passTurn(Value next) {
+std::pair<Value, Value> OrderedSplitSum::arrive(Value split, Value splits, Value stored) {
   h.inlineAsm({}, ValueRange{}, "fence.acq_rel.gpu;", "");
+  h.barrier(); // every thread's workspace stores are done (and fenced)
+  Value bit = h.shl(h.c64(1), h.ext64(split));
+  Value all = h.select(h.ge(splits, h.c32(64)), h.c64(-1), h.sub(h.shl(h.c64(1), h.ext64(splits)), h.c64(1)));
+  Value flagSlot = h.gep(scratch, h.i32(), h.c32(1));
+  ifThread0([&] {
+    scf::IfOp::create(h.b, h.loc, stored, [&](OpBuilder &, Location) {
+      h.inlineAsm({}, ValueRange{flagPtr(), h.c32(1)}, "st.relaxed.gpu.global.b32 [$0], $1;", "l,r");
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    Value old = h.inlineAsm(h.i64(), ValueRange{maskPtr(), bit}, "atom.acq_rel.gpu.global.or.b64 $0, [$1], $2;",
+                            "=l,l,l")
+                    .getResult(0);
+    Value complete = h.eq(h.bor(old, bit), all);
+    h.store(h.select(complete, h.c32(1), h.c32(0)), scratch, 4);
+    Value flag = h.inlineAsm(h.i32(), ValueRange{flagPtr()}, "ld.relaxed.gpu.global.b32 $0, [$1];", "=r,l")
+                     .getResult(0);
+    h.store(flag, flagSlot, 4);
+  });
   h.barrier();
-  scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-    h.inlineAsm({}, ValueRange{counter, next}, "st.release.gpu.global.b32 [$0], $1;", "l,r");
-    scf::YieldOp::create(h.b, h.loc);
+  h.inlineAsm({}, ValueRange{}, "fence.acq_rel.gpu;", "");
+  Value complete = h.ne(h.load(h.i32(), scratch, 4), h.c32(0));
+  Value holdsData = h.ne(h.load(h.i32(), flagSlot, 4), h.c32(0));
+  return {complete, holdsData};
+}
+
+void OrderedSplitSum::reset() {
+  ifThread0([&] {
+    h.inlineAsm({}, ValueRange{maskPtr(), flagPtr(), h.c64(0), h.c32(0)},
+                "st.relaxed.gpu.global.b64 [$0], $2;\nst.relaxed.gpu.global.b32 [$1], $3;", "l,l,l,r");
   });
 }
 

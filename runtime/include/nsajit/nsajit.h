@@ -303,8 +303,9 @@ NSAJIT_API nsajit_status nsajit_select_topn(nsajit_context *ctx, const nsajit_co
  *   gate  [B, T, H*G]      float32  the branch's gate, or NULL: all gates 1.
  * Outputs (overwritten, not accumulated: the gradient of q is the sum of the
  * three branches' dq, and with K/V shared between branches add their dk/dv
- * too). Every element is written exactly once, without atomics, so the
- * results are deterministic:
+ * too). Every element is written exactly once, and partial sums (of a split
+ * dK/dV walk, nsajit_context_set_backward_split) are added in one fixed
+ * order without floating-point atomics, so the results are deterministic:
  *   delta [B, T, H*G]      float32  scratch the call needs; it receives
  *                                   rowsum(gate * dout * o_c);
  *   dq    [B, T, H*G, Dk]  dtype;   0 for a query that sees no key;

@@ -40,8 +40,9 @@ inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
 //            (gate dO), dk = scale * sum dS^T q. S >= 1 CTAs (adjacent along x)
 //            split the chunk's query tokens into segments; with S > 1 they add
 //            their fp32 partial sums in split order through `workspace`
-//            (dkdvWorkspaceBytes, zeroed once: the kernel leaves its counters
-//            zero) and the last writes dk/dv. Deterministic, no atomics.
+//            (dkdvWorkspaceBytes, zeroed once: the kernel leaves its state
+//            zero) and the last to arrive writes dk/dv. Deterministic: the
+//            sums are added in one fixed order (no floating-point atomics).
 // Unused pointers may be 0; gate = 0 means all gates are 1 (then dgate is not
 // written). lse, delta, gate, dgate: [B, T, HQ] fp32; dq/dk/dv: like q/k/v.
 struct BackwardKernelArgs {
@@ -56,11 +57,13 @@ struct BackwardKernelArgs {
 // 14 pointers, 39 strides, 2 ints.
 inline constexpr int kBackwardKernelParamCount = 14 + 39 + 2;
 
-// The bwd_dkdv workspace for S > 1 splits: an i32 counter per (batch, KV head,
-// key chunk) tile, padded to 256 bytes, then kvChunk x (Dk + Dv) fp32 sums a tile.
+// The bwd_dkdv workspace for S > 1 splits: 16 bytes of state per (batch, KV
+// head, key chunk) tile (a 64-bit mask of the splits done and a flag; see
+// templates/OrderedSplitSum.h), padded to 256 bytes, then kvChunk x (Dk + Dv)
+// fp32 sums a tile.
 inline std::uint64_t dkdvWorkspaceBytes(int batch, int kvHeads, int keyChunks, int kvChunk, int dk, int dv) {
   const std::uint64_t tiles = std::uint64_t(batch) * kvHeads * keyChunks;
-  return (tiles * 4 + 255) / 256 * 256 + tiles * kvChunk * (dk + dv) * 4;
+  return (tiles * 16 + 255) / 256 * 256 + tiles * kvChunk * (dk + dv) * 4;
 }
 
 // The fused block scoring + top-n kernel (grid: x = T, y = H, z = B): recomputes
