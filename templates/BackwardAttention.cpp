@@ -605,12 +605,12 @@ void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contribut
   // Element (key row, column) pairs of this thread: rows 16 warp + group (+8),
   // columns 8n + 2 tig of dK, then Dk + 8n + 2 tig of dV.
   const int dkValues = 4 * (Dk / 8);
-  auto pairPtr = [&](size_t i) {
+  Value row = h.add(h.mul(ids.warp, h.c32(16)), ids.group);
+  Value threadSums = h.gep(tileSums, h.f32(), h.add(h.mul(row, h.c32(rowFloats)), h.mul(ids.tig, h.c32(2))));
+  auto pairOffset = [&](size_t i) { // bytes from threadSums
     const int r = int(i % 4) / 2;
     const int col = int(i) < dkValues ? 8 * int(i / 4) : Dk + 8 * ((int(i) - dkValues) / 4);
-    Value row = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
-    Value off = h.add(h.mul(row, h.c32(rowFloats)), h.add(h.c32(col), h.mul(ids.tig, h.c32(2))));
-    return h.gep(tileSums, h.f32(), off);
+    return 4 * (8 * r * rowFloats + col);
   };
   // `base` plus the workspace's sum when `holdsData` (the earlier sums first: one fixed order).
   auto plusWorkspace = [&](Value holdsData, ValueRange base) {
@@ -619,7 +619,7 @@ void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contribut
         [&](OpBuilder &, Location) {
           SmallVector<Value> total(base);
           for (size_t i = 0; i < total.size(); i += 2) {
-            auto [a, b] = sum.loadPair(pairPtr(i));
+            auto [a, b] = sum.loadPair(threadSums, pairOffset(i));
             total[i] = h.fadd(a, total[i]);
             total[i + 1] = h.fadd(b, total[i + 1]);
           }
@@ -631,7 +631,7 @@ void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contribut
   // A split with work adds its partial after the earlier splits'.
   scf::IfOp::create(h.b, h.loc, contributed, [&](OpBuilder &, Location) {
     SmallVector<Value> total = plusWorkspace(sum.waitForEarlier(split), flatAcc);
-    for (size_t i = 0; i < total.size(); i += 2) sum.storePair(pairPtr(i), total[i], total[i + 1]);
+    for (size_t i = 0; i < total.size(); i += 2) sum.storePair(threadSums, pairOffset(i), total[i], total[i + 1]);
     scf::YieldOp::create(h.b, h.loc);
   });
   // The last to arrive writes the sum (read back: the partials' registers are
@@ -640,7 +640,6 @@ void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contribut
   scf::IfOp::create(h.b, h.loc, complete, [&](OpBuilder &, Location) {
     SmallVector<Value> zeros(flatAcc.size(), h.cf(0.0f));
     storeOutputs(plusWorkspace(holdsData, zeros));
-    sum.reset();
     scf::YieldOp::create(h.b, h.loc);
   });
 }

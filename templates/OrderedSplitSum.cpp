@@ -2,6 +2,8 @@
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include "fmt/format.h"
+
 using namespace mlir;
 
 namespace nsajit::tpl {
@@ -69,23 +71,17 @@ std::pair<Value, Value> OrderedSplitSum::arrive(Value split, Value splits, Value
   return {complete, holdsData};
 }
 
-void OrderedSplitSum::reset() {
-  ifThread0([&] {
-    h.inlineAsm({}, ValueRange{maskPtr(), flagPtr(), h.c64(0), h.c32(0)},
-                "st.relaxed.gpu.global.b64 [$0], $2;\nst.relaxed.gpu.global.b32 [$1], $3;", "l,l,l,r");
-  });
-}
-
-std::pair<Value, Value> OrderedSplitSum::loadPair(Value ptr) {
+std::pair<Value, Value> OrderedSplitSum::loadPair(Value base, int byteOffset) {
   auto pairTy = LLVM::LLVMStructType::getLiteral(h.b.getContext(), {h.f32(), h.f32()});
-  auto op = h.inlineAsm(pairTy, ValueRange{ptr}, "ld.global.cg.v2.f32 {$0, $1}, [$2];", "=f,=f,l");
+  auto op = h.inlineAsm(pairTy, ValueRange{base}, fmt::format("ld.global.cg.v2.f32 {{$0, $1}}, [$2+{}];", byteOffset),
+                        "=f,=f,l");
   Value a = LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(0), ArrayRef<int64_t>{0});
   Value b = LLVM::ExtractValueOp::create(h.b, h.loc, op.getResult(0), ArrayRef<int64_t>{1});
   return {a, b};
 }
 
-void OrderedSplitSum::storePair(Value ptr, Value a, Value b) {
-  h.inlineAsm({}, ValueRange{ptr, a, b}, "st.global.cg.v2.f32 [$0], {$1, $2};", "l,f,f");
+void OrderedSplitSum::storePair(Value base, int byteOffset, Value a, Value b) {
+  h.inlineAsm({}, ValueRange{base, a, b}, fmt::format("st.global.cg.v2.f32 [$0+{}], {{$1, $2}};", byteOffset), "l,f,f");
 }
 
 } // namespace nsajit::tpl

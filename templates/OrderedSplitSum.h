@@ -7,13 +7,12 @@
 // flag set once the workspace holds a partial. A split with work waits until
 // every earlier split is done, adds the workspace (when flagged) to its
 // partial, stores the sum and sets its bit; a split without work sets its bit
-// at once, so it never holds an SM while others compute (with one bit-order
-// counter instead, the idle splits of every chunk waited for the busy one:
-// H100, selected local indices, forward + backward 148.6 -> 255.8 ms). The
-// CTA whose bit completes the mask writes the output (from its registers, or
-// from the workspace when it had no work) and zeroes the mask and the flag,
-// so they stay zero between launches (allocate them zeroed). The additions
-// happen in split order, so the bits of the result do not depend on timing.
+// at once and leaves. A split with little work still holds its SM while it
+// waits for a busy earlier one, so the splits should carry similar work (see
+// dkdvSplits in runtime/src/Backward.h). The
+// CTA whose bit completes the mask writes the output from the workspace. The
+// launcher zeroes the masks and flags before each launch. The additions happen
+// in split order, so the bits of the result do not depend on timing.
 //
 // Progress: a split waits only for earlier splits, and the splits of a tile
 // are consecutive blocks along grid x, dispatched before it (the hardware
@@ -47,13 +46,12 @@ public:
   // uniformly, {whether this CTA completed the mask, whether the workspace
   // holds data}.
   std::pair<mlir::Value, mlir::Value> arrive(mlir::Value split, mlir::Value splits, mlir::Value stored);
-  // The last CTA, done with the workspace: zeroes the mask and the flag.
-  void reset();
 
-  // Two consecutive fp32 workspace values, read from L2 (not L1, which another
-  // CTA's writes do not update) and written to L2.
-  std::pair<mlir::Value, mlir::Value> loadPair(mlir::Value ptr);
-  void storePair(mlir::Value ptr, mlir::Value a, mlir::Value b);
+  // Two consecutive fp32 workspace values at `base` + `byteOffset` (an
+  // immediate: one base register serves every pair), read from L2 (not L1,
+  // which another CTA's writes do not update) and written to L2.
+  std::pair<mlir::Value, mlir::Value> loadPair(mlir::Value base, int byteOffset);
+  void storePair(mlir::Value base, int byteOffset, mlir::Value a, mlir::Value b);
 
 private:
   mlir::Value maskPtr();

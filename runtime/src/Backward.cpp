@@ -36,7 +36,9 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
   case Branch::Window: walk = std::min<std::int64_t>(seqLen, s.tile.kvChunk + s.window - 1); break;
   case Branch::Selected: break;
   }
-  const std::int64_t segment = splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 4096 : 1024;
+  if (splitTokens == 0 && s.branch == Branch::Selected)
+    return 1;
+  const std::int64_t segment = splitTokens > 0 ? splitTokens : 1024;
   return static_cast<int>(std::clamp<std::int64_t>((walk + segment - 1) / segment, 1, kMaxDkdvSplits));
 }
 
@@ -109,8 +111,10 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int spli
       invalidArgument("seq_len = {} needs {} x {} dK/dV CTAs along grid x; the limit is 2^31-1", ps.T, chunks,
                       p.dkdvSplits);
     dkdv.grid[0] = static_cast<unsigned>(chunks * p.dkdvSplits);
-    p.workspaceBytes = dkdvWorkspaceBytes(static_cast<int>(ps.B), static_cast<int>(ps.H), static_cast<int>(chunks),
-                                          dkdv.spec.tile.kvChunk, static_cast<int>(ps.Dk), static_cast<int>(ps.Dv));
+    const int B = static_cast<int>(ps.B), H = static_cast<int>(ps.H), n = static_cast<int>(chunks);
+    p.workspaceBytes = dkdvWorkspaceBytes(B, H, n, dkdv.spec.tile.kvChunk, static_cast<int>(ps.Dk),
+                                          static_cast<int>(ps.Dv));
+    p.workspaceStateBytes = dkdvWorkspaceStateBytes(B, H, n);
   }
   // Without keys (compressed branch, T < l) dq is all zeros (bwd_dq writes it)
   // and dk/dv are empty: there is no bwd_dkdv CTA to launch.
@@ -148,8 +152,14 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
   ScopedContext scope(drv, ctx.cuContext);
   if (ctx.checkPointers)
     checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
-  if (p.workspaceBytes > 0 && p.numKernels == kBackwardKernels)
+  if (p.workspaceBytes > 0 && p.numKernels == kBackwardKernels) {
     p.args.workspace = ctx.workspaces->get(stream, p.workspaceBytes);
+    // The split walk's per-tile state starts at zero (on the stream: after any earlier use).
+    CUresult r = drv.cuMemsetD8Async(p.args.workspace, 0, p.workspaceStateBytes, static_cast<CUstream>(stream));
+    if (r != CUDA_SUCCESS)
+      fail(CudaDriver::statusFor(r), "zeroing the backward workspace ({} bytes) failed: {}", p.workspaceStateBytes,
+           drv.errorText(r));
+  }
   for (int i = 0; i < p.numKernels; ++i) {
     const LaunchDims &d = p.kernels[static_cast<std::size_t>(i)];
     launchKernel(ctx, *kernels[static_cast<std::size_t>(i)], d.grid, d.threads, d.sharedBytes, params.data(), stream,

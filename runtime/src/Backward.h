@@ -39,6 +39,7 @@ struct PreparedBackward {
   int numKernels = kBackwardKernels;            // 2 when Tkv == 0: no key, so no dk/dv to write
   int dkdvSplits = 1;                           // CTAs a key chunk's token walk is split over
   std::uint64_t workspaceBytes = 0;             // bwd_dkdv's, when dkdvSplits > 1
+  std::uint64_t workspaceStateBytes = 0;        // its head, zeroed before each launch
   SpanList spans; // q, k, v, [indices], o, lse, dout, [gate], delta, dq, dk, dv, [dgate]
 };
 
@@ -47,12 +48,15 @@ struct PreparedBackward {
 PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int splitTokens = 0);
 
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
-// that none walks more than about `splitTokens` tokens (0: automatic, 1024 for
-// the dense branches and 4096 for the selected one, whose CTAs only visit the
-// tokens that selected their block), at most kMaxDkdvSplits. Without splits the
-// CTA of the first compressed keys (or of a block every token selects) walks
-// the whole sequence alone: H100, T = 64k, compressed l = d = 64, 83 ms of a
-// 93 ms forward + backward.
+// that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
+// 0 is automatic: 1024 tokens for the compressed and window branches (a window
+// walk is shorter: no split), no split for the selected branch. Without splits
+// the CTA of the first compressed keys walks the whole sequence alone (H100,
+// T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward, 28 with
+// splits). The selected branch's splits visit uneven numbers of tokens (those
+// that selected the block), and a split with work waits for the earlier ones:
+// split 16 ways, selected forward + backward went from 93.7 to 140.8 ms on
+// random indices and from 148.6 to 256.5 on local ones.
 inline constexpr int kMaxDkdvSplits = 64;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens);
 

@@ -121,6 +121,7 @@ std::shared_ptr<CudaDriver> CudaDriver::load(const std::string &path, bool pathF
   resolve(d->cuMemcpyHtoD, "cuMemcpyHtoD_v2");
   resolve(d->cuMemcpyDtoH, "cuMemcpyDtoH_v2");
   resolve(d->cuMemsetD8, "cuMemsetD8_v2");
+  resolve(d->cuMemsetD8Async, "cuMemsetD8Async");
   resolve(d->cuMemGetAddressRange, "cuMemGetAddressRange_v2");
   resolve(d->cuStreamSynchronize, "cuStreamSynchronize");
   resolve(d->cuEventCreate, "cuEventCreate");

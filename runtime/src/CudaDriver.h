@@ -61,6 +61,7 @@ public:
   decltype(&::cuMemcpyHtoD_v2) cuMemcpyHtoD = nullptr;
   decltype(&::cuMemcpyDtoH_v2) cuMemcpyDtoH = nullptr;
   decltype(&::cuMemsetD8_v2) cuMemsetD8 = nullptr;
+  decltype(&::cuMemsetD8Async) cuMemsetD8Async = nullptr;
   decltype(&::cuMemGetAddressRange_v2) cuMemGetAddressRange = nullptr;
   decltype(&::cuStreamSynchronize) cuStreamSynchronize = nullptr;
   decltype(&::cuEventCreate) cuEventCreate = nullptr;

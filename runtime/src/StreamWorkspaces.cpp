@@ -27,15 +27,6 @@ CUdeviceptr StreamWorkspaces::get(void *stream, std::uint64_t bytes) {
   }
   CUdeviceptr ptr = 0;
   check(drv_.cuMemAlloc(&ptr, bytes), "cuMemAlloc");
-  // Zero it before any stream can use it (cuMemsetD8 runs on the legacy
-  // stream, which a non-blocking stream does not wait for).
-  CUresult r = drv_.cuMemsetD8(ptr, 0, bytes);
-  if (r == CUDA_SUCCESS)
-    r = drv_.cuCtxSynchronize();
-  if (r != CUDA_SUCCESS) {
-    drv_.cuMemFree(ptr);
-    check(r, "zeroing it");
-  }
   buf = Buffer{ptr, bytes};
   return ptr;
 }

@@ -2,8 +2,8 @@
 // split bwd_dkdv's partial sums and counters (KernelAbi.h). Kernels of one
 // stream run in order, so a stream's calls can share its buffer; calls on two
 // streams at once must not, hence one buffer a stream. A buffer grows (after
-// its stream has drained) and is zeroed when allocated; the kernels leave
-// their counters zero. Freed with the context.
+// its stream has drained); its users initialise what they need on the stream.
+// Freed with the context.
 #pragma once
 
 #include "CudaDriver.h"
@@ -21,7 +21,7 @@ public:
   StreamWorkspaces(const StreamWorkspaces &) = delete;
   StreamWorkspaces &operator=(const StreamWorkspaces &) = delete;
 
-  // A zeroed-at-allocation buffer of at least `bytes` for `stream`. The
+  // A buffer of at least `bytes` for `stream` (contents undefined). The
   // context must be current. Throws Error when the allocation fails.
   CUdeviceptr get(void *stream, std::uint64_t bytes);
   // Total bytes held (for diagnostics and tests).

@@ -262,11 +262,12 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   nsajit_config c{};
   nsajit_config_init(&c);
   auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
-  // Automatic: 1024 tokens a CTA for the dense branches, 4096 for the selected one, at most 64 CTAs.
+  // Automatic: 1024 tokens a CTA for the dense branches, at most 64 CTAs; the selected branch is not split.
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), 64);
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 16);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 1);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 4096), 16);
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
   // Explicit lengths.
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 6); // (64 + 511) / 100 rounded up
@@ -642,11 +643,15 @@ TEST_F(FakeGpuBackward, SplitWalksLaunchSplitsPerChunkWithAWorkspacePerStream) {
                                                                    KernelPass::BackwardDQ).tile.tokensPerCta)));
   expectParameterBlock(launches[2], Branch::Compressed, d.t, true, T, Tc, /*workspace=*/true);
   const std::uint64_t wsA = launches[2].u64[13];
-  // The workspace is zeroed once and big enough for the counters and the partial sums.
-  const std::uint64_t bytes = dkdvWorkspaceBytes(B, 4, chunks, spec.tile.kvChunk, 128, 128);
+  // The workspace holds the tiles' state, zeroed before the launch, and the partial sums.
+  const std::uint64_t stateBytes = dkdvWorkspaceStateBytes(B, 4, chunks);
+  EXPECT_EQ(stateBytes, (std::uint64_t(B) * 4 * chunks * 16 + 255) / 256 * 256);
+  EXPECT_GT(dkdvWorkspaceBytes(B, 4, chunks, spec.tile.kvChunk, 128, 128),
+            stateBytes + std::uint64_t(B) * 4 * chunks * spec.tile.kvChunk * 256 * 4 - 1);
   // (The fake driver's device memory is host memory.)
-  const unsigned char *host = reinterpret_cast<const unsigned char *>(wsA);
-  EXPECT_EQ(std::count(host, host + bytes, 0), std::ptrdiff_t(bytes));
+  unsigned char *host = reinterpret_cast<unsigned char *>(wsA);
+  EXPECT_EQ(std::count(host, host + stateBytes, 0), std::ptrdiff_t(stateBytes));
+  std::memset(host, 0xAB, stateBytes); // as a kernel would leave it
   const int live = fake.fakecuda_live_allocations();
 
   // The same stream reuses it; another stream gets its own.
@@ -655,6 +660,7 @@ TEST_F(FakeGpuBackward, SplitWalksLaunchSplitsPerChunkWithAWorkspacePerStream) {
   launches = fake.launches();
   ASSERT_EQ(launches.size(), 9u);
   EXPECT_EQ(launches[5].u64[13], wsA);
+  EXPECT_EQ(std::count(host, host + stateBytes, 0), std::ptrdiff_t(stateBytes)); // zeroed again
   EXPECT_NE(launches[8].u64[13], 0u);
   EXPECT_NE(launches[8].u64[13], wsA);
   EXPECT_EQ(fake.fakecuda_live_allocations(), live + 1);

@@ -542,6 +542,10 @@ CUresult CUDAAPI cuMemsetD8(CUdeviceptr dst, unsigned char value, size_t bytes) 
   return CUDA_SUCCESS;
 }
 
+CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t bytes, CUstream) {
+  return cuMemsetD8(dst, value, bytes);
+}
+
 CUresult CUDAAPI cuMemGetAddressRange(CUdeviceptr *base, size_t *size, CUdeviceptr p) {
   LOCK;
   if (!tlsCurrent)

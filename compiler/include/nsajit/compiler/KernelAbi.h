@@ -40,8 +40,8 @@ inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
 //            (gate dO), dk = scale * sum dS^T q. S >= 1 CTAs (adjacent along x)
 //            split the chunk's query tokens into segments; with S > 1 they add
 //            their fp32 partial sums in split order through `workspace`
-//            (dkdvWorkspaceBytes, zeroed once: the kernel leaves its state
-//            zero) and the last to arrive writes dk/dv. Deterministic: the
+//            (dkdvWorkspaceBytes; its state zeroed before each launch) and
+//            the last to arrive writes dk/dv. Deterministic: the
 //            sums are added in one fixed order (no floating-point atomics).
 // Unused pointers may be 0; gate = 0 means all gates are 1 (then dgate is not
 // written). lse, delta, gate, dgate: [B, T, HQ] fp32; dq/dk/dv: like q/k/v.
@@ -59,11 +59,15 @@ inline constexpr int kBackwardKernelParamCount = 14 + 39 + 2;
 
 // The bwd_dkdv workspace for S > 1 splits: 16 bytes of state per (batch, KV
 // head, key chunk) tile (a 64-bit mask of the splits done and a flag; see
-// templates/OrderedSplitSum.h), padded to 256 bytes, then kvChunk x (Dk + Dv)
-// fp32 sums a tile.
+// templates/OrderedSplitSum.h), padded to 256 bytes, which the launcher zeroes
+// on the stream before each launch; then kvChunk x (Dk + Dv) fp32 sums a tile.
+inline std::uint64_t dkdvWorkspaceStateBytes(int batch, int kvHeads, int keyChunks) {
+  const std::uint64_t tiles = std::uint64_t(batch) * kvHeads * keyChunks;
+  return (tiles * 16 + 255) / 256 * 256;
+}
 inline std::uint64_t dkdvWorkspaceBytes(int batch, int kvHeads, int keyChunks, int kvChunk, int dk, int dv) {
   const std::uint64_t tiles = std::uint64_t(batch) * kvHeads * keyChunks;
-  return (tiles * 16 + 255) / 256 * 256 + tiles * kvChunk * (dk + dv) * 4;
+  return dkdvWorkspaceStateBytes(batch, kvHeads, keyChunks) + tiles * kvChunk * (dk + dv) * 4;
 }
 
 // The fused block scoring + top-n kernel (grid: x = T, y = H, z = B): recomputes
