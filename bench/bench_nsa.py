@@ -174,6 +174,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip the cases not started after this many minutes (default 9: the GPU machine's "
                         "10-minute command limit; 0 = no limit). The JSON is written after every case")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, run each measurement once under torch.profiler and record the GPU time "
+                        "of every kernel (the 'kernels' field; printed after the measurement)")
     p.add_argument("--backward-split", type=int, default=0, metavar="TOKENS",
                    help="the most query tokens one dK/dV CTA walks (nsajit_context_set_backward_split; "
                         "default 0: automatic)")
@@ -203,7 +206,7 @@ def settings_from(args: argparse.Namespace) -> SimpleNamespace:
         warmup=pick(args.warmup, 3, 1), min_reps=pick(args.min_reps, 5, 3), max_reps=pick(args.max_reps, 30, 10),
         target_s=pick(args.target_s, 0.5, 0.25), ref_reps=pick(args.ref_reps, 3, 2), ref_max_T=args.ref_max_T,
         flex_T=flex_T, groups_T=groups_T, compile_test=not args.no_compile_test, seed=args.seed,
-        max_minutes=args.max_minutes)
+        profile=getattr(args, "profile", False), max_minutes=args.max_minutes)
 
 
 # ---- the plan: cases and their measurements ----------------------------------------------------
@@ -1500,6 +1503,8 @@ class Bench:
                 if prepare:
                     prepare()
                 r = self.time_calls(run, pre, reps=self.s.ref_reps if c.impl == "ref" else None)
+                if self.s.profile:
+                    r["kernels"] = self.kernel_times(run, pre)
                 if vname:
                     r["variant"] = vname
                 if errors:
@@ -1513,6 +1518,30 @@ class Bench:
         out = {"error": "; ".join(f"{k}: {v}" for k, v in errors.items()) if len(errors) > 1
                else next(iter(errors.values()))}
         return out
+
+    def kernel_times(self, run: Callable[[int], None], pre: Callable[[int], None]) -> Dict[str, Any]:
+        """GPU ms of each kernel (summed over its launches) in one more call of `run`, from
+        torch.profiler (CUPTI); {"error": ...} when the profiler is unavailable."""
+        torch = self.torch
+        try:
+            from torch.profiler import ProfilerActivity, profile
+            pre(0)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                run(0)
+                torch.cuda.synchronize()
+            out: Dict[str, float] = {}
+            for e in prof.key_averages():
+                us = getattr(e, "device_time_total", None)
+                if us is None:
+                    us = getattr(e, "cuda_time_total", 0.0)
+                if us and us > 0:
+                    out[e.key[:80]] = round(us / 1000.0, 4)
+            top = sorted(out.items(), key=lambda kv: -kv[1])
+            print("    kernels: " + "; ".join(f"{k} {v:.3f}" for k, v in top[:8]), flush=True)
+            return dict(top)
+        except Exception as e:
+            return {"error": _err(e)}
 
     def _as_call(self, inp: Inputs, f, meas: str) -> Callable[[int], None]:
         torch = self.torch
