@@ -249,7 +249,9 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
   if (s.pass == KernelPass::BackwardDKDV) {
     // 16 keys per warp; a step stages 64 query rows (tokens x G), 32 for the
     // large head dims whose dK/dV accumulators already fill the registers.
-    int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, chunkCap) : chunkCap;
+    // 64 keys (4 warps share each staged step) for every head dim: a warp's
+    // registers do not depend on it.
+    int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, 64) : 64;
     int rows = s.headDimQK > 128 ? 32 : 64;
     if (!t.warps) t.warps = keys / 16;
     if (!t.kvChunk) t.kvChunk = t.warps * 16;

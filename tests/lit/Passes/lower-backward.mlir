@@ -1,11 +1,14 @@
 // RUN: nsa-opt %s --split-input-file --nsa-configure-tiles --nsa-lower-to-gpu | FileCheck %s
 
-// "nsa.kernel" picks the branch's backward kernels. bwd_pre: one thread per
-// query row, reading the optional gate (null pointer = gates of 1).
+// "nsa.kernel" picks the branch's backward kernels. bwd_pre: eight lanes per
+// query row, 16-byte vectors of O and dO, partial sums met by shuffles; the
+// optional gate (null pointer = gates of 1).
 // CHECK-LABEL: gpu.func @nsa_window_bwd_pre
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK: llvm.ptrtoint
-// CHECK: scf.for
+// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK: arith.extf %{{.*}} : vector<8xbf16> to vector<8xf32>
+// CHECK: nvvm.shfl.sync bfly
 // CHECK-NOT: nvvm.mma.sync
 // CHECK: gpu.return
 func.func @nsa_window_bwd_pre(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
@@ -18,7 +21,8 @@ func.func @nsa_window_bwd_pre(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf1
 
 // -----
 
-// bwd_dq: 13 pointers, 39 strides, T and Tkv; mma for S, dP and dS K.
+// bwd_dq: 14 pointers (the 13 tensors and the dK/dV workspace), 39 strides,
+// T and Tkv; mma for S, dP and dS K.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dq
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel
 // CHECK-COUNT-3: nvvm.mma.sync
@@ -34,12 +38,19 @@ func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
 
 // bwd_dkdv of the selected branch: key-centric tile (16 keys a warp, 64 query
 // rows a step) and a warp ballot that compacts the tokens selecting the block.
+// The splits of a chunk (grid x / chunks) add their partials in order: wait
+// for the earlier splits' bits, read and write the sums in L2, set the bit.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dkdv
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK: nvvm.read.ptx.sreg.nctaid.x
 // CHECK: nvvm.read.ptx.sreg.lanemask.lt
 // CHECK: nvvm.vote.sync ballot
 // CHECK: llvm.intr.ctpop
 // CHECK: nvvm.mma.sync
+// CHECK: ld.acquire.gpu.global.b64
+// CHECK: ld.global.cg.v2.f32
+// CHECK: st.global.cg.v2.f32
+// CHECK: atom.acq_rel.gpu.global.or.b64
 func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
                                  %i: tensor<?x?x1x4xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
   %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 4>, nsa.kernel = "bwd_dkdv"}
