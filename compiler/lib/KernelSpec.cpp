@@ -310,7 +310,7 @@ int selectedUnionSharedBytes(int tokens, int n) {
 // a warp hit 32 distinct banks:
 //   forward:    Q rows, two K/V chunk buffers (a two-stage pipeline); the
 //               selected branch's union schedule adds its block lists;
-//   bwd dq:     Q rows, dO rows, one K chunk, one V chunk;
+//   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
 //   bwd pre:    none;
@@ -326,7 +326,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
     return bytes;
   }
   case KernelPass::BackwardDQ:
-    return t.warps * 16 * (kRow + vRow) + t.kvChunk * (kRow + vRow);
+    return t.warps * 16 * (kRow + vRow) + 2 * t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
     int rows = t.tokensPerCta * s.group;
     return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 16) + t.tokensPerCta * 8 + 16;
