@@ -345,11 +345,25 @@ void BackwardKernelBuilder::buildDq() {
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + 8, vPitch = Dv + 8, qPitch = Dk + 8, dPitch = Dv + 8;
   const int Rq = TQ * G; // query rows per step
-  const int kBase = 0, vBase = C * kPitch, qBase = vBase + C * vPitch, dBase = qBase + Rq * qPitch;
-  const int rowBytes = 2 * (dBase + Rq * dPitch);               // start of the per-row floats
-  const int lseOff = rowBytes, deltaOff = lseOff + 4 * Rq, gateOff = deltaOff + 4 * Rq, multOff = gateOff + 4 * Rq;
-  const int tokOff = multOff + 4 * Rq, tokMultOff = tokOff + 4 * TQ, countOff = tokMultOff + 4 * TQ;
+  // Shared layout: the CTA's K and V rows; per step buffer (two for the dense
+  // branches, whose next step's rows are copied while one is computed) the Q
+  // and dO rows (elements), then per buffer the rows' lse / delta / gate /
+  // multiplicity floats and the slots' tokens and multiplicities (bytes); then
+  // a count, the selected scan's cursor and 8 bytes for OrderedSplitSum.
+  const int buffers = spec.branch == Branch::Selected ? 1 : 2;
+  const int kBase = 0, vBase = C * kPitch, rowsBase = vBase + C * vPitch, rowsElems = Rq * (qPitch + dPitch);
+  const int scalarsBase = 2 * (rowsBase + buffers * rowsElems), scalarBytes = 16 * Rq + 8 * TQ;
+  const int countOff = scalarsBase + buffers * scalarBytes;
   const int splitScratchOff = countOff + 8; // 8 bytes after the count and the selected branch's scan cursor
+  auto qBaseOf = [&](Value buf) { return h.add(h.c32(rowsBase), h.mul(buf, h.c32(rowsElems))); };
+  auto dBaseOf = [&](Value buf) { return h.add(qBaseOf(buf), h.c32(Rq * qPitch)); };
+  // Byte offset of scalar array `which` (0 lse, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens, 5 token
+  // multiplicities: TQ ints) of buffer `buf`.
+  auto scalarsOf = [&](Value buf, int which) {
+    int off = which < 4 ? 4 * Rq * which : 16 * Rq + 4 * TQ * (which - 4);
+    return h.gep(smem, h.b.getI8Type(), h.add(h.c32(scalarsBase + off), h.mul(buf, h.c32(scalarBytes))));
+  };
+  enum { kLse, kDelta, kGate, kMult, kTok, kTokMult };
 
   // Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
   // split s walks segment S - 1 - s of the chunk's query tokens, so the sums
@@ -400,68 +414,81 @@ void BackwardKernelBuilder::buildDkdv() {
   SmallVector<Value> flat(4 * (Dk / 8 + Dv / 8), zero);
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
   Value warpKey = h.mul(ids.warp, h.c32(16));
-  Value tokPtr = h.gep(smemAt(tokOff), h.i32(), h.c32(0));
-  Value tokMultPtr = smemAt(tokMultOff);
   Value countPtr = smemAt(countOff);
-  auto rowF32 = [&](int base, Value r) { return h.load(h.f32(), h.gep(smemAt(base), h.f32(), r), 4); };
-  auto slotToken = [&](Value slot) { return h.load(h.i32(), h.gep(tokPtr, h.i32(), slot), 4); };
-  auto slotMult = [&](Value slot) { return h.load(h.i32(), h.gep(tokMultPtr, h.i32(), slot), 4); };
+  auto at = [&](Value buf, int which, Type t, Value i) { return h.gep(scalarsOf(buf, which), t, i); };
+  auto slotToken = [&](Value buf, Value slot) { return h.load(h.i32(), at(buf, kTok, h.i32(), slot), 4); };
+  auto slotMult = [&](Value buf, Value slot) { return h.load(h.i32(), at(buf, kTokMult, h.i32(), slot), 4); };
+  auto rowF32 = [&](Value buf, int which, Value r) { return h.load(h.f32(), at(buf, which, h.f32(), r), 4); };
 
-  // One step over the staged token slots: stage their Q and dO rows, accumulate dK and dV.
-  auto computeStep = [&](ValueRange iter) -> SmallVector<Value> {
-    // Stage the step's Q and dO rows (row r = token slot r / G, head r % G) and their scalars.
-    auto rowOf = [&](Arg t) {
-      return [&, t](Value r) -> std::pair<Value, Value> {
-        Value slot = h.divs(r, h.c32(G));
-        Value tok = slotToken(slot);
-        Value ok = h.band(h.gt(slotMult(slot), h.c32(0)), h.lt(tok, p.seqLen));
-        Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
-        return {offset(t, batch, h.select(ok, tok, h.c32(0)), head), ok};
-      };
+  // The Q and dO row r of a step: token slot r / G, head r % G; `token(slot)`
+  // gives the slot's token and whether it takes part.
+  using SlotFn = std::function<std::pair<Value, Value>(Value slot)>;
+  auto rowOf = [&](Arg t, const SlotFn &token) {
+    return [&, t, token](Value r) -> std::pair<Value, Value> {
+      auto [tok, ok] = token(h.divs(r, h.c32(G)));
+      Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+      return {offset(t, batch, h.select(ok, tok, h.c32(0)), head), ok};
     };
-    stage(qBase, qPitch, Rq, Dk, Q, rowOf(Q));
-    stage(dBase, dPitch, Rq, Dv, DO, rowOf(DO));
-    scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(Rq), h.c32(W * 32), ValueRange{},
-                       [&](OpBuilder &, Location, Value r, ValueRange) {
-                         auto [off, ok] = rowOf(LSE)(r);
-                         Value slot = h.divs(r, h.c32(G));
-                         Value tok = h.select(ok, slotToken(slot), h.c32(0));
-                         Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
-                         Value lse = loadF32(LSE, off);
-                         Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
-                         Value lse2 = h.select(finite, h.fmul(lse, h.cf(kLog2e)),
-                                               h.cf(std::numeric_limits<float>::infinity()));
-                         Value delta = h.select(ok, loadF32(DELTA, offset(DELTA, batch, tok, head)), zero);
-                         Value gate = loadOptionalF32(GATE, h.band(gatePresent, ok),
-                                                      offset(GATE, batch, tok, head), 1.0f);
-                         Value mult = arith::SIToFPOp::create(h.b, h.loc, h.f32(),
-                                                              h.select(ok, slotMult(slot), h.c32(0)));
-                         h.store(lse2, h.gep(smemAt(lseOff), h.f32(), r), 4);
-                         h.store(delta, h.gep(smemAt(deltaOff), h.f32(), r), 4);
-                         h.store(gate, h.gep(smemAt(gateOff), h.f32(), r), 4);
-                         h.store(mult, h.gep(smemAt(multOff), h.f32(), r), 4);
-                         scf::YieldOp::create(h.b, h.loc);
-                       });
-    h.barrier();
+  };
+  // Starts the copies of a step's Q and dO rows into buffer `buf` (the caller commits and waits).
+  auto stageStepRows = [&](Value buf, const SlotFn &token) {
+    stageAsync(qBaseOf(buf), qPitch, Rq, Dk, Q, rowOf(Q, token));
+    stageAsync(dBaseOf(buf), dPitch, Rq, Dv, DO, rowOf(DO, token));
+  };
+  // The scalars of the rows this thread stores (rows tid, tid + threads, ...):
+  // lse * log2(e) (+inf where the row saw no key or takes no part), delta,
+  // gate, multiplicity. Loaded early, stored once the buffer is free.
+  const int threads = W * 32, scalarPasses = (Rq + threads - 1) / threads;
+  auto loadScalars = [&](const SlotFn &token, const std::function<Value(Value slot)> &multOf) {
+    SmallVector<Value> v;
+    for (int pass = 0; pass < scalarPasses; ++pass) {
+      Value r = h.add(ids.tid, h.c32(pass * threads));
+      auto [off, ok0] = rowOf(LSE, token)(r);
+      Value ok = h.band(ok0, h.lt(r, h.c32(Rq)));
+      Value slot = h.divs(r, h.c32(G));
+      Value tok = h.select(ok, token(slot).first, h.c32(0));
+      Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
+      Value lse = loadOptionalF32(LSE, ok, off, -std::numeric_limits<float>::infinity());
+      Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
+      v.push_back(h.select(finite, h.fmul(lse, h.cf(kLog2e)), h.cf(std::numeric_limits<float>::infinity())));
+      v.push_back(loadOptionalF32(DELTA, ok, offset(DELTA, batch, tok, head), 0.0f));
+      v.push_back(loadOptionalF32(GATE, h.band(gatePresent, ok), offset(GATE, batch, tok, head), 1.0f));
+      v.push_back(arith::SIToFPOp::create(h.b, h.loc, h.f32(), h.select(ok, multOf(slot), h.c32(0))));
+    }
+    return v;
+  };
+  auto storeScalars = [&](Value buf, ValueRange v) {
+    for (int pass = 0; pass < scalarPasses; ++pass) {
+      Value r = h.add(ids.tid, h.c32(pass * threads));
+      scf::IfOp::create(h.b, h.loc, h.lt(r, h.c32(Rq)), [&](OpBuilder &, Location) {
+        for (int which = kLse; which <= kMult; ++which)
+          h.store(v[4 * pass + which], at(buf, which, h.f32(), r), 4);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    }
+  };
 
+  // dK and dV of one step from buffer `buf` (its rows, scalars and slots staged and visible).
+  auto computeStep = [&](ValueRange iter, Value buf) -> SmallVector<Value> {
+    Value qB = qBaseOf(buf), dB = dBaseOf(buf);
     const int nTiles = Rq / 8;
     std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
-    mmaABt(st, kBase, kPitch, warpKey, qBase, qPitch, Dk);  // S^T = K Q^T
-    mmaABt(dpt, vBase, vPitch, warpKey, dBase, dPitch, Dv); // dP^T = V dO^T
+    mmaABt(st, h.c32(kBase), kPitch, warpKey, qB, qPitch, Dk);  // S^T = K Q^T
+    mmaABt(dpt, h.c32(vBase), vPitch, warpKey, dB, dPitch, Dv); // dP^T = V dO^T
     // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
     std::vector<Frag4> pg(nTiles), ds(nTiles);
     for (int n = 0; n < nTiles; ++n)
       for (int e = 0; e < 4; ++e) {
         Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
         Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
-        Value tok = slotToken(h.divs(row, h.c32(G)));
-        Value mult = rowF32(multOff, row);
+        Value tok = slotToken(buf, h.divs(row, h.c32(G)));
+        Value mult = rowF32(buf, kMult, row);
         Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
-        Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(lseOff, row)));
+        Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(buf, kLse, row)));
         pr = h.select(ok, h.fmul(mult, pr), zero);
-        Value gate = rowF32(gateOff, row);
+        Value gate = rowF32(buf, kGate, row);
         pg[n][e] = h.fmul(pr, gate);
-        ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(deltaOff, row)));
+        ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(buf, kDelta, row)));
       }
     std::vector<Frag4> dk, dv;
     for (int n = 0; n < Dk / 8; ++n) dk.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
@@ -476,12 +503,12 @@ void BackwardKernelBuilder::buildDkdv() {
       };
       Frag4 aP = pack(pg), aS = pack(ds);
       for (int n = 0; n < Dv / 8; n += 2) {
-        auto b = loadB2(dBase, dPitch, kk, 8 * n);
+        auto b = loadB2(dB, dPitch, kk, 8 * n);
         dv[n] = mma.mma(aP, b[0], dv[n]);
         dv[n + 1] = mma.mma(aP, b[1], dv[n + 1]);
       }
       for (int n = 0; n < Dk / 8; n += 2) {
-        auto b = loadB2(qBase, qPitch, kk, 8 * n);
+        auto b = loadB2(qB, qPitch, kk, 8 * n);
         dk[n] = mma.mma(aS, b[0], dk[n]);
         dk[n + 1] = mma.mma(aS, b[1], dk[n + 1]);
       }
@@ -496,29 +523,52 @@ void BackwardKernelBuilder::buildDkdv() {
   Value contributed; // whether any step ran (else the partial sums are zeros)
   if (spec.branch != Branch::Selected) {
     contributed = h.gt(numSteps, h.c32(0));
-    // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
+    // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens,
+    // step s + 1's rows copied (and its scalars loaded) while step s is computed.
+    auto stepToken = [&](Value step) {
+      return [&, step](Value slot) -> std::pair<Value, Value> {
+        Value t = h.add(h.add(tLo, h.mul(step, h.c32(TQ))), slot);
+        return {t, h.band(h.lt(step, numSteps), h.band(h.le(t, tHi), h.lt(t, p.seqLen)))};
+      };
+    };
+    auto stepMult = [&](Value step) {
+      return [&, step](Value slot) { return h.select(stepToken(step)(slot).second, h.c32(1), h.c32(0)); };
+    };
+    auto storeSlots = [&](Value buf, Value step) {
+      scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
+        auto [t, ok] = stepToken(step)(ids.tid);
+        h.store(t, at(buf, kTok, h.i32(), ids.tid), 4);
+        h.store(h.select(ok, h.c32(1), h.c32(0)), at(buf, kTokMult, h.i32(), ids.tid), 4);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    };
+    Value first = h.c32(0);
+    scf::IfOp::create(h.b, h.loc, contributed, [&](OpBuilder &, Location) {
+      stageStepRows(first, stepToken(first));
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    commitStaged(h);
+    storeSlots(first, first);
+    storeScalars(first, loadScalars(stepToken(first), stepMult(first)));
     auto loop = scf::ForOp::create(
         h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s, ValueRange iter) {
-      Value wStart = h.add(tLo, h.mul(s, h.c32(TQ)));
-      h.barrier(); // the previous step is done with the shared tiles
-      // The step's token list and multiplicities (1 for each token in range).
-      scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
-        Value t = h.add(wStart, ids.tid);
-        h.store(t, h.gep(tokPtr, h.i32(), ids.tid), 4);
-        h.store(h.select(h.le(t, tHi), h.c32(1), h.c32(0)), h.gep(tokMultPtr, h.i32(), ids.tid), 4);
-        scf::YieldOp::create(h.b, h.loc);
-      });
-      scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-        h.store(h.c32(1), countPtr, 4);
-        scf::YieldOp::create(h.b, h.loc);
-      });
-      h.barrier();
-      Value any = h.gt(h.load(h.i32(), countPtr, 4), h.c32(0));
-      auto stepIf = scf::IfOp::create(
-          h.b, h.loc, any, [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, computeStep(iter)); },
-          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, iter); });
-      scf::YieldOp::create(h.b, h.loc, stepIf.getResults());
-    });
+          Value buf = h.rems(s, h.c32(2)), nextBuf = h.sub(h.c32(1), buf), next = h.add(s, h.c32(1));
+          // Its buffer was freed by the previous iteration's closing barrier.
+          scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {
+            stageStepRows(nextBuf, stepToken(next));
+            scf::YieldOp::create(h.b, h.loc);
+          });
+          commitStaged(h);
+          SmallVector<Value> nextScalars = loadScalars(stepToken(next), stepMult(next));
+          waitStaged(h, /*pending=*/1);
+          h.barrier();
+          SmallVector<Value> out = computeStep(iter, buf);
+          storeSlots(nextBuf, next);
+          storeScalars(nextBuf, nextScalars);
+          h.barrier(); // the buffer is overwritten by the next iteration's copies
+          scf::YieldOp::create(h.b, h.loc, out);
+        });
+    waitStaged(h); // the copies issued past the last step are empty; leave nothing in flight
     results.assign(loop.getResults().begin(), loop.getResults().end());
   } else {
     // The selected branch: only the tokens whose index list names this block see its
@@ -528,6 +578,8 @@ void BackwardKernelBuilder::buildDkdv() {
     // tHi without a match. A block costs one pass over the index lists plus a step per
     // TQ tokens that selected it, not a step per TQ tokens of the sequence.
     Value cursorPtr = smemAt(countOff + 4);
+    Value buf0 = h.c32(0);
+    Value tokPtr = scalarsOf(buf0, kTok), tokMultPtr = scalarsOf(buf0, kTokMult);
     scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
       h.store(tLo, cursorPtr, 4);
       scf::YieldOp::create(h.b, h.loc);
@@ -616,7 +668,18 @@ void BackwardKernelBuilder::buildDkdv() {
           scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
         },
         [&](OpBuilder &, Location, ValueRange iter) {
-          SmallVector<Value> next = computeStep(iter.drop_back());
+          // Stage the slots' rows and scalars, then compute (one buffer: the next
+          // step's tokens are not known before its scan).
+          SlotFn token = [&](Value slot) -> std::pair<Value, Value> {
+            Value tok = slotToken(buf0, slot);
+            return {tok, h.band(h.gt(slotMult(buf0, slot), h.c32(0)), h.lt(tok, p.seqLen))};
+          };
+          stageStepRows(buf0, token);
+          commitStaged(h);
+          storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
+          waitStaged(h);
+          h.barrier();
+          SmallVector<Value> next = computeStep(iter.drop_back(), buf0);
           next.push_back(h.cbool(true));
           scf::YieldOp::create(h.b, h.loc, next);
         });

@@ -312,7 +312,9 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //               selected branch's union schedule adds its block lists;
 //   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
-//               multiplicity (4 floats a row), the step's tokens and multiplicities, a count;
+//               multiplicity (4 floats a row), the step's tokens and multiplicities (all
+//               twice for the dense branches: a two-stage pipeline), a count, a cursor
+//               and 8 bytes for the split walk;
 //   bwd pre:    none;
 //   top-n:      see topNSharedBytes.
 int sharedMemoryBytes(const KernelSpec &s) {
@@ -328,8 +330,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
   case KernelPass::BackwardDQ:
     return t.warps * 16 * (kRow + vRow) + 2 * t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
-    int rows = t.tokensPerCta * s.group;
-    return t.kvChunk * (kRow + vRow) + rows * (kRow + vRow + 16) + t.tokensPerCta * 8 + 16;
+    const int rows = t.tokensPerCta * s.group, buffers = s.branch == Branch::Selected ? 1 : 2;
+    return t.kvChunk * (kRow + vRow) + buffers * (rows * (kRow + vRow + 16) + t.tokensPerCta * 8) + 16;
   }
   case KernelPass::BackwardPreprocess:
     return 0;
