@@ -310,7 +310,8 @@ int selectedUnionSharedBytes(int tokens, int n) {
 // a warp hit 32 distinct banks:
 //   forward:    Q rows, two K/V chunk buffers (a two-stage pipeline); the
 //               selected branch's union schedule adds its block lists;
-//   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline);
+//   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline; one for
+//               the selected branch);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities (all
 //               twice for the dense branches: a two-stage pipeline), a count, a cursor
@@ -328,7 +329,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
     return bytes;
   }
   case KernelPass::BackwardDQ:
-    return t.warps * 16 * (kRow + vRow) + 2 * t.kvChunk * (kRow + vRow);
+    return t.warps * 16 * (kRow + vRow) + (s.branch == Branch::Selected ? 1 : 2) * t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
     const int rows = t.tokensPerCta * s.group, buffers = s.branch == Branch::Selected ? 1 : 2;
     return t.kvChunk * (kRow + vRow) + buffers * (rows * (kRow + vRow + 16) + t.tokensPerCta * 8) + 16;
