@@ -480,27 +480,50 @@ void BackwardKernelBuilder::buildDkdv() {
   };
 
   // dK and dV of one step from buffer `buf` (its rows, scalars and slots staged and visible).
-  auto computeStep = [&](ValueRange iter, Value buf) -> SmallVector<Value> {
+  // `fullyVisible` (dense branches; may be null): every token of the step sees every key of
+  // the CTA, so P needs no per-element mask (rows that take no part have lse = +inf: P = 0).
+  auto computeStep = [&](ValueRange iter, Value buf, Value fullyVisible) -> SmallVector<Value> {
     Value qB = qBaseOf(buf), dB = dBaseOf(buf);
     const int nTiles = Rq / 8;
     std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
     mmaABt(st, h.c32(kBase), kPitch, warpKey, qB, qPitch, Dk);  // S^T = K Q^T
     mmaABt(dpt, h.c32(vBase), vPitch, warpKey, dB, dPitch, Dv); // dP^T = V dO^T
-    // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)).
+    // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)):
+    // the pg values, then the ds values.
+    auto probabilities = [&](bool mask) {
+      SmallVector<Value> out(8 * nTiles);
+      for (int n = 0; n < nTiles; ++n)
+        for (int e = 0; e < 4; ++e) {
+          Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
+          Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(buf, kLse, row)));
+          if (mask) {
+            Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
+            Value tok = slotToken(buf, h.divs(row, h.c32(G)));
+            Value mult = rowF32(buf, kMult, row);
+            Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
+            pr = h.select(ok, h.fmul(mult, pr), zero);
+          }
+          Value gate = rowF32(buf, kGate, row);
+          out[4 * n + e] = h.fmul(pr, gate);
+          out[4 * nTiles + 4 * n + e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(buf, kDelta, row)));
+        }
+      return out;
+    };
+    SmallVector<Value> probs;
+    if (fullyVisible) {
+      auto op = scf::IfOp::create(
+          h.b, h.loc, fullyVisible,
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, probabilities(false)); },
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, probabilities(true)); });
+      probs.assign(op.getResults().begin(), op.getResults().end());
+    } else {
+      probs = probabilities(true);
+    }
     std::vector<Frag4> pg(nTiles), ds(nTiles);
-    for (int n = 0; n < nTiles; ++n)
-      for (int e = 0; e < 4; ++e) {
-        Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
-        Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
-        Value tok = slotToken(buf, h.divs(row, h.c32(G)));
-        Value mult = rowF32(buf, kMult, row);
-        Value ok = h.band(h.band(h.lt(key, p.kvLen), keys.visible(tok, key)), h.fgt(mult, zero));
-        Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(buf, kLse, row)));
-        pr = h.select(ok, h.fmul(mult, pr), zero);
-        Value gate = rowF32(buf, kGate, row);
-        pg[n][e] = h.fmul(pr, gate);
-        ds[n][e] = h.fmul(pr, h.fsub(h.fmul(gate, dpt[n][e]), rowF32(buf, kDelta, row)));
-      }
+    for (int i = 0; i < 4 * nTiles; ++i) {
+      pg[i / 4][i % 4] = probs[i];
+      ds[i / 4][i % 4] = probs[4 * nTiles + i];
+    }
     std::vector<Frag4> dk, dv;
     for (int n = 0; n < Dk / 8; ++n) dk.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
     int vOff = 4 * (Dk / 8);
@@ -573,7 +596,10 @@ void BackwardKernelBuilder::buildDkdv() {
           SmallVector<Value> nextScalars = loadScalars(stepToken(next), stepMult(next));
           waitStaged(h, /*pending=*/1);
           h.barrier();
-          SmallVector<Value> out = computeStep(iter, buf);
+          Value first = h.add(tLo, h.mul(s, h.c32(TQ)));
+          BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
+                              batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
+          SmallVector<Value> out = computeStep(iter, buf, stepKeys.chunkFullyVisible(k0, C));
           storeSlots(nextBuf, next);
           storeScalars(nextBuf, nextScalars);
           h.barrier(); // the buffer is overwritten by the next iteration's copies
@@ -690,7 +716,7 @@ void BackwardKernelBuilder::buildDkdv() {
           storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
           waitStaged(h);
           h.barrier();
-          SmallVector<Value> next = computeStep(iter.drop_back(), buf0);
+          SmallVector<Value> next = computeStep(iter.drop_back(), buf0, Value());
           next.push_back(h.cbool(true));
           scf::YieldOp::create(h.b, h.loc, next);
         });
