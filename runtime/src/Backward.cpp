@@ -36,7 +36,7 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
   case Branch::Window: walk = std::min<std::int64_t>(seqLen, s.tile.kvChunk + s.window - 1); break;
   case Branch::Selected: break;
   }
-  const std::int64_t segment = splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 4096 : 1024;
+  const std::int64_t segment = splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 8192 : 2048;
   return static_cast<int>(std::clamp<std::int64_t>((walk + segment - 1) / segment, 1, kMaxDkdvSplits));
 }
 

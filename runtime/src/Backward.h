@@ -49,14 +49,17 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int spli
 
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
 // that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
-// 0 is automatic: 1024 tokens for the compressed and window branches (a window
-// walk is shorter: no split), no split for the selected branch. Without splits
-// the CTA of the first compressed keys walks the whole sequence alone (H100,
-// T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward, 28 with
-// splits). The selected branch's splits visit uneven numbers of tokens (those
-// that selected the block), and a split with work waits for the earlier ones:
-// split 16 ways, selected forward + backward went from 93.7 to 140.8 ms on
-// random indices and from 148.6 to 256.5 on local ones.
+// 0 is automatic: 2048 tokens for the compressed and window branches (a window
+// walk is shorter: no split) and 8192 for the selected one. Without splits the
+// CTA of the first compressed keys walks the whole sequence alone (H100,
+// T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward), and so
+// does the CTA of a block every token selects (the NSA's initial block).
+// A split with work waits for the earlier splits, and a selected block's splits
+// visit uneven numbers of tokens (those that selected it), so short segments
+// cost more there: bwd_dkdv, H100, T = 64k, paper head dims, random indices:
+// no split 59.8 ms, 8192 tokens 45.2, 4096 51.0, 2048 76.9, 512 180.5;
+// compressed l = 32, d = 16: 1024 tokens 58.2, 2048 54.1, 8192 52.0 (with
+// l = d = 64: 12.6, 11.4, 15.2). bench/results/2026-11-26-h100-session5/s5run8.
 inline constexpr int kMaxDkdvSplits = 64;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens);
 

@@ -217,8 +217,8 @@ NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
  * selects) is split over several CTAs that add their partial sums in a fixed
  * order (deterministic) in a scratch buffer the context keeps per stream
  * (freed by nsajit_context_destroy). `tokens`: the most query tokens one CTA
- * walks; 0 (the default) chooses automatically (1024 for the compressed and
- * window branches, 4096 for the selected one, at most 64 CTAs a chunk). */
+ * walks; 0 (the default) chooses automatically (2048 for the compressed and
+ * window branches, 8192 for the selected one, at most 64 CTAs a chunk). */
 NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens);
 /* "device 0: NVIDIA H100 80GB HBM3, compute capability 9.0 (kernels: sm_90a), ..." */
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len);

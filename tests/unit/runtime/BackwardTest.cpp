@@ -262,12 +262,13 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   nsajit_config c{};
   nsajit_config_init(&c);
   auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
-  // Automatic: 1024 tokens a CTA for the dense branches, 4096 for the selected one, at most 64 CTAs.
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), 64);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
+  // Automatic: 2048 tokens a CTA for the dense branches, 8192 for the selected one, at most 64 CTAs.
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), 32);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 2); // (4096 - 31) / 2048 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 16);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 4096, 0), 1);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 1 << 20, 0), kMaxDkdvSplits);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 8);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
   // Explicit lengths.
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 6); // (64 + 511) / 100 rounded up
