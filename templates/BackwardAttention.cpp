@@ -27,7 +27,7 @@ enum Arg { Q, K, V, IDX, O, LSE, DO, GATE, DELTA, DQ, DK, DV, DGATE, kNumTensors
 
 struct BwdParams {
   Value ptr[kNumTensors];
-  Value workspace; // bwd_dkdv with split walks: counters, then fp32 partial sums
+  Value workspace; // bwd_dkdv with split walks: the tiles' state, then fp32 partial sums
   Value stride[kNumTensors][3];
   Value seqLen, kvLen;
 };
@@ -172,11 +172,11 @@ void BackwardKernelBuilder::buildPreprocess() {
           h.b, h.loc, inRow,
           [&](OpBuilder &, Location) {
             Value col = h.ext64(h.mul(vec, h.c32(kVecElems)));
-            auto loadF32 = [&](Arg t, Value rowOff) {
+            auto loadVector = [&](Arg t, Value rowOff) {
               Value x = h.load(vecTy, h.gep(p.ptr[t], h.i16(), h.add(rowOff, col)), 16);
               return arith::ExtFOp::create(h.b, h.loc, vecF32, x).getResult();
             };
-            Value prod = arith::MulFOp::create(h.b, h.loc, loadF32(O, oOff), loadF32(DO, dOff));
+            Value prod = arith::MulFOp::create(h.b, h.loc, loadVector(O, oOff), loadVector(DO, dOff));
             Value acc = h.cf(0.0f);
             for (int e = 0; e < kVecElems; ++e)
               acc = h.fadd(acc, LLVM::ExtractElementOp::create(h.b, h.loc, prod, h.c32(e)));

@@ -436,7 +436,26 @@ def _backward(branch: _capi.Branch, cfg: _capi.NsajitConfig, q: Tensor, k: Tenso
 def _gated(o: Tensor, gate: Optional[Tensor]) -> Tensor:
     if gate is None:
         return o
-    return (o.float() * gate.unsqueeze(-1)).to(o.dtype)
+    # gate is float32: the product is formed in float32 (o converted exactly), without a
+    # float32 copy of o first (one pass fewer over [B, T, HQ, Dv]).
+    return torch.mul(o, gate.unsqueeze(-1)).to(o.dtype)
+
+
+class _BranchSum(torch.autograd.Function):
+    """o = the float32 sum of the three gated branch outputs (each in q's dtype), rounded to
+    q's dtype, in two in-place passes. The gradient reaches each branch unchanged and without
+    copies: autograd's float32 round trip of a bf16/fp16 gradient is exact."""
+
+    @staticmethod
+    def forward(ctx, o_c, o_s, o_w):
+        acc = o_c.float()
+        acc.add_(o_s)
+        acc.add_(o_w)
+        return acc.to(o_c.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout, dout, dout
 
 
 # ---- autograd functions -------------------------------------------------------------------
@@ -906,7 +925,7 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, _gate32(g_slc),
                                          cfg_s)
     o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), _gate32(g_swa), cfg_w)
-    o = (o_c.float() + o_s.float() + o_w.float()).to(dtype)
+    o = _BranchSum.apply(o_c, o_s, o_w)
     if return_indices and return_lse:
         return o, indices, (lse_c, lse_s, lse_w)
     if return_indices:

@@ -419,3 +419,28 @@ def test_nsa_attention_compression_argument():
     kc = torch.zeros(2, tc, 2, 64, dtype=BF16)
     with pytest.raises(ValueError, match="q must be a CUDA tensor"):
         nt.nsa_attention(q, k, v, *gates(), kc=kc, vc=kc, pool="weighted", **NSA)
+
+
+# ---------------------------------------------------------------- the gated combination
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gated_branch_sum_matches_the_float32_formula_bit_for_bit(dtype):
+    """_gated / _BranchSum (fewer passes) give the bits of the documented formula: each gated
+    branch output rounded to q's dtype, their float32 sum rounded to q's dtype; the gradient
+    reaches each branch unchanged."""
+    torch.manual_seed(0)
+    outs = [torch.randn(2, 33, 4, 16).to(dtype) for _ in range(3)]
+    gs = [torch.rand(2, 33, 4) for _ in range(3)]
+    want_terms = [(o.float() * g.unsqueeze(-1)).to(dtype) for o, g in zip(outs, gs)]
+    got_terms = [nt._gated(o, g) for o, g in zip(outs, gs)]
+    for want, got in zip(want_terms, got_terms):
+        assert got.dtype == dtype and torch.equal(got, want)
+    want = (want_terms[0].float() + want_terms[1].float() + want_terms[2].float()).to(dtype)
+    leaves = [t.clone().requires_grad_(True) for t in got_terms]
+    got = nt._BranchSum.apply(*leaves)
+    assert got.dtype == dtype and torch.equal(got, want)
+    dout = torch.randn_like(got)
+    got.backward(dout)
+    for leaf in leaves:
+        assert leaf.grad.dtype == dtype and torch.equal(leaf.grad, dout)
