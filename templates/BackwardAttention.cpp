@@ -113,8 +113,9 @@ private:
     return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
   void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
-  void addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks, Value split,
-                        Value splits, Value scratch, const std::function<void(ValueRange)> &storeOutputs);
+  // Returns whether this CTA writes dK/dV and, if so, the sums it writes.
+  std::pair<Value, SmallVector<Value>> addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk,
+                                                        Value numChunks, Value split, Value splits, Value scratch);
 
   std::string name;
   IRBuilderHelpers h;
@@ -746,26 +747,38 @@ void BackwardKernelBuilder::buildDkdv() {
       });
     }
   };
-  scf::IfOp::create(
+  // One CTA a chunk writes its sums; split walks meet first, and the last to arrive writes.
+  // (One store path for both: the dK/dV kernel is the largest PTX of a configuration.)
+  SmallVector<Type> finalTypes{h.i1()};
+  finalTypes.append(results.size(), h.f32());
+  auto final = scf::IfOp::create(
       h.b, h.loc, h.eq(splits, h.c32(1)),
       [&](OpBuilder &, Location) {
-        storeOutputs(results);
-        scf::YieldOp::create(h.b, h.loc);
+        SmallVector<Value> out{h.cbool(true)};
+        out.append(results.begin(), results.end());
+        scf::YieldOp::create(h.b, h.loc, out);
       },
       [&](OpBuilder &, Location) {
-        addSplitPartials(results, contributed, chunk, numChunks, split, splits, smemAt(splitScratchOff), storeOutputs);
-        scf::YieldOp::create(h.b, h.loc);
+        auto [writes, sums] =
+            addSplitPartials(results, contributed, chunk, numChunks, split, splits, smemAt(splitScratchOff));
+        SmallVector<Value> out{writes};
+        out.append(sums.begin(), sums.end());
+        scf::YieldOp::create(h.b, h.loc, out);
       });
+  scf::IfOp::create(h.b, h.loc, final.getResult(0), [&](OpBuilder &, Location) {
+    storeOutputs(final.getResults().drop_front());
+    scf::YieldOp::create(h.b, h.loc);
+  });
 }
 
 // The CTAs of a split walk that found work add their partial dK/dV in split
-// order into the workspace; the last CTA to arrive writes dK/dV
-// (OrderedSplitSum). Workspace: OrderedSplitSum::kStateBytes per (batch, head,
+// order into the workspace (OrderedSplitSum); the last CTA to arrive writes
+// dK/dV (the caller stores the sums returned to it). Workspace: OrderedSplitSum::kStateBytes per (batch, head,
 // chunk) tile, padded to 256 bytes, then per tile C rows of Dk + Dv fp32 sums
 // (dK then dV columns), laid out like the accumulators.
-void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk, Value numChunks,
-                                             Value split, Value splits, Value scratch,
-                                             const std::function<void(ValueRange)> &storeOutputs) {
+std::pair<Value, SmallVector<Value>> BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contributed,
+                                                                           Value chunk, Value numChunks, Value split,
+                                                                           Value splits, Value scratch) {
   const int rowFloats = Dk + Dv, stateFloats = OrderedSplitSum::kStateBytes / 4;
   Value tile = h.add(h.mul(h.add(h.mul(batch, h.gridDimY()), kvHead), numChunks), chunk);
   Value tiles = h.mul(h.mul(h.gridDimZ(), h.gridDimY()), numChunks);
@@ -810,11 +823,11 @@ void BackwardKernelBuilder::addSplitPartials(ValueRange flatAcc, Value contribut
   // The last to arrive writes the sum (read back: the partials' registers are
   // free by then, which keeps the kernel from spilling).
   auto [complete, holdsData] = sum.arrive(split, splits, contributed);
-  scf::IfOp::create(h.b, h.loc, complete, [&](OpBuilder &, Location) {
-    SmallVector<Value> zeros(flatAcc.size(), h.cf(0.0f));
-    storeOutputs(plusWorkspace(holdsData, zeros));
-    scf::YieldOp::create(h.b, h.loc);
-  });
+  SmallVector<Value> zeros(flatAcc.size(), h.cf(0.0f));
+  auto sums = scf::IfOp::create(
+      h.b, h.loc, complete, [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, plusWorkspace(holdsData, zeros)); },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, zeros); });
+  return {complete, SmallVector<Value>(sums.getResults())};
 }
 
 LogicalResult BackwardKernelBuilder::build() {
