@@ -45,6 +45,13 @@ private:
   void buildDq();
   void buildDkdv();
 
+  // bwd_dkdv: the CTA's chunk of keys, its split, and the query tokens tLo .. tHi it walks.
+  struct DkdvWalk {
+    Value numChunks, splits, chunk, split, k0, tLo, tHi;
+  };
+  DkdvWalk dkdvWalk();
+  void fillSelectedSlots(Value k0, Value tHi, Value tokPtr, Value tokMultPtr, Value cursorPtr, Value countPtr);
+
   // Element offset of (batch, token-or-key, head) in tensor `t`.
   Value offset(Arg t, Value batchIdx, Value row, Value head) {
     return h.add(h.add(h.mul(h.ext64(batchIdx), p.stride[t][0]), h.mul(h.ext64(row), p.stride[t][1])),
@@ -351,6 +358,114 @@ void BackwardKernelBuilder::buildDq() {
     });
 }
 
+// Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
+// split s walks segment S - 1 - s of the chunk's query tokens, so the sums run
+// from the last tokens to the first. A split waits for the splits before it,
+// and the heavy segment of a selected block (its neighbours, which select it)
+// is its first: it comes last and waits for the light ones, not they for it.
+BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
+  DkdvWalk w;
+  w.numChunks = h.ceilDiv(p.kvLen, h.c32(C));
+  w.splits = h.maxs(h.divs(h.gridDimX(), w.numChunks), h.c32(1));
+  w.chunk = h.divs(h.blockIdX(), w.splits);
+  w.split = h.rems(h.blockIdX(), w.splits);
+  w.k0 = h.mul(w.chunk, h.c32(C));
+  // The query tokens that can see keys k0 .. k0 + C - 1.
+  Value tLo, tHi = h.sub(p.seqLen, h.c32(1));
+  switch (spec.branch) {
+  case Branch::Compressed:
+    tLo = h.add(h.mul(w.k0, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1));
+    break;
+  case Branch::Window:
+    tLo = w.k0;
+    tHi = h.mins(tHi, h.add(w.k0, h.c32(C - 1 + spec.window - 1)));
+    break;
+  case Branch::Selected:
+    tLo = h.mul(h.divs(w.k0, h.c32(spec.slcBlock)), h.c32(spec.slcBlock));
+    break;
+  }
+  // This split's segment: whole steps of TQ tokens, the last segment shorter.
+  Value span = h.maxs(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(0));
+  Value segLen = h.mul(h.ceilDiv(h.ceilDiv(span, w.splits), h.c32(TQ)), h.c32(TQ));
+  Value segment = h.sub(h.sub(w.splits, h.c32(1)), w.split);
+  w.tLo = h.add(tLo, h.mul(segment, segLen));
+  w.tHi = h.mins(tHi, h.sub(h.add(w.tLo, segLen), h.c32(1)));
+  return w;
+}
+
+// The selected walk's next step: warp 0 scans the tokens from the cursor (in
+// shared memory), 32 at a time, and fills the TQ slots with the tokens that list
+// the block (in token order), their multiplicities and the count found.
+void BackwardKernelBuilder::fillSelectedSlots(Value k0, Value tHi, Value tokPtr, Value tokMultPtr, Value cursorPtr,
+                                              Value countPtr) {
+  auto ballotOf = [&](Value pred) {
+    return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred,
+                                    NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::ballot))
+        .getResult();
+  };
+  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
+  Value blk = h.divs(k0, h.c32(spec.slcBlock));
+  Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
+  Value start = h.load(h.i32(), cursorPtr, 4);
+  auto scan = scf::WhileOp::create(
+      h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{start, h.c32(0)},
+      [&](OpBuilder &, Location, ValueRange st) {
+        scf::ConditionOp::create(h.b, h.loc, h.band(h.lt(st[1], h.c32(TQ)), h.le(st[0], tHi)), st);
+      },
+      [&](OpBuilder &, Location, ValueRange st) {
+        Value cursor = st[0], found = st[1];
+        Value t = h.add(cursor, ids.lane);
+        Value inRange = h.le(t, tHi);
+        Value rowOff = offset(IDX, batch, h.select(inRange, t, h.c32(0)), kvHead);
+        // How often token t lists this block. Unrolled for the usual n, so that the n
+        // loads are in flight together: the scan is latency-bound, and a hot block
+        // (every token selects it) rescans once per step.
+        auto listed = [&](Value i) {
+          Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
+          return h.select(h.eq(j, blk), h.c32(1), h.c32(0));
+        };
+        Value count = h.c32(0);
+        if (spec.slcCount <= kUnrolledIndexScan) {
+          for (int i = 0; i < spec.slcCount; ++i) count = h.add(count, listed(h.c32(i)));
+        } else {
+          count = scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{count},
+                                     [&](OpBuilder &, Location, Value i, ValueRange m) {
+                                       scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], listed(i))});
+                                     })
+                      .getResult(0);
+        }
+        Value mult = h.select(inRange, count, h.c32(0));
+        Value has = h.gt(mult, h.c32(0));
+        Value ballot = ballotOf(has);
+        Value pos = h.add(found, popc(h.band(ballot, lanesBelow)));
+        scf::IfOp::create(h.b, h.loc, h.band(has, h.lt(pos, h.c32(TQ))), [&](OpBuilder &, Location) {
+          h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
+          h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        // The slots filled up: resume right after the last token taken; else after these 32.
+        Value room = h.sub(h.c32(TQ), found), matches = popc(ballot);
+        Value lastTaken = ballotOf(h.band(has, h.eq(pos, h.c32(TQ - 1))));
+        Value lastLane = popc(h.sub(lastTaken, h.c32(1)));
+        Value full = h.ge(matches, room);
+        Value next = h.select(full, h.add(cursor, h.add(lastLane, h.c32(1))), h.add(cursor, h.c32(32)));
+        scf::YieldOp::create(h.b, h.loc, ValueRange{next, h.add(found, h.mins(matches, room))});
+      });
+  Value next = scan.getResult(0), found = scan.getResult(1);
+  // Unused slots: multiplicity 0.
+  scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
+                     [&](OpBuilder &, Location, Value slot, ValueRange) {
+                       h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
+                       h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+  scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+    h.store(found, countPtr, 4);
+    h.store(next, cursorPtr, 4);
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
 // Key-centric: this CTA's C keys against every query row that sees them.
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + 8, vPitch = Dv + 8, qPitch = Dk + 8, dPitch = Dv + 8;
@@ -375,37 +490,9 @@ void BackwardKernelBuilder::buildDkdv() {
   };
   enum { kLse, kDelta, kGate, kMult, kTok, kTokMult };
 
-  // Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
-  // split s walks segment S - 1 - s of the chunk's query tokens, so the sums
-  // run from the last tokens to the first. A split waits for the splits before
-  // it, and the heavy segment of a selected block (its neighbours, which select
-  // it) is its first: it comes last and waits for the light ones, not they for it.
-  Value numChunks = h.ceilDiv(p.kvLen, h.c32(C));
-  Value splits = h.maxs(h.divs(h.gridDimX(), numChunks), h.c32(1));
-  Value chunk = h.divs(h.blockIdX(), splits), split = h.rems(h.blockIdX(), splits);
-  Value k0 = h.mul(chunk, h.c32(C));
-  // The query tokens that can see keys k0 .. k0 + C - 1.
-  Value tLo, tHi = h.sub(p.seqLen, h.c32(1));
-  switch (spec.branch) {
-  case Branch::Compressed:
-    tLo = h.add(h.mul(k0, h.c32(spec.cmpStride)), h.c32(spec.cmpBlock - 1));
-    break;
-  case Branch::Window:
-    tLo = k0;
-    tHi = h.mins(tHi, h.add(k0, h.c32(C - 1 + spec.window - 1)));
-    break;
-  case Branch::Selected:
-    tLo = h.mul(h.divs(k0, h.c32(spec.slcBlock)), h.c32(spec.slcBlock));
-    break;
-  }
-  // This split's segment: whole steps of TQ tokens, the last segment shorter.
-  {
-    Value span = h.maxs(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(0));
-    Value segLen = h.mul(h.ceilDiv(h.ceilDiv(span, splits), h.c32(TQ)), h.c32(TQ));
-    Value segment = h.sub(h.sub(splits, h.c32(1)), split);
-    tLo = h.add(tLo, h.mul(segment, segLen));
-    tHi = h.mins(tHi, h.sub(h.add(tLo, segLen), h.c32(1)));
-  }
+  DkdvWalk walk = dkdvWalk();
+  Value numChunks = walk.numChunks, splits = walk.splits, chunk = walk.chunk, split = walk.split, k0 = walk.k0;
+  Value tLo = walk.tLo, tHi = walk.tHi;
   Value numSteps = h.select(h.ge(tHi, tLo), h.ceilDiv(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(TQ)), h.c32(0));
   BranchKeys keys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen, batch,
                   kvHead, k0, k0);
@@ -622,74 +709,6 @@ void BackwardKernelBuilder::buildDkdv() {
       h.store(tLo, cursorPtr, 4);
       scf::YieldOp::create(h.b, h.loc);
     });
-    auto ballotOf = [&](Value pred) {
-      return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred,
-                                      NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::ballot))
-          .getResult();
-    };
-    auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
-    auto fillSlots = [&] {
-      Value blk = h.divs(k0, h.c32(spec.slcBlock));
-      Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
-      Value start = h.load(h.i32(), cursorPtr, 4);
-      auto scan = scf::WhileOp::create(
-          h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{start, h.c32(0)},
-          [&](OpBuilder &, Location, ValueRange st) {
-            scf::ConditionOp::create(h.b, h.loc, h.band(h.lt(st[1], h.c32(TQ)), h.le(st[0], tHi)), st);
-          },
-          [&](OpBuilder &, Location, ValueRange st) {
-            Value cursor = st[0], found = st[1];
-            Value t = h.add(cursor, ids.lane);
-            Value inRange = h.le(t, tHi);
-            Value rowOff = offset(IDX, batch, h.select(inRange, t, h.c32(0)), kvHead);
-            // How often token t lists this block. Unrolled for the usual n, so that the n
-            // loads are in flight together: the scan is latency-bound, and a hot block
-            // (every token selects it) rescans once per step.
-            auto listed = [&](Value i) {
-              Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
-              return h.select(h.eq(j, blk), h.c32(1), h.c32(0));
-            };
-            Value count = h.c32(0);
-            if (spec.slcCount <= kUnrolledIndexScan) {
-              for (int i = 0; i < spec.slcCount; ++i) count = h.add(count, listed(h.c32(i)));
-            } else {
-              count = scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{count},
-                                         [&](OpBuilder &, Location, Value i, ValueRange m) {
-                                           scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], listed(i))});
-                                         })
-                          .getResult(0);
-            }
-            Value mult = h.select(inRange, count, h.c32(0));
-            Value has = h.gt(mult, h.c32(0));
-            Value ballot = ballotOf(has);
-            Value pos = h.add(found, popc(h.band(ballot, lanesBelow)));
-            scf::IfOp::create(h.b, h.loc, h.band(has, h.lt(pos, h.c32(TQ))), [&](OpBuilder &, Location) {
-              h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
-              h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
-              scf::YieldOp::create(h.b, h.loc);
-            });
-            // The slots filled up: resume right after the last token taken; else after these 32.
-            Value room = h.sub(h.c32(TQ), found), matches = popc(ballot);
-            Value lastTaken = ballotOf(h.band(has, h.eq(pos, h.c32(TQ - 1))));
-            Value lastLane = popc(h.sub(lastTaken, h.c32(1)));
-            Value full = h.ge(matches, room);
-            Value next = h.select(full, h.add(cursor, h.add(lastLane, h.c32(1))), h.add(cursor, h.c32(32)));
-            scf::YieldOp::create(h.b, h.loc, ValueRange{next, h.add(found, h.mins(matches, room))});
-          });
-      Value next = scan.getResult(0), found = scan.getResult(1);
-      // Unused slots: multiplicity 0.
-      scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
-                         [&](OpBuilder &, Location, Value slot, ValueRange) {
-                           h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
-                           h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
-                           scf::YieldOp::create(h.b, h.loc);
-                         });
-      scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-        h.store(found, countPtr, 4);
-        h.store(next, cursorPtr, 4);
-        scf::YieldOp::create(h.b, h.loc);
-      });
-    };
     SmallVector<Type> types(flat.size(), h.f32());
     types.push_back(h.i1());
     SmallVector<Value> init(flat);
@@ -699,7 +718,7 @@ void BackwardKernelBuilder::buildDkdv() {
         [&](OpBuilder &, Location, ValueRange iter) {
           h.barrier(); // the previous step is done with the slots and tiles
           scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
-            fillSlots();
+            fillSelectedSlots(k0, tHi, tokPtr, tokMultPtr, cursorPtr, countPtr);
             scf::YieldOp::create(h.b, h.loc);
           });
           h.barrier();
