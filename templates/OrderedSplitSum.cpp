@@ -21,7 +21,7 @@ void OrderedSplitSum::ifThread0(const std::function<void()> &body) {
 Value OrderedSplitSum::waitForEarlier(Value split) {
   Value earlier = h.sub(h.shl(h.c64(1), h.ext64(split)), h.c64(1)); // bits 0 .. split - 1
   ifThread0([&] {
-    auto spin = scf::WhileOp::create(
+    scf::WhileOp::create(
         h.b, h.loc, TypeRange{}, ValueRange{},
         [&](OpBuilder &, Location, ValueRange) {
           Value mask = h.inlineAsm(h.i64(), ValueRange{maskPtr()}, "ld.acquire.gpu.global.b64 $0, [$1];", "=l,l")
@@ -33,7 +33,6 @@ Value OrderedSplitSum::waitForEarlier(Value split) {
           h.inlineAsm({}, ValueRange{}, "nanosleep.u32 64;", "");
           scf::YieldOp::create(h.b, h.loc, ValueRange{});
         });
-    (void)spin;
     Value flag = h.inlineAsm(h.i32(), ValueRange{flagPtr()}, "ld.relaxed.gpu.global.b32 $0, [$1];", "=r,l")
                      .getResult(0);
     h.store(flag, scratch, 4);

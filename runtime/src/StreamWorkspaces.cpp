@@ -31,11 +31,4 @@ CUdeviceptr StreamWorkspaces::get(void *stream, std::uint64_t bytes) {
   return ptr;
 }
 
-std::uint64_t StreamWorkspaces::bytesHeld() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::uint64_t total = 0;
-  for (auto &[stream, buf] : buffers_) total += buf.bytes;
-  return total;
-}
-
 } // namespace nsajit::rt

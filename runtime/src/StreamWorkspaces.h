@@ -24,8 +24,6 @@ public:
   // A buffer of at least `bytes` for `stream` (contents undefined). The
   // context must be current. Throws Error when the allocation fails.
   CUdeviceptr get(void *stream, std::uint64_t bytes);
-  // Total bytes held (for diagnostics and tests).
-  std::uint64_t bytesHeld() const;
 
 private:
   struct Buffer {
@@ -33,7 +31,7 @@ private:
     std::uint64_t bytes = 0;
   };
   const CudaDriver &drv_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::map<void *, Buffer> buffers_;
 };
 
