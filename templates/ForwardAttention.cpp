@@ -173,18 +173,10 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
 }
 
 std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
-  // Both operands K-major in swizzled panels: Q (this warpgroup's 64 of the
-  // W * 16 rows) and K (its C rows are the N keys). k-step kk reads 32 bytes
-  // at (kk % 4) * 32 of each row of panel kk / 4.
+  // Q (this warpgroup's 64 of the W * 16 rows) against the C keys.
   std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
-  Value descQ = wg.descriptor(smem, h.mul(h.add(h.c32(qBase), h.mul(warpgroupRows, h.c32(64))), h.c32(2)),
-                              /*leadingBytes=*/16, /*strideBytes=*/1024);
-  Value descK = wg.descriptor(smem, h.mul(kB, h.c32(2)), /*leadingBytes=*/16, /*strideBytes=*/1024);
-  for (int kk = 0; kk < Dk / 16; ++kk) {
-    const int panel = kk / 4, inRow = (kk % 4) * 32;
-    acc = wg.mmaShared(acc, wg.advance(descQ, panel * W * 16 * 128 + inRow), wg.advance(descK, panel * C * 128 + inRow));
-  }
+  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
   return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
@@ -207,19 +199,14 @@ std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, co
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
                                                              Value vB) {
-  // V as B stored N-major (its rows are the K = C keys, transposed by wgmma):
-  // 64-column panels C * 128 bytes apart, 8-key atoms 1024; k-step kk starts
-  // at key 16 kk.
+  // V [key][dim] is B stored N-major: its rows are the K = C keys.
   std::vector<Value> regs = WarpgroupMma::flatten(o);
   const size_t nAcc = regs.size();
   for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
   regs = wg.fence(regs);
   std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
-  Value desc = wg.descriptor(smem, h.mul(vB, h.c32(2)), /*leadingBytes=*/C * 128, /*strideBytes=*/1024);
-  for (int kk = 0; kk < C / 16; ++kk) {
-    auto a = regs.begin() + nAcc + 4 * kk;
-    acc = wg.mma(acc, Frag4{a[0], a[1], a[2], a[3]}, wg.advance(desc, 16 * 128 * kk), /*transposeB=*/true);
-  }
+  std::vector<Frag4> a = WarpgroupMma::tiles(ArrayRef<Value>(regs).drop_front(nAcc));
+  acc = wg.issueProductAB(acc, a, smem, {h.mul(vB, h.c32(2)), C});
   return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 

@@ -85,6 +85,30 @@ std::vector<Value> WarpgroupMma::mmaShared(ArrayRef<Value> acc, Value descA, Val
   return issue(acc, {descA, descB}, {"l", "l"}, ", 0, 0");
 }
 
+std::vector<Value> WarpgroupMma::issueProductABt(ArrayRef<Value> acc, Value smem, const SwizzledTile &a, Value aRow,
+                                                 const SwizzledTile &b, int depth) {
+  // k-step kk reads 32 bytes at (kk % 4) * 32 of each row of panel kk / 4.
+  Value descA = descriptor(smem, h.add(a.byteOffset, h.mul(aRow, h.c32(128))), /*leadingBytes=*/16, /*strideBytes=*/1024);
+  Value descB = descriptor(smem, b.byteOffset, /*leadingBytes=*/16, /*strideBytes=*/1024);
+  std::vector<Value> out(acc.begin(), acc.end());
+  for (int kk = 0; kk < depth / 16; ++kk) {
+    const int panel = kk / 4, inRow = (kk % 4) * 32;
+    out = mmaShared(out, advance(descA, panel * a.rows * 128 + inRow), advance(descB, panel * b.rows * 128 + inRow));
+  }
+  return out;
+}
+
+std::vector<Value> WarpgroupMma::issueProductAB(ArrayRef<Value> acc, ArrayRef<Frag4> a, Value smem,
+                                                const SwizzledTile &b) {
+  // B N-major (its rows are K, transposed by wgmma): 64-column panels b.rows *
+  // 128 bytes apart, 8-row atoms 1024; k-step kk starts at row 16 kk.
+  Value desc = descriptor(smem, b.byteOffset, /*leadingBytes=*/b.rows * 128, /*strideBytes=*/1024);
+  std::vector<Value> out(acc.begin(), acc.end());
+  for (size_t kk = 0; kk < a.size(); ++kk)
+    out = mma(out, a[kk], advance(desc, 16 * 128 * static_cast<int>(kk)), /*transposeB=*/true);
+  return out;
+}
+
 std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {
   return passThrough("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;", acc, {}, {});
 }

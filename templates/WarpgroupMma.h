@@ -25,6 +25,14 @@
 
 namespace nsajit::tpl {
 
+// A tile staged in 128-byte-swizzled panels (stageSwizzledPanels): its byte
+// offset in shared memory (1024-byte aligned) and its row count, the length of
+// each 64-column panel.
+struct SwizzledTile {
+  mlir::Value byteOffset;
+  int rows;
+};
+
 class WarpgroupMma {
 public:
   WarpgroupMma(IRBuilderHelpers &h, DType dtype) : h(h), dtype(dtype) {}
@@ -49,6 +57,17 @@ public:
   // acc += A (64 x 16) * B (16 x N), both from shared memory, both K-major
   // (A's rows are the 64 M rows of this warpgroup; e.g. Q in swizzled panels).
   std::vector<mlir::Value> mmaShared(llvm::ArrayRef<mlir::Value> acc, mlir::Value descA, mlir::Value descB);
+  // The two products the attention kernels are made of, issued only (the
+  // caller fences before and waits after a batch of them):
+  // acc (64 x N) += A B^T over `depth` columns, A = rows aRow..aRow+63 of `a`
+  // and B = the N = 2 acc.size() rows of `b` (both K-major; e.g. S = Q K^T).
+  std::vector<mlir::Value> issueProductABt(llvm::ArrayRef<mlir::Value> acc, mlir::Value smem, const SwizzledTile &a,
+                                           mlir::Value aRow, const SwizzledTile &b, int depth);
+  // acc (64 x N) += A B, A = a.size() register fragments (64 x 16 each) and B
+  // = the 16 a.size() rows of `b`, N of its columns (N-major; e.g. O += P V).
+  std::vector<mlir::Value> issueProductAB(llvm::ArrayRef<mlir::Value> acc, llvm::ArrayRef<Frag4> a, mlir::Value smem,
+                                          const SwizzledTile &b);
+
   // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
   std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
 
