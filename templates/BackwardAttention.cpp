@@ -4,6 +4,7 @@
 #include "KernelCommon.h"
 #include "OrderedSplitSum.h"
 #include "WarpMma.h"
+#include "WarpgroupMma.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -35,7 +36,7 @@ struct BwdParams {
 class BackwardKernelBuilder {
 public:
   BackwardKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
-      : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV),
+      : name(name.str()), h(b, loc), mma(h, spec.dtype), wg(h, spec.dtype), spec(spec), Dk(spec.headDimQK), Dv(spec.headDimV),
         G(spec.group), W(spec.tile.warps), TQ(spec.tile.tokensPerCta), C(spec.tile.kvChunk) {}
 
   LogicalResult build();
@@ -119,6 +120,55 @@ private:
     Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), true);
     return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
+  // sm_90a with whole warpgroups: wgmma on 128-byte-swizzled tiles, else
+  // mma.sync on padded rows. Not the selected dQ kernel (one-warp CTAs), nor
+  // dK/dV accumulators wider than Dk + Dv = 320 columns (with the step's
+  // scores they would not fit the registers).
+  bool warpgroupMma() const {
+    if (spec.arch != Arch::SM90a || W % 4 != 0)
+      return false;
+    if (spec.pass == KernelPass::BackwardDQ)
+      return spec.branch != Branch::Selected;
+    return spec.pass == KernelPass::BackwardDKDV && Dk + Dv <= 320;
+  }
+  // Row padding of the shared tiles (elements): mma.sync reads padded rows
+  // (conflict-free ldmatrix), wgmma swizzled panels (every tile 1024-byte aligned).
+  int rowPad() const { return warpgroupMma() ? 0 : 8; }
+  // A shared tile of `rows` rows: row-major with `pitch` (mma.sync) or in
+  // swizzled panels (wgmma, pitch = its width) from element `elemBase`.
+  struct Tile {
+    Value elemBase;
+    int pitch, rows;
+  };
+  // Copies `rows` rows of `dim` columns of tensor t into `tile`'s layout (left in flight).
+  void stageTileAsync(const Tile &tile, int dim, Arg t, const RowOffsetFn &fn) {
+    if (warpgroupMma())
+      stageSwizzledPanels(h, ids, W * 32, smem, tile.elemBase, tile.rows, dim, p.ptr[t], fn, /*wait=*/false,
+                          /*commit=*/false);
+    else
+      stageAsync(tile.elemBase, tile.pitch, tile.rows, dim, t, fn);
+  }
+  // Makes the staged tiles readable by wgmma (after the copies completed,
+  // before the barrier); nothing for mma.sync.
+  void publishStaged() {
+    if (warpgroupMma())
+      fenceAsyncProxy(h);
+  }
+  // For each (A, B, depth): the tiles of A B^T, this warp's 16 rows of A (rows
+  // 16 warp..) against every row of B (its B.rows columns), over `depth` columns.
+  std::vector<std::vector<Frag4>> productsABt(ArrayRef<std::tuple<Tile, Tile, int>> ops);
+  // acc[i] += A[i] B[i]: A[i] register fragments (this warp's 16 rows, k = 16
+  // A[i].size() rows of B[i]), B[i] a tile of those rows.
+  void accumulateAB(ArrayRef<std::vector<Frag4> *> acc, ArrayRef<std::vector<Frag4>> a, ArrayRef<Tile> b);
+  // The A fragments (16 columns each) of a warp's accumulator tiles (8 columns each), as 16-bit pairs.
+  std::vector<Frag4> packAFragments(const std::vector<Frag4> &t) {
+    std::vector<Frag4> a;
+    for (size_t kk = 0; 2 * kk + 1 < t.size(); ++kk)
+      a.push_back({mma.packFloats(t[2 * kk][0], t[2 * kk][1]), mma.packFloats(t[2 * kk][2], t[2 * kk][3]),
+                   mma.packFloats(t[2 * kk + 1][0], t[2 * kk + 1][1]),
+                   mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])});
+    return a;
+  }
   void storePairs(Arg t, Value rowOff, const std::vector<Frag4> &acc, int r, float scale);
   // Returns whether this CTA writes dK/dV and, if so, the sums it writes.
   std::pair<Value, SmallVector<Value>> addSplitPartials(ValueRange flatAcc, Value contributed, Value chunk,
@@ -127,6 +177,7 @@ private:
   std::string name;
   IRBuilderHelpers h;
   WarpMma mma;
+  WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
   BwdParams p;
@@ -141,6 +192,86 @@ Value BackwardKernelBuilder::loadOptionalF32(Arg t, Value present, Value off, fl
       [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{loadF32(t, off)}); },
       [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.cf(fallback)}); });
   return ifOp.getResult(0);
+}
+
+std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std::tuple<Tile, Tile, int>> ops) {
+  Value zero = h.cf(0.0f);
+  std::vector<std::vector<Frag4>> out;
+  if (!warpgroupMma()) {
+    Value warpRow = h.mul(ids.warp, h.c32(16));
+    for (auto &[a, b, depth] : ops) {
+      std::vector<Frag4> acc(b.rows / 8, Frag4{zero, zero, zero, zero});
+      mmaABt(acc, a.elemBase, a.pitch, warpRow, b.elemBase, b.pitch, depth);
+      out.push_back(std::move(acc));
+    }
+    return out;
+  }
+  // One batch: every product issued, then one wait.
+  size_t total = 0;
+  for (auto &op : ops) total += std::get<1>(op).rows / 2;
+  std::vector<Value> regs = wg.fence(std::vector<Value>(total, zero)), issued;
+  Value warpgroupRow = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
+  size_t at = 0;
+  for (auto &[a, b, depth] : ops) {
+    const size_t n = b.rows / 2;
+    auto acc = wg.issueProductABt(ArrayRef<Value>(regs).slice(at, n), smem, {h.mul(a.elemBase, h.c32(2)), a.rows},
+                                  warpgroupRow, {h.mul(b.elemBase, h.c32(2)), b.rows}, depth);
+    issued.insert(issued.end(), acc.begin(), acc.end());
+    at += n;
+  }
+  issued = wg.commitAndWait(issued);
+  at = 0;
+  for (auto &op : ops) {
+    const size_t n = std::get<1>(op).rows / 2;
+    out.push_back(WarpgroupMma::tiles(ArrayRef<Value>(issued).slice(at, n)));
+    at += n;
+  }
+  return out;
+}
+
+void BackwardKernelBuilder::accumulateAB(ArrayRef<std::vector<Frag4> *> acc, ArrayRef<std::vector<Frag4>> a,
+                                         ArrayRef<Tile> b) {
+  if (!warpgroupMma()) {
+    for (size_t kk = 0; kk < a[0].size(); ++kk)
+      for (size_t i = 0; i < acc.size(); ++i) {
+        std::vector<Frag4> &d = *acc[i];
+        for (size_t n = 0; n < d.size(); n += 2) {
+          auto bf = loadB2(b[i].elemBase, b[i].pitch, static_cast<int>(kk), 8 * static_cast<int>(n));
+          d[n] = mma.mma(a[i][kk], bf[0], d[n]);
+          d[n + 1] = mma.mma(a[i][kk], bf[1], d[n + 1]);
+        }
+      }
+    return;
+  }
+  // One fence over the accumulators and the A registers, every product, one wait.
+  std::vector<Value> regs;
+  for (auto *d : acc) {
+    auto f = WarpgroupMma::flatten(*d);
+    regs.insert(regs.end(), f.begin(), f.end());
+  }
+  const size_t nAcc = regs.size();
+  for (auto &frags : a) {
+    auto f = WarpgroupMma::flatten(frags);
+    regs.insert(regs.end(), f.begin(), f.end());
+  }
+  regs = wg.fence(regs);
+  std::vector<Value> issued;
+  size_t at = 0, aAt = nAcc;
+  for (size_t i = 0; i < acc.size(); ++i) {
+    const size_t n = 4 * acc[i]->size(), an = 4 * a[i].size();
+    std::vector<Frag4> frags = WarpgroupMma::tiles(ArrayRef<Value>(regs).slice(aAt, an));
+    auto out = wg.issueProductAB(ArrayRef<Value>(regs).slice(at, n), frags, smem,
+                                 {h.mul(b[i].elemBase, h.c32(2)), b[i].rows});
+    issued.insert(issued.end(), out.begin(), out.end());
+    at += n, aAt += an;
+  }
+  issued = wg.commitAndWait(issued);
+  at = 0;
+  for (auto *d : acc) {
+    const size_t n = 4 * d->size();
+    *d = WarpgroupMma::tiles(ArrayRef<Value>(issued).slice(at, n));
+    at += n;
+  }
 }
 
 // Stores row r (0: group, 1: group + 8) of the 16-row accumulator tiles as
@@ -210,7 +341,7 @@ void BackwardKernelBuilder::buildPreprocess() {
 // buffers: chunk c + 1 is copied while chunk c is computed (H100, T = 64k,
 // NSA paper parameters, before: bwd_dq 39.6 ms compressed, 34.6 selected).
 void BackwardKernelBuilder::buildDq() {
-  const int qPitch = Dk + 8, dPitch = Dv + 8, kPitch = Dk + 8, vPitch = Dv + 8;
+  const int qPitch = Dk + rowPad(), dPitch = Dv + rowPad(), kPitch = Dk + rowPad(), vPitch = Dv + rowPad();
   const int R = W * 16;
   const int qBase = 0, dBase = R * qPitch, kvBase = dBase + R * dPitch, bufElems = C * (kPitch + vPitch);
   // The selected branch keeps one buffer: its one-warp CTAs (G = 16) are many to an SM, and a second
@@ -249,15 +380,17 @@ void BackwardKernelBuilder::buildDq() {
       return {offset(t, batch, rowToken(r), rowHead(r)), rowExists(r)};
     };
   };
-  stage(qBase, qPitch, R, Dk, Q, qRow(Q));
-  stage(dBase, dPitch, R, Dv, DO, qRow(DO));
+  const Tile qTile{h.c32(qBase), qPitch, R}, dTile{h.c32(dBase), dPitch, R};
+  stageTileAsync(qTile, Dk, Q, qRow(Q));
+  stageTileAsync(dTile, Dv, DO, qRow(DO));
+  commitStaged(h);
+  waitStaged(h);
 
   Value zero = h.cf(0.0f);
   std::vector<Frag4> init(Dk / 8, Frag4{zero, zero, zero, zero});
   SmallVector<Value> flat;
   for (auto &f : init) flat.append(f.begin(), f.end());
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
-  Value warpRow = h.mul(ids.warp, h.c32(16));
 
   Value numChunks = keys.numChunks();
   // First key of chunk c and whether it holds keys (false past the last chunk).
@@ -276,8 +409,8 @@ void BackwardKernelBuilder::buildDq() {
           return {offset(t, batch, h.select(ok, key, h.c32(0)), kvHead), ok};
         };
       };
-      stageAsync(kBaseOf(buf), kPitch, C, Dk, K, keyRow(K));
-      stageAsync(vBaseOf(buf), vPitch, C, Dv, V, keyRow(V));
+      stageTileAsync({kBaseOf(buf), kPitch, C}, Dk, K, keyRow(K));
+      stageTileAsync({vBaseOf(buf), vPitch, C}, Dv, V, keyRow(V));
       scf::YieldOp::create(h.b, h.loc);
     });
     commitStaged(h);
@@ -295,22 +428,30 @@ void BackwardKernelBuilder::buildDq() {
         Value keyStart = loopIter[accSize], active = loopIter[accSize + 1];
         Value buf = twoBuffers ? h.rems(c, h.c32(2)) : h.c32(0);
         auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
-        if (twoBuffers) {
+        // wgmma reads the copies through the async proxy, behind a proxy fence that
+        // also waits for copies in flight: there the next chunk's copies start after
+        // the barrier (its buffer was last read before the previous closing barrier).
+        if (!twoBuffers) {
+          stageChunk(buf, keyStart, active);
+          waitStaged(h, /*pending=*/0);
+        } else if (!warpgroupMma()) {
           stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive); // its buffer was freed by the last barrier
           waitStaged(h, /*pending=*/1);
         } else {
-          stageChunk(buf, keyStart, active);
           waitStaged(h, /*pending=*/0);
         }
+        publishStaged();
         h.barrier();
+        if (twoBuffers && warpgroupMma())
+          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         Value kB = kBaseOf(buf), vB = vBaseOf(buf);
         auto ifOp = scf::IfOp::create(
             h.b, h.loc, active,
             [&](OpBuilder &, Location) {
               const int nTiles = C / 8;
-              std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero}), dp = s;
-              mmaABt(s, h.c32(qBase), qPitch, warpRow, kB, kPitch, Dk);  // S = Q K^T
-              mmaABt(dp, h.c32(dBase), dPitch, warpRow, vB, vPitch, Dv); // dP = dO V^T
+              const Tile kTile{kB, kPitch, C}, vTile{vB, vPitch, C};
+              auto products = productsABt({{qTile, kTile, Dk}, {dTile, vTile, Dv}}); // S = Q K^T, dP = dO V^T
+              std::vector<Frag4> &s = products[0], &dp = products[1];
               // P from the saved lse, dS = P (gate dP - delta).
               Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));
               for (int n = 0; n < nTiles; ++n)
@@ -325,16 +466,7 @@ void BackwardKernelBuilder::buildDq() {
               // dQ += dS K.
               std::vector<Frag4> acc;
               for (int n = 0; n < Dk / 8; ++n) acc.push_back({iter[4 * n], iter[4 * n + 1], iter[4 * n + 2], iter[4 * n + 3]});
-              for (int kk = 0; kk < C / 16; ++kk) {
-                Frag4 a{mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
-                        mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                        mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-                for (int n = 0; n < Dk / 8; n += 2) {
-                  auto b = loadB2(kB, kPitch, kk, 8 * n);
-                  acc[n] = mma.mma(a, b[0], acc[n]);
-                  acc[n + 1] = mma.mma(a, b[1], acc[n + 1]);
-                }
-              }
+              accumulateAB({&acc}, {packAFragments(s)}, {kTile});
               SmallVector<Value> out;
               for (auto &f : acc) out.append(f.begin(), f.end());
               scf::YieldOp::create(h.b, h.loc, out);
@@ -468,7 +600,7 @@ void BackwardKernelBuilder::fillSelectedSlots(Value k0, Value tHi, Value tokPtr,
 
 // Key-centric: this CTA's C keys against every query row that sees them.
 void BackwardKernelBuilder::buildDkdv() {
-  const int kPitch = Dk + 8, vPitch = Dv + 8, qPitch = Dk + 8, dPitch = Dv + 8;
+  const int kPitch = Dk + rowPad(), vPitch = Dv + rowPad(), qPitch = Dk + rowPad(), dPitch = Dv + rowPad();
   const int Rq = TQ * G; // query rows per step
   // Shared layout: the CTA's K and V rows; per step buffer (two for the dense
   // branches, whose next step's rows are copied while one is computed) the Q
@@ -504,8 +636,11 @@ void BackwardKernelBuilder::buildDkdv() {
       return {offset(t, batch, key, kvHead), h.lt(key, p.kvLen)};
     };
   };
-  stage(kBase, kPitch, C, Dk, K, keyRow(K));
-  stage(vBase, vPitch, C, Dv, V, keyRow(V));
+  const Tile kTile{h.c32(kBase), kPitch, C}, vTile{h.c32(vBase), vPitch, C};
+  stageTileAsync(kTile, Dk, K, keyRow(K));
+  stageTileAsync(vTile, Dv, V, keyRow(V));
+  commitStaged(h);
+  waitStaged(h);
 
   Value zero = h.cf(0.0f);
   SmallVector<Value> flat(4 * (Dk / 8 + Dv / 8), zero);
@@ -529,8 +664,8 @@ void BackwardKernelBuilder::buildDkdv() {
   };
   // Starts the copies of a step's Q and dO rows into buffer `buf` (the caller commits and waits).
   auto stageStepRows = [&](Value buf, const SlotFn &token) {
-    stageAsync(qBaseOf(buf), qPitch, Rq, Dk, Q, rowOf(Q, token));
-    stageAsync(dBaseOf(buf), dPitch, Rq, Dv, DO, rowOf(DO, token));
+    stageTileAsync({qBaseOf(buf), qPitch, Rq}, Dk, Q, rowOf(Q, token));
+    stageTileAsync({dBaseOf(buf), dPitch, Rq}, Dv, DO, rowOf(DO, token));
   };
   // The scalars of the rows this thread stores (rows tid, tid + threads, ...):
   // lse * log2(e) (+inf where the row saw no key or takes no part), delta,
@@ -571,11 +706,10 @@ void BackwardKernelBuilder::buildDkdv() {
   // `fullyVisible` (dense branches; may be null): every token of the step sees every key of
   // the CTA, so P needs no per-element mask (rows that take no part have lse = +inf: P = 0).
   auto computeStep = [&](ValueRange iter, Value buf, Value fullyVisible) -> SmallVector<Value> {
-    Value qB = qBaseOf(buf), dB = dBaseOf(buf);
+    const Tile qTile{qBaseOf(buf), qPitch, Rq}, dTile{dBaseOf(buf), dPitch, Rq};
     const int nTiles = Rq / 8;
-    std::vector<Frag4> st(nTiles, Frag4{zero, zero, zero, zero}), dpt = st;
-    mmaABt(st, h.c32(kBase), kPitch, warpKey, qB, qPitch, Dk);  // S^T = K Q^T
-    mmaABt(dpt, h.c32(vBase), vPitch, warpKey, dB, dPitch, Dv); // dP^T = V dO^T
+    auto products = productsABt({{kTile, qTile, Dk}, {vTile, dTile, Dv}}); // S^T = K Q^T, dP^T = V dO^T
+    std::vector<Frag4> &st = products[0], &dpt = products[1];
     // P^T (times multiplicity) and dS^T, element (key = warpKey + group (+8), row = 8n + 2 tig (+1)):
     // the pg values, then the ds values.
     auto probabilities = [&](bool mask) {
@@ -617,24 +751,7 @@ void BackwardKernelBuilder::buildDkdv() {
     int vOff = 4 * (Dk / 8);
     for (int n = 0; n < Dv / 8; ++n)
       dv.push_back({iter[vOff + 4 * n], iter[vOff + 4 * n + 1], iter[vOff + 4 * n + 2], iter[vOff + 4 * n + 3]});
-    for (int kk = 0; kk < Rq / 16; ++kk) {
-      auto pack = [&](std::vector<Frag4> &t) {
-        return Frag4{mma.packFloats(t[2 * kk][0], t[2 * kk][1]), mma.packFloats(t[2 * kk][2], t[2 * kk][3]),
-                     mma.packFloats(t[2 * kk + 1][0], t[2 * kk + 1][1]),
-                     mma.packFloats(t[2 * kk + 1][2], t[2 * kk + 1][3])};
-      };
-      Frag4 aP = pack(pg), aS = pack(ds);
-      for (int n = 0; n < Dv / 8; n += 2) {
-        auto b = loadB2(dB, dPitch, kk, 8 * n);
-        dv[n] = mma.mma(aP, b[0], dv[n]);
-        dv[n + 1] = mma.mma(aP, b[1], dv[n + 1]);
-      }
-      for (int n = 0; n < Dk / 8; n += 2) {
-        auto b = loadB2(qB, qPitch, kk, 8 * n);
-        dk[n] = mma.mma(aS, b[0], dk[n]);
-        dk[n + 1] = mma.mma(aS, b[1], dk[n + 1]);
-      }
-    }
+    accumulateAB({&dv, &dk}, {packAFragments(pg), packAFragments(ds)}, {dTile, qTile}); // dV += P^T dO, dK += dS^T Q
     SmallVector<Value> out;
     for (auto &f : dk) out.append(f.begin(), f.end());
     for (auto &f : dv) out.append(f.begin(), f.end());
@@ -676,14 +793,28 @@ void BackwardKernelBuilder::buildDkdv() {
         h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s, ValueRange iter) {
           Value buf = h.rems(s, h.c32(2)), nextBuf = h.sub(h.c32(1), buf), next = h.add(s, h.c32(1));
           // Its buffer was freed by the previous iteration's closing barrier.
-          scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {
-            stageStepRows(nextBuf, stepToken(next));
-            scf::YieldOp::create(h.b, h.loc);
-          });
-          commitStaged(h);
+          auto startNextStep = [&] {
+            scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {
+              stageStepRows(nextBuf, stepToken(next));
+              scf::YieldOp::create(h.b, h.loc);
+            });
+            commitStaged(h);
+          };
+          // wgmma reads through the async proxy, behind a fence that also waits for
+          // copies in flight: there the next step's copies start after the barrier.
+          if (warpgroupMma()) {
+            waitStaged(h, /*pending=*/0);
+            publishStaged();
+            h.barrier();
+            startNextStep();
+          } else {
+            startNextStep();
+          }
           SmallVector<Value> nextScalars = loadScalars(stepToken(next), stepMult(next));
-          waitStaged(h, /*pending=*/1);
-          h.barrier();
+          if (!warpgroupMma()) {
+            waitStaged(h, /*pending=*/1);
+            h.barrier();
+          }
           Value first = h.add(tLo, h.mul(s, h.c32(TQ)));
           BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
                               batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
@@ -735,6 +866,7 @@ void BackwardKernelBuilder::buildDkdv() {
           commitStaged(h);
           storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
           waitStaged(h);
+          publishStaged();
           h.barrier();
           SmallVector<Value> next = computeStep(iter.drop_back(), buf0, Value());
           next.push_back(h.cbool(true));

@@ -3,7 +3,8 @@
 // matrix: G in {1, 4, 16, 32}, (Dk, Dv) in {(64, 64), (128, 128), (192, 128)},
 // (l, d, l') in {(64, 64, 64), (32, 16, 64)}, bf16 (and fp16 for a subset),
 // gated and ungated, T = 100 and 700 (long sequences are checked against the
-// PyTorch reference on the GPU, python/tests). Skips without a GPU.
+// PyTorch reference on the GPU, python/tests), the GPU's kernels and (a quarter
+// of the cases) the sm_80 ones. Skips without a GPU.
 //
 // NSAJIT_GPU_TEST_JSON_BWD=<file> (NSAJIT_GPU_TEST_JSON_BWD_SPLIT for the split
 // walks) writes one JSON record per case.
@@ -45,6 +46,9 @@ std::vector<BwdCase> matrix() {
         auto [l, d] = lds[variant % 2];
         Case c{Br::Cmp, fp16, dk, dv, g, h, 1, t};
         c.l = l, c.d = d, c.lsel = 64, c.n = 8, c.w = t > 200 ? 128 : 512, c.padded = variant % 3 == 0;
+        // A quarter of the variants forces the sm_80 (mma.sync) kernels; the rest run the
+        // GPU's own (wgmma on sm_90a).
+        c.arch = variant % 4 == 2 ? 80 : 0;
         for (Br br : {Br::Cmp, Br::Slc, Br::Swa}) {
           c.branch = br;
           c.seed = seed++;

@@ -1,4 +1,5 @@
 // RUN: nsa-opt %s --split-input-file --nsa-configure-tiles --nsa-lower-to-gpu | FileCheck %s
+// RUN: nsa-opt %s --split-input-file --nsa-configure-tiles="chip=sm_80" --nsa-lower-to-gpu="chip=sm_80" | FileCheck %s --check-prefix=SM80
 
 // "nsa.kernel" picks the branch's backward kernels. bwd_pre: eight lanes per
 // query row, 16-byte vectors of O and dO, partial sums met by shuffles; the
@@ -24,6 +25,8 @@ func.func @nsa_window_bwd_pre(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf1
 // bwd_dq: 14 pointers (the 13 tensors and the dK/dV workspace), 39 strides,
 // T and Tkv; mma for S, dP and dS K.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dq
+// SM80-LABEL: gpu.func @nsa_selected_bwd_dq
+// SM80-COUNT-3: nvvm.mma.sync
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel
 // CHECK-COUNT-3: nvvm.mma.sync
 func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
@@ -38,15 +41,21 @@ func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
 
 // bwd_dkdv of the selected branch: key-centric tile (16 keys a warp, 64 query
 // rows a step) and a warp ballot that compacts the tokens selecting the block.
+// sm_90a: wgmma on swizzled tiles (fenced for the async proxy); sm_80: mma.sync.
 // The splits of a chunk (grid x / chunks) add their partials in order: wait
 // for the earlier splits' bits, read and write the sums in L2, set the bit.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dkdv
+// SM80-LABEL: gpu.func @nsa_selected_bwd_dkdv
+// SM80-NOT: wgmma
+// SM80: nvvm.mma.sync
+// SM80: atom.acq_rel.gpu.global.or.b64
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
 // CHECK: nvvm.read.ptx.sreg.nctaid.x
 // CHECK: nvvm.read.ptx.sreg.lanemask.lt
 // CHECK: nvvm.vote.sync ballot
 // CHECK: llvm.intr.ctpop
-// CHECK: nvvm.mma.sync
+// CHECK: fence.proxy.async.shared::cta
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // CHECK: ld.acquire.gpu.global.b64
 // CHECK: ld.global.cg.v2.f32
 // CHECK: st.global.cg.v2.f32
@@ -57,6 +66,28 @@ func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64
       : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x4xi32>)
       -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
   return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
+// The window's bwd_dq on sm_90a: S = Q K^T and dP = dO V^T over 64-key chunks
+// from swizzled tiles, then dQ += dS K with dS in registers and K transposed.
+// CHECK-LABEL: gpu.func @nsa_window_bwd_dq
+// CHECK-NOT: nvvm.mma.sync
+// CHECK: fence.proxy.async.shared::cta
+// CHECK: wgmma.fence.sync.aligned
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK: wgmma.commit_group.sync.aligned
+// CHECK: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 1;
+// SM80-LABEL: gpu.func @nsa_window_bwd_dq
+// SM80-NOT: wgmma
+// SM80: nvvm.mma.sync
+func.func @nsa_window_bwd_dq(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xbf16>, %v: tensor<?x?x1x128xbf16>)
+    -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 512>, nsa.kernel = "bwd_dq"}
+      : (tensor<?x?x16x128xbf16>, tensor<?x?x1x128xbf16>, tensor<?x?x1x128xbf16>)
+      -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>
 }
 
 // -----

@@ -287,15 +287,27 @@ TEST(Compiler, BackwardAndTopNKernelsAreGenerated) {
   setenv("CUDA_HOME", "/nonexistent-cuda", 1);
   for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window})
     for (KernelPass pass : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV}) {
-      KernelSpec s = spec(b, 128, 64, 4);
-      s.pass = pass;
-      CompileResult r;
-      ASSERT_EQ(compileKernel(s, r), "") << s.str();
-      EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos) << s.kernelName();
-      if (pass != KernelPass::BackwardPreprocess)
-        EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos) << s.kernelName();
-      EXPECT_EQ(r.ptx.find("__nv_"), std::string::npos);
+      for (Arch arch : {Arch::SM90a, Arch::SM80}) {
+        KernelSpec s = spec(b, 128, 64, 4);
+        s.pass = pass, s.arch = arch;
+        CompileResult r;
+        ASSERT_EQ(compileKernel(s, r), "") << s.str();
+        EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos) << s.kernelName();
+        EXPECT_EQ(r.ptx.find("__nv_"), std::string::npos);
+        if (pass == KernelPass::BackwardPreprocess)
+          continue;
+        // sm_90a: wgmma for the 4-warp tiles (dK/dV, dense dQ); the selected dQ kernel's one-warp CTAs stay mma.sync.
+        const bool warpgroup = arch == Arch::SM90a && (pass == KernelPass::BackwardDKDV || b != Branch::Selected);
+        EXPECT_EQ(r.ptx.find("wgmma.mma_async") != std::string::npos, warpgroup) << s.str();
+        EXPECT_EQ(r.ptx.find("mma.sync.aligned.m16n8k16") != std::string::npos, !warpgroup) << s.str();
+      }
     }
+  // dK/dV accumulators wider than Dk + Dv = 320 columns stay on mma.sync.
+  KernelSpec wide = spec(Branch::Window, 256, 256, 16);
+  wide.pass = KernelPass::BackwardDKDV;
+  CompileResult rw;
+  ASSERT_EQ(compileKernel(wide, rw), "") << wide.str();
+  EXPECT_EQ(rw.ptx.find("wgmma"), std::string::npos);
   KernelSpec s = spec(Branch::Compressed);
   s.pass = KernelPass::TopN;
   CompileResult r;
