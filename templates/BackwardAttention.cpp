@@ -31,6 +31,7 @@ struct BwdParams {
   Value workspace; // bwd_dkdv with split walks: the tiles' state, then fp32 partial sums
   Value stride[kNumTensors][3];
   Value seqLen, kvLen;
+  Value mapWords; // words a selection map row; 0: no map
 };
 
 class BackwardKernelBuilder {
@@ -52,6 +53,22 @@ private:
   };
   DkdvWalk dkdvWalk();
   void fillSelectedSlots(Value k0, Value tHi, Value tokPtr, Value tokMultPtr, Value cursorPtr, Value countPtr);
+  // How often token `tok` lists selection block `blk` (the n loads unrolled for the usual n).
+  Value timesListed(Value tok, Value blk);
+  // The selection map (workspace start, mapWords > 0): its 32-bit words before
+  // the split walk's state (0 for the other branches), and the word of (blk, token word).
+  Value selectionMapWordsTotal();
+  Value selectionMapWord(Value blk, Value word);
+  // bwd_pre of the selected branch: sets the map bits of the CTA's tokens.
+  void markSelectedBlocks(Value t0);
+  // The selected dK/dV walk over the map: for each window of 32 W words of
+  // block blk's row covering tLo..tHi, compacts the tokens whose bit is set into
+  // `list` (16-bit offsets from the window's first token, in token order) and
+  // runs body(count, first token, sums) -> sums. Returns the sums and whether
+  // any token was found (1.0 or 0.0).
+  using WindowBody = std::function<SmallVector<Value>(Value count, Value firstToken, ValueRange acc)>;
+  SmallVector<Value> walkSelectionMap(Value blk, Value tLo, Value tHi, Value warpTotals, Value list, ValueRange init,
+                                      const WindowBody &body);
 
   // Element offset of (batch, token-or-key, head) in tensor `t`.
   Value offset(Arg t, Value batchIdx, Value row, Value head) {
@@ -120,17 +137,8 @@ private:
     Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), true);
     return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
   }
-  // sm_90a with whole warpgroups: wgmma on 128-byte-swizzled tiles, else
-  // mma.sync on padded rows. Not the selected dQ kernel (one-warp CTAs), nor
-  // dK/dV accumulators wider than Dk + Dv = 320 columns (with the step's
-  // scores they would not fit the registers).
-  bool warpgroupMma() const {
-    if (spec.arch != Arch::SM90a || W % 4 != 0)
-      return false;
-    if (spec.pass == KernelPass::BackwardDQ)
-      return spec.branch != Branch::Selected;
-    return spec.pass == KernelPass::BackwardDKDV && Dk + Dv <= 320;
-  }
+  // wgmma on 128-byte-swizzled tiles (backwardUsesWarpgroupMma), else mma.sync on padded rows.
+  bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
   // Row padding of the shared tiles (elements): mma.sync reads padded rows
   // (conflict-free ldmatrix), wgmma swizzled panels (every tile 1024-byte aligned).
   int rowPad() const { return warpgroupMma() ? 0 : 8; }
@@ -335,6 +343,8 @@ void BackwardKernelBuilder::buildPreprocess() {
       scf::YieldOp::create(h.b, h.loc);
     });
   }
+  if (spec.branch == Branch::Selected)
+    markSelectedBlocks(t0);
 }
 
 // Query-centric: the forward's walk over key chunks, accumulating dq. Two K/V
@@ -525,6 +535,132 @@ BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
   return w;
 }
 
+Value BackwardKernelBuilder::timesListed(Value tok, Value blk) {
+  Value rowOff = offset(IDX, batch, tok, kvHead);
+  auto listed = [&](Value i) {
+    Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
+    return h.select(h.eq(j, blk), h.c32(1), h.c32(0));
+  };
+  Value count = h.c32(0);
+  if (spec.slcCount <= kUnrolledIndexScan) {
+    for (int i = 0; i < spec.slcCount; ++i) count = h.add(count, listed(h.c32(i)));
+    return count;
+  }
+  return scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{count},
+                            [&](OpBuilder &, Location, Value i, ValueRange m) {
+                              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], listed(i))});
+                            })
+      .getResult(0);
+}
+
+Value BackwardKernelBuilder::selectionMapWordsTotal() {
+  if (spec.branch != Branch::Selected)
+    return h.c64(0);
+  Value blocks = h.ext64(h.ceilDiv(p.kvLen, h.c32(spec.slcBlock)));
+  Value rows = h.mul(h.mul(h.ext64(h.gridDimZ()), h.ext64(h.gridDimY())), blocks);
+  Value words = h.mul(rows, h.ext64(p.mapWords));
+  return h.mul(h.divs(h.add(words, h.c64(63)), h.c64(64)), h.c64(64)); // 256-byte multiple
+}
+
+Value BackwardKernelBuilder::selectionMapWord(Value blk, Value word) {
+  Value blocks = h.ext64(h.ceilDiv(p.kvLen, h.c32(spec.slcBlock)));
+  Value row = h.add(h.mul(h.add(h.mul(h.ext64(batch), h.ext64(h.gridDimY())), h.ext64(kvHead)), blocks), h.ext64(blk));
+  return h.gep(p.workspace, h.i32(), h.add(h.mul(row, h.ext64(p.mapWords)), h.ext64(word)));
+}
+
+// Entry e = tid, tid + threads, ... is index e % n of token t0 + e / n; a
+// visible block (0 <= blk, blk l' <= t) gets the token's bit. The or is
+// order-free, so the map is the same whatever the timing.
+void BackwardKernelBuilder::markSelectedBlocks(Value t0) {
+  const int threads = W * 32, entries = TQ * spec.slcCount;
+  scf::IfOp::create(h.b, h.loc, h.gt(p.mapWords, h.c32(0)), [&](OpBuilder &, Location) {
+    scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(entries), h.c32(threads), ValueRange{},
+                       [&](OpBuilder &, Location, Value e, ValueRange) {
+                         Value t = h.add(t0, h.divs(e, h.c32(spec.slcCount)));
+                         scf::IfOp::create(h.b, h.loc, h.lt(t, p.seqLen), [&](OpBuilder &, Location) {
+                           Value off = h.add(offset(IDX, batch, t, kvHead), h.ext64(h.rems(e, h.c32(spec.slcCount))));
+                           Value blk = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), off), 4);
+                           Value visible = h.band(h.ge(blk, h.c32(0)), h.le(h.mul(blk, h.c32(spec.slcBlock)), t));
+                           scf::IfOp::create(h.b, h.loc, visible, [&](OpBuilder &, Location) {
+                             Value bit = h.shl(h.c32(1), h.rems(t, h.c32(32)));
+                             LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or,
+                                                       selectionMapWord(blk, h.divs(t, h.c32(32))), bit,
+                                                       LLVM::AtomicOrdering::monotonic);
+                             scf::YieldOp::create(h.b, h.loc);
+                           });
+                           scf::YieldOp::create(h.b, h.loc);
+                         });
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+SmallVector<Value> BackwardKernelBuilder::walkSelectionMap(Value blk, Value tLo, Value tHi, Value warpTotals,
+                                                           Value list, ValueRange init, const WindowBody &body) {
+  const int threads = W * 32;
+  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
+  Value wordLo = h.divs(tLo, h.c32(32)), wordHi = h.divs(tHi, h.c32(32));
+  Value nWords = h.select(h.ge(tHi, tLo), h.add(h.sub(wordHi, wordLo), h.c32(1)), h.c32(0));
+  Value windows = h.ceilDiv(nWords, h.c32(threads));
+  SmallVector<Value> loopInit(init);
+  loopInit.push_back(h.cf(0.0f));
+  auto loop = scf::ForOp::create(
+      h.b, h.loc, h.c32(0), windows, h.c32(1), loopInit, [&](OpBuilder &, Location, Value w, ValueRange iter) {
+        // This thread's word, without the bits of tokens outside tLo..tHi.
+        Value windowWord = h.add(wordLo, h.mul(w, h.c32(threads)));
+        Value word = h.add(windowWord, ids.tid);
+        auto load = scf::IfOp::create(
+            h.b, h.loc, h.le(word, wordHi),
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.load(h.i32(), selectionMapWord(blk, word), 4)});
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.c32(0)}); });
+        Value firstToken = h.mul(word, h.c32(32));
+        Value bits = h.band(load.getResult(0), h.shl(h.c32(-1), h.maxs(h.sub(tLo, firstToken), h.c32(0))));
+        Value keep = h.sub(tHi, firstToken); // >= 0 for every loaded word
+        Value highMask = h.select(h.ge(keep, h.c32(31)), h.c32(-1), h.sub(h.shl(h.c32(2), h.mins(keep, h.c32(30))), h.c32(1)));
+        bits = h.band(bits, highMask);
+        // Exclusive prefix of the counts over the CTA: a warp scan, then the warps' totals.
+        Value count = popc(bits), inclusive = count;
+        for (int d = 1; d < 32; d *= 2) {
+          Value up = h.shflUp(inclusive, d);
+          inclusive = h.add(inclusive, h.select(h.ge(ids.lane, h.c32(d)), up, h.c32(0)));
+        }
+        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(31)), [&](OpBuilder &, Location) {
+          h.store(inclusive, h.gep(warpTotals, h.i32(), ids.warp), 4);
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        h.barrier();
+        Value before = h.c32(0), total = h.c32(0);
+        for (int j = 0; j < W; ++j) {
+          Value t = h.load(h.i32(), h.gep(warpTotals, h.i32(), h.c32(j)), 4);
+          before = h.add(before, h.select(h.lt(h.c32(j), ids.warp), t, h.c32(0)));
+          total = h.add(total, t);
+        }
+        // This thread's tokens, in order, at their places in the list.
+        Value base = h.add(before, h.sub(inclusive, count));
+        scf::WhileOp::create(
+            h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{bits, base},
+            [&](OpBuilder &, Location, ValueRange st) {
+              scf::ConditionOp::create(h.b, h.loc, h.ne(st[0], h.c32(0)), st);
+            },
+            [&](OpBuilder &, Location, ValueRange st) {
+              Value bit = LLVM::CountTrailingZerosOp::create(h.b, h.loc, h.i32(), st[0], false).getResult();
+              Value entry = h.add(h.mul(ids.tid, h.c32(32)), bit);
+              h.store(arith::TruncIOp::create(h.b, h.loc, h.i16(), entry).getResult(), h.gep(list, h.i16(), st[1]), 2);
+              Value rest = h.band(st[0], h.sub(st[0], h.c32(1)));
+              scf::YieldOp::create(h.b, h.loc, ValueRange{rest, h.add(st[1], h.c32(1))});
+            });
+        h.barrier();
+        SmallVector<Value> acc = body(total, h.mul(windowWord, h.c32(32)), iter.drop_back());
+        h.barrier(); // the list and the totals are rewritten by the next window
+        acc.push_back(h.select(h.gt(total, h.c32(0)), h.cf(1.0f), iter.back()));
+        scf::YieldOp::create(h.b, h.loc, acc);
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
 // The selected walk's next step: warp 0 scans the tokens from the cursor (in
 // shared memory), 32 at a time, and fills the TQ slots with the tokens that list
 // the block (in token order), their multiplicities and the count found.
@@ -548,24 +684,9 @@ void BackwardKernelBuilder::fillSelectedSlots(Value k0, Value tHi, Value tokPtr,
         Value cursor = st[0], found = st[1];
         Value t = h.add(cursor, ids.lane);
         Value inRange = h.le(t, tHi);
-        Value rowOff = offset(IDX, batch, h.select(inRange, t, h.c32(0)), kvHead);
-        // How often token t lists this block. Unrolled for the usual n, so that the n
-        // loads are in flight together: the scan is latency-bound, and a hot block
-        // (every token selects it) rescans once per step.
-        auto listed = [&](Value i) {
-          Value j = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(rowOff, h.ext64(i))), 4);
-          return h.select(h.eq(j, blk), h.c32(1), h.c32(0));
-        };
-        Value count = h.c32(0);
-        if (spec.slcCount <= kUnrolledIndexScan) {
-          for (int i = 0; i < spec.slcCount; ++i) count = h.add(count, listed(h.c32(i)));
-        } else {
-          count = scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(spec.slcCount), h.c32(1), ValueRange{count},
-                                     [&](OpBuilder &, Location, Value i, ValueRange m) {
-                                       scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(m[0], listed(i))});
-                                     })
-                      .getResult(0);
-        }
+        // How often token t lists this block: the scan is latency-bound, and a hot
+        // block (every token selects it) rescans once per step.
+        Value count = timesListed(h.select(inRange, t, h.c32(0)), blk);
         Value mult = h.select(inRange, count, h.c32(0));
         Value has = h.gt(mult, h.c32(0));
         Value ballot = ballotOf(has);
@@ -602,16 +723,19 @@ void BackwardKernelBuilder::fillSelectedSlots(Value k0, Value tHi, Value tokPtr,
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + rowPad(), vPitch = Dv + rowPad(), qPitch = Dk + rowPad(), dPitch = Dv + rowPad();
   const int Rq = TQ * G; // query rows per step
-  // Shared layout: the CTA's K and V rows; per step buffer (two for the dense
-  // branches, whose next step's rows are copied while one is computed) the Q
-  // and dO rows (elements), then per buffer the rows' lse / delta / gate /
-  // multiplicity floats and the slots' tokens and multiplicities (bytes); then
-  // a count, the selected scan's cursor and 8 bytes for OrderedSplitSum.
-  const int buffers = spec.branch == Branch::Selected ? 1 : 2;
+  // Shared layout: the CTA's K and V rows; per step buffer (two: the next
+  // step's rows are copied while one is computed; the selected index scan uses
+  // one) the Q and dO rows (elements), then per buffer the rows' lse / delta /
+  // gate / multiplicity floats and the slots' tokens and multiplicities
+  // (bytes); then a count, the selected scan's cursor, 8 bytes for
+  // OrderedSplitSum, the warps' totals (32 bytes) and the selected branch's
+  // list of a map window (32 W words: 1024 W 16-bit entries).
+  const int buffers = 2;
   const int kBase = 0, vBase = C * kPitch, rowsBase = vBase + C * vPitch, rowsElems = Rq * (qPitch + dPitch);
   const int scalarsBase = 2 * (rowsBase + buffers * rowsElems), scalarBytes = 16 * Rq + 8 * TQ;
   const int countOff = scalarsBase + buffers * scalarBytes;
   const int splitScratchOff = countOff + 8; // 8 bytes after the count and the selected branch's scan cursor
+  const int warpTotalsOff = splitScratchOff + 8, listOff = warpTotalsOff + 32;
   auto qBaseOf = [&](Value buf) { return h.add(h.c32(rowsBase), h.mul(buf, h.c32(rowsElems))); };
   auto dBaseOf = [&](Value buf) { return h.add(qBaseOf(buf), h.c32(Rq * qPitch)); };
   // Byte offset of scalar array `which` (0 lse, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens, 5 token
@@ -758,21 +882,15 @@ void BackwardKernelBuilder::buildDkdv() {
     return out;
   };
 
-  SmallVector<Value> results;
-  Value contributed; // whether any step ran (else the partial sums are zeros)
-  if (spec.branch != Branch::Selected) {
-    contributed = h.gt(numSteps, h.c32(0));
-    // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens,
-    // step s + 1's rows copied (and its scalars loaded) while step s is computed.
-    auto stepToken = [&](Value step) {
-      return [&, step](Value slot) -> std::pair<Value, Value> {
-        Value t = h.add(h.add(tLo, h.mul(step, h.c32(TQ))), slot);
-        return {t, h.band(h.lt(step, numSteps), h.band(h.le(t, tHi), h.lt(t, p.seqLen)))};
-      };
-    };
-    auto stepMult = [&](Value step) {
-      return [&, step](Value slot) { return h.select(stepToken(step)(slot).second, h.c32(1), h.c32(0)); };
-    };
+  // The pipelined walk over `numSteps` steps of TQ slots: step s + 1's rows
+  // copied (and its scalars loaded) while step s is computed, in two buffers.
+  // `stepToken(step)(slot)`: the slot's token and whether it takes part;
+  // `stepMult(step)(slot)`: how often it lists the keys (dense branches: 1);
+  // `fullyVisible(step)`: no per-element mask is needed (null: always mask).
+  using StepFn = std::function<SlotFn(Value step)>;
+  using StepMultFn = std::function<std::function<Value(Value slot)>(Value step)>;
+  auto runSteps = [&](Value numSteps, const StepFn &stepToken, const StepMultFn &stepMult,
+                      const std::function<Value(Value step)> &fullyVisible, ValueRange init) {
     auto storeSlots = [&](Value buf, Value step) {
       scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
         auto [t, ok] = stepToken(step)(ids.tid);
@@ -782,7 +900,7 @@ void BackwardKernelBuilder::buildDkdv() {
       });
     };
     Value first = h.c32(0);
-    scf::IfOp::create(h.b, h.loc, contributed, [&](OpBuilder &, Location) {
+    scf::IfOp::create(h.b, h.loc, h.gt(numSteps, first), [&](OpBuilder &, Location) {
       stageStepRows(first, stepToken(first));
       scf::YieldOp::create(h.b, h.loc);
     });
@@ -790,7 +908,7 @@ void BackwardKernelBuilder::buildDkdv() {
     storeSlots(first, first);
     storeScalars(first, loadScalars(stepToken(first), stepMult(first)));
     auto loop = scf::ForOp::create(
-        h.b, h.loc, h.c32(0), numSteps, h.c32(1), flat, [&](OpBuilder &, Location, Value s, ValueRange iter) {
+        h.b, h.loc, h.c32(0), numSteps, h.c32(1), init, [&](OpBuilder &, Location, Value s, ValueRange iter) {
           Value buf = h.rems(s, h.c32(2)), nextBuf = h.sub(h.c32(1), buf), next = h.add(s, h.c32(1));
           // Its buffer was freed by the previous iteration's closing barrier.
           auto startNextStep = [&] {
@@ -815,66 +933,125 @@ void BackwardKernelBuilder::buildDkdv() {
             waitStaged(h, /*pending=*/1);
             h.barrier();
           }
-          Value first = h.add(tLo, h.mul(s, h.c32(TQ)));
-          BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
-                              batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
-          SmallVector<Value> out = computeStep(iter, buf, stepKeys.chunkFullyVisible(k0, C));
+          SmallVector<Value> out = computeStep(iter, buf, fullyVisible ? fullyVisible(s) : Value());
           storeSlots(nextBuf, next);
           storeScalars(nextBuf, nextScalars);
           h.barrier(); // the buffer is overwritten by the next iteration's copies
           scf::YieldOp::create(h.b, h.loc, out);
         });
     waitStaged(h); // the copies issued past the last step are empty; leave nothing in flight
-    results.assign(loop.getResults().begin(), loop.getResults().end());
+    return SmallVector<Value>(loop.getResults());
+  };
+
+  SmallVector<Value> results;
+  Value contributed; // whether any step ran (else the partial sums are zeros)
+  if (spec.branch != Branch::Selected) {
+    // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
+    contributed = h.gt(numSteps, h.c32(0));
+    StepFn stepToken = [&](Value step) -> SlotFn {
+      return [&, step](Value slot) -> std::pair<Value, Value> {
+        Value t = h.add(h.add(tLo, h.mul(step, h.c32(TQ))), slot);
+        return {t, h.band(h.lt(step, numSteps), h.band(h.le(t, tHi), h.lt(t, p.seqLen)))};
+      };
+    };
+    StepMultFn stepMult = [&](Value step) -> std::function<Value(Value)> {
+      return [&, step](Value slot) { return h.select(stepToken(step)(slot).second, h.c32(1), h.c32(0)); };
+    };
+    auto fullyVisible = [&](Value step) {
+      Value first = h.add(tLo, h.mul(step, h.c32(TQ)));
+      BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
+                          batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
+      return stepKeys.chunkFullyVisible(k0, C);
+    };
+    results = runSteps(numSteps, stepToken, stepMult, fullyVisible, flat);
   } else {
-    // The selected branch: only the tokens whose index list names this block see its
-    // keys. Warp 0 scans the tokens from a cursor (in shared memory), 32 at a time, and
-    // fills the TQ slots of the next step with the matching tokens in token order (so the
-    // sums, and their bits, do not depend on timing); the loop ends when a scan reaches
-    // tHi without a match. A block costs one pass over the index lists plus a step per
-    // TQ tokens that selected it, not a step per TQ tokens of the sequence.
-    Value cursorPtr = smemAt(countOff + 4);
-    Value buf0 = h.c32(0);
-    Value tokPtr = scalarsOf(buf0, kTok), tokMultPtr = scalarsOf(buf0, kTokMult);
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-      h.store(tLo, cursorPtr, 4);
-      scf::YieldOp::create(h.b, h.loc);
-    });
-    SmallVector<Type> types(flat.size(), h.f32());
-    types.push_back(h.i1());
-    SmallVector<Value> init(flat);
-    init.push_back(h.cbool(false));
-    auto loop = scf::WhileOp::create(
-        h.b, h.loc, types, init,
-        [&](OpBuilder &, Location, ValueRange iter) {
-          h.barrier(); // the previous step is done with the slots and tiles
-          scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
-            fillSelectedSlots(k0, tHi, tokPtr, tokMultPtr, cursorPtr, countPtr);
-            scf::YieldOp::create(h.b, h.loc);
+    // The selected branch with a selection map: windows of 32 W map words
+    // (1024 W tokens); the CTA compacts a window's tokens that selected the
+    // block into a list (in token order, so the sums do not depend on timing),
+    // then walks the list in pipelined steps. Without a map, it scans the
+    // index lists (below).
+    Value blk = h.divs(k0, h.c32(spec.slcBlock));
+    auto withMap = scf::IfOp::create(
+        h.b, h.loc, h.gt(p.mapWords, h.c32(0)),
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> out = walkSelectionMap(blk, tLo, tHi, smemAt(warpTotalsOff), smemAt(listOff), flat,
+                                                    [&](Value count, Value listTokenBase, ValueRange acc) {
+            Value listPtr = smemAt(listOff);
+            StepFn stepToken = [&, count, listTokenBase, listPtr](Value step) -> SlotFn {
+              return [&, step, count, listTokenBase, listPtr](Value slot) -> std::pair<Value, Value> {
+                Value k = h.add(h.mul(step, h.c32(TQ)), slot);
+                Value ok = h.lt(k, count);
+                Value entry = h.load(h.i16(), h.gep(listPtr, h.i16(), h.select(ok, k, h.c32(0))), 2);
+                Value t = h.add(listTokenBase, arith::ExtUIOp::create(h.b, h.loc, h.i32(), entry).getResult());
+                return {h.select(ok, t, h.c32(0)), ok};
+              };
+            };
+            StepMultFn stepMult = [&, stepToken](Value step) -> std::function<Value(Value)> {
+              return [&, step, stepToken](Value slot) {
+                auto [t, ok] = stepToken(step)(slot);
+                return h.select(ok, timesListed(t, blk), h.c32(0));
+              };
+            };
+            Value steps = h.ceilDiv(count, h.c32(TQ));
+            return runSteps(steps, stepToken, stepMult, nullptr, acc);
           });
-          h.barrier();
-          scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
+          scf::YieldOp::create(h.b, h.loc, out);
         },
-        [&](OpBuilder &, Location, ValueRange iter) {
-          // Stage the slots' rows and scalars, then compute (one buffer: the next
-          // step's tokens are not known before its scan).
-          SlotFn token = [&](Value slot) -> std::pair<Value, Value> {
-            Value tok = slotToken(buf0, slot);
-            return {tok, h.band(h.gt(slotMult(buf0, slot), h.c32(0)), h.lt(tok, p.seqLen))};
-          };
-          stageStepRows(buf0, token);
-          commitStaged(h);
-          storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
-          waitStaged(h);
-          publishStaged();
-          h.barrier();
-          SmallVector<Value> next = computeStep(iter.drop_back(), buf0, Value());
-          next.push_back(h.cbool(true));
-          scf::YieldOp::create(h.b, h.loc, next);
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> out;
+        // The selected branch: only the tokens whose index list names this block see its
+        // keys. Warp 0 scans the tokens from a cursor (in shared memory), 32 at a time, and
+        // fills the TQ slots of the next step with the matching tokens in token order (so the
+        // sums, and their bits, do not depend on timing); the loop ends when a scan reaches
+        // tHi without a match. A block costs one pass over the index lists plus a step per
+        // TQ tokens that selected it, not a step per TQ tokens of the sequence.
+        Value cursorPtr = smemAt(countOff + 4);
+        Value buf0 = h.c32(0);
+        Value tokPtr = scalarsOf(buf0, kTok), tokMultPtr = scalarsOf(buf0, kTokMult);
+        scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+          h.store(tLo, cursorPtr, 4);
+          scf::YieldOp::create(h.b, h.loc);
         });
-    ValueRange all = loop.getResults();
+        SmallVector<Type> types(flat.size(), h.f32());
+        types.push_back(h.i1());
+        SmallVector<Value> init(flat);
+        init.push_back(h.cbool(false));
+        auto loop = scf::WhileOp::create(
+            h.b, h.loc, types, init,
+            [&](OpBuilder &, Location, ValueRange iter) {
+              h.barrier(); // the previous step is done with the slots and tiles
+              scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
+                fillSelectedSlots(k0, tHi, tokPtr, tokMultPtr, cursorPtr, countPtr);
+                scf::YieldOp::create(h.b, h.loc);
+              });
+              h.barrier();
+              scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
+            },
+            [&](OpBuilder &, Location, ValueRange iter) {
+              // Stage the slots' rows and scalars, then compute (one buffer: the next
+              // step's tokens are not known before its scan).
+              SlotFn token = [&](Value slot) -> std::pair<Value, Value> {
+                Value tok = slotToken(buf0, slot);
+                return {tok, h.band(h.gt(slotMult(buf0, slot), h.c32(0)), h.lt(tok, p.seqLen))};
+              };
+              stageStepRows(buf0, token);
+              commitStaged(h);
+              storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
+              waitStaged(h);
+              publishStaged();
+              h.barrier();
+              SmallVector<Value> next = computeStep(iter.drop_back(), buf0, Value());
+              next.push_back(h.cbool(true));
+              scf::YieldOp::create(h.b, h.loc, next);
+            });
+        ValueRange all = loop.getResults();
+        out.assign(all.begin(), all.begin() + (all.size() - 1));
+        out.push_back(arith::SelectOp::create(h.b, h.loc, all.back(), h.cf(1.0f), h.cf(0.0f)));
+        scf::YieldOp::create(h.b, h.loc, out);
+        });
+    ValueRange all = withMap.getResults();
     results.assign(all.begin(), all.begin() + (all.size() - 1));
-    contributed = loop.getResults().back();
+    contributed = h.fgt(all.back(), h.cf(0.0f));
   }
 
   auto unflatten = [&](ValueRange flatAcc) {
@@ -934,8 +1111,9 @@ std::pair<Value, SmallVector<Value>> BackwardKernelBuilder::addSplitPartials(Val
   Value tile = h.add(h.mul(h.add(h.mul(batch, h.gridDimY()), kvHead), numChunks), chunk);
   Value tiles = h.mul(h.mul(h.gridDimZ(), h.gridDimY()), numChunks);
   Value stateFloatsAll = h.mul(h.ceilDiv(h.mul(tiles, h.c32(stateFloats)), h.c32(64)), h.c32(64)); // 256 B multiple
-  Value tileState = h.gep(p.workspace, h.f32(), h.mul(h.ext64(tile), h.c64(stateFloats)));
-  Value tileSums = h.gep(p.workspace, h.f32(),
+  Value splitBase = h.gep(p.workspace, h.f32(), selectionMapWordsTotal()); // after the selection map
+  Value tileState = h.gep(splitBase, h.f32(), h.mul(h.ext64(tile), h.c64(stateFloats)));
+  Value tileSums = h.gep(splitBase, h.f32(),
                          h.add(h.ext64(stateFloatsAll), h.mul(h.ext64(tile), h.c64(int64_t(C) * rowFloats))));
   OrderedSplitSum sum(h, ids, tileState, scratch);
 
@@ -994,7 +1172,7 @@ LogicalResult BackwardKernelBuilder::build() {
     return emitError(h.loc, "the dK/dV tile needs tokens x G % 16 == 0 and kv_chunk = warps x 16: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  Block &entry = *createKernelFunction(h, name, kNumTensors + 1, 3 * kNumTensors, 2, W * 32);
+  Block &entry = *createKernelFunction(h, name, kNumTensors + 1, 3 * kNumTensors, 3, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();
@@ -1003,7 +1181,7 @@ LogicalResult BackwardKernelBuilder::build() {
     p.ptr[t] = args[t];
     for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 1 + 3 * t + d];
   }
-  p.seqLen = args[4 * kNumTensors + 1], p.kvLen = args[4 * kNumTensors + 2];
+  p.seqLen = args[4 * kNumTensors + 1], p.kvLen = args[4 * kNumTensors + 2], p.mapWords = args[4 * kNumTensors + 3];
 
   ids = ThreadIds::read(h);
   kvHead = h.blockIdY();

@@ -113,6 +113,14 @@ public:
         .getResult();
   }
 
+  // Lane l gets v of lane l - delta (lanes below delta keep their own).
+  mlir::Value shflUp(mlir::Value v, int delta) {
+    return mlir::NVVM::ShflOp::create(b, loc, v.getType(), c32(-1), v, c32(delta), c32(0),
+                                      mlir::NVVM::ShflKindAttr::get(b.getContext(), mlir::NVVM::ShflKind::up),
+                                      mlir::UnitAttr())
+        .getResult();
+  }
+
   // One PTX statement as volatile inline asm ($0.. name the results, then the
   // operands, by `constraints`); returns the op (a struct when several results).
   mlir::LLVM::InlineAsmOp inlineAsm(mlir::TypeRange results, mlir::ValueRange operands, llvm::StringRef text,

@@ -314,10 +314,19 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //               the selected branch);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens and multiplicities (all
-//               twice for the dense branches: a two-stage pipeline), a count, a cursor
-//               and 8 bytes for the split walk;
+//               twice: a two-stage pipeline), a count, a cursor, 8 bytes for the split
+//               walk, the warps' totals and (selected) a map window's token list; with
+//               wgmma the rows are not padded;
 //   bwd pre:    none;
 //   top-n:      see topNSharedBytes.
+bool backwardUsesWarpgroupMma(const KernelSpec &s) {
+  if (s.arch != Arch::SM90a || s.tile.warps % 4 != 0)
+    return false;
+  if (s.pass == KernelPass::BackwardDQ)
+    return s.branch != Branch::Selected;
+  return s.pass == KernelPass::BackwardDKDV && s.headDimQK + s.headDimV <= 320;
+}
+
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
   const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
@@ -331,8 +340,12 @@ int sharedMemoryBytes(const KernelSpec &s) {
   case KernelPass::BackwardDQ:
     return t.warps * 16 * (kRow + vRow) + (s.branch == Branch::Selected ? 1 : 2) * t.kvChunk * (kRow + vRow);
   case KernelPass::BackwardDKDV: {
-    const int rows = t.tokensPerCta * s.group, buffers = s.branch == Branch::Selected ? 1 : 2;
-    return t.kvChunk * (kRow + vRow) + buffers * (rows * (kRow + vRow + 16) + t.tokensPerCta * 8) + 16;
+    KernelSpec filled = s;
+    filled.tile = t;
+    const int pad = backwardUsesWarpgroupMma(filled) ? 0 : 8; // wgmma: swizzled panels, no padding
+    const int k = (s.headDimQK + pad) * 2, v = (s.headDimV + pad) * 2, rows = t.tokensPerCta * s.group;
+    const int list = s.branch == Branch::Selected ? 2048 * t.warps : 0;
+    return t.kvChunk * (k + v) + 2 * (rows * (k + v + 16) + t.tokensPerCta * 8) + 16 + 32 + list;
   }
   case KernelPass::BackwardPreprocess:
     return 0;

@@ -350,6 +350,7 @@ _FUNCTIONS = {
     "nsajit_context_destroy": (_status, [_c_void_p]),
     "nsajit_context_set_arch": (_status, [_c_void_p, _c_int]),
     "nsajit_context_set_backward_split": (_status, [_c_void_p, _c_int]),
+    "nsajit_context_set_selection_map_limit": (_status, [_c_void_p, ctypes.c_size_t]),
     "nsajit_device_info": (_status, [_c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
     "nsajit_compressed_forward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_tensor_p, _c_tensor_p,
                                             _c_tensor_p, _c_tensor_p, _c_tensor_p, _c_void_p]),
@@ -788,6 +789,14 @@ class Context:
         """The most query tokens one dK/dV CTA walks before the walk is split
         (deterministically) over more CTAs; 0 restores the automatic choice."""
         self._lib.call("context_set_backward_split", self._require(), int(tokens))
+
+    def set_selection_map_limit(self, nbytes: int) -> None:
+        """The largest selection map (bytes) the selected branch's backward may
+        use to visit only the tokens that selected each block; 0 scans the index
+        lists instead. Default 512 MiB."""
+        if nbytes < 0:
+            raise ValueError(f"nbytes = {nbytes}: pass 0 (no map) or a positive byte count")
+        self._lib.call("context_set_selection_map_limit", self._require(), int(nbytes))
 
     def device_info(self) -> str:
         h = self._require()

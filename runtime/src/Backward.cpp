@@ -40,7 +40,7 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
   return static_cast<int>(std::clamp<std::int64_t>((walk + segment - 1) / segment, 1, kMaxDkdvSplits));
 }
 
-PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int splitTokens) {
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const BackwardOptions &options) {
   PreparedBackward p;
   for (int i = 0; i < kBackwardKernels; ++i)
     p.kernels[static_cast<std::size_t>(i)].spec = specFromConfig(req.config, req.branch, arch, kPasses[i]);
@@ -102,7 +102,18 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int spli
   for (LaunchDims &d : p.kernels)
     d = launchDims(d.spec, ps);
   LaunchDims &dkdv = p.kernels[2];
-  p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, splitTokens);
+  p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, options.splitTokens);
+  std::uint64_t mapBytes = 0;
+  if (slc) {
+    const std::int64_t words = (ps.T + 31) / 32, blocks = (ps.Tkv + dkdv.spec.slcBlock - 1) / dkdv.spec.slcBlock;
+    const std::uint64_t bytes =
+        selectionMapBytes(static_cast<int>(ps.B), static_cast<int>(ps.H), static_cast<int>(blocks), static_cast<int>(words));
+    if (bytes <= options.selectionMapLimit) {
+      a.selectionMapWords = static_cast<std::int32_t>(words);
+      mapBytes = bytes;
+    }
+  }
+  p.workspaceBytes = p.workspaceZeroedBytes = mapBytes;
   if (p.dkdvSplits > 1) {
     const std::int64_t chunks = dkdv.grid[0];
     if (chunks * p.dkdvSplits > std::numeric_limits<std::int32_t>::max())
@@ -110,9 +121,9 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int spli
                       p.dkdvSplits);
     dkdv.grid[0] = static_cast<unsigned>(chunks * p.dkdvSplits);
     const int B = static_cast<int>(ps.B), H = static_cast<int>(ps.H), n = static_cast<int>(chunks);
-    p.workspaceBytes = dkdvWorkspaceBytes(B, H, n, dkdv.spec.tile.kvChunk, static_cast<int>(ps.Dk),
-                                          static_cast<int>(ps.Dv));
-    p.workspaceStateBytes = dkdvWorkspaceStateBytes(B, H, n);
+    p.workspaceBytes += dkdvWorkspaceBytes(B, H, n, dkdv.spec.tile.kvChunk, static_cast<int>(ps.Dk),
+                                           static_cast<int>(ps.Dv));
+    p.workspaceZeroedBytes += dkdvWorkspaceStateBytes(B, H, n);
   }
   // Without keys (compressed branch, T < l) dq is all zeros (bwd_dq writes it)
   // and dk/dv are empty: there is no bwd_dkdv CTA to launch.
@@ -132,14 +143,16 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
       &a.deltas.batch, &a.deltas.token, &a.deltas.head, &a.dqs.batch, &a.dqs.token,   &a.dqs.head,
       &a.dks.batch,   &a.dks.token,   &a.dks.head,    &a.dvs.batch,   &a.dvs.token,   &a.dvs.head,
       &a.dgates.batch, &a.dgates.token, &a.dgates.head,
-      &a.seqLen,      &a.kvLen};
+      &a.seqLen,      &a.kvLen,       &a.selectionMapWords};
   return p;
 }
 
 void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream) {
-  const int splitTokens = ctx.backwardSplitTokens.load();
-  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, splitTokens); });
-  PreparedBackward p = prepareBackward(req, arch, splitTokens);
+  BackwardOptions options;
+  options.splitTokens = ctx.backwardSplitTokens.load();
+  options.selectionMapLimit = ctx.selectionMapLimit.load();
+  const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, options); });
+  PreparedBackward p = prepareBackward(req, arch, options);
   // Load every kernel before the first launch: a compile or JIT failure leaves
   // nothing half-done on the stream.
   std::array<const LoadedKernel *, kBackwardKernels> kernels{};
@@ -152,10 +165,10 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
     checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
   if (p.workspaceBytes > 0 && p.numKernels == kBackwardKernels) {
     p.args.workspace = ctx.workspaces->get(stream, p.workspaceBytes);
-    // The split walk's per-tile state starts at zero (on the stream: after any earlier use).
-    CUresult r = drv.cuMemsetD8Async(p.args.workspace, 0, p.workspaceStateBytes, static_cast<CUstream>(stream));
+    // The selection map and the split walk's per-tile state start at zero (on the stream: after any earlier use).
+    CUresult r = drv.cuMemsetD8Async(p.args.workspace, 0, p.workspaceZeroedBytes, static_cast<CUstream>(stream));
     if (r != CUDA_SUCCESS)
-      fail(CudaDriver::statusFor(r), "zeroing the backward workspace ({} bytes) failed: {}", p.workspaceStateBytes,
+      fail(CudaDriver::statusFor(r), "zeroing the backward workspace ({} bytes) failed: {}", p.workspaceZeroedBytes,
            drv.errorText(r));
   }
   for (int i = 0; i < p.numKernels; ++i) {

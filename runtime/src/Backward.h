@@ -38,14 +38,23 @@ struct PreparedBackward {
   std::array<LaunchDims, kBackwardKernels> kernels; // bwd_pre, bwd_dq, bwd_dkdv
   int numKernels = kBackwardKernels;            // 2 when Tkv == 0: no key, so no dk/dv to write
   int dkdvSplits = 1;                           // CTAs a key chunk's token walk is split over
-  std::uint64_t workspaceBytes = 0;             // bwd_dkdv's, when dkdvSplits > 1
-  std::uint64_t workspaceStateBytes = 0;        // its head, zeroed before each launch
+  std::uint64_t workspaceBytes = 0;             // the selection map, then bwd_dkdv's split sums (S > 1)
+  std::uint64_t workspaceZeroedBytes = 0;       // its head (the map, the split state), zeroed before bwd_pre
   SpanList spans; // q, k, v, [indices], o, lse, dout, [gate], delta, dq, dk, dv, [dgate]
 };
 
+// The context's backward settings.
+struct BackwardOptions {
+  int splitTokens = 0; // see dkdvSplits
+  // The most bytes the selected branch's selection map may take (KernelAbi.h);
+  // a larger map (long sequences), or a limit of 0, makes bwd_dkdv scan the
+  // index lists instead (H100, T = 64k, paper head dims, random indices:
+  // bwd_dkdv 42.2 ms with the scan).
+  std::uint64_t selectionMapLimit = kDefaultSelectionMapLimit;
+};
+
 // Checks everything that can be checked without a GPU. Throws Error.
-// `splitTokens`: see dkdvSplits.
-PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, int splitTokens = 0);
+PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const BackwardOptions &options = {});
 
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
 // that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
@@ -64,7 +73,7 @@ inline constexpr int kMaxDkdvSplits = 64;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens);
 
 // The scalar kernel parameters in BackwardKernelArgs order (14 u64, 39 i64,
-// 2 i32), as cuLaunchKernel wants them: an array of pointers into `args`.
+// 3 i32), as cuLaunchKernel wants them: an array of pointers into `args`.
 std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &args);
 
 // Validates the request, loads the three kernels (all before the first

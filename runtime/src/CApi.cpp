@@ -233,6 +233,10 @@ NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, 
   });
 }
 
+NSAJIT_API nsajit_status nsajit_context_set_selection_map_limit(nsajit_context *ctx, size_t bytes) {
+  return guarded([&] { requireContext(ctx).selectionMapLimit.store(static_cast<std::uint64_t>(bytes)); });
+}
+
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len) {
   return guarded([&] { copyOut(describeDevice(requireContext(ctx)), buf, len, "the device description"); });
 }

@@ -22,6 +22,7 @@ struct nsajit_context {
   std::atomic<int> archOverride{0}; // 0 = automatic, else 80 / 90
   bool checkPointers = true;        // NSAJIT_CHECK_POINTERS != 0
   std::atomic<int> backwardSplitTokens{0}; // 0 = automatic (dkdvSplits, Backward.h)
+  std::atomic<std::uint64_t> selectionMapLimit{nsajit::kDefaultSelectionMapLimit}; // BackwardOptions
   std::unique_ptr<nsajit::rt::KernelCache> kernels;
   std::unique_ptr<nsajit::rt::StreamWorkspaces> workspaces; // freed before the context is released
   std::shared_ptr<nsajit::rt::TuningDb> tuning; // never null

@@ -66,18 +66,23 @@ std::vector<BwdCase> matrix() {
 }
 
 // Runs the matrix on one context; `splitTokens` > 0 forces the split dK/dV
-// walk (nsajit_context_set_backward_split) with that many tokens a CTA.
-void runMatrix(int splitTokens, const char *jsonEnv) {
+// walk (nsajit_context_set_backward_split) with that many tokens a CTA;
+// `selectionMap` false makes the selected bwd_dkdv scan the index lists
+// instead of walking the selection map (nsajit_context_set_selection_map_limit).
+void runMatrix(int splitTokens, const char *jsonEnv, bool selectionMap = true) {
   std::string why;
   Device *dev = Device::open(why);
   if (!dev) GTEST_SKIP() << why << ": GPU backward tests skipped";
   nsajit_context *ctx = nullptr;
   ASSERT_EQ(nsajit_context_create(&ctx, 0), NSAJIT_OK) << nsajit_last_error();
   ASSERT_EQ(nsajit_context_set_backward_split(ctx, splitTokens), NSAJIT_OK) << nsajit_last_error();
+  if (!selectionMap)
+    ASSERT_EQ(nsajit_context_set_selection_map_limit(ctx, 0), NSAJIT_OK) << nsajit_last_error();
 
   std::vector<BwdCase> cases = matrix();
-  std::printf("backward cases: %zu (dK/dV split: %s)\n", cases.size(),
-              splitTokens ? (std::to_string(splitTokens) + " tokens a CTA").c_str() : "automatic");
+  std::printf("backward cases: %zu (dK/dV split: %s; selected dK/dV: %s)\n", cases.size(),
+              splitTokens ? (std::to_string(splitTokens) + " tokens a CTA").c_str() : "automatic",
+              selectionMap ? "selection map" : "index-list scan");
   ParallelPrepare<BackwardPrepared> prepared(cases.size(), [&](std::size_t i) {
     return prepareBackward(cases[i].c, cases[i].gated);
   });
@@ -109,5 +114,11 @@ TEST(GpuBackward, MatrixAgainstReference) { runMatrix(0, "NSAJIT_GPU_TEST_JSON_B
 // to 18 splits at T = 700 (some of them empty: the window's last chunks, the
 // compressed keys near the end), whose partial sums meet in the workspace.
 TEST(GpuBackward, SplitWalksAgainstReference) { runMatrix(40, "NSAJIT_GPU_TEST_JSON_BWD_SPLIT"); }
+
+// The selected dK/dV kernel's other walk: without a selection map (a limit of
+// 0 bytes; long sequences past the limit take it) it scans the index lists.
+TEST(GpuBackward, IndexScanWalksAgainstReference) {
+  runMatrix(0, "NSAJIT_GPU_TEST_JSON_BWD_SCAN", /*selectionMap=*/false);
+}
 
 } // namespace

@@ -220,6 +220,13 @@ NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
  * walks; 0 (the default) chooses automatically (2048 for the compressed and
  * window branches, 8192 for the selected one, at most 64 CTAs a chunk). */
 NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens);
+/* The selected branch's backward marks, per selection block, the query tokens
+ * that selected it (a bitmap of B x H x ceil(T / l') x ceil(T / 32) words in
+ * the context's per-stream workspace: 8 MiB per batch and KV head at T = 64k,
+ * l' = 64) so that bwd_dkdv visits only those tokens. `bytes`: the largest map
+ * allowed (default 512 MiB); above it, or with 0, bwd_dkdv scans every later
+ * token's index list instead (slower, no extra memory). Results are the same. */
+NSAJIT_API nsajit_status nsajit_context_set_selection_map_limit(nsajit_context *ctx, size_t bytes);
 /* "device 0: NVIDIA H100 80GB HBM3, compute capability 9.0 (kernels: sm_90a), ..." */
 NSAJIT_API nsajit_status nsajit_device_info(nsajit_context *ctx, char *buf, size_t len);
 

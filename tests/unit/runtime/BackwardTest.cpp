@@ -247,8 +247,9 @@ TEST(BackwardValidate, KernelParamsPointAtTheFieldsInAbiOrder) {
   a.seqLen = 7777;
   a.kvLen = 8888;
   a.workspace = 4242;
+  a.selectionMapWords = 99;
   auto params = kernelParams(a);
-  ASSERT_EQ(params.size(), 55u);
+  ASSERT_EQ(params.size(), 56u);
   for (int i = 0; i < 13; ++i)
     EXPECT_EQ(*static_cast<std::uint64_t *>(params[i]), std::uint64_t(i + 1)) << "pointer parameter " << i;
   EXPECT_EQ(*static_cast<std::uint64_t *>(params[13]), 4242u); // the dK/dV workspace
@@ -256,6 +257,7 @@ TEST(BackwardValidate, KernelParamsPointAtTheFieldsInAbiOrder) {
     EXPECT_EQ(*static_cast<std::int64_t *>(params[14 + i]), 100 + i) << "stride parameter " << i;
   EXPECT_EQ(*static_cast<std::int32_t *>(params[53]), 7777);
   EXPECT_EQ(*static_cast<std::int32_t *>(params[54]), 8888);
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[55]), 99);
 }
 
 TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
@@ -537,11 +539,12 @@ protected:
     return NSAJIT_ERROR_INTERNAL;
   }
   // The exact parameter block a launch must carry: 13 pointers, the workspace
-  // (0 unless the dK/dV walk is split), 39 strides, T, Tkv.
+  // (0 unless the dK/dV walk is split or the selected branch has a selection
+  // map), 39 strides, T, Tkv, the map's row words (selected: ceil(T / 32)).
   void expectParameterBlock(const FakeCudaLaunch &l, Branch branch, const nsajit_tensor (&t)[kNumArgs], bool gated,
                             int T, int Tkv, bool workspace = false) {
     ASSERT_EQ(l.num_u64, 53);
-    ASSERT_EQ(l.num_i32, 2);
+    ASSERT_EQ(l.num_i32, 3);
     for (int a = 0; a < kNumArgs; ++a) {
       SCOPED_TRACE(kArgs[a].name);
       const bool used = argUsed(branch, a, gated);
@@ -550,9 +553,11 @@ protected:
       EXPECT_EQ(static_cast<std::int64_t>(l.u64[15 + 3 * a]), used ? t[a].stride_token : 0);
       EXPECT_EQ(static_cast<std::int64_t>(l.u64[16 + 3 * a]), used ? t[a].stride_head : 0);
     }
-    EXPECT_EQ(l.u64[13] != 0, workspace);
+    const bool map = branch == Branch::Selected; // the default limit holds these small maps
+    EXPECT_EQ(l.u64[13] != 0, workspace || map);
     EXPECT_EQ(l.i32[0], T);
     EXPECT_EQ(l.i32[1], Tkv);
+    EXPECT_EQ(l.i32[2], map ? (T + 31) / 32 : 0);
   }
   CUcontext primaryContext() {
     CUcontext c = nullptr;
@@ -1009,7 +1014,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
                                     ptx.data(), ptx.size(), &len),
                 NSAJIT_OK);
       ptx.resize(len);
-      // The entry the launcher looks up, declaring the 55 parameters of BackwardKernelArgs.
+      // The entry the launcher looks up, declaring the 56 parameters of BackwardKernelArgs.
       const std::string entry = ".entry " + spec.kernelName() + "(";
       std::size_t at = ptx.find(entry);
       ASSERT_NE(at, std::string::npos);
@@ -1020,7 +1025,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
       for (std::size_t p = params.find(".param .u32"); p != std::string::npos; p = params.find(".param .u32", p + 1))
         ++u32;
       EXPECT_EQ(u64, 53);
-      EXPECT_EQ(u32, 2);
+      EXPECT_EQ(u32, 3);
       EXPECT_NE(ptx.find("sm_90a"), std::string::npos);
     }
 }

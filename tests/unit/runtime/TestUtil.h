@@ -172,12 +172,13 @@ private:
 // parameters as the entry declares them, like the real driver).
 inline std::string fakePtx(const KernelSpec &spec) {
   const bool fwd = spec.pass == KernelPass::Forward;
-  const int wide = fwd ? kForwardKernelParamCount - 2 : kBackwardKernelParamCount - 2; // pointers, strides
+  const int ints = fwd ? 2 : 3; // T, Tkv (backward: and the selection map's row words)
+  const int count = fwd ? kForwardKernelParamCount : kBackwardKernelParamCount, wide = count - ints;
   const std::string name = spec.kernelName();
   std::string params;
-  for (int i = 0; i < wide + 2; ++i)
+  for (int i = 0; i < count; ++i)
     params += "\t.param ." + std::string(i < wide ? "u64 " : "u32 ") + name + "_param_" + std::to_string(i) +
-              (i + 1 < wide + 2 ? ",\n" : "\n");
+              (i + 1 < count ? ",\n" : "\n");
   return "// fake PTX for " + spec.str() + "\n.version 8.0\n.target " + archName(spec.arch) +
          "\n.visible .entry " + name + "(\n" + params + ")\n{\n ret;\n}\n";
 }

@@ -43,6 +43,11 @@ inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
 //            (dkdvWorkspaceBytes; its state zeroed before each launch) and
 //            the last to arrive writes dk/dv. Deterministic: the
 //            sums are added in one fixed order (no floating-point atomics).
+//            Selected branch with selectionMapWords > 0: bwd_pre sets bit
+//            t % 32 of word t / 32 of row (b, h, block) of the selection map
+//            (at the start of `workspace`, zeroed before bwd_pre) for every
+//            block token t lists, and bwd_dkdv walks only those tokens; with 0
+//            it scans every token's index list instead.
 // Unused pointers may be 0; gate = 0 means all gates are 1 (then dgate is not
 // written). lse, delta, gate, dgate: [B, T, HQ] fp32; dq/dk/dv: like q/k/v.
 struct BackwardKernelArgs {
@@ -52,12 +57,23 @@ struct BackwardKernelArgs {
   TensorStrides3 qs, ks, vs, idxs, os, lses, douts, gates, deltas, dqs, dks, dvs, dgates;
   std::int32_t seqLen = 0;
   std::int32_t kvLen = 0;
+  std::int32_t selectionMapWords = 0; // words a selection map row (ceil(T / 32)); 0: no map
 };
 
-// 14 pointers, 39 strides, 2 ints.
-inline constexpr int kBackwardKernelParamCount = 14 + 39 + 2;
+// 14 pointers, 39 strides, 3 ints.
+inline constexpr int kBackwardKernelParamCount = 14 + 39 + 3;
 
-// The bwd_dkdv workspace for S > 1 splits: 16 bytes of state per (batch, KV
+// The selected branch's selection map: a row of `words` 32-bit words (a bit
+// per query token) for each (batch, KV head, selection block), padded to 256
+// bytes. It grows with T^2 (8 MiB per batch and KV head at T = 64k, l' = 64),
+// so the runtime uses it up to a limit (nsajit_context_set_selection_map_limit).
+inline std::uint64_t selectionMapBytes(int batch, int kvHeads, int blocks, int words) {
+  const std::uint64_t bytes = std::uint64_t(batch) * kvHeads * blocks * words * 4;
+  return (bytes + 255) / 256 * 256;
+}
+inline constexpr std::uint64_t kDefaultSelectionMapLimit = std::uint64_t(512) << 20;
+
+// The bwd_dkdv workspace for S > 1 splits (after the selection map, if any): 16 bytes of state per (batch, KV
 // head, key chunk) tile (a 64-bit mask of the splits done and a flag; see
 // templates/OrderedSplitSum.h), padded to 256 bytes, which the launcher zeroes
 // on the stream before each launch; then kvChunk x (Dk + Dv) fp32 sums a tile.

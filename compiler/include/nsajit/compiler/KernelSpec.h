@@ -92,6 +92,11 @@ KernelSpec withDefaultTiles(KernelSpec spec);
 // Resource needs implied by a spec (after defaults): used by the launcher.
 int threadsPerCta(const KernelSpec &spec);
 int sharedMemoryBytes(const KernelSpec &spec);
+// Whether a backward kernel (its tile filled in) uses sm_90a's wgmma: whole
+// warpgroups, not the selected dQ kernel (one-warp CTAs), dK/dV accumulators
+// of at most Dk + Dv = 320 columns (wider ones, with the step's scores, would
+// not fit the registers). Its shared tiles are then unpadded swizzled panels.
+bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 
 // The selected forward's union schedule: at most this many tokens per CTA (its
