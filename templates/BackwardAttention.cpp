@@ -569,7 +569,7 @@ Value BackwardKernelBuilder::selectionMapWord(Value blk, Value word) {
 }
 
 // Entry e = tid, tid + threads, ... is index e % n of token t0 + e / n; a
-// visible block (0 <= blk, blk l' <= t) gets the token's bit. The or is
+// visible block (0 <= blk <= t / l') gets the token's bit. The or is
 // order-free, so the map is the same whatever the timing.
 void BackwardKernelBuilder::markSelectedBlocks(Value t0) {
   const int threads = W * 32, entries = TQ * spec.slcCount;
@@ -580,7 +580,8 @@ void BackwardKernelBuilder::markSelectedBlocks(Value t0) {
                          scf::IfOp::create(h.b, h.loc, h.lt(t, p.seqLen), [&](OpBuilder &, Location) {
                            Value off = h.add(offset(IDX, batch, t, kvHead), h.ext64(h.rems(e, h.c32(spec.slcCount))));
                            Value blk = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), off), 4);
-                           Value visible = h.band(h.ge(blk, h.c32(0)), h.le(h.mul(blk, h.c32(spec.slcBlock)), t));
+                           // (blk <= t / l', not blk l' <= t: a hostile index must not overflow.)
+                           Value visible = h.band(h.ge(blk, h.c32(0)), h.le(blk, h.divs(t, h.c32(spec.slcBlock))));
                            scf::IfOp::create(h.b, h.loc, visible, [&](OpBuilder &, Location) {
                              Value bit = h.shl(h.c32(1), h.rems(t, h.c32(32)));
                              LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or,
