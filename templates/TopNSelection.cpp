@@ -3,6 +3,7 @@
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
 #include "WarpMma.h"
+#include "WarpgroupMma.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -30,7 +31,7 @@ constexpr float kTaken = -2.0f;
 class TopNKernelBuilder {
 public:
   TopNKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
-      : name(name.str()), h(b, loc), mma(h, spec.dtype), spec(spec), Dk(spec.headDimQK), G(spec.group),
+      : name(name.str()), h(b, loc), mma(h, spec.dtype), wg(h, spec.dtype), spec(spec), Dk(spec.headDimQK), G(spec.group),
         W(spec.tile.warps), TPC(spec.tile.tokensPerCta), C(spec.tile.kvChunk), N(spec.slcCount),
         win(topNWindow(spec)) {}
 
@@ -64,6 +65,13 @@ private:
   Value headOf(Value row) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(row, h.c32(G))); }
 
   void scoreWindow(Value J0, Value nBlocks, Value nvisLast);
+  // The scores of a staged chunk: this warp's 16 rows x C keys.
+  std::vector<Frag4> chunkScoresSync();
+  std::vector<Frag4> chunkScoresWarpgroup(Value kElemBase);
+  // sm_90a with whole warpgroups (topNUsesWarpgroupMma): wgmma on swizzled
+  // tiles, the next key chunk copied while one is scored; else mma.sync on
+  // padded rows, one chunk at a time.
+  bool warpgroupMma() const { return topNUsesWarpgroupMma(spec); }
   void storeTokenScores(Value keyStart, Value iBase, Value iHi, const std::vector<Frag4> &s);
   void mergeWindow(Value J0, Value nBlocks);
   void writeSelection();
@@ -97,10 +105,11 @@ private:
   std::string name;
   IRBuilderHelpers h;
   WarpMma mma;
+  WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, G, W, TPC, C, N;
   TopNWindow win;
-  // Shared memory: Q rows and the key chunk (in 16-bit elements), then per-token
+  // Shared memory: Q rows and the key chunk (two with wgmma; in 16-bit elements), then per-token
   // arrays (byte offsets): compressed-token scores [TPC][cmpCapacity], block
   // scores [TPC][blocks], running list and next list [TPC][N] (score, index).
   int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topSOff = 0, topIOff = 0, newSOff = 0, newIOff = 0;
@@ -126,38 +135,46 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
   Value iLo = h.maxs(iBase, h.c32(0));
   Value iHi = h.mins(h.add(iBase, iCount), nvisLast);
   Value chunks = h.select(h.gt(iHi, iLo), h.ceilDiv(h.sub(iHi, iLo), h.c32(C)), h.c32(0));
-  const int kPitch = Dk + 8, qPitch = Dk + 8;
-  scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
-                                                                              ValueRange) {
-    Value keyStart = h.add(iLo, h.mul(c, h.c32(C)));
-    h.barrier();
-    stageRows(h, ids, W * 32, smem, h.c32(kBase), kPitch, C, Dk, kcPtr, [&](Value row) -> std::pair<Value, Value> {
+  auto keyRow = [&](Value keyStart) {
+    return [&, keyStart](Value row) -> std::pair<Value, Value> {
       Value key = h.add(keyStart, row);
       return {offset(kcS, batch, key, kvHead), h.lt(key, iHi)};
+    };
+  };
+  if (warpgroupMma()) {
+    // Chunk c + 1 is copied while chunk c is scored; wgmma reads through the async
+    // proxy, behind a fence that waits for copies in flight, so the next copies
+    // start after the barrier (the buffer they fill was read before it).
+    auto kBuf = [&](Value c) { return h.add(h.c32(kBase), h.mul(h.rems(c, h.c32(2)), h.c32(C * Dk))); };
+    auto stageChunk = [&](Value c) {
+      ifThen(h.lt(c, chunks), [&] {
+        stageSwizzledPanels(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
+                            /*wait=*/false, /*commit=*/false);
+      });
+      commitStaged(h);
+    };
+    stageChunk(h.c32(0));
+    scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
+                                                                                ValueRange) {
+      waitStaged(h);
+      fenceAsyncProxy(h);
+      h.barrier();
+      stageChunk(h.add(c, h.c32(1)));
+      storeTokenScores(h.add(iLo, h.mul(c, h.c32(C))), iBase, iHi, chunkScoresWarpgroup(kBuf(c)));
+      scf::YieldOp::create(h.b, h.loc);
     });
-    h.barrier();
-    std::vector<Frag4> s(C / 8, Frag4{zero, zero, zero, zero});
-    // Fragments by ldmatrix.x4 (as in the forward kernel): lane l addresses row l % 8
-    // of matrix l / 8; Q matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), K matrices
-    // (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15.
-    Value matRow = h.rems(ids.lane, h.c32(8)), mat = h.divs(ids.lane, h.c32(8));
-    Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
-    Value qA = h.add(h.c32(qBase),
-                     h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)), h.c32(qPitch)),
-                           h.mul(matHi, h.c32(8))));
-    Value kRow = h.add(h.c32(kBase), h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
-                                           h.mul(matLo, h.c32(8))));
-    for (int kk = 0; kk < Dk / 16; ++kk) {
-      Frag4 af = mma.loadMatrices(smem, h.add(qA, h.c32(16 * kk)), /*trans=*/false);
-      for (int n = 0; n < C / 8; n += 2) {
-        Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
-        s[n] = mma.mma(af, Frag2{b[0], b[1]}, s[n]);
-        s[n + 1] = mma.mma(af, Frag2{b[2], b[3]}, s[n + 1]);
-      }
-    }
-    storeTokenScores(keyStart, iBase, iHi, s);
-    scf::YieldOp::create(h.b, h.loc);
-  });
+    waitStaged(h); // the copy issued past the last chunk is empty
+  } else {
+    scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
+                                                                                ValueRange) {
+      Value keyStart = h.add(iLo, h.mul(c, h.c32(C)));
+      h.barrier();
+      stageRows(h, ids, W * 32, smem, h.c32(kBase), Dk + 8, C, Dk, kcPtr, keyRow(keyStart));
+      h.barrier();
+      storeTokenScores(keyStart, iBase, iHi, chunkScoresSync());
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  }
   h.barrier();
 
   // Block j sums compressed tokens a*j - s, s = 0..reach, weighted by the
@@ -184,6 +201,38 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
     stF(blkOff, h.add(h.mul(tl, h.c32(win.blocks)), jj), h.select(visible, score, h.cf(kTaken)));
   });
   h.barrier();
+}
+
+std::vector<Frag4> TopNKernelBuilder::chunkScoresSync() {
+  const int kPitch = Dk + 8, qPitch = Dk + 8;
+  Value zero = h.cf(0.0f);
+  std::vector<Frag4> s(C / 8, Frag4{zero, zero, zero, zero});
+  // Fragments by ldmatrix.x4 (as in the forward kernel): lane l addresses row l % 8
+  // of matrix l / 8; Q matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), K matrices
+  // (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15.
+  Value matRow = h.rems(ids.lane, h.c32(8)), mat = h.divs(ids.lane, h.c32(8));
+  Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
+  Value qA = h.add(h.c32(qBase),
+                   h.add(h.mul(h.add(h.mul(ids.warp, h.c32(16)), h.add(h.mul(matLo, h.c32(8)), matRow)), h.c32(qPitch)),
+                         h.mul(matHi, h.c32(8))));
+  Value kRow = h.add(h.c32(kBase), h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
+                                         h.mul(matLo, h.c32(8))));
+  for (int kk = 0; kk < Dk / 16; ++kk) {
+    Frag4 af = mma.loadMatrices(smem, h.add(qA, h.c32(16 * kk)), /*trans=*/false);
+    for (int n = 0; n < C / 8; n += 2) {
+      Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
+      s[n] = mma.mma(af, Frag2{b[0], b[1]}, s[n]);
+      s[n + 1] = mma.mma(af, Frag2{b[2], b[3]}, s[n + 1]);
+    }
+  }
+  return s;
+}
+
+std::vector<Frag4> TopNKernelBuilder::chunkScoresWarpgroup(Value kElemBase) {
+  std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
+  Value warpgroupRow = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
+  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRow, {h.mul(kElemBase, h.c32(2)), C}, Dk);
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
 // p = 2^(s scale log2e - lse2) per (row, key), summed over the G rows of each
@@ -346,10 +395,10 @@ LogicalResult TopNKernelBuilder::build() {
   if (TPC < 1 || W < 1 || W * 16 < TPC * G || C % 16 != 0)
     return emitError(h.loc, "inconsistent top-n tile: ") << spec.str();
   declareSharedMemory(h, gpuModule);
-  const int row = (Dk + 8) * 2;
+  const int pitch = Dk + (warpgroupMma() ? 0 : 8), row = pitch * 2;
   qBase = 0;
-  kBase = W * 16 * (Dk + 8);
-  cmpOff = (W * 16 + C) * row;
+  kBase = W * 16 * pitch;
+  cmpOff = (W * 16 + (warpgroupMma() ? 2 : 1) * C) * row;
   blkOff = cmpOff + 4 * TPC * win.cmpCapacity;
   topSOff = blkOff + 4 * TPC * win.blocks;
   topIOff = topSOff + 4 * TPC * N;
@@ -375,10 +424,16 @@ LogicalResult TopNKernelBuilder::build() {
   Value tLast = h.mins(h.add(t0, h.c32(TPC - 1)), h.sub(seqLen, h.c32(1)));
 
   // Query rows; rows past the CTA's tokens or the sequence are zeros.
-  stageRows(h, ids, W * 32, smem, h.c32(qBase), Dk + 8, W * 16, Dk, qPtr, [&](Value r) -> std::pair<Value, Value> {
+  RowOffsetFn queryRow = [&](Value r) -> std::pair<Value, Value> {
     Value ok = rowValid(r);
     return {offset(qS, batch, h.select(ok, rowToken(r), t0), h.select(ok, headOf(r), kvHead)), ok};
-  });
+  };
+  if (warpgroupMma()) {
+    stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, qPtr, queryRow);
+    fenceAsyncProxy(h);
+  } else {
+    stageRows(h, ids, W * 32, smem, h.c32(qBase), Dk + 8, W * 16, Dk, qPtr, queryRow);
+  }
   for (int r = 0; r < 2; ++r) {
     Value rr = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
     Value ok = rowValid(rr);

@@ -115,9 +115,12 @@ TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
 // compressed-token and block scores, the running list and the next one
 // (score, index).
 int topNSharedBytes(const KernelSpec &s, const TileConfig &t) {
-  const int kRow = (s.headDimQK + 8) * 2;
+  // wgmma: unpadded swizzled rows and two key chunks (one copied while one is scored).
+  const bool warpgroup = s.arch == Arch::SM90a && t.warps % 4 == 0;
+  const int kRow = (s.headDimQK + (warpgroup ? 0 : 8)) * 2;
   const TopNWindow w = topNWindowFor(s, t.tokensPerCta);
-  return (t.warps * 16 + t.kvChunk) * kRow + t.tokensPerCta * (4 * (w.cmpCapacity + w.blocks) + 16 * s.slcCount);
+  return (t.warps * 16 + (warpgroup ? 2 : 1) * t.kvChunk) * kRow +
+         t.tokensPerCta * (4 * (w.cmpCapacity + w.blocks) + 16 * s.slcCount);
 }
 
 } // namespace
@@ -319,6 +322,8 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //               wgmma the rows are not padded;
 //   bwd pre:    none;
 //   top-n:      see topNSharedBytes.
+bool topNUsesWarpgroupMma(const KernelSpec &s) { return s.arch == Arch::SM90a && s.tile.warps % 4 == 0; }
+
 bool backwardUsesWarpgroupMma(const KernelSpec &s) {
   if (s.arch != Arch::SM90a || s.tile.warps % 4 != 0)
     return false;

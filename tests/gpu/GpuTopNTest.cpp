@@ -4,7 +4,9 @@
 // forced blocks (1, 2) and (0, 0). The default tile holds several tokens per
 // CTA (G = 32: 4, G = 16: 8, G = 8: 8, G = 4: 16, G = 1: 32), so further cases take
 // lengths that leave a partial last CTA, two batch elements, and enough blocks
-// for several windows per CTA. Skips without a GPU.
+// for several windows per CTA. A fifth of the cases force the sm_80 kernels
+// (the others score with wgmma on sm_90a where the tile has whole warpgroups).
+// Skips without a GPU.
 #include "ParallelPrepare.h"
 #include "runtime/check/TopNCheck.h"
 
@@ -38,6 +40,7 @@ TEST(GpuTopN, MatrixAgainstReference) {
         Case c{Br::Cmp, variant % 4 == 0, 128, 128, g, g <= 4 ? 2 : 1, 1, t};
         c.l = l, c.d = d, c.lsel = lsel, c.n = variant % 2 ? 16 : 4, c.seed = seed++;
         if (g == 16 && t == 4096) c.dk = 192;
+        c.arch = variant % 5 == 2 ? 80 : 0; // some cases force the sm_80 (mma.sync) kernels
         cases.push_back({c, variant % 3 ? 1 : 0, variant % 3 ? 2 : 0});
       }
   // {G, l, d, l', n, T, B}: T is not a multiple of the tile's tokens; the last

@@ -93,11 +93,19 @@ func.func @nsa_window_bwd_dq(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xb
 // -----
 
 // The fused scoring + top-n kernel of the compressed branch: mma for the
-// scores of 8 tokens x 16 heads (8 warps), the group sum by shuffles, eq. 9
+// scores of 8 tokens x 16 heads (8 warps; sm_90a: two warpgroups' wgmma on a
+// key chunk while the next one is copied), the group sum by shuffles, eq. 9
 // weights, then per warp a warp argmax per selected block (no CTA barrier).
 // CHECK-LABEL: gpu.func @nsa_compressed_topn
+// SM80-LABEL: gpu.func @nsa_compressed_topn
+// SM80-NOT: wgmma
+// SM80: nvvm.mma.sync
+// SM80: nvvm.bar.warp.sync
 // CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
-// CHECK: nvvm.mma.sync
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: fence.proxy.async.shared::cta
+// CHECK: nvvm.barrier0
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // CHECK: nvvm.shfl.sync bfly
 // CHECK: arith.sitofp

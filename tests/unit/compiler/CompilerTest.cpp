@@ -311,10 +311,16 @@ TEST(Compiler, BackwardAndTopNKernelsAreGenerated) {
   KernelSpec s = spec(Branch::Compressed);
   s.pass = KernelPass::TopN;
   CompileResult r;
-  ASSERT_EQ(compileKernel(s, r), "");
-  EXPECT_NE(r.ptx.find(".entry nsa_compressed_topn"), std::string::npos);
-  EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
-  EXPECT_NE(r.ptx.find("bar.warp.sync"), std::string::npos);
+  // sm_90a: the 8-warp default tile scores with wgmma; sm_80 with mma.sync.
+  for (Arch arch : {Arch::SM90a, Arch::SM80}) {
+    s.arch = arch;
+    ASSERT_EQ(compileKernel(s, r), "");
+    EXPECT_NE(r.ptx.find(".entry nsa_compressed_topn"), std::string::npos);
+    EXPECT_EQ(r.ptx.find("wgmma.mma_async") != std::string::npos, arch == Arch::SM90a);
+    EXPECT_EQ(r.ptx.find("mma.sync.aligned.m16n8k16") != std::string::npos, arch == Arch::SM80);
+    EXPECT_NE(r.ptx.find("bar.warp.sync"), std::string::npos);
+  }
+  s.arch = Arch::SM90a;
   // Other tiles: one token per CTA, a token count that leaves idle rows, G = 32
   // over two warps, G = 1 with many tokens.
   for (auto [g, tile] : {std::pair{16, TileConfig{1, 1, 64}}, std::pair{4, TileConfig{4, 3, 32}},

@@ -97,6 +97,8 @@ int sharedMemoryBytes(const KernelSpec &spec);
 // of at most Dk + Dv = 320 columns (wider ones, with the step's scores, would
 // not fit the registers). Its shared tiles are then unpadded swizzled panels.
 bool backwardUsesWarpgroupMma(const KernelSpec &spec);
+// Whether the top-n kernel (its tile filled in) scores with wgmma: sm_90a and whole warpgroups.
+bool topNUsesWarpgroupMma(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 
 // The selected forward's union schedule: at most this many tokens per CTA (its
