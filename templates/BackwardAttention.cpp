@@ -52,7 +52,6 @@ private:
     Value numChunks, splits, chunk, split, k0, tLo, tHi;
   };
   DkdvWalk dkdvWalk();
-  void fillSelectedSlots(Value k0, Value tHi, Value tokPtr, Value tokMultPtr, Value cursorPtr, Value countPtr);
   // How often token `tok` lists selection block `blk` (the n loads unrolled for the usual n).
   Value timesListed(Value tok, Value blk);
   // The selection map (workspace start, mapWords > 0): its 32-bit words before
@@ -61,14 +60,16 @@ private:
   Value selectionMapWord(Value blk, Value word);
   // bwd_pre of the selected branch: sets the map bits of the CTA's tokens.
   void markSelectedBlocks(Value t0);
-  // The selected dK/dV walk over the map: for each window of 32 W words of
-  // block blk's row covering tLo..tHi, compacts the tokens whose bit is set into
-  // `list` (16-bit offsets from the window's first token, in token order) and
-  // runs body(count, first token, sums) -> sums. Returns the sums and whether
-  // any token was found (1.0 or 0.0).
+  // The selected dK/dV walk: the tokens tLo..tHi that list block blk, in
+  // windows of 32 W words (a bit per token; a thread a word): the word comes
+  // from the selection map (mapWords > 0) or from the tokens' index lists. Each
+  // window's tokens are compacted into `list` (16-bit offsets from the window's
+  // first token, in token order, so the sums do not depend on timing) and
+  // body(count, first token, sums) -> sums walks them. Returns the sums and
+  // whether any token was found (1.0 or 0.0).
   using WindowBody = std::function<SmallVector<Value>(Value count, Value firstToken, ValueRange acc)>;
-  SmallVector<Value> walkSelectionMap(Value blk, Value tLo, Value tHi, Value warpTotals, Value list, ValueRange init,
-                                      const WindowBody &body);
+  SmallVector<Value> walkSelectedTokens(Value blk, Value tLo, Value tHi, Value warpTotals, Value list, ValueRange init,
+                                        const WindowBody &body);
 
   // Element offset of (batch, token-or-key, head) in tensor `t`.
   Value offset(Arg t, Value batchIdx, Value row, Value head) {
@@ -597,8 +598,8 @@ void BackwardKernelBuilder::markSelectedBlocks(Value t0) {
   });
 }
 
-SmallVector<Value> BackwardKernelBuilder::walkSelectionMap(Value blk, Value tLo, Value tHi, Value warpTotals,
-                                                           Value list, ValueRange init, const WindowBody &body) {
+SmallVector<Value> BackwardKernelBuilder::walkSelectedTokens(Value blk, Value tLo, Value tHi, Value warpTotals,
+                                                             Value list, ValueRange init, const WindowBody &body) {
   const int threads = W * 32;
   auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
   Value wordLo = h.divs(tLo, h.c32(32)), wordHi = h.divs(tHi, h.c32(32));
@@ -611,13 +612,30 @@ SmallVector<Value> BackwardKernelBuilder::walkSelectionMap(Value blk, Value tLo,
         // This thread's word, without the bits of tokens outside tLo..tHi.
         Value windowWord = h.add(wordLo, h.mul(w, h.c32(threads)));
         Value word = h.add(windowWord, ids.tid);
+        Value firstToken = h.mul(word, h.c32(32));
         auto load = scf::IfOp::create(
             h.b, h.loc, h.le(word, wordHi),
             [&](OpBuilder &, Location) {
-              scf::YieldOp::create(h.b, h.loc, ValueRange{h.load(h.i32(), selectionMapWord(blk, word), 4)});
+              auto fromMap = scf::IfOp::create(
+                  h.b, h.loc, h.gt(p.mapWords, h.c32(0)),
+                  [&](OpBuilder &, Location) {
+                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.load(h.i32(), selectionMapWord(blk, word), 4)});
+                  },
+                  [&](OpBuilder &, Location) {
+                    // No map: the word's 32 tokens' index lists (n loads each).
+                    auto scan = scf::ForOp::create(
+                        h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{h.c32(0)},
+                        [&](OpBuilder &, Location, Value j, ValueRange acc) {
+                          Value t = h.mins(h.add(firstToken, j), h.sub(p.seqLen, h.c32(1)));
+                          Value listed = h.gt(timesListed(t, blk), h.c32(0));
+                          Value bit = h.select(listed, h.shl(h.c32(1), j), h.c32(0));
+                          scf::YieldOp::create(h.b, h.loc, ValueRange{h.bor(acc[0], bit)});
+                        });
+                    scf::YieldOp::create(h.b, h.loc, scan.getResults());
+                  });
+              scf::YieldOp::create(h.b, h.loc, fromMap.getResults());
             },
             [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.c32(0)}); });
-        Value firstToken = h.mul(word, h.c32(32));
         Value bits = h.band(load.getResult(0), h.shl(h.c32(-1), h.maxs(h.sub(tLo, firstToken), h.c32(0))));
         Value keep = h.sub(tHi, firstToken); // >= 0 for every loaded word
         Value highMask = h.select(h.ge(keep, h.c32(31)), h.c32(-1), h.sub(h.shl(h.c32(2), h.mins(keep, h.c32(30))), h.c32(1)));
@@ -662,90 +680,30 @@ SmallVector<Value> BackwardKernelBuilder::walkSelectionMap(Value blk, Value tLo,
   return SmallVector<Value>(loop.getResults());
 }
 
-// The selected walk's next step: warp 0 scans the tokens from the cursor (in
-// shared memory), 32 at a time, and fills the TQ slots with the tokens that list
-// the block (in token order), their multiplicities and the count found.
-void BackwardKernelBuilder::fillSelectedSlots(Value k0, Value tHi, Value tokPtr, Value tokMultPtr, Value cursorPtr,
-                                              Value countPtr) {
-  auto ballotOf = [&](Value pred) {
-    return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred,
-                                    NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::ballot))
-        .getResult();
-  };
-  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
-  Value blk = h.divs(k0, h.c32(spec.slcBlock));
-  Value lanesBelow = NVVM::LaneMaskLtOp::create(h.b, h.loc, h.i32());
-  Value start = h.load(h.i32(), cursorPtr, 4);
-  auto scan = scf::WhileOp::create(
-      h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{start, h.c32(0)},
-      [&](OpBuilder &, Location, ValueRange st) {
-        scf::ConditionOp::create(h.b, h.loc, h.band(h.lt(st[1], h.c32(TQ)), h.le(st[0], tHi)), st);
-      },
-      [&](OpBuilder &, Location, ValueRange st) {
-        Value cursor = st[0], found = st[1];
-        Value t = h.add(cursor, ids.lane);
-        Value inRange = h.le(t, tHi);
-        // How often token t lists this block: the scan is latency-bound, and a hot
-        // block (every token selects it) rescans once per step.
-        Value count = timesListed(h.select(inRange, t, h.c32(0)), blk);
-        Value mult = h.select(inRange, count, h.c32(0));
-        Value has = h.gt(mult, h.c32(0));
-        Value ballot = ballotOf(has);
-        Value pos = h.add(found, popc(h.band(ballot, lanesBelow)));
-        scf::IfOp::create(h.b, h.loc, h.band(has, h.lt(pos, h.c32(TQ))), [&](OpBuilder &, Location) {
-          h.store(t, h.gep(tokPtr, h.i32(), pos), 4);
-          h.store(mult, h.gep(tokMultPtr, h.i32(), pos), 4);
-          scf::YieldOp::create(h.b, h.loc);
-        });
-        // The slots filled up: resume right after the last token taken; else after these 32.
-        Value room = h.sub(h.c32(TQ), found), matches = popc(ballot);
-        Value lastTaken = ballotOf(h.band(has, h.eq(pos, h.c32(TQ - 1))));
-        Value lastLane = popc(h.sub(lastTaken, h.c32(1)));
-        Value full = h.ge(matches, room);
-        Value next = h.select(full, h.add(cursor, h.add(lastLane, h.c32(1))), h.add(cursor, h.c32(32)));
-        scf::YieldOp::create(h.b, h.loc, ValueRange{next, h.add(found, h.mins(matches, room))});
-      });
-  Value next = scan.getResult(0), found = scan.getResult(1);
-  // Unused slots: multiplicity 0.
-  scf::ForOp::create(h.b, h.loc, h.add(found, ids.lane), h.c32(TQ), h.c32(32), ValueRange{},
-                     [&](OpBuilder &, Location, Value slot, ValueRange) {
-                       h.store(h.c32(0), h.gep(tokPtr, h.i32(), slot), 4);
-                       h.store(h.c32(0), h.gep(tokMultPtr, h.i32(), slot), 4);
-                       scf::YieldOp::create(h.b, h.loc);
-                     });
-  scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-    h.store(found, countPtr, 4);
-    h.store(next, cursorPtr, 4);
-    scf::YieldOp::create(h.b, h.loc);
-  });
-}
-
 // Key-centric: this CTA's C keys against every query row that sees them.
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + rowPad(), vPitch = Dv + rowPad(), qPitch = Dk + rowPad(), dPitch = Dv + rowPad();
   const int Rq = TQ * G; // query rows per step
   // Shared layout: the CTA's K and V rows; per step buffer (two: the next
-  // step's rows are copied while one is computed; the selected index scan uses
-  // one) the Q and dO rows (elements), then per buffer the rows' lse / delta /
-  // gate / multiplicity floats and the slots' tokens and multiplicities
-  // (bytes); then a count, the selected scan's cursor, 8 bytes for
+  // step's rows are copied while one is computed) the Q and dO rows
+  // (elements), then per buffer the rows' lse / delta / gate / multiplicity
+  // floats and the slots' tokens (bytes); then 8 bytes for
   // OrderedSplitSum, the warps' totals (32 bytes) and the selected branch's
-  // list of a map window (32 W words: 1024 W 16-bit entries).
+  // token list of a window (32 W words: 1024 W 16-bit entries).
   const int buffers = 2;
   const int kBase = 0, vBase = C * kPitch, rowsBase = vBase + C * vPitch, rowsElems = Rq * (qPitch + dPitch);
-  const int scalarsBase = 2 * (rowsBase + buffers * rowsElems), scalarBytes = 16 * Rq + 8 * TQ;
-  const int countOff = scalarsBase + buffers * scalarBytes;
-  const int splitScratchOff = countOff + 8; // 8 bytes after the count and the selected branch's scan cursor
+  const int scalarsBase = 2 * (rowsBase + buffers * rowsElems), scalarBytes = 16 * Rq + 4 * TQ;
+  const int splitScratchOff = scalarsBase + buffers * scalarBytes;
   const int warpTotalsOff = splitScratchOff + 8, listOff = warpTotalsOff + 32;
   auto qBaseOf = [&](Value buf) { return h.add(h.c32(rowsBase), h.mul(buf, h.c32(rowsElems))); };
   auto dBaseOf = [&](Value buf) { return h.add(qBaseOf(buf), h.c32(Rq * qPitch)); };
-  // Byte offset of scalar array `which` (0 lse, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens, 5 token
-  // multiplicities: TQ ints) of buffer `buf`.
+  // Byte offset of scalar array `which` (0 lse, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens: TQ ints)
+  // of buffer `buf`.
   auto scalarsOf = [&](Value buf, int which) {
     int off = which < 4 ? 4 * Rq * which : 16 * Rq + 4 * TQ * (which - 4);
     return h.gep(smem, h.b.getI8Type(), h.add(h.c32(scalarsBase + off), h.mul(buf, h.c32(scalarBytes))));
   };
-  enum { kLse, kDelta, kGate, kMult, kTok, kTokMult };
+  enum { kLse, kDelta, kGate, kMult, kTok };
 
   DkdvWalk walk = dkdvWalk();
   Value numChunks = walk.numChunks, splits = walk.splits, chunk = walk.chunk, split = walk.split, k0 = walk.k0;
@@ -771,10 +729,8 @@ void BackwardKernelBuilder::buildDkdv() {
   SmallVector<Value> flat(4 * (Dk / 8 + Dv / 8), zero);
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
   Value warpKey = h.mul(ids.warp, h.c32(16));
-  Value countPtr = smemAt(countOff);
   auto at = [&](Value buf, int which, Type t, Value i) { return h.gep(scalarsOf(buf, which), t, i); };
   auto slotToken = [&](Value buf, Value slot) { return h.load(h.i32(), at(buf, kTok, h.i32(), slot), 4); };
-  auto slotMult = [&](Value buf, Value slot) { return h.load(h.i32(), at(buf, kTokMult, h.i32(), slot), 4); };
   auto rowF32 = [&](Value buf, int which, Value r) { return h.load(h.f32(), at(buf, which, h.f32(), r), 4); };
 
   // The Q and dO row r of a step: token slot r / G, head r % G; `token(slot)`
@@ -894,9 +850,7 @@ void BackwardKernelBuilder::buildDkdv() {
                       const std::function<Value(Value step)> &fullyVisible, ValueRange init) {
     auto storeSlots = [&](Value buf, Value step) {
       scf::IfOp::create(h.b, h.loc, h.lt(ids.tid, h.c32(TQ)), [&](OpBuilder &, Location) {
-        auto [t, ok] = stepToken(step)(ids.tid);
-        h.store(t, at(buf, kTok, h.i32(), ids.tid), 4);
-        h.store(h.select(ok, h.c32(1), h.c32(0)), at(buf, kTokMult, h.i32(), ids.tid), 4);
+        h.store(stepToken(step)(ids.tid).first, at(buf, kTok, h.i32(), ids.tid), 4);
         scf::YieldOp::create(h.b, h.loc);
       });
     };
@@ -966,91 +920,31 @@ void BackwardKernelBuilder::buildDkdv() {
     };
     results = runSteps(numSteps, stepToken, stepMult, fullyVisible, flat);
   } else {
-    // The selected branch with a selection map: windows of 32 W map words
-    // (1024 W tokens); the CTA compacts a window's tokens that selected the
-    // block into a list (in token order, so the sums do not depend on timing),
-    // then walks the list in pipelined steps. Without a map, it scans the
-    // index lists (below).
+    // The selected branch: only the tokens whose index list names this block
+    // see its keys (walkSelectedTokens finds them window by window); each
+    // window's list is walked in the pipelined steps of the dense branches.
     Value blk = h.divs(k0, h.c32(spec.slcBlock));
-    auto withMap = scf::IfOp::create(
-        h.b, h.loc, h.gt(p.mapWords, h.c32(0)),
-        [&](OpBuilder &, Location) {
-          SmallVector<Value> out = walkSelectionMap(blk, tLo, tHi, smemAt(warpTotalsOff), smemAt(listOff), flat,
-                                                    [&](Value count, Value listTokenBase, ValueRange acc) {
-            Value listPtr = smemAt(listOff);
-            StepFn stepToken = [&, count, listTokenBase, listPtr](Value step) -> SlotFn {
-              return [&, step, count, listTokenBase, listPtr](Value slot) -> std::pair<Value, Value> {
-                Value k = h.add(h.mul(step, h.c32(TQ)), slot);
-                Value ok = h.lt(k, count);
-                Value entry = h.load(h.i16(), h.gep(listPtr, h.i16(), h.select(ok, k, h.c32(0))), 2);
-                Value t = h.add(listTokenBase, arith::ExtUIOp::create(h.b, h.loc, h.i32(), entry).getResult());
-                return {h.select(ok, t, h.c32(0)), ok};
-              };
-            };
-            StepMultFn stepMult = [&, stepToken](Value step) -> std::function<Value(Value)> {
-              return [&, step, stepToken](Value slot) {
-                auto [t, ok] = stepToken(step)(slot);
-                return h.select(ok, timesListed(t, blk), h.c32(0));
-              };
-            };
-            Value steps = h.ceilDiv(count, h.c32(TQ));
-            return runSteps(steps, stepToken, stepMult, nullptr, acc);
-          });
-          scf::YieldOp::create(h.b, h.loc, out);
-        },
-        [&](OpBuilder &, Location) {
-          SmallVector<Value> out;
-        // The selected branch: only the tokens whose index list names this block see its
-        // keys. Warp 0 scans the tokens from a cursor (in shared memory), 32 at a time, and
-        // fills the TQ slots of the next step with the matching tokens in token order (so the
-        // sums, and their bits, do not depend on timing); the loop ends when a scan reaches
-        // tHi without a match. A block costs one pass over the index lists plus a step per
-        // TQ tokens that selected it, not a step per TQ tokens of the sequence.
-        Value cursorPtr = smemAt(countOff + 4);
-        Value buf0 = h.c32(0);
-        Value tokPtr = scalarsOf(buf0, kTok), tokMultPtr = scalarsOf(buf0, kTokMult);
-        scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-          h.store(tLo, cursorPtr, 4);
-          scf::YieldOp::create(h.b, h.loc);
-        });
-        SmallVector<Type> types(flat.size(), h.f32());
-        types.push_back(h.i1());
-        SmallVector<Value> init(flat);
-        init.push_back(h.cbool(false));
-        auto loop = scf::WhileOp::create(
-            h.b, h.loc, types, init,
-            [&](OpBuilder &, Location, ValueRange iter) {
-              h.barrier(); // the previous step is done with the slots and tiles
-              scf::IfOp::create(h.b, h.loc, h.eq(ids.warp, h.c32(0)), [&](OpBuilder &, Location) {
-                fillSelectedSlots(k0, tHi, tokPtr, tokMultPtr, cursorPtr, countPtr);
-                scf::YieldOp::create(h.b, h.loc);
-              });
-              h.barrier();
-              scf::ConditionOp::create(h.b, h.loc, h.gt(h.load(h.i32(), countPtr, 4), h.c32(0)), iter);
-            },
-            [&](OpBuilder &, Location, ValueRange iter) {
-              // Stage the slots' rows and scalars, then compute (one buffer: the next
-              // step's tokens are not known before its scan).
-              SlotFn token = [&](Value slot) -> std::pair<Value, Value> {
-                Value tok = slotToken(buf0, slot);
-                return {tok, h.band(h.gt(slotMult(buf0, slot), h.c32(0)), h.lt(tok, p.seqLen))};
-              };
-              stageStepRows(buf0, token);
-              commitStaged(h);
-              storeScalars(buf0, loadScalars(token, [&](Value slot) { return slotMult(buf0, slot); }));
-              waitStaged(h);
-              publishStaged();
-              h.barrier();
-              SmallVector<Value> next = computeStep(iter.drop_back(), buf0, Value());
-              next.push_back(h.cbool(true));
-              scf::YieldOp::create(h.b, h.loc, next);
-            });
-        ValueRange all = loop.getResults();
-        out.assign(all.begin(), all.begin() + (all.size() - 1));
-        out.push_back(arith::SelectOp::create(h.b, h.loc, all.back(), h.cf(1.0f), h.cf(0.0f)));
-        scf::YieldOp::create(h.b, h.loc, out);
-        });
-    ValueRange all = withMap.getResults();
+    SmallVector<Value> all = walkSelectedTokens(blk, tLo, tHi, smemAt(warpTotalsOff), smemAt(listOff), flat,
+                                              [&](Value count, Value listTokenBase, ValueRange acc) {
+      Value listPtr = smemAt(listOff);
+      StepFn stepToken = [&, count, listTokenBase, listPtr](Value step) -> SlotFn {
+        return [&, step, count, listTokenBase, listPtr](Value slot) -> std::pair<Value, Value> {
+          Value k = h.add(h.mul(step, h.c32(TQ)), slot);
+          Value ok = h.lt(k, count);
+          Value entry = h.load(h.i16(), h.gep(listPtr, h.i16(), h.select(ok, k, h.c32(0))), 2);
+          Value t = h.add(listTokenBase, arith::ExtUIOp::create(h.b, h.loc, h.i32(), entry).getResult());
+          return {h.select(ok, t, h.c32(0)), ok};
+        };
+      };
+      StepMultFn stepMult = [&, stepToken](Value step) -> std::function<Value(Value)> {
+        return [&, step, stepToken](Value slot) {
+          auto [t, ok] = stepToken(step)(slot);
+          return h.select(ok, timesListed(t, blk), h.c32(0));
+        };
+      };
+      Value steps = h.ceilDiv(count, h.c32(TQ));
+      return runSteps(steps, stepToken, stepMult, nullptr, acc);
+    });
     results.assign(all.begin(), all.begin() + (all.size() - 1));
     contributed = h.fgt(all.back(), h.cf(0.0f));
   }

@@ -94,8 +94,11 @@ namespace {
 // The compressed-token scores of a window, summed over all tokens of a CTA
 // (each token has 256 to 2048).
 constexpr int kTopNWindowScores = 4096;
-// Shared memory the default top-n tile stays below (several CTAs per SM).
+// Shared memory the default top-n tile stays below (two CTAs per SM). wgmma
+// tiles hold a second key chunk: 110 KB keeps 8 tokens of G = 16 with l = d =
+// 64 (at 96 KB the tile fell to 4 tokens: H100, T = 64k, top-n 6.6 -> 8.3 ms).
 constexpr int kTopNSharedBudget = 96 * 1024;
+constexpr int kTopNSharedBudgetWarpgroup = 110 * 1024;
 // The most dynamic shared memory a CTA may have (sm_90: 227 KB).
 constexpr int kMaxSharedBytes = 227 * 1024;
 
@@ -241,7 +244,10 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
       const int rows = pickWarps ? (s.group >= 16 ? 128 : 64) : t.warps * 16;
       t.tokensPerCta = std::max(1, rows / std::max(1, s.group));
       fitWarps();
-      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > kTopNSharedBudget) {
+      auto budget = [&] {
+        return s.arch == Arch::SM90a && t.warps % 4 == 0 ? kTopNSharedBudgetWarpgroup : kTopNSharedBudget;
+      };
+      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > budget()) {
         t.tokensPerCta /= 2;
         fitWarps();
       }
@@ -316,10 +322,10 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline; one for
 //               the selected branch);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
-//               multiplicity (4 floats a row), the step's tokens and multiplicities (all
-//               twice: a two-stage pipeline), a count, a cursor, 8 bytes for the split
-//               walk, the warps' totals and (selected) a map window's token list; with
-//               wgmma the rows are not padded;
+//               multiplicity (4 floats a row), the step's tokens (all
+//               twice: a two-stage pipeline), 8 bytes for the split walk, the warps'
+//               totals and (selected) a window's token list; with wgmma the rows are
+//               not padded;
 //   bwd pre:    none;
 //   top-n:      see topNSharedBytes.
 bool topNUsesWarpgroupMma(const KernelSpec &s) { return s.arch == Arch::SM90a && s.tile.warps % 4 == 0; }
@@ -350,7 +356,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
     const int pad = backwardUsesWarpgroupMma(filled) ? 0 : 8; // wgmma: swizzled panels, no padding
     const int k = (s.headDimQK + pad) * 2, v = (s.headDimV + pad) * 2, rows = t.tokensPerCta * s.group;
     const int list = s.branch == Branch::Selected ? 2048 * t.warps : 0;
-    return t.kvChunk * (k + v) + 2 * (rows * (k + v + 16) + t.tokensPerCta * 8) + 16 + 32 + list;
+    return t.kvChunk * (k + v) + 2 * (rows * (k + v + 16) + t.tokensPerCta * 4) + 8 + 32 + list;
   }
   case KernelPass::BackwardPreprocess:
     return 0;

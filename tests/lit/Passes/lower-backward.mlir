@@ -22,12 +22,29 @@ func.func @nsa_window_bwd_pre(%q: tensor<?x?x4x64xbf16>, %k: tensor<?x?x1x64xbf1
 
 // -----
 
-// bwd_dq: 14 pointers (the 13 tensors and the dK/dV workspace), 39 strides,
-// T and Tkv; mma for S, dP and dS K.
+// The selected branch's bwd_pre also marks the selection map: a bit per
+// (token, visible selected block), set by an atomic or (order-free).
+// CHECK-LABEL: gpu.func @nsa_selected_bwd_pre
+// CHECK: nvvm.shfl.sync bfly
+// CHECK: llvm.atomicrmw _or %{{.*}}, %{{.*}} monotonic : !llvm.ptr<1>, i32
+// SM80-LABEL: gpu.func @nsa_selected_bwd_pre
+// SM80: llvm.atomicrmw _or
+func.func @nsa_selected_bwd_pre(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
+                                %i: tensor<?x?x1x4xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 4>, nsa.kernel = "bwd_pre"}
+      : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x4xi32>)
+      -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
+// bwd_dq: 14 pointers (the 13 tensors and the workspace), 39 strides, T, Tkv
+// and the selection map's row words; mma for S, dP and dS K.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dq
 // SM80-LABEL: gpu.func @nsa_selected_bwd_dq
 // SM80-COUNT-3: nvvm.mma.sync
-// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel
+// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32) kernel
 // CHECK-COUNT-3: nvvm.mma.sync
 func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
                                %i: tensor<?x?x1x4xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
@@ -40,8 +57,11 @@ func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
 // -----
 
 // bwd_dkdv of the selected branch: key-centric tile (16 keys a warp, 64 query
-// rows a step) and a warp ballot that compacts the tokens selecting the block.
-// sm_90a: wgmma on swizzled tiles (fenced for the async proxy); sm_80: mma.sync.
+// rows a step). The tokens that select the block come a window at a time, a
+// bit per token (from the selection map, or from the index lists): popcounts,
+// a warp scan (shuffles up) and the bits' positions (cttz) compact them into
+// a 16-bit list in shared memory, walked in pipelined steps. sm_90a: wgmma on
+// swizzled tiles (fenced for the async proxy); sm_80: mma.sync.
 // The splits of a chunk (grid x / chunks) add their partials in order: wait
 // for the earlier splits' bits, read and write the sums in L2, set the bit.
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dkdv
@@ -51,9 +71,10 @@ func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
 // SM80: atom.acq_rel.gpu.global.or.b64
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
 // CHECK: nvvm.read.ptx.sreg.nctaid.x
-// CHECK: nvvm.read.ptx.sreg.lanemask.lt
-// CHECK: nvvm.vote.sync ballot
 // CHECK: llvm.intr.ctpop
+// CHECK: nvvm.shfl.sync  up
+// CHECK: "llvm.intr.cttz"
+// CHECK: arith.trunci %{{.*}} : i32 to i16
 // CHECK: fence.proxy.async.shared::cta
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // CHECK: ld.acquire.gpu.global.b64
