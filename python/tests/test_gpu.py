@@ -445,3 +445,30 @@ def test_prepare_loads_every_kernel_that_nsa_attention_then_uses():
     after = nt.context().cache_stats()
     assert after["modules_loaded"] == before["modules_loaded"], (before, after)
     assert after["compiles"] == before["compiles"], (before, after)
+
+
+def test_selected_backward_has_the_same_bits_with_and_without_the_selection_map():
+    """bwd_dkdv walks the tokens that selected a block from the selection map, or (limit 0, or
+    a map past the limit) from the index lists: the same tokens in the same order."""
+    need_backward("selected")
+    c = dict(CONFIGS[0], T=700)
+    q, k, v, gates = inputs(c, seed=3)
+    idx = indices_for(c, q, k)
+    dout = None
+    grads = []
+    ctx = nt.context()
+    try:
+        for limit in (512 << 20, 0):
+            ctx.set_selection_map_limit(limit)
+            q_, k_, v_, g_ = leaf(q), leaf(k), leaf(v), leaf(gates[1])
+            (out, _), _ = run_branch("selected", c, q_, k_, v_, g_, idx)
+            if dout is None:
+                dout = torch.randn_like(out)
+            out.backward(dout)
+            grads.append((q_.grad, k_.grad, v_.grad, g_.grad))
+    finally:
+        ctx.set_selection_map_limit(512 << 20)
+    for name, a, b in zip(("dq", "dk", "dv", "dgate"), *grads):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="nbytes"):
+        ctx.set_selection_map_limit(-1)
