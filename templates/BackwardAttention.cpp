@@ -3,6 +3,7 @@
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
 #include "OrderedSplitSum.h"
+#include "SelectedBlockUnion.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -351,13 +352,19 @@ void BackwardKernelBuilder::buildPreprocess() {
 // Query-centric: the forward's walk over key chunks, accumulating dq. Two K/V
 // buffers: chunk c + 1 is copied while chunk c is computed (H100, T = 64k,
 // NSA paper parameters, before: bwd_dq 39.6 ms compressed, 34.6 selected).
+// The selected branch with several tokens a CTA walks the union of their
+// blocks (the forward's schedule, SelectedBlockUnion): each distinct block is
+// staged once, and a row's probabilities carry its multiplicity of the block
+// (2^(log2 m) in the exponent; 0 for a block it did not select).
 void BackwardKernelBuilder::buildDq() {
   const int qPitch = Dk + rowPad(), dPitch = Dv + rowPad(), kPitch = Dk + rowPad(), vPitch = Dv + rowPad();
   const int R = W * 16;
   const int qBase = 0, dBase = R * qPitch, kvBase = dBase + R * dPitch, bufElems = C * (kPitch + vPitch);
-  // The selected branch keeps one buffer: its one-warp CTAs (G = 16) are many to an SM, and a second
-  // buffer halves them (H100, T = 64k, random indices: bwd_dq 27.1 -> 44.2 ms).
-  const bool twoBuffers = spec.branch != Branch::Selected;
+  // The selected branch's per-token schedule keeps one buffer: its one-warp CTAs (G = 16) are many to
+  // an SM, and a second buffer halves them (H100, T = 64k, random indices: bwd_dq 27.1 -> 44.2 ms).
+  const bool unionSchedule = spec.branch == Branch::Selected && TQ > 1;
+  const bool twoBuffers = spec.branch != Branch::Selected || unionSchedule;
+  const int chunksPerBlock = spec.slcBlock / C;
   auto kBaseOf = [&](Value buf) { return h.add(h.c32(kvBase), h.mul(buf, h.c32(bufElems))); };
   auto vBaseOf = [&](Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); };
   Value t0 = h.mul(h.blockIdX(), h.c32(TQ));
@@ -403,12 +410,44 @@ void BackwardKernelBuilder::buildDq() {
   for (auto &f : init) flat.append(f.begin(), f.end());
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
 
-  Value numChunks = keys.numChunks();
+  std::unique_ptr<SelectedBlockUnion> blockUnion;
+  if (unionSchedule) {
+    const int unionBase = 2 * (kvBase + 2 * bufElems);
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
+    blockUnion->build(BranchKeys::IndexInput{p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}},
+                      batch, kvHead, t0, p.seqLen, p.kvLen);
+  }
+  Value numChunks = unionSchedule ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys.numChunks();
   // First key of chunk c and whether it holds keys (false past the last chunk).
   auto chunkAt = [&](Value c) -> std::pair<Value, Value> {
     Value inRange = h.lt(c, numChunks);
-    auto [start, active] = keys.chunkStart(h.select(inRange, c, h.c32(0))); // never read past the index lists
+    Value cSafe = h.select(inRange, c, h.c32(0)); // never read past the index lists
+    if (unionSchedule) {
+      Value blk = blockUnion->block(h.divs(cSafe, h.c32(chunksPerBlock)));
+      Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(h.rems(cSafe, h.c32(chunksPerBlock)), h.c32(C)));
+      return {h.select(inRange, start, h.c32(0)), inRange};
+    }
+    auto [start, active] = keys.chunkStart(cSafe);
     return {start, h.band(inRange, active)};
+  };
+  // Union schedule: each row's log2 multiplicity of chunk c's block (-inf when
+  // it did not select it), and whether any row of the warp did (warp-uniform).
+  auto unionBias = [&](Value c) -> std::pair<std::array<Value, 2>, Value> {
+    Value u = h.divs(c, h.c32(chunksPerBlock));
+    std::array<Value, 2> bias;
+    Value takesPart = h.cbool(false);
+    for (int r = 0; r < 2; ++r) {
+      Value inTile = h.lt(rowInWarp[r], h.c32(TQ * G));
+      Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(G)), h.c32(0));
+      Value m = h.select(inTile, blockUnion->multiplicity(u, tokenInCta), h.c32(0));
+      Value mf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), m);
+      bias[r] = h.select(h.eq(m, h.c32(0)), h.cf(-std::numeric_limits<float>::infinity()),
+                         h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
+      takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
+    }
+    Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
+                                         NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
+    return {bias, any};
   };
   // One cp.async group per chunk (empty when it is skipped); zeros outside [0, kvLen).
   auto stageChunk = [&](Value buf, Value keyStart, Value active) {
@@ -456,8 +495,15 @@ void BackwardKernelBuilder::buildDq() {
         if (twoBuffers && warpgroupMma())
           stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         Value kB = kBaseOf(buf), vB = vBaseOf(buf);
+        Value compute = active;
+        std::array<Value, 2> bias{h.cf(0.0f), h.cf(0.0f)};
+        if (unionSchedule) {
+          auto [rowBias, takesPart] = unionBias(c);
+          bias = rowBias;
+          compute = h.band(compute, takesPart); // skip blocks no row of the warp selected
+        }
         auto ifOp = scf::IfOp::create(
-            h.b, h.loc, active,
+            h.b, h.loc, compute,
             [&](OpBuilder &, Location) {
               const int nTiles = C / 8;
               const Tile kTile{kB, kPitch, C}, vTile{vB, vPitch, C};
@@ -470,7 +516,10 @@ void BackwardKernelBuilder::buildDq() {
                   int r = e / 2;
                   Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
                   Value ok = h.band(h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen)), keys.visible(tok[r], key));
-                  Value pr = h.exp2(h.fsub(h.fmul(s[n][e], h.cf(scaleLog2)), lse2[r]));
+                  Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
+                  if (unionSchedule)
+                    scaled = h.fadd(scaled, bias[r]);
+                  Value pr = h.exp2(h.fsub(scaled, lse2[r]));
                   pr = h.select(ok, pr, zero);
                   s[n][e] = h.fmul(pr, h.fsub(h.fmul(gate[r], dp[n][e]), delta[r]));
                 }

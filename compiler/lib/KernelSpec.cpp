@@ -206,12 +206,10 @@ std::string validate(const KernelSpec &s) {
   if (t.warps != 0 && t.tokensPerCta != 0 && t.tokensPerCta * s.group > t.warps * 16)
     return fmt::format("tile holds {} query rows (warps x 16) but tokens x G = {}", t.warps * 16,
                        t.tokensPerCta * s.group);
-  if (s.branch == Branch::Selected && s.pass == KernelPass::BackwardDQ && t.tokensPerCta > 1)
-    return fmt::format("tile tokens = {}: the selected branch's dQ kernel takes one query token per CTA",
-                       t.tokensPerCta);
-  if (s.branch == Branch::Selected && s.pass == KernelPass::Forward && t.tokensPerCta > kMaxUnionTokens)
-    return fmt::format("tile tokens = {}: the selected forward's union schedule takes 1..{} tokens per CTA",
-                       t.tokensPerCta, kMaxUnionTokens);
+  if (s.branch == Branch::Selected && (s.pass == KernelPass::Forward || s.pass == KernelPass::BackwardDQ) &&
+      t.tokensPerCta > kMaxUnionTokens)
+    return fmt::format("tile tokens = {}: the selected {}'s union schedule takes 1..{} tokens per CTA",
+                       t.tokensPerCta, s.pass == KernelPass::Forward ? "forward" : "dQ kernel", kMaxUnionTokens);
   if (s.pass == KernelPass::TopN && t.warps != 0 && t.tokensPerCta != 0 && t.kvChunk != 0 &&
       topNSharedBytes(s, t) > kMaxSharedBytes)
     return fmt::format("the top-n tile (warps={}, tokens={}, kv_chunk={}) needs {} bytes of shared memory; at most {} "
@@ -267,7 +265,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, rows / s.group);
     return t;
   }
-  if (s.branch == Branch::Selected && s.pass == KernelPass::Forward) {
+  if (s.branch == Branch::Selected && (s.pass == KernelPass::Forward || s.pass == KernelPass::BackwardDQ)) {
     // The union schedule over about 64 query rows, 32 for Dk > 128 (H100, T = 64k, G = 16:
     // 4 tokens x 32-key chunks took 13.0 ms on local and 24.4 ms on random indices, against
     // 26.9 and 25.8 ms for one token per CTA; with Dk = 192 the tuner found 2 tokens 1.11x
@@ -276,7 +274,9 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta)
       t.tokensPerCta = t.warps ? std::max(1, t.warps * 16 / s.group) : std::clamp(unionRows / s.group, 2, kMaxUnionTokens);
     if (!t.warps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
-    if (!t.kvChunk) t.kvChunk = std::min({s.slcBlock, chunkCap, 32});
+    // (The dQ kernel's per-token schedule keeps its larger chunks: one buffer, one warp for G = 16.)
+    const bool perTokenDq = s.pass == KernelPass::BackwardDQ && t.tokensPerCta == 1;
+    if (!t.kvChunk) t.kvChunk = perTokenDq ? std::min(s.slcBlock, chunkCap) : std::min({s.slcBlock, chunkCap, 32});
   } else if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
     if (!t.warps) t.warps = std::max(1, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = 1;
@@ -320,7 +320,8 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //   forward:    Q rows, two K/V chunk buffers (a two-stage pipeline); the
 //               selected branch's union schedule adds its block lists;
 //   bwd dq:     Q rows, dO rows, two K/V chunk buffers (a two-stage pipeline; one for
-//               the selected branch);
+//               the selected branch's per-token schedule, whose union schedule adds
+//               its block lists);
 //   bwd dkdv:   the CTA's K and V keys, a step of Q and dO rows, their lse/delta/gate/
 //               multiplicity (4 floats a row), the step's tokens (all
 //               twice: a two-stage pipeline), 8 bytes for the split walk, the warps'
@@ -348,8 +349,14 @@ int sharedMemoryBytes(const KernelSpec &s) {
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
     return bytes;
   }
-  case KernelPass::BackwardDQ:
-    return t.warps * 16 * (kRow + vRow) + (s.branch == Branch::Selected ? 1 : 2) * t.kvChunk * (kRow + vRow);
+  case KernelPass::BackwardDQ: {
+    // The selected per-token schedule keeps one K/V buffer; its union schedule adds its block lists.
+    const bool perToken = s.branch == Branch::Selected && t.tokensPerCta == 1;
+    int bytes = t.warps * 16 * (kRow + vRow) + (perToken ? 1 : 2) * t.kvChunk * (kRow + vRow);
+    if (s.branch == Branch::Selected && !perToken)
+      bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
+    return bytes;
+  }
   case KernelPass::BackwardDKDV: {
     KernelSpec filled = s;
     filled.tile = t;

@@ -407,6 +407,10 @@ KernelSpec specFromConfig(const nsajit_config *config, Branch branch, Arch arch,
     s.tile.warps = c.tile_warps;
     s.tile.tokensPerCta = c.tile_tokens;
     s.tile.kvChunk = c.tile_kv_chunk;
+  } else if (pass == KernelPass::BackwardDQ && branch == Branch::Selected) {
+    // The selected dQ kernel follows the forward's schedule: tokens a CTA (1: per token, more: the
+    // union of their blocks); its warps and chunk are its own defaults.
+    s.tile.tokensPerCta = c.tile_tokens;
   }
   // The forward's messages name the config alone; the backward's also the kernel.
   const std::string what = pass == KernelPass::Forward ? std::string() : " (" + s.kernelName() + ")";

@@ -53,6 +53,9 @@ std::vector<BwdCase> matrix() {
           c.branch = br;
           c.seed = seed++;
           c.indices = (br == Br::Slc && variant % 4 == 0) ? IndexMode::Hostile : IndexMode::Valid;
+          // The selected dQ kernel's schedules: the union of a CTA's tokens' blocks
+          // (default), or one token a CTA (a third of the variants).
+          c.tileTokens = br == Br::Slc && variant % 3 == 1 ? 1 : 0;
           cases.push_back({c, (variant + int(br)) % 2 == 0});
         }
       }

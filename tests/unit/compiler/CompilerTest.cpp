@@ -52,8 +52,10 @@ TEST(KernelSpec, ValidateNamesFieldAndAllowedValues) {
   s.tile = {2, 17, 64};
   EXPECT_NE(validate(s).find("union schedule takes 1..16 tokens"), std::string::npos) << validate(s);
   s.tile = {1, 2, 64};
-  s.pass = KernelPass::BackwardDQ;
-  EXPECT_NE(validate(s).find("dQ kernel takes one query token"), std::string::npos) << validate(s);
+  s.pass = KernelPass::BackwardDQ; // the dQ kernel takes the same union schedule
+  EXPECT_EQ(validate(s), "");
+  s.tile = {2, 17, 64};
+  EXPECT_NE(validate(s).find("dQ kernel's union schedule takes 1..16 tokens"), std::string::npos) << validate(s);
   s = spec(Branch::Window, 128, 128, 32);
   s.tile = {1, 1, 64};
   EXPECT_NE(validate(s).find("tokens x G"), std::string::npos) << validate(s);
@@ -71,10 +73,14 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
           EXPECT_EQ(s.tile.tokensPerCta, std::clamp((dk > 128 ? 32 : 64) / g, 2, kMaxUnionTokens)) << s.str();
           EXPECT_EQ(s.tile.warps, (s.tile.tokensPerCta * g + 15) / 16) << s.str();
         }
-        if (b == Branch::Selected) { // its dQ kernel keeps one token per CTA
+        if (b == Branch::Selected) { // its dQ kernel takes the same union schedule; per token: its own chunks
           KernelSpec dq = spec(b, dk, 64, g);
           dq.pass = KernelPass::BackwardDQ;
-          EXPECT_EQ(withDefaultTiles(dq).tile.tokensPerCta, 1);
+          EXPECT_EQ(withDefaultTiles(dq).tile.tokensPerCta, s.tile.tokensPerCta) << s.str();
+          EXPECT_LE(sharedMemoryBytes(withDefaultTiles(dq)), 227 * 1024) << s.str();
+          dq.tile.tokensPerCta = 1;
+          EXPECT_EQ(withDefaultTiles(dq).tile.warps, std::max(1, g / 16)) << s.str();
+          EXPECT_EQ(withDefaultTiles(dq).tile.kvChunk, dk > 128 ? 32 : 64) << s.str();
         }
       }
 }

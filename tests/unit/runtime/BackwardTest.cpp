@@ -445,15 +445,22 @@ TEST(BackwardValidate, ConfigBatchAndLength) {
   EXPECT_REJECTED(r.prepare(), NSAJIT_ERROR_INVALID_ARGUMENT, "seq_len = -1");
 }
 
-TEST(BackwardValidate, TileOverridesApplyToTheForwardOnly) {
+TEST(BackwardValidate, TileOverridesApplyToTheForwardAndTheSelectedSchedule) {
   Request r(Branch::Selected);
-  r.cfg.tile_tokens = 2;     // the selected forward takes one token per CTA
+  r.cfg.tile_tokens = 2;     // the schedule: the selected dQ kernel follows it
   r.cfg.tile_kv_chunk = 128; // larger than l' = 64
   PreparedBackward p = r.prepare();
-  const nsajit_config plain = defaultConfig();
-  for (int i = 0; i < 3; ++i)
+  nsajit_config plain = defaultConfig();
+  for (int i = 0; i < 3; ++i) {
+    plain.tile_tokens = kBwdPasses[i] == KernelPass::BackwardDQ ? 2 : 0;
     EXPECT_EQ(p.kernels[static_cast<std::size_t>(i)].spec,
               specFromConfig(&plain, Branch::Selected, Arch::SM90a, kBwdPasses[i]));
+  }
+  EXPECT_EQ(p.kernels[1].spec.tile.tokensPerCta, 2);
+  EXPECT_EQ(p.kernels[1].spec.tile.kvChunk, 32); // its own chunk
+  r.cfg.tile_tokens = 1;                         // per token
+  EXPECT_EQ(r.prepare().kernels[1].spec.tile.tokensPerCta, 1);
+  r.cfg.tile_tokens = 2;
   EXPECT_REJECTED(specFromConfig(&r.cfg, Branch::Selected, Arch::SM90a), NSAJIT_ERROR_UNSUPPORTED, "kv_chunk");
 }
 
