@@ -6,6 +6,9 @@ times random inputs only). Selected: random and local block indices (bench_nsa's
 
 --arch 80,90 times each tile with the sm_80 kernels (mma.sync) and the sm_90a ones (wgmma where
 the tile is whole warpgroups) on the same GPU (90 needs compute capability 9.0).
+
+--backward also times the branch's three backward kernels (bwd_ms) after each forward: the tile's
+tokens also pick the selected dQ kernel's schedule (1: per token, more: the union of their blocks).
 """
 import argparse
 import json
@@ -54,6 +57,7 @@ def main():
     p.add_argument("--dv", type=int, default=128)
     p.add_argument("--tiles", required=True, help="warps x tokens x kv_chunk, comma-separated (0 = default)")
     p.add_argument("--arch", default="0", help="comma-separated: 0 (the GPU's), 80, 90")
+    p.add_argument("--backward", action="store_true", help="also time the backward kernels (bwd_ms)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     dev = "cuda"
@@ -80,12 +84,18 @@ def main():
                                 cmp_stride=64, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
         for kind, idx in index_sets.items():
             t0 = time.time()
+            bwd_ms = None
             try:
                 ms = time_ms(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
+                if a.backward:
+                    o, lse = nt._forward(branch, cfg, q, kk, vv, idx)
+                    dout = torch.randn_like(o)
+                    bwd_ms = time_ms(lambda: nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None))
                 err = None
             except Exception as e:  # an illegal tile: report and go on
                 ms, err = None, str(e)
-            line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms, "error": err}
+            line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms,
+                    "bwd_ms": bwd_ms, "error": err}
             results.append(line)
             print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
     if a.out:
