@@ -270,7 +270,10 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // 4 tokens x 32-key chunks took 13.0 ms on local and 24.4 ms on random indices, against
     // 26.9 and 25.8 ms for one token per CTA; with Dk = 192 the tuner found 2 tokens 1.11x
     // faster than 4); small chunks keep the registers low enough for two CTAs an SM.
-    const int unionRows = s.headDimQK > 128 ? 32 : 64;
+    // The dQ kernel: about 32 rows for every Dk (H100, T = 64k, G = 16, bwd_pre + bwd_dq + bwd_dkdv in ms,
+    // 1 / 2 / 4 tokens: Dk = 128 random 44.3 / 42.7 / 51.4, local 45.8 / 41.3 / 37.9; Dk = 192 random
+    // 57.2 / 59.6 / 72.1, local 60.9 / 53.2 / 51.9; bench/results/2026-11-26-h100-session6/s6run8).
+    const int unionRows = s.pass == KernelPass::BackwardDQ || s.headDimQK > 128 ? 32 : 64;
     if (!t.tokensPerCta)
       t.tokensPerCta = t.warps ? std::max(1, t.warps * 16 / s.group) : std::clamp(unionRows / s.group, 2, kMaxUnionTokens);
     if (!t.warps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
