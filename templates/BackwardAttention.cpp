@@ -1136,7 +1136,7 @@ LogicalResult BackwardKernelBuilder::build() {
   case KernelPass::BackwardPreprocess: buildPreprocess(); break;
   case KernelPass::BackwardDQ: buildDq(); break;
   case KernelPass::BackwardDKDV: buildDkdv(); break;
-  case KernelPass::Forward: break;
+  default: return emitError(h.loc, "buildBackwardKernel got a spec of another kernel: ") << spec.str();
   }
   gpu::ReturnOp::create(b, h.loc);
   return success();

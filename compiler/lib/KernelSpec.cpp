@@ -26,6 +26,7 @@ const char *passName(KernelPass p) {
   case KernelPass::Compress: return "pool";
   case KernelPass::CompressBackward: return "pool_bwd";
   case KernelPass::CompressWeightGrad: return "pool_dw";
+  case KernelPass::Combine: return "combine";
   }
   return "?";
 }
@@ -221,6 +222,13 @@ std::string validate(const KernelSpec &s) {
 TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
+  if (s.pass == KernelPass::Combine) {
+    // Elementwise: 8 warps, a 16-byte vector a thread (kvChunk unused).
+    if (!t.warps) t.warps = 8;
+    if (!t.tokensPerCta) t.tokensPerCta = 1;
+    if (!t.kvChunk) t.kvChunk = 16;
+    return t;
+  }
   if (isCompressionPass(s.pass)) {
     // Pooling is elementwise over the head dim: 2 warps, or 8 for the weight-gradient reduction.
     if (!t.warps) t.warps = s.pass == KernelPass::CompressWeightGrad ? 8 : 2;
@@ -372,6 +380,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
     return 0;
   case KernelPass::Compress:
   case KernelPass::CompressBackward:
+    return 0;
+  case KernelPass::Combine:
     return 0;
   case KernelPass::CompressWeightGrad:
     return 4 * t.warps;

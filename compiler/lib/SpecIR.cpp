@@ -91,12 +91,12 @@ bool specFromOp(Operation *op, Arch arch, KernelSpec &spec, std::string &error) 
     bool known = false;
     for (KernelPass k : {KernelPass::Forward, KernelPass::BackwardPreprocess, KernelPass::BackwardDQ,
                          KernelPass::BackwardDKDV, KernelPass::TopN, KernelPass::Compress,
-                         KernelPass::CompressBackward, KernelPass::CompressWeightGrad})
+                         KernelPass::CompressBackward, KernelPass::CompressWeightGrad, KernelPass::Combine})
       if (passAttr.getValue() == passName(k))
         s.pass = k, known = true;
     if (!known) {
       error = fmt::format("{} = \"{}\" is not a kernel of the branch; allowed: fwd, bwd_pre, bwd_dq, bwd_dkdv, "
-                          "topn, pool, pool_bwd, pool_dw",
+                          "topn, pool, pool_bwd, pool_dw, combine",
                           kKernelPassAttrName, passAttr.getValue().str());
       return false;
     }

@@ -7,6 +7,7 @@
 
 #include "templates/BackwardAttention.h"
 #include "templates/Compression.h"
+#include "templates/GatedCombine.h"
 #include "templates/ForwardAttention.h"
 #include "templates/TopNSelection.h"
 
@@ -87,6 +88,8 @@ struct LowerToGpuPass : PassWrapper<LowerToGpuPass, OperationPass<ModuleOp>> {
                                 ? tpl::buildTopNKernel(kb, op->getLoc(), spec, fn.getSymName())
                             : isCompressionPass(spec.pass)
                                 ? tpl::buildCompressionKernel(kb, op->getLoc(), spec, fn.getSymName())
+                            : spec.pass == KernelPass::Combine
+                                ? tpl::buildCombineKernel(kb, op->getLoc(), spec, fn.getSymName())
                                 : tpl::buildBackwardKernel(kb, op->getLoc(), spec, fn.getSymName());
       if (failed(built))
         return signalPassFailure();

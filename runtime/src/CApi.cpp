@@ -2,6 +2,7 @@
 // thread-local last error. Every exported function is here.
 #include "Backward.h"
 #include "TopN.h"
+#include "Combine.h"
 #include "Compress.h"
 #include "Context.h"
 #include "DiskCache.h"
@@ -83,7 +84,7 @@ void compileOffline(const nsajit_config *config, int branch, int pass, int arch,
                     std::size_t *ptx_len) {
   Branch b = branchFromC(branch);
   KernelPass p = passFromC(pass);
-  KernelSpec spec = specFromConfig(config, b, archFromInt(arch), p);
+  KernelSpec spec = p == KernelPass::Combine ? combineSpec(config, archFromInt(arch)) : specFromConfig(config, b, archFromInt(arch), p);
   std::shared_ptr<const std::string> ptx = PtxCache::global().get(spec, cacheKey(spec, "offline"), nullptr);
   if (ptx_len)
     *ptx_len = ptx->size();
@@ -102,7 +103,7 @@ void queryKernel(nsajit_context *ctx, const nsajit_config *config, int branch, i
   Branch b = branchFromC(branch);
   KernelPass p = passFromC(pass);
   Arch a = ctx ? contextArch(*ctx) : archFromInt(arch);
-  KernelSpec spec = specFromConfig(config, b, a, p);
+  KernelSpec spec = p == KernelPass::Combine ? combineSpec(config, a) : specFromConfig(config, b, a, p);
   nsajit_kernel_info r{};
   r.struct_size = sizeof r;
   r.arch = static_cast<int32_t>(spec.arch);
@@ -294,6 +295,22 @@ NSAJIT_API nsajit_status nsajit_compress_forward(nsajit_context *ctx, const nsaj
     CompressRequest r;
     r.config = config, r.batch = batch, r.seqLen = seq_len, r.dim = dim, r.x = x, r.weights = weights, r.out = out;
     launchCompress(c, r, /*backward=*/false, stream);
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_gated_combine(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                              int seq_len, const nsajit_tensor *o_cmp, const nsajit_tensor *g_cmp,
+                                              const nsajit_tensor *o_slc, const nsajit_tensor *g_slc,
+                                              const nsajit_tensor *o_swa, const nsajit_tensor *g_swa,
+                                              const nsajit_tensor *out, void *stream) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    CombineRequest r;
+    r.config = config, r.batch = batch, r.seqLen = seq_len;
+    r.o[0] = o_cmp, r.o[1] = o_slc, r.o[2] = o_swa;
+    r.gate[0] = g_cmp, r.gate[1] = g_slc, r.gate[2] = g_swa;
+    r.out = out;
+    launchCombine(c, r, stream);
   });
 }
 

@@ -363,11 +363,12 @@ KernelPass passFromC(int pass) {
   case NSAJIT_PASS_POOL: return KernelPass::Compress;
   case NSAJIT_PASS_POOL_BWD: return KernelPass::CompressBackward;
   case NSAJIT_PASS_POOL_DW: return KernelPass::CompressWeightGrad;
+  case NSAJIT_PASS_COMBINE: return KernelPass::Combine;
   default: break;
   }
   invalidArgument("pass = {} is unknown; allowed: NSAJIT_PASS_FORWARD (0), NSAJIT_PASS_BACKWARD_PRE (1), "
                   "NSAJIT_PASS_BACKWARD_DQ (2), NSAJIT_PASS_BACKWARD_DKDV (3), NSAJIT_PASS_TOPN (4), "
-                  "NSAJIT_PASS_POOL (5), NSAJIT_PASS_POOL_BWD (6), NSAJIT_PASS_POOL_DW (7)",
+                  "NSAJIT_PASS_POOL (5), NSAJIT_PASS_POOL_BWD (6), NSAJIT_PASS_POOL_DW (7), NSAJIT_PASS_COMBINE (8)",
                   pass);
 }
 

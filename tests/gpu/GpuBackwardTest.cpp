@@ -79,8 +79,9 @@ void runMatrix(int splitTokens, const char *jsonEnv, bool selectionMap = true) {
   nsajit_context *ctx = nullptr;
   ASSERT_EQ(nsajit_context_create(&ctx, 0), NSAJIT_OK) << nsajit_last_error();
   ASSERT_EQ(nsajit_context_set_backward_split(ctx, splitTokens), NSAJIT_OK) << nsajit_last_error();
-  if (!selectionMap)
+  if (!selectionMap) {
     ASSERT_EQ(nsajit_context_set_selection_map_limit(ctx, 0), NSAJIT_OK) << nsajit_last_error();
+  }
 
   std::vector<BwdCase> cases = matrix();
   std::printf("backward cases: %zu (dK/dV split: %s; selected dK/dV: %s)\n", cases.size(),

@@ -383,7 +383,7 @@ static LogicalResult verifyScaleAndTile(AttentionOpInterface op,
              << kKernelAttrName
              << " is not allowed; allowed: \"fwd\", \"bwd_pre\", "
                 "\"bwd_dq\", \"bwd_dkdv\", \"topn\", \"pool\", \"pool_bwd\", "
-                "\"pool_dw\"";
+                "\"pool_dw\", \"combine\"";
     if (name.getValue().starts_with("pool") && !isa<CompressedGatherAttr>(gather))
       return o->emitOpError() << "nsa.kernel = \"" << name.getValue()
                               << "\" is a kernel of the compressed branch; "

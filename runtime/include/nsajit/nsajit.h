@@ -94,7 +94,8 @@ typedef enum nsajit_kernel_pass {
   NSAJIT_PASS_TOPN = 4,          /* nsa_compressed_topn: fused block scoring + top-n (compressed branch) */
   NSAJIT_PASS_POOL = 5,          /* nsa_compressed_pool: compression of k or v (mean) */
   NSAJIT_PASS_POOL_BWD = 6,      /* nsa_compressed_pool_bwd: its dx */
-  NSAJIT_PASS_POOL_DW = 7        /* nsa_compressed_pool_dw: weighted pooling's weight gradient */
+  NSAJIT_PASS_POOL_DW = 7,       /* nsa_compressed_pool_dw: weighted pooling's weight gradient */
+  NSAJIT_PASS_COMBINE = 8        /* nsa_window_combine: the gated sum of the branches (any branch names it) */
 } nsajit_kernel_pass;
 
 /* Opaque: one GPU (CUcontext) plus the kernels loaded into it. */
@@ -283,6 +284,24 @@ NSAJIT_API nsajit_status nsajit_compress_backward(nsajit_context *ctx, const nsa
                                                   int seq_len, int dim, const nsajit_tensor *x, uint64_t weights,
                                                   const nsajit_tensor *dout, const nsajit_tensor *dx,
                                                   uint64_t dweights, void *stream);
+
+/* ---- gated combination of the three branches -----------------------------
+ * out = sum over c in (cmp, slc, swa) of g_c * o_c (NSA eq. 5), formed as
+ * nsajit.torch's reference does: each gated term rounded to the dtype, the
+ * sum in float32 (compressed + selected + window, in that order) rounded once.
+ * One pass over the outputs, no float32 temporaries.
+ *   o_cmp, o_slc, o_swa [B, T, H*G, Dv]  dtype (rows 16-byte aligned: data 16-byte
+ *                                        aligned, strides multiples of 8)
+ *   g_cmp, g_slc, g_swa [B, T, H*G]      float32, or NULL for a gate of 1
+ *   out                 [B, T, H*G, Dv]  dtype, written (must not overlap the inputs)
+ * config: dtype, H, G and Dv (one kernel serves every configuration with the
+ * same dtype and Dv). The backward needs no kernel of its own: each branch's
+ * backward takes its gate (dout unchanged) and returns its gate's gradient. */
+NSAJIT_API nsajit_status nsajit_gated_combine(nsajit_context *ctx, const nsajit_config *config, int batch,
+                                              int seq_len, const nsajit_tensor *o_cmp, const nsajit_tensor *g_cmp,
+                                              const nsajit_tensor *o_slc, const nsajit_tensor *g_slc,
+                                              const nsajit_tensor *o_swa, const nsajit_tensor *g_swa,
+                                              const nsajit_tensor *out, void *stream);
 
 /* ---- fused block scoring + top-n selection ------------------------------
  * For each query token t and KV head: p_cmp = softmax(scale q k_cmp^T) over

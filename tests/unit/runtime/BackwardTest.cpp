@@ -4,6 +4,7 @@
 // launches against the fake driver. Also nsajit_compile2, nsajit_compile_ptx2
 // and nsajit_kernel_query2 for the backward kernels.
 #include "Backward.h"
+#include "Combine.h"
 #include "TestUtil.h"
 
 #include "nsajit/nsajit.h"
@@ -470,7 +471,7 @@ TEST(BackwardValidate, PassValues) {
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DQ), KernelPass::BackwardDQ);
   EXPECT_EQ(passFromC(NSAJIT_PASS_BACKWARD_DKDV), KernelPass::BackwardDKDV);
   EXPECT_EQ(passFromC(NSAJIT_PASS_TOPN), KernelPass::TopN);
-  EXPECT_REJECTED(passFromC(8), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8", "NSAJIT_PASS_POOL_DW (7)");
+  EXPECT_REJECTED(passFromC(9), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 9", "NSAJIT_PASS_COMBINE (8)");
   EXPECT_REJECTED(passFromC(-1), NSAJIT_ERROR_INVALID_ARGUMENT, "pass = -1");
 }
 
@@ -946,8 +947,8 @@ TEST_F(NoDriverBackward, KernelQuery2WithoutAContext) {
   EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0);
   EXPECT_STREQ(b.kernel_name, "nsa_selected_fwd");
   EXPECT_ERROR_WITH(
-      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(8), 90, &b),
-      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8");
+      nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, static_cast<nsajit_kernel_pass>(9), 90, &b),
+      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 9");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 70, &b),
                     NSAJIT_ERROR_INVALID_ARGUMENT, "arch = 70");
   EXPECT_ERROR_WITH(nsajit_kernel_query2(nullptr, &cfg, NSAJIT_BRANCH_SELECTED, NSAJIT_PASS_BACKWARD_DQ, 90, nullptr),
@@ -978,8 +979,8 @@ TEST_F(NoDriverBackward, OfflinePtxOfEachPass) {
   EXPECT_ERROR_WITH(nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, NSAJIT_PASS_BACKWARD_DQ, 80, nullptr, 0, &len),
                     NSAJIT_ERROR_COMPILE_ERROR, "backward lowering failed", "window bwd_dq bf16 sm_80");
   EXPECT_ERROR_WITH(
-      nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(8), 80, nullptr, 0, &len),
-      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 8");
+      nsajit_compile_ptx2(&cfg, NSAJIT_BRANCH_WINDOW, static_cast<nsajit_kernel_pass>(9), 80, nullptr, 0, &len),
+      NSAJIT_ERROR_INVALID_ARGUMENT, "pass = 9");
 }
 
 TEST_F(NoDriverBackward, NoContextIsAnArgumentError) {
@@ -1036,3 +1037,78 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
       EXPECT_NE(ptx.find("sm_90a"), std::string::npos);
     }
 }
+
+namespace {
+
+// The gated combination on the fake driver: one kernel per dtype and Dv, the
+// parameter block of CombineKernelArgs, and the argument checks.
+class FakeGpuCombine : public FakeGpuBackward {
+protected:
+  static constexpr int B = 2, T = 100;
+  int HQ() const { return cfg.num_kv_heads * cfg.group; }
+  std::vector<std::unique_ptr<FakeBuffer>> buffers;
+  nsajit_tensor half() { // [B, T, HQ, Dv], contiguous
+    const std::int64_t dv = cfg.head_dim_v, rows = std::int64_t(B) * T * HQ();
+    buffers.push_back(std::make_unique<FakeBuffer>(rows * dv * 2));
+    return {buffers.back()->ptr(), std::int64_t(T) * HQ() * dv, std::int64_t(HQ()) * dv, dv};
+  }
+  nsajit_tensor row() { // [B, T, HQ] float32
+    buffers.push_back(std::make_unique<FakeBuffer>(std::int64_t(B) * T * HQ() * 4));
+    return {buffers.back()->ptr(), std::int64_t(T) * HQ(), HQ(), 1};
+  }
+};
+
+TEST_F(FakeGpuCombine, LaunchesOneKernelWithTheCombineAbi) {
+  nsajit_context *ctx = create();
+  nsajit_tensor oc = half(), os = half(), ow = half(), out = half(), gc = row(), gw = row();
+  ASSERT_EQ(nsajit_gated_combine(ctx, &cfg, B, T, &oc, &gc, &os, nullptr, &ow, &gw, &out, nullptr), NSAJIT_OK)
+      << nsajit_last_error();
+  std::vector<FakeCudaLaunch> launches = fake.launches();
+  ASSERT_EQ(launches.size(), 1u);
+  const FakeCudaLaunch &l = launches[0];
+  EXPECT_EQ(std::string(l.kernel_name), "nsa_window_combine");
+  const unsigned vectors = unsigned(B * T * HQ() * cfg.head_dim_v / 8);
+  EXPECT_EQ(l.grid[0], (vectors + 255) / 256);
+  EXPECT_EQ(l.block[0], 256u);
+  ASSERT_EQ(l.num_u64, 28);
+  ASSERT_EQ(l.num_i32, 3);
+  const std::uint64_t ptrs[7] = {oc.data, os.data, ow.data, gc.data, 0, gw.data, out.data};
+  for (int i = 0; i < 7; ++i)
+    EXPECT_EQ(l.u64[i], ptrs[i]) << "pointer " << i;
+  EXPECT_EQ(static_cast<std::int64_t>(l.u64[7 + 1]), oc.stride_token);
+  EXPECT_EQ(static_cast<std::int64_t>(l.u64[7 + 3 * 3 + 1]), gc.stride_token);
+  EXPECT_EQ(l.u64[7 + 3 * 4], 0u); // the absent gate's strides
+  EXPECT_EQ(l.i32[0], T);
+  EXPECT_EQ(l.i32[1], HQ());
+  EXPECT_EQ(l.i32[2], B);
+  // One kernel serves every configuration with the same dtype and Dv.
+  nsajit_config other = cfg;
+  other.group = 4, other.window = 64, other.head_dim_qk = 192;
+  EXPECT_EQ(combineSpec(&other, Arch::SM90a), combineSpec(&cfg, Arch::SM90a));
+}
+
+TEST_F(FakeGpuCombine, BadArgumentsAreRejectedBeforeLaunching) {
+  nsajit_context *ctx = create();
+  nsajit_tensor oc = half(), os = half(), ow = half(), out = half(), g = row();
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, nullptr, nullptr, &os, nullptr, &ow, nullptr, &out, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "o_cmp");
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, nullptr, &os, nullptr, &ow, nullptr, nullptr, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "out");
+  nsajit_tensor strided = os;
+  strided.stride_head = 132; // 8-byte multiples only: rows lose their 16-byte alignment
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, nullptr, &strided, nullptr, &ow, nullptr, &out, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "o_slc");
+  nsajit_tensor odd = ow;
+  odd.data += 2; // 2-byte aligned: rows are read in 16-byte vectors
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, nullptr, &os, nullptr, &odd, nullptr, &out, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "o_swa", "16-byte");
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, nullptr, &os, nullptr, &ow, nullptr, &oc, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "overlap");
+  nsajit_tensor badGate = g;
+  badGate.stride_head = 2;
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, &badGate, &os, nullptr, &ow, nullptr, &out, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "g_cmp");
+  EXPECT_EQ(fake.launches().size(), 0u);
+}
+
+} // namespace

@@ -171,9 +171,13 @@ private:
 // declaring the parameters of KernelAbi.h (the fake reads a launch's
 // parameters as the entry declares them, like the real driver).
 inline std::string fakePtx(const KernelSpec &spec) {
+  // Forward: 2 ints (T, Tkv); backward: 3 (and the selection map's row words); combine: 3 (T, HQ, B).
   const bool fwd = spec.pass == KernelPass::Forward;
-  const int ints = fwd ? 2 : 3; // T, Tkv (backward: and the selection map's row words)
-  const int count = fwd ? kForwardKernelParamCount : kBackwardKernelParamCount, wide = count - ints;
+  const int ints = fwd ? 2 : 3;
+  const int count = fwd                                  ? kForwardKernelParamCount
+                    : spec.pass == KernelPass::Combine ? kCombineKernelParamCount
+                                                         : kBackwardKernelParamCount;
+  const int wide = count - ints;
   const std::string name = spec.kernelName();
   std::string params;
   for (int i = 0; i < count; ++i)

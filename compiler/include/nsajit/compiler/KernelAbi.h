@@ -115,4 +115,15 @@ struct CompressKernelArgs {
 };
 inline constexpr int kCompressKernelParamCount = 6 + 12 + 4;
 
+// The gated combination (grid x = ceil(B T HQ Dv / 8 / threads)): out = round(
+// f32(round(g_c o_c)) + f32(round(g_s o_s)) + f32(round(g_w o_w))), a thread a
+// 16-byte vector of one row. o_*, out: [B, T, HQ, Dv] in the dtype; g_*: fp32
+// [B, T, HQ] or 0 (a gate of 1: the term is o itself).
+struct CombineKernelArgs {
+  std::uint64_t oCmp = 0, oSlc = 0, oSwa = 0, gCmp = 0, gSlc = 0, gSwa = 0, out = 0;
+  TensorStrides3 oCmps, oSlcs, oSwas, gCmps, gSlcs, gSwas, outs;
+  std::int32_t seqLen = 0, heads = 0, batch = 0; // heads: HQ
+};
+inline constexpr int kCombineKernelParamCount = 7 + 21 + 3;
+
 } // namespace nsajit

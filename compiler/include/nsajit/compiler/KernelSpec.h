@@ -20,6 +20,8 @@ enum class Arch : int { SM80 = 80, SM90a = 90 };
 // Compress / CompressBackward / CompressWeightGrad pool keys or values into
 // compressed tokens (mean or weighted over blocks of l with stride d, compressed
 // branch; the pooled tensor's head dim is headDimQK = headDimV).
+// Combine is the gated sum of the three branch outputs (any branch's op stands
+// for it; it uses the dtype and headDimV only).
 enum class KernelPass : int {
   Forward = 0,
   BackwardPreprocess = 1,
@@ -28,13 +30,14 @@ enum class KernelPass : int {
   TopN = 4,
   Compress = 5,
   CompressBackward = 6,
-  CompressWeightGrad = 7
+  CompressWeightGrad = 7,
+  Combine = 8
 };
 
 const char *branchName(Branch b);    // "compressed" | "selected" | "window"
 const char *dtypeName(DType t);      // "bf16" | "fp16"
 const char *archName(Arch a);        // "sm_80" | "sm_90a"
-const char *passName(KernelPass p); // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv" | "topn" | "pool" | "pool_bwd" | "pool_dw"
+const char *passName(KernelPass p); // "fwd" | "bwd_pre" | "bwd_dq" | "bwd_dkdv" | "topn" | "pool" | "pool_bwd" | "pool_dw" | "combine"
 bool isCompressionPass(KernelPass p);
 std::optional<Branch> parseBranch(const std::string &s);
 std::optional<DType> parseDType(const std::string &s);

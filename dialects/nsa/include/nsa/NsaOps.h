@@ -63,7 +63,7 @@ std::string checkTile(const AttentionShape &shape, Attribute gather,
 /// key-centric (checkTile's keyCentric rules).
 inline constexpr const char *kKernelAttrName = "nsa.kernel";
 inline constexpr llvm::StringLiteral kKernelNames[] = {
-    "fwd", "bwd_pre", "bwd_dq", "bwd_dkdv", "topn", "pool", "pool_bwd", "pool_dw"};
+    "fwd", "bwd_pre", "bwd_dq", "bwd_dkdv", "topn", "pool", "pool_bwd", "pool_dw", "combine"};
 /// On a compressed op with nsa.kernel = "pool" | "pool_bwd" | "pool_dw" (the
 /// compression phi of its k): unit attribute for learned weighted pooling
 /// (absent: mean pooling).
