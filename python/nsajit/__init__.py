@@ -43,6 +43,7 @@ from ._capi import (  # noqa: F401
     config_init,
     has_backward,
     has_compress,
+    has_gated_combine,
     has_select_topn,
     kernel_query,
     last_error,

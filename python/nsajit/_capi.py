@@ -113,6 +113,7 @@ class KernelPass(enum.IntEnum):
     POOL = 5
     POOL_BWD = 6
     POOL_DW = 7
+    COMBINE = 8
 
 
 # ---- structs (exactly as in nsajit.h) -------------------------------------------
@@ -398,6 +399,8 @@ _OPTIONAL_FUNCTIONS.update({
     # tuned_tile(ctx, cfg, branch, batch, seq_len, &warps, &tokens, &kv_chunk, &tuned)
     "nsajit_tuned_tile": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int] +
                           [ctypes.POINTER(ctypes.c_int32)] * 3 + [ctypes.POINTER(_c_int)]),
+    # gated_combine(ctx, cfg, batch, seq_len, o_cmp, g_cmp, o_slc, g_slc, o_swa, g_swa, out, stream)
+    "nsajit_gated_combine": (_status, [_c_void_p, _c_config_p, _c_int, _c_int] + [_c_tensor_p] * 7 + [_c_void_p]),
     # compress_backward(ctx, cfg, batch, seq_len, dim, x, weights, dout, dx, dweights, stream)
     "nsajit_compress_backward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_tensor_p,
                                            ctypes.c_uint64, _c_tensor_p, _c_tensor_p, ctypes.c_uint64,
@@ -410,6 +413,7 @@ _UNAVAILABLE = {
     "nsajit_select_topn": ("the fused top-n kernel", FunctionUnavailableError),
     "nsajit_compress_forward": ("the compression (pooling) kernels", FunctionUnavailableError),
     "nsajit_compress_backward": ("the compression (pooling) kernels", FunctionUnavailableError),
+    "nsajit_gated_combine": ("the gated combination kernel", FunctionUnavailableError),
     "nsajit_tune": ("the autotuner", FunctionUnavailableError),
     "nsajit_prepare": ("nsajit_prepare", FunctionUnavailableError),
     "nsajit_tuned_tile": ("the autotuner", FunctionUnavailableError),
@@ -593,6 +597,11 @@ def has_backward(branch: Optional[str] = None) -> bool:
 def has_select_topn() -> bool:
     """Whether the loaded library has nsajit_select_topn (the fused block scoring + top-n)."""
     return library().has("select_topn")
+
+
+def has_gated_combine() -> bool:
+    """Whether the loaded library has nsajit_gated_combine (the fused gated sum of the branches)."""
+    return library().has("gated_combine")
 
 
 def has_compress() -> bool:

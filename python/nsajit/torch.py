@@ -441,6 +441,39 @@ def _gated(o: Tensor, gate: Optional[Tensor]) -> Tensor:
     return torch.mul(o, gate.unsqueeze(-1)).to(o.dtype)
 
 
+def _gated_combine(cfg: _capi.NsajitConfig, outs, gates) -> Tensor:
+    """nsajit_gated_combine: round(sum of f32(round(g_c o_c))) in one kernel pass."""
+    o_c = outs[0]
+    B, T, HQ, Dv = o_c.shape
+    out = torch.empty_like(o_c, memory_format=torch.contiguous_format)
+    if out.numel() == 0:
+        return out
+    lib = _capi.library()
+    with torch.cuda.device(o_c.device):
+        ctx = context(o_c.device)
+        args = [ctx.handle, ctypes.byref(cfg), B, T]
+        for o, g in zip(outs, gates):
+            args += [_view(o), _view(g)]
+        args += [_view(out), _stream(o_c.device)]
+        lib.call("gated_combine", *args)
+    return out
+
+
+class _GatedBranchSum(torch.autograd.Function):
+    """o = the gated sum of the three (ungated) branch outputs by one kernel, with the bits of
+    _gated + _BranchSum. Like _BranchSum, the gradient reaches each branch unchanged: each
+    branch's backward takes its gate (the outputs reach this function ungated, see
+    defer_gate) and returns the gate's gradient, so none flows to the gates from here."""
+
+    @staticmethod
+    def forward(ctx, o_c, o_s, o_w, g_c, g_s, g_w, cfg):
+        return _gated_combine(cfg, (o_c, o_s, o_w), (g_c, g_s, g_w))
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout, dout, dout, None, None, None, None
+
+
 class _BranchSum(torch.autograd.Function):
     """o = the float32 sum of the three gated branch outputs (each in q's dtype), rounded to
     q's dtype, in two in-place passes. The gradient reaches each branch unchanged and without
@@ -462,61 +495,62 @@ class _BranchSum(torch.autograd.Function):
 # They take already-validated tensors (use the wrappers below): q, k, v bf16/fp16 on one
 # CUDA device in the kernels' layout, gate None or contiguous float32 [B, T, HQ], and a
 # config from _make_config. Outputs: (gate * o or o) in q's dtype, lse float32 (not
-# differentiable).
+# differentiable). defer_gate=True returns o ungated for _GatedBranchSum, which applies
+# the gate (the backward is the same: the output's gradient is the gated sum's).
 
 
 class CompressedAttention(torch.autograd.Function):
     """out, lse = CompressedAttention.apply(q, k_cmp, v_cmp, gate, cfg)."""
 
     @staticmethod
-    def forward(ctx, q, k_cmp, v_cmp, gate, cfg):
+    def forward(ctx, q, k_cmp, v_cmp, gate, cfg, defer_gate=False):
         o, lse = _forward(_capi.Branch.COMPRESSED, cfg, q, k_cmp, v_cmp, None)
         ctx.save_for_backward(q, k_cmp, v_cmp, gate, o, lse)
         ctx.cfg = cfg
         ctx.mark_non_differentiable(lse)
-        return _gated(o, gate), lse
+        return (o if defer_gate else _gated(o, gate)), lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
         q, k, v, gate, o, lse = ctx.saved_tensors
         dq, dk, dv, dgate = _backward(_capi.Branch.COMPRESSED, ctx.cfg, q, k, v, None, o, lse, dout, gate)
-        return dq, dk, dv, dgate, None
+        return dq, dk, dv, dgate, None, None
 
 
 class SelectedAttention(torch.autograd.Function):
     """out, lse = SelectedAttention.apply(q, k, v, indices, gate, cfg)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, indices, gate, cfg):
+    def forward(ctx, q, k, v, indices, gate, cfg, defer_gate=False):
         o, lse = _forward(_capi.Branch.SELECTED, cfg, q, k, v, indices)
         ctx.save_for_backward(q, k, v, indices, gate, o, lse)
         ctx.cfg = cfg
         ctx.mark_non_differentiable(lse)
-        return _gated(o, gate), lse
+        return (o if defer_gate else _gated(o, gate)), lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
         q, k, v, indices, gate, o, lse = ctx.saved_tensors
         dq, dk, dv, dgate = _backward(_capi.Branch.SELECTED, ctx.cfg, q, k, v, indices, o, lse, dout, gate)
-        return dq, dk, dv, None, dgate, None
+        return dq, dk, dv, None, dgate, None, None
 
 
 class WindowAttention(torch.autograd.Function):
     """out, lse = WindowAttention.apply(q, k, v, gate, cfg)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, gate, cfg):
+    def forward(ctx, q, k, v, gate, cfg, defer_gate=False):
         o, lse = _forward(_capi.Branch.WINDOW, cfg, q, k, v, None)
         ctx.save_for_backward(q, k, v, gate, o, lse)
         ctx.cfg = cfg
         ctx.mark_non_differentiable(lse)
-        return _gated(o, gate), lse
+        return (o if defer_gate else _gated(o, gate)), lse
 
     @staticmethod
     def backward(ctx, dout, _dlse):
         q, k, v, gate, o, lse = ctx.saved_tensors
         dq, dk, dv, dgate = _backward(_capi.Branch.WINDOW, ctx.cfg, q, k, v, None, o, lse, dout, gate)
-        return dq, dk, dv, dgate, None
+        return dq, dk, dv, dgate, None, None
 
 
 def _weights_ptr(w: Optional[Tensor]) -> int:
@@ -908,7 +942,10 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
 
     q_ = _kernel_layout(q)
     kc_ = _kernel_layout(kc)
-    o_c, lse_c = CompressedAttention.apply(q_, kc_, _kernel_layout(vc), _gate32(g_cmp), cfg_c)
+    # The gated sum in one kernel where the library has it (the branches' outputs stay ungated).
+    fused_sum = _capi.has_gated_combine()
+    gates = [_gate32(g) for g in (g_cmp, g_slc, g_swa)]
+    o_c, lse_c = CompressedAttention.apply(q_, kc_, _kernel_layout(vc), gates[0], cfg_c, fused_sum)
 
     # Selection (not differentiated): the fused kernel reads the compressed branch's lse.
     if indices is None:
@@ -922,10 +959,10 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                                                  n=n, scale=scale, num_initial=num_initial, num_local=num_local,
                                                  chunk=selection_chunk)
 
-    o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, _gate32(g_slc),
-                                         cfg_s)
-    o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), _gate32(g_swa), cfg_w)
-    o = _BranchSum.apply(o_c, o_s, o_w)
+    o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, gates[1], cfg_s,
+                                         fused_sum)
+    o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
+    o = _GatedBranchSum.apply(o_c, o_s, o_w, *gates, cfg_w) if fused_sum else _BranchSum.apply(o_c, o_s, o_w)
     if return_indices and return_lse:
         return o, indices, (lse_c, lse_s, lse_w)
     if return_indices:

@@ -432,9 +432,9 @@ def test_prepare_loads_every_kernel_that_nsa_attention_then_uses():
     seen = []
     n = nt.prepare(dk=c["Dk"], dv=c["Dv"], heads=c["H"], group=c["G"], l=c["l"], d=c["d"], l_sel=c["l_sel"],
                    n=c["n"], w=c["w"], progress=lambda done, total, kernel, s: seen.append((done, total, kernel, s)))
-    # 3 forward + 3 x 3 backward + top-n + pool and pool_bwd (Dk = Dv).
-    assert n == 15 == len(seen)
-    assert sorted(done for done, *_ in seen) == list(range(1, 16))
+    # 3 forward + the gated combination + 3 x 3 backward + top-n + pool and pool_bwd (Dk = Dv).
+    assert n == 16 == len(seen)
+    assert sorted(done for done, *_ in seen) == list(range(1, 17))
     assert all(s >= 0 for *_, s in seen)
     before = nt.context().cache_stats()
     q, k, v, gates = inputs(c, seed=11)
@@ -472,3 +472,24 @@ def test_selected_backward_has_the_same_bits_with_and_without_the_selection_map(
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="nbytes"):
         ctx.set_selection_map_limit(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("Dv", [64, 128, 192, 256])
+def test_gated_combine_kernel_has_the_bits_of_the_float32_formula(dtype, Dv):
+    """nsajit_gated_combine against _gated + _BranchSum (each gated term rounded to the dtype,
+    the float32 sum rounded once), bit for bit; one gate absent, one output a strided view."""
+    if not nsajit.has_gated_combine():
+        pytest.skip(f"{nsajit.library().path} has no nsajit_gated_combine")
+    B, T, H, G = 2, 77, 2, 4
+    g = torch.Generator(device="cuda").manual_seed(Dv)
+    outs = [torch.randn(B, T, H * G, Dv, device="cuda", generator=g).to(dtype) for _ in range(3)]
+    wide = torch.randn(B, T, H * G, Dv + 64, device="cuda", generator=g).to(dtype)
+    outs[1] = wide[..., 32:32 + Dv]  # rows 16-byte aligned, not contiguous
+    gates = [torch.rand(B, T, H * G, device="cuda", generator=g) * 2 - 0.5 for _ in range(3)]
+    gates[2] = None
+    cfg = nt._make_config(nsajit.Branch.WINDOW, dtype, Dv, Dv, H, G, w=64)
+    got = nt._gated_combine(cfg, outs, gates)
+    want = nt._BranchSum.apply(*(nt._gated(o, gt) for o, gt in zip(outs, gates)))
+    assert got.dtype == dtype and got.shape == want.shape
+    assert torch.equal(got, want)

@@ -1,5 +1,6 @@
 #include "Prepare.h"
 
+#include "Combine.h"
 #include "Compress.h"
 #include "TopN.h"
 
@@ -32,6 +33,8 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
       for (KernelPass p : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV})
         specs.push_back(specFromConfig(&c, b, arch, p));
   }
+  if (flags & NSAJIT_PREPARE_FORWARD)
+    specs.push_back(combineSpec(&c, arch)); // nsa_attention's gated sum of the branches
   if (flags & NSAJIT_PREPARE_SELECTION)
     specs.push_back(topNSpec(&c, arch));
   // Pooling of k (dim Dk) and v (dim Dv): one set of kernels when Dk = Dv.

@@ -70,11 +70,18 @@ int main(int argc, char **argv) {
       KernelSpec withPass = s;
       withPass.pass = pass;
       specs.push_back(withPass);
-      if (pass == KernelPass::Forward && s.branch == Branch::Selected) {
-        // The union schedule: several tokens per CTA (up to 8 warps of rows).
-        withPass.tile.tokensPerCta = std::min(kMaxUnionTokens, std::max(2, 128 / s.group));
+      if ((pass == KernelPass::Forward || pass == KernelPass::BackwardDQ) && s.branch == Branch::Selected) {
+        // The union schedule: several tokens per CTA (up to 8 warps of rows); the dQ kernel's per token.
+        withPass.tile.tokensPerCta =
+            pass == KernelPass::Forward ? std::min(kMaxUnionTokens, std::max(2, 128 / s.group)) : 1;
         specs.push_back(withPass);
         withPass.tile = {};
+      }
+      if (pass == KernelPass::Forward && s.branch == Branch::Window) {
+        // The gated combination of the branches (the window's op names it).
+        withPass.pass = KernelPass::Combine;
+        specs.push_back(withPass);
+        withPass.pass = pass;
       }
       if (pass == KernelPass::Forward && s.branch == Branch::Compressed) {
         withPass.pass = KernelPass::TopN;

@@ -218,10 +218,10 @@ TEST_F(CppApi, KernelsOfEachPass) {
 TEST_F(CppApi, PrepareAndTune) {
   nsajit::Context ctx(0);
   nsajit::Config cfg;
-  EXPECT_EQ(ctx.prepare(cfg), 15); // Dk = Dv: one pooling pair
-  EXPECT_EQ(compiler.calls, 15);
-  EXPECT_EQ(ctx.prepare(cfg, NSAJIT_PREPARE_FORWARD), 3);
-  EXPECT_EQ(compiler.calls, 15);
+  EXPECT_EQ(ctx.prepare(cfg), 16); // Dk = Dv: one pooling pair; the gated combination
+  EXPECT_EQ(compiler.calls, 16);
+  EXPECT_EQ(ctx.prepare(cfg, NSAJIT_PREPARE_FORWARD), 4);
+  EXPECT_EQ(compiler.calls, 16);
   EXPECT_THROW(ctx.prepare(cfg, 0), nsajit::Error);
   nsajit::TuneResult r = ctx.tune(cfg, NSAJIT_BRANCH_WINDOW, 1, 256, 2);
   EXPECT_GT(r.candidates, 1);
