@@ -4,6 +4,7 @@
 #include "KernelCommon.h"
 #include "OrderedSplitSum.h"
 #include "SelectedBlockUnion.h"
+#include "SelectionMap.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -55,22 +56,10 @@ private:
   DkdvWalk dkdvWalk();
   // How often token `tok` lists selection block `blk` (the n loads unrolled for the usual n).
   Value timesListed(Value tok, Value blk);
-  // The selection map (workspace start, mapWords > 0): its 32-bit words before
-  // the split walk's state (0 for the other branches), and the word of (blk, token word).
-  Value selectionMapWordsTotal();
-  Value selectionMapWord(Value blk, Value word);
-  // bwd_pre of the selected branch: sets the map bits of the CTA's tokens.
-  void markSelectedBlocks(Value t0);
-  // The selected dK/dV walk: the tokens tLo..tHi that list block blk, in
-  // windows of 32 W words (a bit per token; a thread a word): the word comes
-  // from the selection map (mapWords > 0) or from the tokens' index lists. Each
-  // window's tokens are compacted into `list` (16-bit offsets from the window's
-  // first token, in token order, so the sums do not depend on timing) and
-  // body(count, first token, sums) -> sums walks them. Returns the sums and
-  // whether any token was found (1.0 or 0.0).
-  using WindowBody = std::function<SmallVector<Value>(Value count, Value firstToken, ValueRange acc)>;
-  SmallVector<Value> walkSelectedTokens(Value blk, Value tLo, Value tHi, Value warpTotals, Value list, ValueRange init,
-                                        const WindowBody &body);
+  // The selected branch's selection map (SelectionMap.h) of this CTA.
+  SelectionMap selectionMap() {
+    return SelectionMap(h, ids, W * 32, spec, {p.workspace, p.mapWords, p.seqLen, p.kvLen, batch, kvHead});
+  }
 
   // Element offset of (batch, token-or-key, head) in tensor `t`.
   Value offset(Arg t, Value batchIdx, Value row, Value head) {
@@ -346,7 +335,9 @@ void BackwardKernelBuilder::buildPreprocess() {
     });
   }
   if (spec.branch == Branch::Selected)
-    markSelectedBlocks(t0);
+    selectionMap().mark(t0, TQ, [&](Value t, Value i) {
+      return h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), h.add(offset(IDX, batch, t, kvHead), h.ext64(i))), 4);
+    });
 }
 
 // Query-centric: the forward's walk over key chunks, accumulating dq. Two K/V
@@ -603,132 +594,6 @@ Value BackwardKernelBuilder::timesListed(Value tok, Value blk) {
       .getResult(0);
 }
 
-Value BackwardKernelBuilder::selectionMapWordsTotal() {
-  if (spec.branch != Branch::Selected)
-    return h.c64(0);
-  Value blocks = h.ext64(h.ceilDiv(p.kvLen, h.c32(spec.slcBlock)));
-  Value rows = h.mul(h.mul(h.ext64(h.gridDimZ()), h.ext64(h.gridDimY())), blocks);
-  Value words = h.mul(rows, h.ext64(p.mapWords));
-  return h.mul(h.divs(h.add(words, h.c64(63)), h.c64(64)), h.c64(64)); // 256-byte multiple
-}
-
-Value BackwardKernelBuilder::selectionMapWord(Value blk, Value word) {
-  Value blocks = h.ext64(h.ceilDiv(p.kvLen, h.c32(spec.slcBlock)));
-  Value row = h.add(h.mul(h.add(h.mul(h.ext64(batch), h.ext64(h.gridDimY())), h.ext64(kvHead)), blocks), h.ext64(blk));
-  return h.gep(p.workspace, h.i32(), h.add(h.mul(row, h.ext64(p.mapWords)), h.ext64(word)));
-}
-
-// Entry e = tid, tid + threads, ... is index e % n of token t0 + e / n; a
-// visible block (0 <= blk <= t / l') gets the token's bit. The or is
-// order-free, so the map is the same whatever the timing.
-void BackwardKernelBuilder::markSelectedBlocks(Value t0) {
-  const int threads = W * 32, entries = TQ * spec.slcCount;
-  scf::IfOp::create(h.b, h.loc, h.gt(p.mapWords, h.c32(0)), [&](OpBuilder &, Location) {
-    scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(entries), h.c32(threads), ValueRange{},
-                       [&](OpBuilder &, Location, Value e, ValueRange) {
-                         Value t = h.add(t0, h.divs(e, h.c32(spec.slcCount)));
-                         scf::IfOp::create(h.b, h.loc, h.lt(t, p.seqLen), [&](OpBuilder &, Location) {
-                           Value off = h.add(offset(IDX, batch, t, kvHead), h.ext64(h.rems(e, h.c32(spec.slcCount))));
-                           Value blk = h.load(h.i32(), h.gep(p.ptr[IDX], h.i32(), off), 4);
-                           // (blk <= t / l', not blk l' <= t: a hostile index must not overflow.)
-                           Value visible = h.band(h.ge(blk, h.c32(0)), h.le(blk, h.divs(t, h.c32(spec.slcBlock))));
-                           scf::IfOp::create(h.b, h.loc, visible, [&](OpBuilder &, Location) {
-                             Value bit = h.shl(h.c32(1), h.rems(t, h.c32(32)));
-                             LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or,
-                                                       selectionMapWord(blk, h.divs(t, h.c32(32))), bit,
-                                                       LLVM::AtomicOrdering::monotonic);
-                             scf::YieldOp::create(h.b, h.loc);
-                           });
-                           scf::YieldOp::create(h.b, h.loc);
-                         });
-                         scf::YieldOp::create(h.b, h.loc);
-                       });
-    scf::YieldOp::create(h.b, h.loc);
-  });
-}
-
-SmallVector<Value> BackwardKernelBuilder::walkSelectedTokens(Value blk, Value tLo, Value tHi, Value warpTotals,
-                                                             Value list, ValueRange init, const WindowBody &body) {
-  const int threads = W * 32;
-  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
-  Value wordLo = h.divs(tLo, h.c32(32)), wordHi = h.divs(tHi, h.c32(32));
-  Value nWords = h.select(h.ge(tHi, tLo), h.add(h.sub(wordHi, wordLo), h.c32(1)), h.c32(0));
-  Value windows = h.ceilDiv(nWords, h.c32(threads));
-  SmallVector<Value> loopInit(init);
-  loopInit.push_back(h.cf(0.0f));
-  auto loop = scf::ForOp::create(
-      h.b, h.loc, h.c32(0), windows, h.c32(1), loopInit, [&](OpBuilder &, Location, Value w, ValueRange iter) {
-        // This thread's word, without the bits of tokens outside tLo..tHi.
-        Value windowWord = h.add(wordLo, h.mul(w, h.c32(threads)));
-        Value word = h.add(windowWord, ids.tid);
-        Value firstToken = h.mul(word, h.c32(32));
-        auto load = scf::IfOp::create(
-            h.b, h.loc, h.le(word, wordHi),
-            [&](OpBuilder &, Location) {
-              auto fromMap = scf::IfOp::create(
-                  h.b, h.loc, h.gt(p.mapWords, h.c32(0)),
-                  [&](OpBuilder &, Location) {
-                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.load(h.i32(), selectionMapWord(blk, word), 4)});
-                  },
-                  [&](OpBuilder &, Location) {
-                    // No map: the word's 32 tokens' index lists (n loads each).
-                    auto scan = scf::ForOp::create(
-                        h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{h.c32(0)},
-                        [&](OpBuilder &, Location, Value j, ValueRange acc) {
-                          Value t = h.mins(h.add(firstToken, j), h.sub(p.seqLen, h.c32(1)));
-                          Value listed = h.gt(timesListed(t, blk), h.c32(0));
-                          Value bit = h.select(listed, h.shl(h.c32(1), j), h.c32(0));
-                          scf::YieldOp::create(h.b, h.loc, ValueRange{h.bor(acc[0], bit)});
-                        });
-                    scf::YieldOp::create(h.b, h.loc, scan.getResults());
-                  });
-              scf::YieldOp::create(h.b, h.loc, fromMap.getResults());
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.c32(0)}); });
-        Value bits = h.band(load.getResult(0), h.shl(h.c32(-1), h.maxs(h.sub(tLo, firstToken), h.c32(0))));
-        Value keep = h.sub(tHi, firstToken); // >= 0 for every loaded word
-        Value highMask = h.select(h.ge(keep, h.c32(31)), h.c32(-1), h.sub(h.shl(h.c32(2), h.mins(keep, h.c32(30))), h.c32(1)));
-        bits = h.band(bits, highMask);
-        // Exclusive prefix of the counts over the CTA: a warp scan, then the warps' totals.
-        Value count = popc(bits), inclusive = count;
-        for (int d = 1; d < 32; d *= 2) {
-          Value up = h.shflUp(inclusive, d);
-          inclusive = h.add(inclusive, h.select(h.ge(ids.lane, h.c32(d)), up, h.c32(0)));
-        }
-        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(31)), [&](OpBuilder &, Location) {
-          h.store(inclusive, h.gep(warpTotals, h.i32(), ids.warp), 4);
-          scf::YieldOp::create(h.b, h.loc);
-        });
-        h.barrier();
-        Value before = h.c32(0), total = h.c32(0);
-        for (int j = 0; j < W; ++j) {
-          Value t = h.load(h.i32(), h.gep(warpTotals, h.i32(), h.c32(j)), 4);
-          before = h.add(before, h.select(h.lt(h.c32(j), ids.warp), t, h.c32(0)));
-          total = h.add(total, t);
-        }
-        // This thread's tokens, in order, at their places in the list.
-        Value base = h.add(before, h.sub(inclusive, count));
-        scf::WhileOp::create(
-            h.b, h.loc, TypeRange{h.i32(), h.i32()}, ValueRange{bits, base},
-            [&](OpBuilder &, Location, ValueRange st) {
-              scf::ConditionOp::create(h.b, h.loc, h.ne(st[0], h.c32(0)), st);
-            },
-            [&](OpBuilder &, Location, ValueRange st) {
-              Value bit = LLVM::CountTrailingZerosOp::create(h.b, h.loc, h.i32(), st[0], false).getResult();
-              Value entry = h.add(h.mul(ids.tid, h.c32(32)), bit);
-              h.store(arith::TruncIOp::create(h.b, h.loc, h.i16(), entry).getResult(), h.gep(list, h.i16(), st[1]), 2);
-              Value rest = h.band(st[0], h.sub(st[0], h.c32(1)));
-              scf::YieldOp::create(h.b, h.loc, ValueRange{rest, h.add(st[1], h.c32(1))});
-            });
-        h.barrier();
-        SmallVector<Value> acc = body(total, h.mul(windowWord, h.c32(32)), iter.drop_back());
-        h.barrier(); // the list and the totals are rewritten by the next window
-        acc.push_back(h.select(h.gt(total, h.c32(0)), h.cf(1.0f), iter.back()));
-        scf::YieldOp::create(h.b, h.loc, acc);
-      });
-  return SmallVector<Value>(loop.getResults());
-}
-
 // Key-centric: this CTA's C keys against every query row that sees them.
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + rowPad(), vPitch = Dv + rowPad(), qPitch = Dk + rowPad(), dPitch = Dv + rowPad();
@@ -970,11 +835,12 @@ void BackwardKernelBuilder::buildDkdv() {
     results = runSteps(numSteps, stepToken, stepMult, fullyVisible, flat);
   } else {
     // The selected branch: only the tokens whose index list names this block
-    // see its keys (walkSelectedTokens finds them window by window); each
+    // see its keys (SelectionMap::walk finds them window by window); each
     // window's list is walked in the pipelined steps of the dense branches.
     Value blk = h.divs(k0, h.c32(spec.slcBlock));
-    SmallVector<Value> all = walkSelectedTokens(blk, tLo, tHi, smemAt(warpTotalsOff), smemAt(listOff), flat,
-                                              [&](Value count, Value listTokenBase, ValueRange acc) {
+    auto listed = [&](Value t, Value b) { return timesListed(t, b); };
+    SmallVector<Value> all = selectionMap().walk(blk, tLo, tHi, smemAt(warpTotalsOff), smemAt(listOff), flat, listed,
+                                                 [&](Value count, Value listTokenBase, ValueRange acc) {
       Value listPtr = smemAt(listOff);
       StepFn stepToken = [&, count, listTokenBase, listPtr](Value step) -> SlotFn {
         return [&, step, count, listTokenBase, listPtr](Value slot) -> std::pair<Value, Value> {
@@ -1055,7 +921,8 @@ std::pair<Value, SmallVector<Value>> BackwardKernelBuilder::addSplitPartials(Val
   Value tile = h.add(h.mul(h.add(h.mul(batch, h.gridDimY()), kvHead), numChunks), chunk);
   Value tiles = h.mul(h.mul(h.gridDimZ(), h.gridDimY()), numChunks);
   Value stateFloatsAll = h.mul(h.ceilDiv(h.mul(tiles, h.c32(stateFloats)), h.c32(64)), h.c32(64)); // 256 B multiple
-  Value splitBase = h.gep(p.workspace, h.f32(), selectionMapWordsTotal()); // after the selection map
+  Value mapWords = spec.branch == Branch::Selected ? selectionMap().wordsTotal() : h.c64(0);
+  Value splitBase = h.gep(p.workspace, h.f32(), mapWords); // after the selection map
   Value tileState = h.gep(splitBase, h.f32(), h.mul(h.ext64(tile), h.c64(stateFloats)));
   Value tileSums = h.gep(splitBase, h.f32(),
                          h.add(h.ext64(stateFloatsAll), h.mul(h.ext64(tile), h.c64(int64_t(C) * rowFloats))));
