@@ -233,6 +233,21 @@ public:
                                         &dq, &dk, &dv, nullptr, stream));
   }
 
+  // out = the gated sum of the three branch outputs (nsajit_gated_combine); a null gate is 1.
+  void gatedCombine(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &oCmp,
+                    const nsajit_tensor *gCmp, const nsajit_tensor &oSlc, const nsajit_tensor *gSlc,
+                    const nsajit_tensor &oSwa, const nsajit_tensor *gSwa, const nsajit_tensor &out,
+                    void *stream = nullptr) const {
+    throwIfError(nsajit_gated_combine(ctx_, &config, batch, seqLen, &oCmp, gCmp, &oSlc, gSlc, &oSwa, gSwa, &out,
+                                      stream));
+  }
+  // The backward's split length and selection map limit (nsajit_context_set_backward_split,
+  // nsajit_context_set_selection_map_limit).
+  void setBackwardSplit(int tokens) const { throwIfError(nsajit_context_set_backward_split(ctx_, tokens)); }
+  void setSelectionMapLimit(std::size_t bytes) const {
+    throwIfError(nsajit_context_set_selection_map_limit(ctx_, bytes));
+  }
+
   void checkIndices(const nsajit_config &config, int batch, int seqLen, const nsajit_tensor &indices,
                     void *stream = nullptr) const {
     throwIfError(nsajit_check_indices(ctx_, &config, batch, seqLen, &indices, stream));

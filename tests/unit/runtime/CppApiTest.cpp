@@ -198,6 +198,17 @@ TEST_F(CppApi, BackwardGatedAndUngated) {
   EXPECT_NO_THROW(ctx.compressedBackward(cfg, 1, T, half(*q, 16), kc, vc, half(*o, 16), row(*lse), half(*dout, 16),
                                          row(*delta), half(*dq, 16), dkc, dvc));
   EXPECT_EQ(FakeDriver::get().lastLaunch().count, 18);
+
+  // The gated sum of the branches and the backward settings.
+  auto o2 = buf(T * 16 * 128 * 2), o3 = buf(T * 16 * 128 * 2);
+  nsajit::Tensor gateRow = row(*gate);
+  EXPECT_NO_THROW(ctx.gatedCombine(cfg, 1, T, half(*o, 16), &gateRow, half(*o2, 16), nullptr, half(*o3, 16), nullptr,
+                                   half(*dq, 16)));
+  EXPECT_STREQ(FakeDriver::get().lastLaunch().kernel_name, "nsa_window_combine");
+  EXPECT_EQ(FakeDriver::get().lastLaunch().u64[3], gate->ptr());
+  EXPECT_NO_THROW(ctx.setBackwardSplit(0));
+  EXPECT_NO_THROW(ctx.setSelectionMapLimit(0));
+  EXPECT_THROW(ctx.setBackwardSplit(-1), nsajit::Error);
 }
 
 TEST_F(CppApi, KernelsOfEachPass) {
