@@ -423,23 +423,7 @@ void BackwardKernelBuilder::buildDq() {
   };
   // Union schedule: each row's log2 multiplicity of chunk c's block (-inf when
   // it did not select it), and whether any row of the warp did (warp-uniform).
-  auto unionBias = [&](Value c) -> std::pair<std::array<Value, 2>, Value> {
-    Value u = h.divs(c, h.c32(chunksPerBlock));
-    std::array<Value, 2> bias;
-    Value takesPart = h.cbool(false);
-    for (int r = 0; r < 2; ++r) {
-      Value inTile = h.lt(rowInWarp[r], h.c32(TQ * G));
-      Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(G)), h.c32(0));
-      Value m = h.select(inTile, blockUnion->multiplicity(u, tokenInCta), h.c32(0));
-      Value mf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), m);
-      bias[r] = h.select(h.eq(m, h.c32(0)), h.cf(-std::numeric_limits<float>::infinity()),
-                         h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
-      takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
-    }
-    Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
-                                         NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
-    return {bias, any};
-  };
+  auto unionBias = [&](Value c) { return blockUnion->rowBias(h.divs(c, h.c32(chunksPerBlock)), rowInWarp, G); };
   // One cp.async group per chunk (empty when it is skipped); zeros outside [0, kvLen).
   auto stageChunk = [&](Value buf, Value keyStart, Value active) {
     scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {

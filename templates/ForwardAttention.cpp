@@ -133,21 +133,7 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
 }
 
 std::pair<std::array<Value, 2>, Value> ForwardKernelBuilder::unionRowBias(Value c) {
-  Value u = h.divs(c, h.c32(spec.slcBlock / C));
-  std::array<Value, 2> bias;
-  Value takesPart = h.cbool(false);
-  for (int r = 0; r < 2; ++r) {
-    Value inTile = h.lt(rowInWarp[r], h.c32(TQ * G));
-    Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(G)), h.c32(0));
-    Value m = h.select(inTile, blockUnion->multiplicity(u, tokenInCta), h.c32(0));
-    Value mf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), m);
-    bias[r] = h.select(h.eq(m, h.c32(0)), h.cf(-std::numeric_limits<float>::infinity()),
-                       h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
-    takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
-  }
-  Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
-                                       NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
-  return {bias, any};
+  return blockUnion->rowBias(h.divs(c, h.c32(spec.slcBlock / C)), rowInWarp, G);
 }
 
 std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {

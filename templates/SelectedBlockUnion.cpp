@@ -1,7 +1,10 @@
 #include "SelectedBlockUnion.h"
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "llvm/Support/ErrorHandling.h"
+
+#include <limits>
 
 using namespace mlir;
 
@@ -129,6 +132,23 @@ Value SelectedBlockUnion::multiplicity(Value u, Value tokenInCta) {
   Value cell = h.add(h.mul(u, h.c32(T)), tokenInCta);
   Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + multOff)), h.b.getI8Type(), cell);
   return h.zext32(h.load(h.b.getI8Type(), p, 1));
+}
+
+std::pair<std::array<Value, 2>, Value> SelectedBlockUnion::rowBias(Value u, const Value rowInWarp[2], int group) {
+  std::array<Value, 2> bias;
+  Value takesPart = h.cbool(false);
+  for (int r = 0; r < 2; ++r) {
+    Value inTile = h.lt(rowInWarp[r], h.c32(T * group));
+    Value tokenInCta = h.select(inTile, h.divs(rowInWarp[r], h.c32(group)), h.c32(0));
+    Value m = h.select(inTile, multiplicity(u, tokenInCta), h.c32(0));
+    Value mf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), m);
+    bias[r] = h.select(h.eq(m, h.c32(0)), h.cf(-std::numeric_limits<float>::infinity()),
+                       h.select(h.eq(m, h.c32(1)), h.cf(0.0f), h.log2(mf)));
+    takesPart = h.bor(takesPart, h.gt(m, h.c32(0)));
+  }
+  Value any = NVVM::VoteSyncOp::create(h.b, h.loc, h.i1(), h.c32(-1), takesPart,
+                                       NVVM::VoteSyncKindAttr::get(h.b.getContext(), NVVM::VoteSyncKind::any));
+  return {bias, any};
 }
 
 } // namespace nsajit::tpl

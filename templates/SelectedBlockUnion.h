@@ -10,6 +10,9 @@
 
 #include "nsajit/compiler/KernelSpec.h"
 
+#include <array>
+#include <utility>
+
 namespace nsajit::tpl {
 
 class SelectedBlockUnion {
@@ -29,6 +32,11 @@ public:
   mlir::Value count();                                   // distinct blocks (uniform across the CTA)
   mlir::Value block(mlir::Value u);                      // the u-th smallest, 0 <= u < count()
   mlir::Value multiplicity(mlir::Value u, mlir::Value tokenInCta); // how often that token lists it
+  // For a thread's two fragment rows (rowInWarp: row 16 warp + group (+8) of the
+  // CTA tile, token row / G): each row's log2 multiplicity of block u, the bias
+  // its scores take (-inf where its token did not select the block), and
+  // whether any row of the warp selected it (warp-uniform, a vote).
+  std::pair<std::array<mlir::Value, 2>, mlir::Value> rowBias(mlir::Value u, const mlir::Value rowInWarp[2], int group);
 
 private:
   mlir::Value at(int region, mlir::Value i); // i32 pointer into a scratch region
