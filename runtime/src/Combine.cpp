@@ -20,9 +20,13 @@ KernelSpec combineSpec(const nsajit_config *config, Arch arch) {
 PreparedCombine prepareCombine(const CombineRequest &req, Arch arch) {
   PreparedCombine p;
   const KernelSpec spec = combineSpec(req.config, arch);
-  // The tensor shapes are the configuration's (HQ = H G), whatever the spec fixed.
-  const ProblemShape ps = problemShape(req.config, specFromConfig(req.config, Branch::Window, arch), req.batch,
-                                       req.seqLen);
+  // The tensor shapes are the configuration's (HQ = H G), whatever the spec fixed; its tile
+  // overrides (the branches' kernels) do not concern this kernel.
+  KernelSpec shape = spec;
+  shape.group = readConfig(req.config).group;
+  if (std::string err = validate(shape); !err.empty())
+    fail(NSAJIT_ERROR_UNSUPPORTED, "config: {}", err);
+  const ProblemShape ps = problemShape(req.config, shape, req.batch, req.seqLen);
   static const char *oNames[3] = {"o_cmp", "o_slc", "o_swa"}, *gNames[3] = {"g_cmp", "g_slc", "g_swa"};
   SpanList &sp = p.spans;
   for (int c = 0; c < 3; ++c) {

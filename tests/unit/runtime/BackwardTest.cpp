@@ -1108,7 +1108,16 @@ TEST_F(FakeGpuCombine, BadArgumentsAreRejectedBeforeLaunching) {
   badGate.stride_head = 2;
   EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &cfg, B, T, &oc, &badGate, &os, nullptr, &ow, nullptr, &out, nullptr),
                     NSAJIT_ERROR_INVALID_ARGUMENT, "g_cmp");
+  nsajit_config badGroup = cfg;
+  badGroup.group = 3;
+  EXPECT_ERROR_WITH(nsajit_gated_combine(ctx, &badGroup, B, T, &oc, nullptr, &os, nullptr, &ow, nullptr, &out, nullptr),
+                    NSAJIT_ERROR_UNSUPPORTED, "group (G) = 3");
   EXPECT_EQ(fake.launches().size(), 0u);
+  // The branches' tile overrides do not concern the combination.
+  nsajit_config tiled = cfg;
+  tiled.tile_warps = 1, tiled.tile_tokens = 8; // 128 rows in one warp: not a forward tile
+  EXPECT_EQ(nsajit_gated_combine(ctx, &tiled, B, T, &oc, nullptr, &os, nullptr, &ow, nullptr, &out, nullptr), NSAJIT_OK)
+      << nsajit_last_error();
 }
 
 } // namespace
