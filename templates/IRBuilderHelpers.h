@@ -80,6 +80,8 @@ public:
   mlir::Value fdiv(mlir::Value x, mlir::Value y) { return mlir::arith::DivFOp::create(b, loc, x, y); }
   // llvm.maxnum (PTX max.f32); arith.maxnumf would become a libdevice call.
   mlir::Value fmax(mlir::Value x, mlir::Value y) { return mlir::LLVM::MaxNumOp::create(b, loc, x, y); }
+  // x * y + z, one rounding (fma.rn.f32).
+  mlir::Value fma(mlir::Value x, mlir::Value y, mlir::Value z) { return mlir::LLVM::FMAOp::create(b, loc, x, y, z); }
   mlir::Value feq(mlir::Value x, mlir::Value y) {
     return mlir::arith::CmpFOp::create(b, loc, mlir::arith::CmpFPredicate::OEQ, x, y);
   }

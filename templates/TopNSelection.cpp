@@ -9,6 +9,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -20,8 +22,8 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 // Scores are probabilities (>= 0) or +inf for forced blocks; empty slots of
-// the running list hold kEmpty; candidates already taken, and window blocks a
-// token cannot see, hold kTaken (never selected).
+// the running list hold kEmpty, window blocks a token cannot see kTaken (below
+// every list entry, so never selected).
 constexpr float kEmpty = -1.0f;
 constexpr float kTaken = -2.0f;
 
@@ -46,13 +48,17 @@ private:
   Value ldI(int off, Value i) { return h.load(h.i32(), at(off, h.i32(), i), 4); }
   void stF(int off, Value i, Value v) { h.store(v, at(off, h.f32(), i), 4); }
   void stI(int off, Value i, Value v) { h.store(v, at(off, h.i32(), i), 4); }
-  // Candidate a is better than b: higher score, then lower block index, then
-  // lower slot (empty slots share index -1; the slot makes the order total, so
-  // every lane of a shuffle reduction ends with the same winner).
-  Value better(Value sa, Value ia, Value xa, Value sb, Value ib, Value xb) {
-    Value sameScore = h.feq(sa, sb);
-    Value lowerIndex = h.bor(h.lt(ia, ib), h.band(h.eq(ia, ib), h.lt(xa, xb)));
-    return h.bor(h.fgt(sa, sb), h.band(sameScore, lowerIndex));
+  // Order-preserving keys of scores (unsigned: a higher score has a higher
+  // key; -2 < -1 < 0 < ... < +inf), in the IR and for constants.
+  Value scoreKey(Value f) {
+    Value bits = arith::BitcastOp::create(h.b, h.loc, h.i32(), f);
+    Value flip = h.select(h.lt(bits, h.c32(0)), h.c32(-1), h.c32(std::numeric_limits<int>::min()));
+    return arith::XOrIOp::create(h.b, h.loc, bits, flip);
+  }
+  static int keyOf(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    return static_cast<int>(bits & 0x80000000u ? ~bits : bits ^ 0x80000000u);
   }
   // Compressed tokens visible to token t: i*d + l - 1 <= t, i < kvLen.
   Value visibleCompressed(Value t) {
@@ -61,18 +67,36 @@ private:
     return h.select(sees, h.mins(n, kvLen), h.c32(0));
   }
   Value rowToken(Value row) { return h.add(t0, h.divs(row, h.c32(G))); }
+  // lse log2 e of a query row; +inf where the row is past the tile or the
+  // sequence, or sees no compressed token (its p are then 0).
+  Value rowLse2(Value row) {
+    Value ok = rowValid(row);
+    Value tok = h.select(ok, rowToken(row), t0);
+    Value lse = h.load(h.f32(), h.gep(lsePtr, h.f32(), offset(lseS, batch, tok, h.select(ok, headOf(row), kvHead))), 4);
+    Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
+    return h.select(finite, h.fmul(lse, h.cf(kLog2e)), h.cf(std::numeric_limits<float>::infinity()));
+  }
   Value rowValid(Value row) { return h.band(h.lt(row, h.c32(TPC * G)), h.lt(rowToken(row), seqLen)); }
   Value headOf(Value row) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(row, h.c32(G))); }
 
   void scoreWindow(Value J0, Value nBlocks, Value nvisLast);
   // The scores of a staged chunk: this warp's 16 rows x C keys.
   std::vector<Frag4> chunkScoresSync();
-  std::vector<Frag4> chunkScoresWarpgroup(Value kElemBase);
-  // sm_90a with whole warpgroups (topNUsesWarpgroupMma): wgmma on swizzled
-  // tiles, the next key chunk copied while one is scored; else mma.sync on
-  // padded rows, one chunk at a time.
+  // sm_90a with whole warpgroups and 64-key chunks (topNUsesWarpgroupMma):
+  // S^T = K Q^T by wgmma on swizzled tiles, the next key chunk copied while one
+  // is scored; else S = Q K^T by mma.sync on padded rows, one chunk at a time.
   bool warpgroupMma() const { return topNUsesWarpgroupMma(spec); }
   void storeTokenScores(Value keyStart, Value iBase, Value iHi, const std::vector<Frag4> &s);
+  // The wgmma path: keys are the rows (16 a warp, the chunk's 64 shared by the
+  // warpgroups), the warpgroup's 64 query rows the columns, so a token's heads
+  // sit in one thread and its quad: few shuffles per score.
+  struct TokenSlot {
+    std::vector<std::pair<int, int>> cols; // (n-tile j, element e) of the thread's columns of this token
+    std::vector<int> shuffleMasks;         // lanes of the quad holding the token's other columns
+    Value token, nvis, writes;             // CTA-local token; its visible compressed tokens; this lane stores it
+  };
+  void prepareTransposedScores();
+  void scoreChunkTransposed(Value kElemBase, Value keyStart, Value iBase, Value iHi);
   void mergeWindow(Value J0, Value nBlocks);
   void writeSelection();
   void forThreads(Value count, const std::function<void(Value)> &body) {
@@ -112,9 +136,13 @@ private:
   // Shared memory: Q rows and the key chunk (two with wgmma; in 16-bit elements), then per-token
   // arrays (byte offsets): compressed-token scores [TPC][cmpCapacity], block
   // scores [TPC][blocks], running list and next list [TPC][N] (score, index).
-  int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topSOff = 0, topIOff = 0, newSOff = 0, newIOff = 0;
+  int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topKOff = 0, topIOff = 0, newKOff = 0, newIOff = 0, thrOff = 0;
   ThreadIds ids;
   Value smem, batch, kvHead, t0, seqLen, kvLen, lse2[2], nvisRow[2];
+  // wgmma path: -lse2 of the thread's 16 columns [j][e], and its token slots.
+  Value negLse2Col[8][2];
+  std::vector<TokenSlot> slots;
+  Value warpgroupRow0;
   Value qPtr, kcPtr, lsePtr, idxPtr;
   Value qS[3], kcS[3], lseS[3], idxS[3];
 };
@@ -160,7 +188,7 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
       fenceAsyncProxy(h);
       h.barrier();
       stageChunk(h.add(c, h.c32(1)));
-      storeTokenScores(h.add(iLo, h.mul(c, h.c32(C))), iBase, iHi, chunkScoresWarpgroup(kBuf(c)));
+      scoreChunkTransposed(kBuf(c), h.add(iLo, h.mul(c, h.c32(C))), iBase, iHi);
       scf::YieldOp::create(h.b, h.loc);
     });
     waitStaged(h); // the copy issued past the last chunk is empty
@@ -228,11 +256,68 @@ std::vector<Frag4> TopNKernelBuilder::chunkScoresSync() {
   return s;
 }
 
-std::vector<Frag4> TopNKernelBuilder::chunkScoresWarpgroup(Value kElemBase) {
-  std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
-  Value warpgroupRow = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
-  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRow, {h.mul(kElemBase, h.c32(2)), C}, Dk);
-  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+// The thread's columns are 8j + 2 tig + e (j < 8, e < 2) of its warpgroup's 64
+// query rows; a token's G columns are G / 8 n-tiles of the quad (G >= 8), half
+// an n-tile (G = 4: two lanes), a column pair (G = 2) or one column.
+void TopNKernelBuilder::prepareTransposedScores() {
+  warpgroupRow0 = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
+  std::vector<std::vector<std::pair<int, int>>> groups;
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 2; ++e) {
+      const int col = 8 * j + e; // a token never straddles a column pair (G even) nor, for G >= 8, an n-tile
+      const bool newToken = G == 1 || (G <= 4 ? e == 0 : col % G == 0);
+      if (newToken) groups.emplace_back();
+      groups.back().emplace_back(j, e);
+    }
+  for (auto &cols : groups) {
+    TokenSlot slot;
+    slot.cols = cols;
+    if (G >= 8) slot.shuffleMasks = {1, 2};
+    else if (G == 4) slot.shuffleMasks = {1};
+    auto [j, e] = cols.front();
+    Value firstRow = h.add(warpgroupRow0, h.add(h.c32(8 * j + e), G >= 8 ? h.c32(0) : h.mul(ids.tig, h.c32(2))));
+    slot.token = h.divs(firstRow, h.c32(G));
+    // One lane of those holding the token stores it (spread over the quad).
+    const int u = static_cast<int>(slots.size());
+    slot.writes = G >= 8 ? h.eq(ids.tig, h.c32(u % 4)) : G == 4 ? h.eq(h.rems(ids.tig, h.c32(2)), h.c32(0)) : h.cbool(true);
+    slot.writes = h.band(slot.writes, h.lt(slot.token, h.c32(TPC)));
+    Value t = h.add(t0, slot.token);
+    slot.nvis = h.select(h.lt(t, seqLen), visibleCompressed(t), h.c32(0));
+    slots.push_back(slot);
+  }
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 2; ++e) {
+      Value row = h.add(warpgroupRow0, h.add(h.c32(8 * j + e), h.mul(ids.tig, h.c32(2))));
+      negLse2Col[j][e] = h.fsub(h.cf(0.0f), rowLse2(row));
+    }
+}
+
+// S^T (64 keys x the warpgroup's 64 query rows) = K Q^T; p = 2^(s scale log2e -
+// lse2) summed over each token's heads (in the thread, then its quad, a fixed
+// order) and stored once per (token, key): deterministic.
+void TopNKernelBuilder::scoreChunkTransposed(Value kElemBase, Value keyStart, Value iBase, Value iHi) {
+  const float scaleLog2 = spec.effectiveScale() * kLog2e;
+  std::vector<Value> acc = wg.fence(std::vector<Value>(32, h.cf(0.0f)));
+  acc = wg.issueProductABt(acc, smem, {h.mul(kElemBase, h.c32(2)), C}, h.c32(0),
+                           {h.add(h.c32(2 * qBase), h.mul(warpgroupRow0, h.c32(128))), W * 16}, Dk);
+  std::vector<Frag4> s = WarpgroupMma::tiles(wg.commitAndWait(acc));
+  Value warpKey = h.add(h.mul(h.rems(ids.warp, h.c32(4)), h.c32(16)), ids.group);
+  for (int r = 0; r < 2; ++r) {
+    Value key = h.add(keyStart, h.add(warpKey, h.c32(8 * r)));
+    Value inWindow = h.lt(key, iHi);
+    for (const TokenSlot &slot : slots) {
+      Value sum;
+      for (auto [j, e] : slot.cols) {
+        Value p = h.exp2(h.fma(s[j][2 * r + e], h.cf(scaleLog2), negLse2Col[j][e]));
+        sum = sum ? h.fadd(sum, p) : p;
+      }
+      for (int mask : slot.shuffleMasks) sum = h.fadd(sum, h.shflXor(sum, mask));
+      Value value = h.select(h.lt(key, slot.nvis), sum, h.cf(0.0f));
+      ifThen(h.band(slot.writes, inWindow), [&] {
+        stF(cmpOff, h.add(h.mul(slot.token, h.c32(win.cmpCapacity)), h.sub(key, iBase)), value);
+      });
+    }
+  }
 }
 
 // p = 2^(s scale log2e - lse2) per (row, key), summed over the G rows of each
@@ -297,67 +382,107 @@ void TopNKernelBuilder::storeTokenScores(Value keyStart, Value iBase, Value iHi,
 }
 
 // Phase C: each warp merges the window into the running top-n of its tokens
-// by n rounds of a warp argmax (no CTA barrier). Lane l owns the candidates
-// x = l + 32m (running-list slots first, then window blocks) and is the only
-// lane that reads or marks them, so only the next list needs __syncwarp.
+// (no CTA barrier). Scores are compared as order-preserving 32-bit keys (a
+// higher score has a higher key), and ties go to the lower block index: the
+// list is kept in ascending block order (empty slots, index -1, first) and the
+// window's blocks follow it, so candidate order is index order.
+//   1. Survivors: the window's blocks whose key beats the list's worst (a block
+//      equal to it loses the tie), compacted in block order by ballots.
+//   2. The n-th best key v of list + survivors, bit by bit from the top: the
+//      largest v with at least n keys >= v (a trial with exactly n ends it).
+//   3. The new list: keys above v, then the first of those equal to v, in
+//      candidate order (so again ascending), and v is the next window's bar.
 void TopNKernelBuilder::mergeWindow(Value J0, Value nBlocks) {
-  Value total = h.add(h.c32(N), nBlocks);
-  Value negInf = h.cf(-std::numeric_limits<float>::infinity());
+  Value laneBelow = h.sub(h.shl(h.c32(1), ids.lane), h.c32(1));
+  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
+  auto ballot = [&](Value pred) {
+    return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred, NVVM::VoteSyncKind::ballot).getResult();
+  };
+  auto ucmp = [&](arith::CmpIPredicate p, Value a, Value b) { return arith::CmpIOp::create(h.b, h.loc, p, a, b); };
+  auto below = [&](Value bal) { return popc(h.band(bal, laneBelow)); };
   forOwnTokens([&](Value tl, Value) {
-    Value topRow = h.mul(tl, h.c32(N)), blkRow = h.mul(tl, h.c32(win.blocks));
-    scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value k,
-                                                                                  ValueRange) {
-      auto scan = scf::ForOp::create(
-          h.b, h.loc, ids.lane, total, h.c32(32),
-          ValueRange{negInf, h.c32(std::numeric_limits<int>::max()), h.c32(-1)},
-          [&](OpBuilder &, Location, Value x, ValueRange best) {
-            Value inTop = h.lt(x, h.c32(N));
-            Value xb = h.select(inTop, h.c32(0), h.sub(x, h.c32(N)));
-            Value xt = h.select(inTop, x, h.c32(0));
-            Value sc = h.select(inTop, ldF(topSOff, h.add(topRow, xt)), ldF(blkOff, h.add(blkRow, xb)));
-            Value ix = h.select(inTop, ldI(topIOff, h.add(topRow, xt)), h.add(J0, xb));
-            // Empty slots rank below every block, by their (lowest) index -1 too.
-            Value live = h.fgt(sc, h.cf(kTaken));
-            Value take = h.band(live, better(sc, ix, x, best[0], best[1], best[2]));
-            scf::YieldOp::create(h.b, h.loc,
-                                 ValueRange{h.select(take, sc, best[0]), h.select(take, ix, best[1]),
-                                            h.select(take, x, best[2])});
+    Value topRow = h.mul(tl, h.c32(N)), blkRow = h.mul(tl, h.c32(win.blocks)), cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
+    Value bar = ldI(thrOff, tl);
+    // 1. Survivors overwrite the token's block scores (keys) and compressed scores (block indices)
+    // in place: a survivor's slot is at most its block's, and a warp's reads precede its writes.
+    auto filter = scf::ForOp::create(
+        h.b, h.loc, h.c32(0), nBlocks, h.c32(32), ValueRange{h.c32(0)},
+        [&](OpBuilder &, Location, Value base, ValueRange it) {
+          Value x = h.add(base, ids.lane);
+          Value key = scoreKey(ldF(blkOff, h.add(blkRow, h.mins(x, h.c32(win.blocks - 1)))));
+          Value survives = h.band(h.lt(x, nBlocks), ucmp(arith::CmpIPredicate::ugt, key, bar));
+          Value bal = ballot(survives);
+          h.syncWarp();
+          ifThen(survives, [&] {
+            Value slot = h.add(it[0], below(bal));
+            stI(blkOff, h.add(blkRow, slot), key);
+            stI(cmpOff, h.add(cmpRow, slot), h.add(J0, x));
           });
-      Value bs = scan.getResult(0), bi = scan.getResult(1), bx = scan.getResult(2);
-      for (int mask : {16, 8, 4, 2, 1}) {
-        Value os = h.shflXor(bs, mask), oi = h.shflXor(bi, mask), ox = h.shflXor(bx, mask);
-        Value take = better(os, oi, ox, bs, bi, bx);
-        bs = h.select(take, os, bs), bi = h.select(take, oi, bi), bx = h.select(take, ox, bx);
-      }
-      ifThen(h.eq(ids.lane, h.c32(0)), [&] {
-        stF(newSOff, h.add(topRow, k), bs);
-        stI(newIOff, h.add(topRow, k), bi);
-      });
-      // The winner's owner marks it taken (n live candidates always exist: the
-      // running list starts with n empty slots, so bx >= 0).
-      ifThen(h.eq(ids.lane, h.rems(bx, h.c32(32))), [&] {
-        Value inTop = h.lt(bx, h.c32(N));
-        scf::IfOp::create(
-            h.b, h.loc, inTop,
-            [&](OpBuilder &, Location) {
-              stF(topSOff, h.add(topRow, bx), h.cf(kTaken));
-              scf::YieldOp::create(h.b, h.loc);
-            },
-            [&](OpBuilder &, Location) {
-              stF(blkOff, h.add(blkRow, h.sub(bx, h.c32(N))), h.cf(kTaken));
-              scf::YieldOp::create(h.b, h.loc);
-            });
-      });
-      scf::YieldOp::create(h.b, h.loc);
+          scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], popc(bal))});
+        });
+    Value survivors = filter.getResult(0);
+    ifThen(h.gt(survivors, h.c32(0)), [&] {
+      h.syncWarp();
+      Value m = h.add(h.c32(N), survivors);
+      // Candidate c: list slot c, then survivor c - n; key 0 (below every key) past m.
+      auto candidate = [&](Value c) -> std::pair<Value, Value> {
+        Value inList = h.lt(c, h.c32(N));
+        Value li = h.add(topRow, h.select(inList, c, h.c32(0)));
+        Value si = h.mins(h.maxs(h.sub(c, h.c32(N)), h.c32(0)), h.c32(win.blocks - 1));
+        Value key = h.select(inList, ldI(topKOff, li), ldI(blkOff, h.add(blkRow, si)));
+        Value index = h.select(inList, ldI(topIOff, li), ldI(cmpOff, h.add(cmpRow, si)));
+        return {h.select(h.lt(c, m), key, h.c32(0)), index};
+      };
+      auto countWhere = [&](Value upper, const std::function<Value(Value)> &pred) {
+        return scf::ForOp::create(h.b, h.loc, h.c32(0), upper, h.c32(32), ValueRange{h.c32(0)},
+                                  [&](OpBuilder &, Location, Value c0, ValueRange it) {
+                                    Value hit = pred(candidate(h.add(c0, ids.lane)).first);
+                                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], popc(ballot(hit)))});
+                                  })
+            .getResult(0);
+      };
+      // 2.
+      auto search = scf::ForOp::create(
+          h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{h.c32(0), h.cbool(false)},
+          [&](OpBuilder &, Location, Value i, ValueRange it) {
+            Value v = it[0], done = it[1];
+            Value trial = h.bor(v, h.shl(h.c32(1), h.sub(h.c32(31), i)));
+            Value count = countWhere(h.select(done, h.c32(0), m),
+                                     [&](Value key) { return ucmp(arith::CmpIPredicate::uge, key, trial); });
+            Value accept = h.band(h.eq(done, h.cbool(false)), h.ge(count, h.c32(N)));
+            Value exact = h.band(accept, h.eq(count, h.c32(N)));
+            scf::YieldOp::create(h.b, h.loc, ValueRange{h.select(accept, trial, v), h.bor(done, exact)});
+          });
+      Value v = search.getResult(0);
+      // 3.
+      Value above = countWhere(m, [&](Value key) { return ucmp(arith::CmpIPredicate::ugt, key, v); });
+      Value need = h.sub(h.c32(N), above);
+      scf::ForOp::create(h.b, h.loc, h.c32(0), m, h.c32(32), ValueRange{h.c32(0), h.c32(0)},
+                         [&](OpBuilder &, Location, Value c0, ValueRange it) {
+                           auto [key, index] = candidate(h.add(c0, ids.lane));
+                           Value equal = h.eq(key, v);
+                           Value equalBal = ballot(equal);
+                           Value take = h.bor(ucmp(arith::CmpIPredicate::ugt, key, v),
+                                              h.band(equal, h.lt(h.add(it[0], below(equalBal)), need)));
+                           Value takeBal = ballot(take);
+                           ifThen(take, [&] {
+                             Value slot = h.add(topRow, h.add(it[1], below(takeBal)));
+                             stI(newKOff, slot, key);
+                             stI(newIOff, slot, index);
+                           });
+                           scf::YieldOp::create(h.b, h.loc,
+                                                ValueRange{h.add(it[0], popc(equalBal)), h.add(it[1], popc(takeBal))});
+                         });
+      h.syncWarp();
+      scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
+                         [&](OpBuilder &, Location, Value k, ValueRange) {
+                           stI(topKOff, h.add(topRow, k), ldI(newKOff, h.add(topRow, k)));
+                           stI(topIOff, h.add(topRow, k), ldI(newIOff, h.add(topRow, k)));
+                           scf::YieldOp::create(h.b, h.loc);
+                         });
+      ifThen(h.eq(ids.lane, h.c32(0)), [&] { stI(thrOff, tl, v); });
+      h.syncWarp();
     });
-    h.syncWarp();
-    scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
-                       [&](OpBuilder &, Location, Value k, ValueRange) {
-                         stF(topSOff, h.add(topRow, k), ldF(newSOff, h.add(topRow, k)));
-                         stI(topIOff, h.add(topRow, k), ldI(newIOff, h.add(topRow, k)));
-                         scf::YieldOp::create(h.b, h.loc);
-                       });
-    h.syncWarp();
   });
 }
 
@@ -400,10 +525,11 @@ LogicalResult TopNKernelBuilder::build() {
   kBase = W * 16 * pitch;
   cmpOff = (W * 16 + (warpgroupMma() ? 2 : 1) * C) * row;
   blkOff = cmpOff + 4 * TPC * win.cmpCapacity;
-  topSOff = blkOff + 4 * TPC * win.blocks;
-  topIOff = topSOff + 4 * TPC * N;
-  newSOff = topIOff + 4 * TPC * N;
-  newIOff = newSOff + 4 * TPC * N;
+  topKOff = blkOff + 4 * TPC * win.blocks;
+  topIOff = topKOff + 4 * TPC * N;
+  newKOff = topIOff + 4 * TPC * N;
+  newIOff = newKOff + 4 * TPC * N;
+  thrOff = newIOff + 4 * TPC * N;
 
   Block &entry = *createKernelFunction(h, name, 4, 12, 2, W * 32);
   OpBuilder::InsertionGuard guard(b);
@@ -434,19 +560,21 @@ LogicalResult TopNKernelBuilder::build() {
   } else {
     stageRows(h, ids, W * 32, smem, h.c32(qBase), Dk + 8, W * 16, Dk, qPtr, queryRow);
   }
-  for (int r = 0; r < 2; ++r) {
-    Value rr = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
-    Value ok = rowValid(rr);
-    Value tok = h.select(ok, rowToken(rr), t0);
-    Value lse = h.load(h.f32(), h.gep(lsePtr, h.f32(), offset(lseS, batch, tok, h.select(ok, headOf(rr), kvHead))), 4);
-    Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
-    lse2[r] = h.select(finite, h.fmul(lse, h.cf(kLog2e)), h.cf(std::numeric_limits<float>::infinity()));
-    nvisRow[r] = h.select(ok, visibleCompressed(tok), h.c32(0));
+  if (warpgroupMma()) {
+    prepareTransposedScores();
+  } else {
+    for (int r = 0; r < 2; ++r) {
+      Value rr = h.add(h.mul(ids.warp, h.c32(16)), h.add(ids.group, h.c32(8 * r)));
+      Value ok = rowValid(rr);
+      lse2[r] = rowLse2(rr);
+      nvisRow[r] = h.select(ok, visibleCompressed(rowToken(rr)), h.c32(0));
+    }
   }
   forThreads(h.c32(TPC * N), [&](Value k) {
-    stF(topSOff, k, h.cf(kEmpty));
+    stI(topKOff, k, h.c32(keyOf(kEmpty)));
     stI(topIOff, k, h.c32(-1));
   });
+  forThreads(h.c32(TPC), [&](Value tl) { stI(thrOff, tl, h.c32(keyOf(kEmpty))); });
 
   // Windows of the selection blocks the last token sees (earlier tokens see a prefix).
   Value blocks = h.add(h.divs(tLast, h.c32(spec.slcBlock)), h.c32(1));

@@ -103,12 +103,20 @@ constexpr int kTopNSharedBudgetWarpgroup = 110 * 1024;
 // The most dynamic shared memory a CTA may have (sm_90: 227 KB).
 constexpr int kMaxSharedBytes = 227 * 1024;
 
-TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
+// wgmma tiles score a chunk of 64 compressed keys (one wgmma M tile) with whole warpgroups.
+bool topNWarpgroupTile(const KernelSpec &s, const TileConfig &t) {
+  return s.arch == Arch::SM90a && t.warps % 4 == 0 && t.kvChunk == 64;
+}
+
+int topNSharedBudget(const KernelSpec &s, const TileConfig &t) {
+  return topNWarpgroupTile(s, t) ? kTopNSharedBudgetWarpgroup : kTopNSharedBudget;
+}
+
+TopNWindow topNWindowOf(const KernelSpec &s, int perToken) {
   TopNWindow w;
   // (max: also safe on specs that fail validate())
   const int d = std::max(1, s.cmpStride);
   const int a = std::max(1, s.slcBlock / d), b = std::max(1, s.cmpBlock / d);
-  const int perToken = std::clamp(kTopNWindowScores / std::max(1, tokensPerCta), 256, 2048);
   w.blocks = std::max(1, perToken / a);
   w.reach = a + b - 2;
   w.cmpCapacity = a * w.blocks + w.reach + 1;
@@ -117,15 +125,26 @@ TopNWindow topNWindowFor(const KernelSpec &s, int tokensPerCta) {
 
 // Q rows of the tile, one chunk of compressed keys, and per token: the window's
 // compressed-token and block scores, the running list and the next one
-// (score, index).
-int topNSharedBytes(const KernelSpec &s, const TileConfig &t) {
+// (key, index) and the list's worst key.
+int topNSharedBytesWith(const KernelSpec &s, const TileConfig &t, const TopNWindow &w) {
   // wgmma: unpadded swizzled rows and two key chunks (one copied while one is scored).
-  const bool warpgroup = s.arch == Arch::SM90a && t.warps % 4 == 0;
+  const bool warpgroup = topNWarpgroupTile(s, t);
   const int kRow = (s.headDimQK + (warpgroup ? 0 : 8)) * 2;
-  const TopNWindow w = topNWindowFor(s, t.tokensPerCta);
   return (t.warps * 16 + (warpgroup ? 2 : 1) * t.kvChunk) * kRow +
-         t.tokensPerCta * (4 * (w.cmpCapacity + w.blocks) + 16 * s.slcCount);
+         t.tokensPerCta * (4 * (w.cmpCapacity + w.blocks) + 16 * s.slcCount + 4);
 }
+
+// The tokens share 4096 compressed-token scores a window (256 to 2048 each),
+// halved (down to 256) while the tile would not fit its shared budget: shorter
+// windows cost a merge more, fewer tokens a key chunk more per token.
+TopNWindow topNWindowFor(const KernelSpec &s, const TileConfig &t) {
+  int perToken = std::clamp(kTopNWindowScores / std::max(1, t.tokensPerCta), 256, 2048);
+  while (perToken > 256 && topNSharedBytesWith(s, t, topNWindowOf(s, perToken)) > topNSharedBudget(s, t))
+    perToken /= 2;
+  return topNWindowOf(s, perToken);
+}
+
+int topNSharedBytes(const KernelSpec &s, const TileConfig &t) { return topNSharedBytesWith(s, t, topNWindowFor(s, t)); }
 
 } // namespace
 
@@ -241,8 +260,10 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // dominate): 128 query rows (tokens x G) for G >= 16, e.g. 8 tokens of 16
     // heads, else 64 (already 8 tokens or more); fewer tokens where their score
     // windows or lists would take too much shared memory.
-    if (!t.kvChunk) t.kvChunk = chunkCap;
+    // sm_90a: 64 keys a chunk, the M of one wgmma (S^T = K Q^T), when the warps are
+    // whole warpgroups (the default's are: 64 or 128 rows).
     const bool pickWarps = !t.warps;
+    if (!t.kvChunk) t.kvChunk = s.arch == Arch::SM90a && (pickWarps || t.warps % 4 == 0) ? 64 : chunkCap;
     auto fitWarps = [&] {
       if (pickWarps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
     };
@@ -250,10 +271,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
       const int rows = pickWarps ? (s.group >= 16 ? 128 : 64) : t.warps * 16;
       t.tokensPerCta = std::max(1, rows / std::max(1, s.group));
       fitWarps();
-      auto budget = [&] {
-        return s.arch == Arch::SM90a && t.warps % 4 == 0 ? kTopNSharedBudgetWarpgroup : kTopNSharedBudget;
-      };
-      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > budget()) {
+      while (t.tokensPerCta > 1 && topNSharedBytes(s, t) > topNSharedBudget(s, t)) {
         t.tokensPerCta /= 2;
         fitWarps();
       }
@@ -315,7 +333,7 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
   return spec;
 }
 
-TopNWindow topNWindow(const KernelSpec &s) { return topNWindowFor(s, defaultTileConfig(s).tokensPerCta); }
+TopNWindow topNWindow(const KernelSpec &s) { return topNWindowFor(s, defaultTileConfig(s)); }
 
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
 int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
@@ -340,7 +358,7 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //               not padded;
 //   bwd pre:    none;
 //   top-n:      see topNSharedBytes.
-bool topNUsesWarpgroupMma(const KernelSpec &s) { return s.arch == Arch::SM90a && s.tile.warps % 4 == 0; }
+bool topNUsesWarpgroupMma(const KernelSpec &s) { return topNWarpgroupTile(s, defaultTileConfig(s)); }
 
 bool backwardUsesWarpgroupMma(const KernelSpec &s) {
   if (s.arch != Arch::SM90a || s.tile.warps % 4 != 0)

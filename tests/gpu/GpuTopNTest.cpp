@@ -43,15 +43,18 @@ TEST(GpuTopN, MatrixAgainstReference) {
         c.arch = variant % 5 == 2 ? 80 : 0; // some cases force the sm_80 (mma.sync) kernels
         cases.push_back({c, variant % 3 ? 1 : 0, variant % 3 ? 2 : 0});
       }
-  // {G, l, d, l', n, T, B}: T is not a multiple of the tile's tokens; the last
-  // two need 2 windows of blocks (G = 8 and G = 16: 128 blocks a window).
-  struct Extra { int g, l, d, lsel, n, t, b; };
+  // {G, l, d, l', n, T, B, Dk}: T is not a multiple of the tile's tokens; the
+  // long ones need several windows of blocks (G = 8 and G = 16 with Dk = 128:
+  // 128 blocks a window; Dk = 192 on sm_90a: 64), n = 48 lists wider than a warp.
+  struct Extra { int g, l, d, lsel, n, t, b, dk = 128; };
   for (Extra e : {Extra{16, 32, 16, 64, 16, 1027, 2}, Extra{4, 32, 16, 64, 16, 1031, 2},
                   Extra{1, 32, 16, 32, 16, 3001, 2}, Extra{32, 64, 64, 64, 4, 333, 2},
-                  Extra{8, 32, 16, 64, 16, 9001, 1}, Extra{16, 32, 16, 64, 16, 8300, 1}}) {
+                  Extra{8, 32, 16, 64, 16, 9001, 1}, Extra{16, 32, 16, 64, 16, 8300, 1},
+                  Extra{16, 32, 16, 64, 16, 12001, 1, 192}, Extra{2, 32, 16, 64, 16, 5003, 1, 192},
+                  Extra{16, 32, 16, 32, 48, 6007, 1, 192}, Extra{8, 64, 64, 64, 48, 7001, 1}}) {
     ++variant;
     Case c{Br::Cmp, variant % 2 == 0, 128, 128, e.g, e.t > 4096 ? 1 : 2, e.b, e.t};
-    c.l = e.l, c.d = e.d, c.lsel = e.lsel, c.n = e.n, c.seed = seed++;
+    c.l = e.l, c.d = e.d, c.lsel = e.lsel, c.n = e.n, c.seed = seed++, c.dk = e.dk;
     cases.push_back({c, 1, 2});
   }
   std::printf("top-n cases: %zu\n", cases.size());

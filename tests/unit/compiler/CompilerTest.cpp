@@ -97,7 +97,22 @@ TEST(KernelSpec, TopNDefaultTileHoldsSeveralTokens) {
   EXPECT_EQ(defaultTileConfig(topNSpec(32)), (TileConfig{8, 4, 64}));
   EXPECT_EQ(defaultTileConfig(topNSpec(4)), (TileConfig{4, 16, 64}));
   EXPECT_EQ(defaultTileConfig(topNSpec(1)), (TileConfig{2, 32, 64})); // 64 tokens' windows do not fit
-  EXPECT_EQ(defaultTileConfig(topNSpec(16, 256)), (TileConfig{4, 4, 32}));
+  EXPECT_EQ(defaultTileConfig(topNSpec(16, 256)), (TileConfig{4, 4, 64}));
+  // sm_90a scores 64-key chunks (one wgmma M); the paper's Dk = 192 keeps 8 tokens
+  // by shorter windows (64 blocks of l' = 64 at d = 16) instead of fewer tokens.
+  KernelSpec paper = topNSpec(16, 192);
+  paper.cmpBlock = 32, paper.cmpStride = 16, paper.slcBlock = 64;
+  EXPECT_EQ(defaultTileConfig(paper), (TileConfig{8, 8, 64}));
+  EXPECT_TRUE(topNUsesWarpgroupMma(withDefaultTiles(paper)));
+  EXPECT_EQ(topNWindow(paper).blocks, 64);
+  EXPECT_LE(sharedMemoryBytes(withDefaultTiles(paper)), 110 * 1024);
+  paper.arch = Arch::SM80;
+  EXPECT_EQ(defaultTileConfig(paper), (TileConfig{8, 8, 32}));
+  EXPECT_EQ(topNWindow(paper).blocks, 128);
+  // A 32-key chunk on sm_90a scores by mma.sync.
+  paper.arch = Arch::SM90a;
+  paper.tile = {8, 8, 32};
+  EXPECT_FALSE(topNUsesWarpgroupMma(paper));
   for (int g : {1, 2, 4, 8, 16, 32})
     for (int dk : {64, 128, 192, 256})
       for (int n : {1, 16, 1024})
