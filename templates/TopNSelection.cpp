@@ -98,6 +98,21 @@ private:
   void prepareTransposedScores();
   void scoreChunkTransposed(Value kElemBase, Value keyStart, Value iBase, Value iHi);
   void mergeWindow(Value J0, Value nBlocks);
+  // Candidate c of a merge (list slots, then survivors): its key (0 past the end) and block index.
+  using CandidateFn = std::function<std::pair<Value, Value>(Value c)>;
+  void mergeByRank(Value topRow, Value tl, const CandidateFn &candidate);
+  void mergeBySearch(Value topRow, Value tl, Value m, const CandidateFn &candidate);
+  Value popc(Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); }
+  Value ballot(Value pred) {
+    return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred, NVVM::VoteSyncKind::ballot).getResult();
+  }
+  Value ucmp(arith::CmpIPredicate p, Value a, Value b) { return arith::CmpIOp::create(h.b, h.loc, p, a, b); }
+  Value shflIdx(Value v, Value lane) {
+    return NVVM::ShflOp::create(h.b, h.loc, v.getType(), h.c32(-1), v, lane, h.c32(31),
+                                NVVM::ShflKindAttr::get(h.b.getContext(), NVVM::ShflKind::idx), UnitAttr())
+        .getResult();
+  }
+  Value shflIdx(Value v, int lane) { return shflIdx(v, h.c32(lane)); }
   void writeSelection();
   void forThreads(Value count, const std::function<void(Value)> &body) {
     scf::ForOp::create(h.b, h.loc, ids.tid, count, h.c32(W * 32), ValueRange{},
@@ -138,6 +153,7 @@ private:
   // scores [TPC][blocks], running list and next list [TPC][N] (score, index).
   int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topKOff = 0, topIOff = 0, newKOff = 0, newIOff = 0, thrOff = 0;
   ThreadIds ids;
+  Value laneBelow; // lanes below this one, as a ballot mask
   Value smem, batch, kvHead, t0, seqLen, kvLen, lse2[2], nvisRow[2];
   // wgmma path: -lse2 of the thread's 16 columns [j][e], and its token slots.
   Value negLse2Col[8][2];
@@ -155,13 +171,21 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
   Value zero = h.cf(0.0f);
   Value iBase = h.sub(h.mul(J0, h.c32(a)), h.c32(win.reach));
   Value iCount = h.add(h.mul(h.sub(nBlocks, h.c32(1)), h.c32(a)), h.c32(win.reach + 1));
-  forThreads(h.mul(iCount, h.c32(TPC)), [&](Value x) {
-    Value tl = h.divs(x, iCount), i = h.rems(x, iCount);
-    stF(cmpOff, h.add(h.mul(tl, h.c32(win.cmpCapacity)), i), zero);
-  });
   // The keys the CTA's last token sees; earlier tokens mask theirs per row.
   Value iLo = h.maxs(iBase, h.c32(0));
   Value iHi = h.mins(h.add(iBase, iCount), nvisLast);
+  // The chunks write every token's scores of keys iLo..iHi-1; the window's
+  // others (before key 0, past the last visible) are zeros.
+  Value hiStart = h.sub(h.maxs(iHi, iLo), iBase);
+  forOwnTokens([&](Value tl, Value) {
+    Value row = h.mul(tl, h.c32(win.cmpCapacity));
+    for (auto [from, to] : {std::pair{h.c32(0), h.sub(iLo, iBase)}, std::pair{hiStart, iCount}})
+      scf::ForOp::create(h.b, h.loc, h.add(from, ids.lane), to, h.c32(32), ValueRange{},
+                         [&](OpBuilder &, Location, Value i, ValueRange) {
+                           stF(cmpOff, h.add(row, i), zero);
+                           scf::YieldOp::create(h.b, h.loc);
+                         });
+  });
   Value chunks = h.select(h.gt(iHi, iLo), h.ceilDiv(h.sub(iHi, iLo), h.c32(C)), h.c32(0));
   auto keyRow = [&](Value keyStart) {
     return [&, keyStart](Value row) -> std::pair<Value, Value> {
@@ -206,29 +230,39 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
   h.barrier();
 
   // Block j sums compressed tokens a*j - s, s = 0..reach, weighted by the
-  // number of (m, n) in [0, a) x [0, b) with m + n = s (eq. 9).
-  forThreads(h.mul(nBlocks, h.c32(TPC)), [&](Value x) {
-    Value tl = h.divs(x, nBlocks), jj = h.rems(x, nBlocks);
-    Value t = h.add(t0, tl), j = h.add(J0, jj);
+  // number of (m, n) in [0, a) x [0, b) with m + n = s (eq. 9). Each warp scores
+  // the blocks of the tokens it merges, so only the warp synchronises after.
+  auto weight = [&](int s) { return std::min(s, a - 1) - std::max(0, s - (bb - 1)) + 1; };
+  forOwnTokens([&](Value tl, Value t) {
     Value jt = h.divs(t, h.c32(spec.slcBlock));
-    Value cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
-    Value first = h.add(cmpRow, h.add(h.mul(jj, h.c32(a)), h.c32(win.reach))); // token a*j in the window
-    auto loop = scf::ForOp::create(
-        h.b, h.loc, h.c32(0), h.c32(win.reach + 1), h.c32(1), ValueRange{zero},
-        [&](OpBuilder &, Location, Value s, ValueRange acc) {
-          Value w = h.add(h.sub(h.mins(s, h.c32(a - 1)), h.maxs(h.c32(0), h.sub(s, h.c32(bb - 1)))), h.c32(1));
-          Value wf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), w);
-          Value term = h.fmul(wf, ldF(cmpOff, h.sub(first, s)));
-          scf::YieldOp::create(h.b, h.loc, ValueRange{h.fadd(acc[0], term)});
-        });
-    // The window spans the blocks of the CTA's last token; later blocks are
-    // invisible to earlier tokens (and every block to tokens past the end).
-    Value visible = h.band(h.lt(t, seqLen), h.le(j, jt));
-    Value forced = h.bor(h.lt(j, h.c32(spec.slcInitial)), h.gt(j, h.sub(jt, h.c32(spec.slcLocal))));
-    Value score = h.select(forced, h.cf(std::numeric_limits<float>::infinity()), loop.getResult(0));
-    stF(blkOff, h.add(h.mul(tl, h.c32(win.blocks)), jj), h.select(visible, score, h.cf(kTaken)));
+    Value cmpRow = h.mul(tl, h.c32(win.cmpCapacity)), blkRow = h.mul(tl, h.c32(win.blocks));
+    scf::ForOp::create(h.b, h.loc, ids.lane, nBlocks, h.c32(32), ValueRange{}, [&](OpBuilder &, Location, Value jj,
+                                                                                  ValueRange) {
+      Value j = h.add(J0, jj);
+      Value first = h.add(cmpRow, h.add(h.mul(jj, h.c32(a)), h.c32(win.reach))); // token a*j in the window
+      Value sum = zero;
+      if (win.reach < 16) {
+        for (int s = 0; s <= win.reach; ++s)
+          sum = h.fadd(sum, h.fmul(h.cf(static_cast<float>(weight(s))), ldF(cmpOff, h.sub(first, h.c32(s)))));
+      } else {
+        sum = scf::ForOp::create(
+                  h.b, h.loc, h.c32(0), h.c32(win.reach + 1), h.c32(1), ValueRange{zero},
+                  [&](OpBuilder &, Location, Value s, ValueRange acc) {
+                    Value w = h.add(h.sub(h.mins(s, h.c32(a - 1)), h.maxs(h.c32(0), h.sub(s, h.c32(bb - 1)))), h.c32(1));
+                    Value wf = arith::SIToFPOp::create(h.b, h.loc, h.f32(), w);
+                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.fadd(acc[0], h.fmul(wf, ldF(cmpOff, h.sub(first, s))))});
+                  })
+                  .getResult(0);
+      }
+      // The window spans the blocks of the CTA's last token; later blocks are
+      // invisible to earlier tokens.
+      Value forced = h.bor(h.lt(j, h.c32(spec.slcInitial)), h.gt(j, h.sub(jt, h.c32(spec.slcLocal))));
+      Value score = h.select(forced, h.cf(std::numeric_limits<float>::infinity()), sum);
+      stF(blkOff, h.add(blkRow, jj), h.select(h.le(j, jt), score, h.cf(kTaken)));
+      scf::YieldOp::create(h.b, h.loc);
+    });
   });
-  h.barrier();
+  h.syncWarp();
 }
 
 std::vector<Frag4> TopNKernelBuilder::chunkScoresSync() {
@@ -388,17 +422,9 @@ void TopNKernelBuilder::storeTokenScores(Value keyStart, Value iBase, Value iHi,
 // window's blocks follow it, so candidate order is index order.
 //   1. Survivors: the window's blocks whose key beats the list's worst (a block
 //      equal to it loses the tie), compacted in block order by ballots.
-//   2. The n-th best key v of list + survivors, bit by bit from the top: the
-//      largest v with at least n keys >= v (a trial with exactly n ends it).
-//   3. The new list: keys above v, then the first of those equal to v, in
-//      candidate order (so again ascending), and v is the next window's bar.
+//   2. The n best of list + survivors, in candidate order (so again ascending):
+//      by rank when they fit a warp, else by a bit-by-bit search of the n-th key.
 void TopNKernelBuilder::mergeWindow(Value J0, Value nBlocks) {
-  Value laneBelow = h.sub(h.shl(h.c32(1), ids.lane), h.c32(1));
-  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
-  auto ballot = [&](Value pred) {
-    return NVVM::VoteSyncOp::create(h.b, h.loc, h.i32(), h.c32(-1), pred, NVVM::VoteSyncKind::ballot).getResult();
-  };
-  auto ucmp = [&](arith::CmpIPredicate p, Value a, Value b) { return arith::CmpIOp::create(h.b, h.loc, p, a, b); };
   auto below = [&](Value bal) { return popc(h.band(bal, laneBelow)); };
   forOwnTokens([&](Value tl, Value) {
     Value topRow = h.mul(tl, h.c32(N)), blkRow = h.mul(tl, h.c32(win.blocks)), cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
@@ -433,57 +459,104 @@ void TopNKernelBuilder::mergeWindow(Value J0, Value nBlocks) {
         Value index = h.select(inList, ldI(topIOff, li), ldI(cmpOff, h.add(cmpRow, si)));
         return {h.select(h.lt(c, m), key, h.c32(0)), index};
       };
-      auto countWhere = [&](Value upper, const std::function<Value(Value)> &pred) {
-        return scf::ForOp::create(h.b, h.loc, h.c32(0), upper, h.c32(32), ValueRange{h.c32(0)},
-                                  [&](OpBuilder &, Location, Value c0, ValueRange it) {
-                                    Value hit = pred(candidate(h.add(c0, ids.lane)).first);
-                                    scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], popc(ballot(hit)))});
-                                  })
-            .getResult(0);
-      };
-      // 2.
-      auto search = scf::ForOp::create(
-          h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{h.c32(0), h.cbool(false)},
-          [&](OpBuilder &, Location, Value i, ValueRange it) {
-            Value v = it[0], done = it[1];
-            Value trial = h.bor(v, h.shl(h.c32(1), h.sub(h.c32(31), i)));
-            Value count = countWhere(h.select(done, h.c32(0), m),
-                                     [&](Value key) { return ucmp(arith::CmpIPredicate::uge, key, trial); });
-            Value accept = h.band(h.eq(done, h.cbool(false)), h.ge(count, h.c32(N)));
-            Value exact = h.band(accept, h.eq(count, h.c32(N)));
-            scf::YieldOp::create(h.b, h.loc, ValueRange{h.select(accept, trial, v), h.bor(done, exact)});
+      auto search = [&] { mergeBySearch(topRow, tl, m, candidate); };
+      if (N > 32) {
+        search();
+        return;
+      }
+      scf::IfOp::create(
+          h.b, h.loc, h.le(m, h.c32(32)),
+          [&](OpBuilder &, Location) {
+            mergeByRank(topRow, tl, candidate);
+            scf::YieldOp::create(h.b, h.loc);
+          },
+          [&](OpBuilder &, Location) {
+            search();
+            scf::YieldOp::create(h.b, h.loc);
           });
-      Value v = search.getResult(0);
-      // 3.
-      Value above = countWhere(m, [&](Value key) { return ucmp(arith::CmpIPredicate::ugt, key, v); });
-      Value need = h.sub(h.c32(N), above);
-      scf::ForOp::create(h.b, h.loc, h.c32(0), m, h.c32(32), ValueRange{h.c32(0), h.c32(0)},
-                         [&](OpBuilder &, Location, Value c0, ValueRange it) {
-                           auto [key, index] = candidate(h.add(c0, ids.lane));
-                           Value equal = h.eq(key, v);
-                           Value equalBal = ballot(equal);
-                           Value take = h.bor(ucmp(arith::CmpIPredicate::ugt, key, v),
-                                              h.band(equal, h.lt(h.add(it[0], below(equalBal)), need)));
-                           Value takeBal = ballot(take);
-                           ifThen(take, [&] {
-                             Value slot = h.add(topRow, h.add(it[1], below(takeBal)));
-                             stI(newKOff, slot, key);
-                             stI(newIOff, slot, index);
-                           });
-                           scf::YieldOp::create(h.b, h.loc,
-                                                ValueRange{h.add(it[0], popc(equalBal)), h.add(it[1], popc(takeBal))});
-                         });
-      h.syncWarp();
-      scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
-                         [&](OpBuilder &, Location, Value k, ValueRange) {
-                           stI(topKOff, h.add(topRow, k), ldI(newKOff, h.add(topRow, k)));
-                           stI(topIOff, h.add(topRow, k), ldI(newIOff, h.add(topRow, k)));
-                           scf::YieldOp::create(h.b, h.loc);
-                         });
-      ifThen(h.eq(ids.lane, h.c32(0)), [&] { stI(thrOff, tl, v); });
-      h.syncWarp();
     });
   });
+}
+
+// At most 32 candidates (the usual case past a token's first window): lane c
+// holds candidate c, its rank is the number that beat it (a higher key, or the
+// same key earlier), and the n best are compacted in candidate order.
+void TopNKernelBuilder::mergeByRank(Value topRow, Value tl, const CandidateFn &candidate) {
+  auto [key, index] = candidate(ids.lane);
+  Value rank = h.c32(0);
+  for (int j = 0; j < 32; ++j) {
+    Value other = shflIdx(key, j);
+    Value beats = h.bor(ucmp(arith::CmpIPredicate::ugt, other, key), h.band(h.eq(other, key), h.lt(h.c32(j), ids.lane)));
+    rank = h.add(rank, h.select(beats, h.c32(1), h.c32(0)));
+  }
+  Value take = h.band(h.ne(key, h.c32(0)), h.lt(rank, h.c32(N)));
+  Value takeBal = ballot(take);
+  // The n-th best key is the next window's bar.
+  Value last = ballot(h.band(take, h.eq(rank, h.c32(N - 1))));
+  Value bar = shflIdx(key, LLVM::CountTrailingZerosOp::create(h.b, h.loc, last, false).getResult());
+  h.syncWarp();
+  ifThen(take, [&] {
+    Value slot = h.add(topRow, popc(h.band(takeBal, laneBelow)));
+    stI(topKOff, slot, key);
+    stI(topIOff, slot, index);
+  });
+  ifThen(h.eq(ids.lane, h.c32(0)), [&] { stI(thrOff, tl, bar); });
+  h.syncWarp();
+}
+
+// More candidates (a token's first window): the n-th best key v, bit by bit from
+// the top (the largest v with at least n keys >= v; a trial with exactly n ends
+// it), then the keys above v and the first of those equal to v, in candidate order.
+void TopNKernelBuilder::mergeBySearch(Value topRow, Value tl, Value m, const CandidateFn &candidate) {
+  auto countWhere = [&](Value upper, const std::function<Value(Value)> &pred) {
+    return scf::ForOp::create(h.b, h.loc, h.c32(0), upper, h.c32(32), ValueRange{h.c32(0)},
+                              [&](OpBuilder &, Location, Value c0, ValueRange it) {
+                                Value hit = pred(candidate(h.add(c0, ids.lane)).first);
+                                scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], popc(ballot(hit)))});
+                              })
+        .getResult(0);
+  };
+  auto search = scf::ForOp::create(
+      h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{h.c32(0), h.cbool(false)},
+      [&](OpBuilder &, Location, Value i, ValueRange it) {
+        Value v = it[0], done = it[1];
+        Value trial = h.bor(v, h.shl(h.c32(1), h.sub(h.c32(31), i)));
+        Value count = countWhere(h.select(done, h.c32(0), m),
+                                 [&](Value key) { return ucmp(arith::CmpIPredicate::uge, key, trial); });
+        Value accept = h.band(h.eq(done, h.cbool(false)), h.ge(count, h.c32(N)));
+        Value exact = h.band(accept, h.eq(count, h.c32(N)));
+        scf::YieldOp::create(h.b, h.loc, ValueRange{h.select(accept, trial, v), h.bor(done, exact)});
+      });
+  Value v = search.getResult(0);
+  Value above = countWhere(m, [&](Value key) { return ucmp(arith::CmpIPredicate::ugt, key, v); });
+  Value need = h.sub(h.c32(N), above);
+  scf::ForOp::create(h.b, h.loc, h.c32(0), m, h.c32(32), ValueRange{h.c32(0), h.c32(0)},
+                     [&](OpBuilder &, Location, Value c0, ValueRange it) {
+                       auto [key, index] = candidate(h.add(c0, ids.lane));
+                       Value equal = h.eq(key, v);
+                       Value equalBal = ballot(equal);
+                       Value take = h.bor(ucmp(arith::CmpIPredicate::ugt, key, v),
+                                          h.band(equal, h.lt(h.add(it[0], popc(h.band(equalBal, laneBelow))), need)));
+                       Value takeBal = ballot(take);
+                       ifThen(take, [&] {
+                         Value slot = h.add(topRow, h.add(it[1], popc(h.band(takeBal, laneBelow))));
+                         stI(newKOff, slot, key);
+                         stI(newIOff, slot, index);
+                       });
+                       scf::YieldOp::create(h.b, h.loc,
+                                            ValueRange{h.add(it[0], popc(equalBal)), h.add(it[1], popc(takeBal))});
+                     });
+  h.syncWarp();
+  scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(N), h.c32(32), ValueRange{},
+                     [&](OpBuilder &, Location, Value k, ValueRange) {
+                       stI(topKOff, h.add(topRow, k), ldI(newKOff, h.add(topRow, k)));
+                       stI(topIOff, h.add(topRow, k), ldI(newIOff, h.add(topRow, k)));
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+  // A lower bound of the new list's worst key (exact unless the search ended early): survivors
+  // must beat it, and a block equal to a listed key still loses the tie in the next merge.
+  ifThen(h.eq(ids.lane, h.c32(0)), [&] { stI(thrOff, tl, v); });
+  h.syncWarp();
 }
 
 // Phase D: each warp writes its tokens' lists sorted ascending (-1 last):
@@ -542,6 +615,7 @@ LogicalResult TopNKernelBuilder::build() {
   seqLen = args[16], kvLen = args[17];
 
   ids = ThreadIds::read(h);
+  laneBelow = h.sub(h.shl(h.c32(1), ids.lane), h.c32(1));
   t0 = h.mul(h.blockIdX(), h.c32(TPC));
   kvHead = h.blockIdY();
   batch = h.blockIdZ();

@@ -117,7 +117,8 @@ func.func @nsa_window_bwd_dq(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xb
 // scores of 8 tokens x 16 heads (8 warps; sm_90a: S^T = K Q^T, two warpgroups'
 // wgmma on a 64-key chunk while the next one is copied), the group sum in the
 // thread and its quad (shuffles), eq. 9 weights, then per warp the merge into
-// each token's list by ballots (survivors, the n-th key bit by bit; no CTA barrier).
+// each token's list by ballots (survivors, then ranks by shuffles or the n-th key
+// bit by bit; no CTA barrier).
 // CHECK-LABEL: gpu.func @nsa_compressed_topn
 // SM80-LABEL: gpu.func @nsa_compressed_topn
 // SM80-NOT: wgmma
@@ -130,11 +131,12 @@ func.func @nsa_window_bwd_dq(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xb
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // CHECK: nvvm.shfl.sync bfly
-// CHECK: arith.sitofp
 // CHECK: nvvm.vote.sync ballot
 // CHECK: nvvm.bar.warp.sync
 // CHECK: llvm.intr.ctpop
+// CHECK: nvvm.shfl.sync idx
 // CHECK: nvvm.vote.sync ballot
+// CHECK: llvm.intr.cttz
 // CHECK: nvvm.bar.warp.sync
 func.func @nsa_compressed_topn(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>)
     -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
