@@ -97,6 +97,34 @@ void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads,
   }, wait, commit);
 }
 
+void stageSwizzledPanelsByRow(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase,
+                              int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
+  // Thread tid stores chunk tid % 8 of rows tid / 8, tid / 8 + threads / 8, ... in
+  // every panel: one row offset serves the row's dim / 64 copies. Chunk c of row
+  // r holds the row's chunk c ^ (r % 8) of the panel's 64 columns; 8 threads read
+  // one row's 128 bytes and consecutive threads write consecutive shared bytes.
+  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
+  Value chunk = h.rems(ids.tid, h.c32(8));
+  scf::ForOp::create(h.b, h.loc, h.divs(ids.tid, h.c32(8)), h.c32(rows), h.c32(threads / 8), ValueRange{},
+                     [&](OpBuilder &, Location, Value row, ValueRange) {
+                       auto [off, valid] = rowOffset(row);
+                       Value bytes = h.select(valid, h.c32(16), h.c32(0)); // 0: fill zeros, read nothing
+                       Value source = h.mul(arith::XOrIOp::create(h.b, h.loc, chunk, h.rems(row, h.c32(8))), h.c32(8));
+                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8))));
+                       for (int p = 0; p < dim / 64; ++p) {
+                         Value safe = h.select(valid, h.add(off, h.ext64(h.add(source, h.c32(64 * p)))), h.c64(0));
+                         NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), h.add(dst, h.c32(64 * rows * p))),
+                                                 h.gep(src, h.i16(), safe), h.b.getI32IntegerAttr(16), cacheGlobal,
+                                                 bytes);
+                       }
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+  if (commit)
+    commitStaged(h);
+  if (wait)
+    waitStaged(h);
+}
+
 void commitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc); }
 
 void waitStaged(IRBuilderHelpers &h, int pending) {

@@ -56,6 +56,13 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Val
 void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
                          mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
                          bool wait = true, bool commit = true);
+// The same tile, each thread copying one chunk of whole rows (one row offset for
+// the row's dim / 64 copies): fewer instructions where the row offsets cost
+// (the top-n's key chunks), but more live registers (the forward kernels at
+// 128 registers would lose their second CTA an SM).
+void stageSwizzledPanelsByRow(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
+                              mlir::Value smemElemBase, int rows, int dim, mlir::Value src,
+                              const RowOffsetFn &rowOffset, bool wait = true, bool commit = true);
 // Closes the thread's current cp.async group (possibly empty).
 void commitStaged(IRBuilderHelpers &h);
 // Waits until at most `pending` of this thread's most recent staging groups are

@@ -25,6 +25,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // the running list hold kEmpty, window blocks a token cannot see kTaken (below
 // every list entry, so never selected).
 constexpr float kEmpty = -1.0f;
+// A bit search holds up to this many candidate keys per lane in registers (N + a window's blocks).
+constexpr int kSearchRegisterKeys = 24;
 constexpr float kTaken = -2.0f;
 
 // Row R of the tile is query head R % G of token R / G of the CTA; warp w owns
@@ -41,7 +43,8 @@ public:
 
 private:
   Value offset(Value base[3], Value bIdx, Value row, Value head) {
-    return h.add(h.add(h.mul(h.ext64(bIdx), base[0]), h.mul(h.ext64(row), base[1])), h.mul(h.ext64(head), base[2]));
+    // (The row term last: the rest is loop-invariant in the stagings.)
+    return h.add(h.add(h.mul(h.ext64(bIdx), base[0]), h.mul(h.ext64(head), base[2])), h.mul(h.ext64(row), base[1]));
   }
   Value at(int byteOff, Type t, Value i) { return h.gep(h.gep(smem, h.b.getI8Type(), h.c32(byteOff)), t, i); }
   Value ldF(int off, Value i) { return h.load(h.f32(), at(off, h.f32(), i), 4); }
@@ -200,7 +203,7 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
     auto kBuf = [&](Value c) { return h.add(h.c32(kBase), h.mul(h.rems(c, h.c32(2)), h.c32(C * Dk))); };
     auto stageChunk = [&](Value c) {
       ifThen(h.lt(c, chunks), [&] {
-        stageSwizzledPanels(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
+        stageSwizzledPanelsByRow(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
                             /*wait=*/false, /*commit=*/false);
       });
       commitStaged(h);
@@ -508,7 +511,25 @@ void TopNKernelBuilder::mergeByRank(Value topRow, Value tl, const CandidateFn &c
 // the top (the largest v with at least n keys >= v; a trial with exactly n ends
 // it), then the keys above v and the first of those equal to v, in candidate order.
 void TopNKernelBuilder::mergeBySearch(Value topRow, Value tl, Value m, const CandidateFn &candidate) {
-  auto countWhere = [&](Value upper, const std::function<Value(Value)> &pred) {
+  // The search's counts read the candidates' keys from registers (a lane's K
+  // candidates, a warp sum by redux) where they fit, else from shared memory.
+  const int K = (N + win.blocks + 31) / 32;
+  std::vector<Value> keys;
+  if (K <= kSearchRegisterKeys)
+    for (int k = 0; k < K; ++k) keys.push_back(candidate(h.add(ids.lane, h.c32(32 * k))).first);
+  auto countWhere = [&](Value upper, const std::function<Value(Value)> &pred) -> Value {
+    if (!keys.empty()) {
+      auto ifOp = scf::IfOp::create(
+          h.b, h.loc, h.gt(upper, h.c32(0)),
+          [&](OpBuilder &, Location) {
+            Value local = h.c32(0);
+            for (Value key : keys) local = h.add(local, h.select(pred(key), h.c32(1), h.c32(0)));
+            Value total = NVVM::ReduxOp::create(h.b, h.loc, h.i32(), local, NVVM::ReduxKind::ADD, h.c32(-1));
+            scf::YieldOp::create(h.b, h.loc, ValueRange{total});
+          },
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.c32(0)}); });
+      return ifOp.getResult(0);
+    }
     return scf::ForOp::create(h.b, h.loc, h.c32(0), upper, h.c32(32), ValueRange{h.c32(0)},
                               [&](OpBuilder &, Location, Value c0, ValueRange it) {
                                 Value hit = pred(candidate(h.add(c0, ids.lane)).first);
@@ -605,6 +626,9 @@ LogicalResult TopNKernelBuilder::build() {
   thrOff = newIOff + 4 * TPC * N;
 
   Block &entry = *createKernelFunction(h, name, 4, 12, 2, W * 32);
+  // Two CTAs an SM (the default tiles' shared memory is sized for it): at most
+  // 128 registers a thread for 256 threads.
+  entry.getParentOp()->setAttr("nvvm.minctasm", h.b.getI32IntegerAttr(2));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();

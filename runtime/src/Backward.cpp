@@ -24,7 +24,7 @@ void checkGatePairing(const nsajit_tensor *gate, const nsajit_tensor *dgate) {
 
 } // namespace
 
-int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
+int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas) {
   if (splitTokens < 0)
     invalidArgument("the backward split length is {}: pass 0 (automatic) or the most query tokens one dK/dV CTA "
                     "should walk (>= 1)",
@@ -36,8 +36,12 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens) {
   case Branch::Window: walk = std::min<std::int64_t>(seqLen, s.tile.kvChunk + s.window - 1); break;
   case Branch::Selected: break;
   }
-  const std::int64_t segment = splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 8192 : 2048;
-  return static_cast<int>(std::clamp<std::int64_t>((walk + segment - 1) / segment, 1, kMaxDkdvSplits));
+  auto splitsOf = [&](std::int64_t segment) { return (walk + segment - 1) / segment; };
+  std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 8192 : 2048);
+  if (splitTokens == 0 && s.branch != Branch::Selected && unsplitCtas > 0)
+    // Enough CTAs already (many heads or key chunks): longer segments, up to 8192 tokens.
+    splits = std::max(splitsOf(8192), std::min(splits, (kDkdvTargetCtas + unsplitCtas - 1) / unsplitCtas));
+  return static_cast<int>(std::clamp<std::int64_t>(splits, 1, kMaxDkdvSplits));
 }
 
 PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const BackwardOptions &options) {
@@ -102,7 +106,8 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
   for (LaunchDims &d : p.kernels)
     d = launchDims(d.spec, ps);
   LaunchDims &dkdv = p.kernels[2];
-  p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, options.splitTokens);
+  p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, options.splitTokens,
+                            std::int64_t{dkdv.grid[0]} * dkdv.grid[1] * dkdv.grid[2]);
   std::uint64_t mapBytes = 0;
   if (slc) {
     const std::int64_t words = (ps.T + 31) / 32, blocks = (ps.Tkv + dkdv.spec.slcBlock - 1) / dkdv.spec.slcBlock;

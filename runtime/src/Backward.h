@@ -69,8 +69,14 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // no split 59.8 ms, 8192 tokens 45.2, 4096 51.0, 2048 76.9, 512 180.5;
 // compressed l = 32, d = 16: 1024 tokens 58.2, 2048 54.1, 8192 52.0 (with
 // l = d = 64: 12.6, 11.4, 15.2). bench/results/2026-11-26-h100-session5/s5run8.
+// With `unsplitCtas` (the launch's CTAs before splitting) the automatic dense
+// split stops at about kDkdvTargetCtas CTAs, with segments of at most 8192 tokens:
+// the wgmma kernels, compressed l = 32, d = 16 (256 unsplit CTAs): 34.8 ms at 2048
+// tokens, 33.2 at 8192 (bench/results/2026-11-26-h100-session6/s6run11), while
+// l = d = 64 (64 unsplit CTAs) keeps 2048.
 inline constexpr int kMaxDkdvSplits = 64;
-int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens);
+inline constexpr std::int64_t kDkdvTargetCtas = 2048;
+int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0);
 
 // The scalar kernel parameters in BackwardKernelArgs order (14 u64, 39 i64,
 // 3 i32), as cuLaunchKernel wants them: an array of pointers into `args`.

@@ -270,6 +270,13 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 2); // (4096 - 31) / 2048 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 1 << 20, 0), kMaxDkdvSplits);
+  // Given the unsplit CTAs, the dense split stops near 2048 CTAs (segments of 2048 to 8192 tokens).
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 64), 32);   // l = d = 64: 16 chunks x 4 heads
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 256), 8);   // l = 32, d = 16: 64 chunks x 4 heads
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 100000), 8); // never beyond 8192 tokens
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0, 4), 2);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 1024, 100000), 64); // explicit lengths stay
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
