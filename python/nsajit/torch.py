@@ -491,6 +491,27 @@ class _BranchSum(torch.autograd.Function):
         return dout, dout, dout
 
 
+class _SharedQuery(torch.autograd.Function):
+    """q as the three branches read it: one view each, whose gradients meet in one pass of
+    nsajit_gated_combine without gates (the float32 sum rounded once) instead of autograd's
+    two adds, each a round trip of a [B, T, HQ, Dk] tensor."""
+
+    @staticmethod
+    def forward(ctx, q, cfg):
+        ctx.cfg = cfg
+        return q.view_as(q), q.view_as(q), q.view_as(q)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        present = [g for g in grads if g is not None]
+        if len(present) < 3 or any(_needs_copy(g, 16, 8) for g in present):
+            total = present[0] if present else None
+            for g in present[1:]:
+                total = total + g
+            return total, None
+        return _gated_combine(ctx.cfg, present, (None, None, None)), None
+
+
 # ---- autograd functions -------------------------------------------------------------------
 # They take already-validated tensors (use the wrappers below): q, k, v bf16/fp16 on one
 # CUDA device in the kernels' layout, gate None or contiguous float32 [B, T, HQ], and a
@@ -942,10 +963,14 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
 
     q_ = _kernel_layout(q)
     kc_ = _kernel_layout(kc)
-    # The gated sum in one kernel where the library has it (the branches' outputs stay ungated).
+    # The gated sum in one kernel where the library has it (the branches' outputs stay ungated),
+    # and the same kernel sums the branches' dq.
     fused_sum = _capi.has_gated_combine()
     gates = [_gate32(g) for g in (g_cmp, g_slc, g_swa)]
-    o_c, lse_c = CompressedAttention.apply(q_, kc_, _kernel_layout(vc), gates[0], cfg_c, fused_sum)
+    q_c, q_s, q_w = (q_, q_, q_)
+    if fused_sum and q_.requires_grad:
+        q_c, q_s, q_w = _SharedQuery.apply(q_, _make_config(_capi.Branch.WINDOW, dtype, Dk, Dk, H, G, w=w))
+    o_c, lse_c = CompressedAttention.apply(q_c, kc_, _kernel_layout(vc), gates[0], cfg_c, fused_sum)
 
     # Selection (not differentiated): the fused kernel reads the compressed branch's lse.
     if indices is None:
@@ -959,9 +984,9 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                                                  n=n, scale=scale, num_initial=num_initial, num_local=num_local,
                                                  chunk=selection_chunk)
 
-    o_s, lse_s = SelectedAttention.apply(q_, _kernel_layout(k_s), _kernel_layout(v_s), indices, gates[1], cfg_s,
+    o_s, lse_s = SelectedAttention.apply(q_s, _kernel_layout(k_s), _kernel_layout(v_s), indices, gates[1], cfg_s,
                                          fused_sum)
-    o_w, lse_w = WindowAttention.apply(q_, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
+    o_w, lse_w = WindowAttention.apply(q_w, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
     o = _GatedBranchSum.apply(o_c, o_s, o_w, *gates, cfg_w) if fused_sum else _BranchSum.apply(o_c, o_s, o_w)
     if return_indices and return_lse:
         return o, indices, (lse_c, lse_s, lse_w)
