@@ -82,19 +82,7 @@ private:
   Value rowValid(Value row) { return h.band(h.lt(row, h.c32(TPC * G)), h.lt(rowToken(row), seqLen)); }
   Value headOf(Value row) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(row, h.c32(G))); }
 
-  // The compressed keys of window J0 (nBlocks blocks): the span its blocks
-  // sum (iBase, iCount: eq. 9 reaches back `reach` keys), the part the CTA's
-  // last token sees (iLo..iHi-1) and its chunks.
-  struct WindowKeys {
-    Value iBase, iCount, iLo, iHi, chunks;
-  };
-  WindowKeys windowKeys(Value J0, Value nBlocks, Value nvisLast);
-  // wgmma: the window's chunks stream through the two key buffers from buffer
-  // `parity`, whose first chunk is already in flight; the last chunk's
-  // iteration starts the next window's first (`next`, no chunks: none). Returns
-  // the next window's parity.
-  Value scoreWindow(Value J0, Value nBlocks, const WindowKeys &keys, Value parity, const WindowKeys &next);
-  void stageKeyChunk(Value buffer, Value keyStart, Value iHi);
+  void scoreWindow(Value J0, Value nBlocks, Value nvisLast);
   // The scores of a staged chunk: this warp's 16 rows x C keys.
   std::vector<Frag4> chunkScoresSync();
   // sm_90a with whole warpgroups and 64-key chunks (topNUsesWarpgroupMma):
@@ -178,37 +166,17 @@ private:
   Value qS[3], kcS[3], lseS[3], idxS[3];
 };
 
-TopNKernelBuilder::WindowKeys TopNKernelBuilder::windowKeys(Value J0, Value nBlocks, Value nvisLast) {
-  const int a = spec.slcBlock / spec.cmpStride;
-  WindowKeys k;
-  k.iBase = h.sub(h.mul(J0, h.c32(a)), h.c32(win.reach));
-  k.iCount = h.add(h.mul(h.sub(nBlocks, h.c32(1)), h.c32(a)), h.c32(win.reach + 1));
-  // The keys the CTA's last token sees; earlier tokens mask theirs per row.
-  k.iLo = h.maxs(k.iBase, h.c32(0));
-  k.iHi = h.mins(h.add(k.iBase, k.iCount), nvisLast);
-  k.chunks = h.select(h.gt(k.iHi, k.iLo), h.ceilDiv(h.sub(k.iHi, k.iLo), h.c32(C)), h.c32(0));
-  return k;
-}
-
-// One chunk of keys from keyStart (those at or past iHi read as zeros) into key
-// buffer `buffer` (0 or 1), in the open cp.async group.
-void TopNKernelBuilder::stageKeyChunk(Value buffer, Value keyStart, Value iHi) {
-  RowOffsetFn keyRow = [&](Value row) -> std::pair<Value, Value> {
-    Value key = h.add(keyStart, row);
-    return {offset(kcS, batch, key, kvHead), h.lt(key, iHi)};
-  };
-  stageSwizzledPanelsByRow(h, ids, W * 32, smem, h.add(h.c32(kBase), h.mul(buffer, h.c32(C * Dk))), C, Dk, kcPtr,
-                           keyRow, /*wait=*/false, /*commit=*/false);
-}
-
 // Phase A and B of a window: compressed-token scores summed over each token's
 // group, then the window's selection-block scores (eq. 9) with forced blocks
 // at +inf. One staged chunk of compressed keys serves every token of the CTA.
-Value TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, const WindowKeys &keys, Value parity,
-                                     const WindowKeys &next) {
+void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
   const int a = spec.slcBlock / spec.cmpStride, bb = spec.cmpBlock / spec.cmpStride;
   Value zero = h.cf(0.0f);
-  Value iBase = keys.iBase, iCount = keys.iCount, iLo = keys.iLo, iHi = keys.iHi, chunks = keys.chunks;
+  Value iBase = h.sub(h.mul(J0, h.c32(a)), h.c32(win.reach));
+  Value iCount = h.add(h.mul(h.sub(nBlocks, h.c32(1)), h.c32(a)), h.c32(win.reach + 1));
+  // The keys the CTA's last token sees; earlier tokens mask theirs per row.
+  Value iLo = h.maxs(iBase, h.c32(0));
+  Value iHi = h.mins(h.add(iBase, iCount), nvisLast);
   // The chunks write every token's scores of keys iLo..iHi-1; the window's
   // others (before key 0, past the last visible) are zeros.
   Value hiStart = h.sub(h.maxs(iHi, iLo), iBase);
@@ -221,43 +189,42 @@ Value TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, const WindowKeys &
                            scf::YieldOp::create(h.b, h.loc);
                          });
   });
+  Value chunks = h.select(h.gt(iHi, iLo), h.ceilDiv(h.sub(iHi, iLo), h.c32(C)), h.c32(0));
+  auto keyRow = [&](Value keyStart) {
+    return [&, keyStart](Value row) -> std::pair<Value, Value> {
+      Value key = h.add(keyStart, row);
+      return {offset(kcS, batch, key, kvHead), h.lt(key, iHi)};
+    };
+  };
   if (warpgroupMma()) {
-    // Chunk c + 1 (after the last: the next window's first) is copied while chunk
-    // c is scored; wgmma reads through the async proxy, behind a fence that waits
-    // for copies in flight, so the next copies start after the barrier (the buffer
-    // they fill was read before it).
-    auto buffer = [&](Value c) { return h.rems(h.add(c, parity), h.c32(2)); };
+    // Chunk c + 1 is copied while chunk c is scored; wgmma reads through the async
+    // proxy, behind a fence that waits for copies in flight, so the next copies
+    // start after the barrier (the buffer they fill was read before it).
+    auto kBuf = [&](Value c) { return h.add(h.c32(kBase), h.mul(h.rems(c, h.c32(2)), h.c32(C * Dk))); };
+    auto stageChunk = [&](Value c) {
+      ifThen(h.lt(c, chunks), [&] {
+        stageSwizzledPanelsByRow(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
+                            /*wait=*/false, /*commit=*/false);
+      });
+      commitStaged(h);
+    };
+    stageChunk(h.c32(0));
     scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
                                                                                 ValueRange) {
       waitStaged(h);
       fenceAsyncProxy(h);
       h.barrier();
-      Value c1 = h.add(c, h.c32(1));
-      scf::IfOp::create(
-          h.b, h.loc, h.lt(c1, chunks),
-          [&](OpBuilder &, Location) {
-            stageKeyChunk(buffer(c1), h.add(iLo, h.mul(c1, h.c32(C))), iHi);
-            scf::YieldOp::create(h.b, h.loc);
-          },
-          [&](OpBuilder &, Location) {
-            ifThen(h.gt(next.chunks, h.c32(0)), [&] { stageKeyChunk(buffer(c1), next.iLo, next.iHi); });
-            scf::YieldOp::create(h.b, h.loc);
-          });
-      commitStaged(h);
-      scoreChunkTransposed(h.add(h.c32(kBase), h.mul(buffer(c), h.c32(C * Dk))), h.add(iLo, h.mul(c, h.c32(C))),
-                           iBase, iHi);
+      stageChunk(h.add(c, h.c32(1)));
+      scoreChunkTransposed(kBuf(c), h.add(iLo, h.mul(c, h.c32(C))), iBase, iHi);
       scf::YieldOp::create(h.b, h.loc);
     });
+    waitStaged(h); // the copy issued past the last chunk is empty
   } else {
     scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
                                                                                 ValueRange) {
       Value keyStart = h.add(iLo, h.mul(c, h.c32(C)));
       h.barrier();
-      RowOffsetFn keyRow = [&](Value row) -> std::pair<Value, Value> {
-        Value key = h.add(keyStart, row);
-        return {offset(kcS, batch, key, kvHead), h.lt(key, iHi)};
-      };
-      stageRows(h, ids, W * 32, smem, h.c32(kBase), Dk + 8, C, Dk, kcPtr, keyRow);
+      stageRows(h, ids, W * 32, smem, h.c32(kBase), Dk + 8, C, Dk, kcPtr, keyRow(keyStart));
       h.barrier();
       storeTokenScores(keyStart, iBase, iHi, chunkScoresSync());
       scf::YieldOp::create(h.b, h.loc);
@@ -299,7 +266,6 @@ Value TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, const WindowKeys &
     });
   });
   h.syncWarp();
-  return h.rems(h.add(parity, chunks), h.c32(2));
 }
 
 std::vector<Frag4> TopNKernelBuilder::chunkScoresSync() {
@@ -712,30 +678,15 @@ LogicalResult TopNKernelBuilder::build() {
   Value blocks = h.add(h.divs(tLast, h.c32(spec.slcBlock)), h.c32(1));
   Value windows = h.ceilDiv(blocks, h.c32(win.blocks));
   Value nvisLast = visibleCompressed(tLast);
-  auto window = [&](Value w) {
+  scf::ForOp::create(b, h.loc, h.c32(0), windows, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value w,
+                                                                            ValueRange) {
     Value J0 = h.mul(w, h.c32(win.blocks));
     Value nBlocks = h.mins(h.c32(win.blocks), h.sub(blocks, J0));
-    return std::pair{J0, nBlocks};
-  };
-  if (warpgroupMma()) { // the first window's first chunk
-    WindowKeys first = windowKeys(h.c32(0), window(h.c32(0)).second, nvisLast);
-    ifThen(h.gt(first.chunks, h.c32(0)), [&] { stageKeyChunk(h.c32(0), first.iLo, first.iHi); });
-    commitStaged(h);
-  }
-  scf::ForOp::create(b, h.loc, h.c32(0), windows, h.c32(1), ValueRange{h.c32(0)},
-                     [&](OpBuilder &, Location, Value w, ValueRange parity) {
-                       auto [J0, nBlocks] = window(w);
-                       WindowKeys keys = windowKeys(J0, nBlocks, nvisLast);
-                       // The next window's keys (none past the last window).
-                       Value w1 = h.add(w, h.c32(1));
-                       WindowKeys next = windowKeys(window(w1).first, h.maxs(window(w1).second, h.c32(1)), nvisLast);
-                       next.chunks = h.select(h.lt(w1, windows), next.chunks, h.c32(0));
-                       h.barrier();
-                       Value nextParity = scoreWindow(J0, nBlocks, keys, parity[0], next);
-                       mergeWindow(J0, nBlocks);
-                       scf::YieldOp::create(h.b, h.loc, ValueRange{nextParity});
-                     });
-  waitStaged(h); // nothing is in flight past the last window, but leave no copy behind
+    h.barrier();
+    scoreWindow(J0, nBlocks, nvisLast);
+    mergeWindow(J0, nBlocks);
+    scf::YieldOp::create(h.b, h.loc);
+  });
   writeSelection();
   gpu::ReturnOp::create(b, h.loc);
   return success();
