@@ -499,12 +499,13 @@ class _SharedQuery(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, cfg):
         ctx.cfg = cfg
+        ctx.set_materialize_grads(False)  # a branch without a gradient passes None, not zeros
         return q.view_as(q), q.view_as(q), q.view_as(q)
 
     @staticmethod
     def backward(ctx, *grads):
         present = [g for g in grads if g is not None]
-        if len(present) < 3 or any(_needs_copy(g, 16, 8) for g in present):
+        if len(present) < 3 or any(not g.is_cuda or _needs_copy(g, 16, 8) for g in present):
             total = present[0] if present else None
             for g in present[1:]:
                 total = total + g

@@ -444,3 +444,17 @@ def test_gated_branch_sum_matches_the_float32_formula_bit_for_bit(dtype):
     got.backward(dout)
     for leaf in leaves:
         assert leaf.grad.dtype == dtype and torch.equal(leaf.grad, dout)
+
+
+def test_shared_query_hands_out_views_and_sums_partial_gradients():
+    """_SharedQuery gives each branch a view of q; the gradients meet in one sum. With fewer
+    than three (a branch without a gradient) it adds them in PyTorch, without the library."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 5, 4, 16, dtype=torch.bfloat16, requires_grad=True)
+    q_c, q_s, q_w = nt._SharedQuery.apply(q, None)
+    for view in (q_c, q_s, q_w):
+        assert view.shape == q.shape and view.data_ptr() == q.data_ptr()
+    d_c, d_s = torch.randn_like(q), torch.randn_like(q)
+    (q_c * d_c.float()).sum().backward(retain_graph=True)
+    (q_s * d_s.float()).sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.equal(q.grad, d_c + d_s)
