@@ -29,8 +29,9 @@ constexpr float kEmpty = -1.0f;
 constexpr int kSearchRegisterKeys = 24;
 constexpr float kTaken = -2.0f;
 
-// Row R of the tile is query head R % G of token R / G of the CTA; warp w owns
-// rows 16w..16w+15 (one mma M tile). The selection of token tl belongs to warp
+// Row R of the tile is query head R % G of token R / G of the CTA. mma.sync:
+// warp w owns rows 16w..16w+15 (one mma M tile); wgmma (S^T): warpgroup g owns
+// rows 64g..64g+63 as its columns. The selection of token tl belongs to warp
 // tl % W, so the merges need no CTA barrier.
 class TopNKernelBuilder {
 public:
@@ -153,7 +154,8 @@ private:
   TopNWindow win;
   // Shared memory: Q rows and the key chunk (two with wgmma; in 16-bit elements), then per-token
   // arrays (byte offsets): compressed-token scores [TPC][cmpCapacity], block
-  // scores [TPC][blocks], running list and next list [TPC][N] (score, index).
+  // scores [TPC][blocks] (in a merge: the survivors' indices and keys), running
+  // list and next list [TPC][N] (key, index), the list's worst key [TPC].
   int qBase = 0, kBase = 0, cmpOff = 0, blkOff = 0, topKOff = 0, topIOff = 0, newKOff = 0, newIOff = 0, thrOff = 0;
   ThreadIds ids;
   Value laneBelow; // lanes below this one, as a ballot mask
