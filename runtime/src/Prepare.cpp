@@ -4,6 +4,7 @@
 #include "Compress.h"
 #include "TopN.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -33,18 +34,24 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
       for (KernelPass p : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV})
         specs.push_back(specFromConfig(&c, b, arch, p));
   }
+  auto addUnique = [&](const KernelSpec &s) {
+    if (std::find(specs.begin(), specs.end(), s) == specs.end())
+      specs.push_back(s);
+  };
   if (flags & NSAJIT_PREPARE_FORWARD)
-    specs.push_back(combineSpec(&c, arch)); // nsa_attention's gated sum of the branches
+    addUnique(combineSpec(&c, arch)); // nsa_attention's gated sum of the branches
+  if (flags & NSAJIT_PREPARE_BACKWARD) {
+    nsajit_config dq = c; // and the sum of their dq (no gates), Dk wide
+    dq.head_dim_v = c.head_dim_qk;
+    addUnique(combineSpec(&dq, arch));
+  }
   if (flags & NSAJIT_PREPARE_SELECTION)
     specs.push_back(topNSpec(&c, arch));
   // Pooling of k (dim Dk) and v (dim Dv): one set of kernels when Dk = Dv.
   auto addPooling = [&](bool weighted, std::initializer_list<KernelPass> passes) {
     for (int dim : {c.head_dim_qk, c.head_dim_v})
-      for (KernelPass p : passes) {
-        KernelSpec s = poolSpec(&c, dim, weighted, arch, p);
-        if (std::find(specs.begin(), specs.end(), s) == specs.end())
-          specs.push_back(s);
-      }
+      for (KernelPass p : passes)
+        addUnique(poolSpec(&c, dim, weighted, arch, p));
   };
   if (flags & NSAJIT_PREPARE_COMPRESSION)
     addPooling(false, {KernelPass::Compress, KernelPass::CompressBackward});

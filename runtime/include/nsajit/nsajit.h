@@ -425,8 +425,9 @@ NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
  * threads, default: the hardware threads), so a new configuration costs about
  * its slowest kernel, not the sum, and later calls never stop to compile.
  * `flags` picks the kernels: the forward of each branch (with the tuned tile at
- * batch x seq_len if there is one; seq_len 0: default tiles), their backward
- * passes, the fused top-n, the mean pooling kernels for Dk and Dv, and (flag
+ * batch x seq_len if there is one; seq_len 0: default tiles) and the gated
+ * combination (Dv wide), their backward passes and the combination Dk wide
+ * (nsa_attention's sum of the branches' dq), the fused top-n, the mean pooling kernels for Dk and Dv, and (flag
  * NSAJIT_PREPARE_WEIGHTED_POOL) the learned weighted pooling kernels. `progress`
  * (may be NULL) is called after each kernel, from whichever thread loaded it,
  * one call at a time: done of total, the kernel's spec, its seconds (< 0: it

@@ -763,30 +763,31 @@ TEST_F(FakeGpu, PrepareLoadsEveryKernelOfAConfiguration) {
   int n = 0;
   ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_ALL, 1, 4096, onProgress, &seen, &n), NSAJIT_OK)
       << nsajit_last_error();
-  // 3 forward + the gated combination + 3 x 3 backward + top-n + pool and pool_bwd for Dk and for Dv.
-  EXPECT_EQ(n, 18);
-  EXPECT_EQ(static_cast<int>(seen.size()), 18);
-  EXPECT_EQ(compiler.calls, 18);
-  EXPECT_EQ(fake.fakecuda_module_loads(), 18);
+  // 3 forward + the gated combination (Dv wide) + 3 x 3 backward + the dq sum (the combination,
+  // Dk wide) + top-n + pool and pool_bwd for Dk and for Dv.
+  EXPECT_EQ(n, 19);
+  EXPECT_EQ(static_cast<int>(seen.size()), 19);
+  EXPECT_EQ(compiler.calls, 19);
+  EXPECT_EQ(fake.fakecuda_module_loads(), 19);
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(std::unique(seen.begin(), seen.end()), seen.end()) << "a kernel was prepared twice";
   // Every launch now finds its kernel loaded.
   const int B = 1, T = 300;
   Tensors t(cfg, Branch::Selected, B, T);
   ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
-  EXPECT_EQ(compiler.calls, 18);
-  EXPECT_EQ(fake.fakecuda_module_loads(), 18);
+  EXPECT_EQ(compiler.calls, 19);
+  EXPECT_EQ(fake.fakecuda_module_loads(), 19);
   // Again: everything is cached.
   ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_FORWARD | NSAJIT_PREPARE_SELECTION, 0, 0, nullptr, nullptr, &n),
             NSAJIT_OK);
   EXPECT_EQ(n, 5);
-  EXPECT_EQ(compiler.calls, 18);
+  EXPECT_EQ(compiler.calls, 19);
 
   // The weighted pooling kernels, on request: pool, pool_bwd, pool_dw for Dk and for Dv.
   ASSERT_EQ(nsajit_prepare(ctx, &cfg, NSAJIT_PREPARE_WEIGHTED_POOL, 0, 0, nullptr, nullptr, &n), NSAJIT_OK)
       << nsajit_last_error();
   EXPECT_EQ(n, 6);
-  EXPECT_EQ(compiler.calls, 24);
+  EXPECT_EQ(compiler.calls, 25);
   EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 0, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
                     "flags");
   EXPECT_ERROR_WITH(nsajit_prepare(ctx, &cfg, 64, 1, 100, nullptr, nullptr, &n), NSAJIT_ERROR_INVALID_ARGUMENT,
