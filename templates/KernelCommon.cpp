@@ -48,26 +48,36 @@ struct StagedCopy {
   Value row, col, dst;
 };
 
+// One 16-byte cp.async (L2 only) of the row at global element offset `rowOff`,
+// from column `col`, to shared element `dst`; a missing row fills zeros and reads nothing.
+void copy16(IRBuilderHelpers &h, Value smem, Value dst, Value src, Value rowOff, Value valid, Value col) {
+  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
+  Value safe = h.select(valid, h.add(rowOff, h.ext64(col)), h.c64(0));
+  Value bytes = h.select(valid, h.c32(16), h.c32(0));
+  NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), dst), h.gep(src, h.i16(), safe), h.b.getI32IntegerAttr(16),
+                          cacheGlobal, bytes);
+}
+
+void finishStaging(IRBuilderHelpers &h, bool wait, bool commit) {
+  if (commit)
+    commitStaged(h);
+  if (wait)
+    waitStaged(h);
+}
+
 // Issues the staging's 16-byte cp.async copies, `copies` in all, thread tid
 // taking copies tid, tid + threads, ...; missing rows become zeros.
 void stageCopies(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, int copies, Value src,
                  const RowOffsetFn &rowOffset, const std::function<StagedCopy(Value)> &copyAt, bool wait,
                  bool commit) {
-  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
   scf::ForOp::create(h.b, h.loc, ids.tid, h.c32(copies), h.c32(threads), ValueRange{},
                      [&](OpBuilder &, Location, Value i, ValueRange) {
                        StagedCopy c = copyAt(i);
                        auto [off, valid] = rowOffset(c.row);
-                       Value safe = h.select(valid, h.add(off, h.ext64(c.col)), h.c64(0));
-                       Value bytes = h.select(valid, h.c32(16), h.c32(0)); // 0: fill zeros, read nothing
-                       NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), c.dst), h.gep(src, h.i16(), safe),
-                                               h.b.getI32IntegerAttr(16), cacheGlobal, bytes);
+                       copy16(h, smem, c.dst, src, off, valid, c.col);
                        scf::YieldOp::create(h.b, h.loc);
                      });
-  if (commit)
-    commitStaged(h);
-  if (wait)
-    waitStaged(h);
+  finishStaging(h, wait, commit);
 }
 
 } // namespace
@@ -103,26 +113,18 @@ void stageSwizzledPanelsByRow(IRBuilderHelpers &h, const ThreadIds &ids, int thr
   // every panel: one row offset serves the row's dim / 64 copies. Chunk c of row
   // r holds the row's chunk c ^ (r % 8) of the panel's 64 columns; 8 threads read
   // one row's 128 bytes and consecutive threads write consecutive shared bytes.
-  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
   Value chunk = h.rems(ids.tid, h.c32(8));
   scf::ForOp::create(h.b, h.loc, h.divs(ids.tid, h.c32(8)), h.c32(rows), h.c32(threads / 8), ValueRange{},
                      [&](OpBuilder &, Location, Value row, ValueRange) {
                        auto [off, valid] = rowOffset(row);
-                       Value bytes = h.select(valid, h.c32(16), h.c32(0)); // 0: fill zeros, read nothing
                        Value source = h.mul(arith::XOrIOp::create(h.b, h.loc, chunk, h.rems(row, h.c32(8))), h.c32(8));
                        Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8))));
-                       for (int p = 0; p < dim / 64; ++p) {
-                         Value safe = h.select(valid, h.add(off, h.ext64(h.add(source, h.c32(64 * p)))), h.c64(0));
-                         NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), h.add(dst, h.c32(64 * rows * p))),
-                                                 h.gep(src, h.i16(), safe), h.b.getI32IntegerAttr(16), cacheGlobal,
-                                                 bytes);
-                       }
+                       for (int p = 0; p < dim / 64; ++p)
+                         copy16(h, smem, h.add(dst, h.c32(64 * rows * p)), src, off, valid,
+                                h.add(source, h.c32(64 * p)));
                        scf::YieldOp::create(h.b, h.loc);
                      });
-  if (commit)
-    commitStaged(h);
-  if (wait)
-    waitStaged(h);
+  finishStaging(h, wait, commit);
 }
 
 void commitStaged(IRBuilderHelpers &h) { NVVM::CpAsyncCommitGroupOp::create(h.b, h.loc); }
