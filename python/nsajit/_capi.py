@@ -175,6 +175,8 @@ class CacheCounters(ctypes.Structure):
         ("modules_loaded", ctypes.c_uint64),
         ("disk_writes", ctypes.c_uint64),
         ("disk_rejects", ctypes.c_uint64),
+        ("machine_code_disk_hits", ctypes.c_uint64),
+        ("jit_compiles", ctypes.c_uint64),
     ]
 
     def as_dict(self) -> Dict[str, int]:

@@ -48,7 +48,7 @@ def test_struct_layouts_match_nsajit_h():
     assert nsajit.NsajitConfig.tile_warps.offset == 48
     assert nsajit.NsajitTensor.stride_head.offset == 24
     assert _capi.CacheCounters.kernel_hits.offset == 8
-    assert ctypes.sizeof(_capi.CacheCounters) == 64
+    assert ctypes.sizeof(_capi.CacheCounters) == 80
     assert _capi.KernelInfo.kernel_name.offset == 36
     assert ctypes.sizeof(_capi.KernelInfo) == 36 + 64 + 256
     assert ctypes.sizeof(_capi.TuneResult) == 568
@@ -137,7 +137,7 @@ def test_cache_info_and_stats():
     assert "cache" in nsajit.cache_info()
     stats = nsajit.cache_stats()
     assert set(stats) == {"kernel_hits", "ptx_memory_hits", "disk_hits", "compiles", "modules_loaded",
-                          "disk_writes", "disk_rejects"}
+                          "disk_writes", "disk_rejects", "machine_code_disk_hits", "jit_compiles"}
     assert all(isinstance(v, int) and v >= 0 for v in stats.values())
 
 

@@ -76,8 +76,7 @@ void compileInContext(nsajit_context *ctx, const nsajit_config *config, int bran
   Branch b = branchFromC(branch);
   KernelPass p = passFromC(pass);
   KernelSpec spec = specFromConfig(config, b, contextArch(c), p);
-  const LoadedKernel &k = c.kernels->get(spec);
-  *ptx_out = k.ptx->c_str();
+  *ptx_out = c.kernels->ptxOf(spec)->c_str(); // kept alive by the process-wide PTX cache
 }
 
 void compileOffline(const nsajit_config *config, int branch, int pass, int arch, char *buf, std::size_t buf_len,

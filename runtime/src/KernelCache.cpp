@@ -1,11 +1,13 @@
 #include "KernelCache.h"
 
 #include "Log.h"
+#include "MachineCode.h"
 
 #include "nsajit/compiler/Compiler.h"
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <thread>
 #include <vector>
@@ -76,6 +78,8 @@ void CacheCounters::fill(nsajit_cache_counters &out) const {
   out.modules_loaded = modulesLoaded.load();
   out.disk_writes = diskWrites.load();
   out.disk_rejects = diskRejects.load();
+  out.machine_code_disk_hits = machineCodeDiskHits.load();
+  out.jit_compiles = jitCompiles.load();
 }
 
 CacheCounters &processCounters() {
@@ -123,18 +127,6 @@ std::shared_ptr<PtxCache::Slot> PtxCache::slotFor(const std::string &key) {
   if (!s)
     s = std::make_shared<Slot>();
   return s;
-}
-
-bool PtxCache::warm(const std::string &key) {
-  std::shared_ptr<Slot> slot = slotFor(key);
-  std::lock_guard<std::mutex> slotLock(slot->mutex);
-  if (slot->ptx)
-    return true;
-  if (std::optional<std::string> fromDisk = DiskCache::global()->load(key)) {
-    slot->ptx = std::make_shared<const std::string>(std::move(*fromDisk));
-    return true;
-  }
-  return false;
 }
 
 std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const std::string &key,
@@ -238,6 +230,30 @@ const LoadedKernel &KernelCache::get(const KernelSpec &spec) {
   return *slot->kernel;
 }
 
+bool KernelCache::warm(const KernelSpec &spec) {
+  std::string key = cacheKey(spec, deviceTag_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = map_.find(key);
+    if (it != map_.end()) {
+      std::lock_guard<std::mutex> slotLock(it->second->mutex);
+      if (it->second->kernel)
+        return true;
+    }
+  }
+  std::shared_ptr<DiskCache> disk = DiskCache::global();
+  std::error_code ec;
+  return disk->mode() != DiskCache::Mode::Off &&
+         std::filesystem::exists(disk->pathFor(machineCodeKey(key, drv_->driverVersion())), ec);
+}
+
+std::shared_ptr<const std::string> KernelCache::ptxOf(const KernelSpec &spec) {
+  const LoadedKernel &k = get(spec);
+  if (k.ptx)
+    return k.ptx;
+  return ptx_.get(spec, k.key, &counters_);
+}
+
 std::unique_ptr<LoadedKernel> KernelCache::load(const KernelSpec &spec, const std::string &key) {
   auto k = std::make_unique<LoadedKernel>();
   k->spec = spec;
@@ -250,27 +266,40 @@ std::unique_ptr<LoadedKernel> KernelCache::load(const KernelSpec &spec, const st
          "opt-in): use smaller tiles (tile_kv_chunk, tile_warps) or head dims",
          spec.str(), k->sharedBytes, device_.ordinal, device_.name, device_.sharedPerBlockOptin);
 
-  k->ptx = ptx_.get(spec, key, &counters_);
-
   ScopedContext scope(*drv_, context_);
-  std::vector<char> errorLog(32 * 1024, '\0');
-  CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
-  void *values[] = {errorLog.data(), reinterpret_cast<void *>(static_cast<std::uintptr_t>(errorLog.size()))};
-  CUresult r = drv_->cuModuleLoadDataEx(&k->module, k->ptx->c_str(), 2, options, values);
-  if (r != CUDA_SUCCESS) {
-    errorLog.back() = '\0';
-    std::string log = errorLog.data();
-    while (!log.empty() && (log.back() == '\n' || log.back() == ' '))
-      log.pop_back();
-    std::string hint;
-    if (r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
-      hint = fmt::format(" (the driver supports CUDA {}.{}; the PTX needs a newer NVIDIA driver)",
-                         drv_->driverVersion() / 1000, drv_->driverVersion() % 1000 / 10);
-    nsajit_status st = CudaDriver::statusFor(r);
-    if (st == NSAJIT_ERROR_DRIVER_ERROR)
-      st = NSAJIT_ERROR_COMPILE_ERROR;
-    fail(st, "cuModuleLoadDataEx failed for the PTX of {} on GPU {} '{}': {}{}{}{}", spec.str(), device_.ordinal,
-         device_.name, drv_->errorText(r), hint, log.empty() ? "" : "; JIT log: ", log);
+  const std::string gpu = fmt::format("GPU {} '{}'", device_.ordinal, device_.name);
+  const std::string codeKey = machineCodeKey(key, drv_->driverVersion());
+  std::shared_ptr<DiskCache> disk = DiskCache::global();
+  const std::uint64_t rejectsBefore = disk->rejects();
+  if (std::optional<std::string> code = disk->load(codeKey)) {
+    CUresult r = drv_->cuModuleLoadData(&k->module, code->data());
+    if (r == CUDA_SUCCESS) {
+      bump(&CacheCounters::diskHits, &counters_);
+      bump(&CacheCounters::machineCodeDiskHits, &counters_);
+      logInfo(fmt::format("loaded the machine code of {} from {}", spec.str(), disk->pathFor(codeKey)));
+    } else {
+      k->module = nullptr; // e.g. written by another driver build: compile it again
+      logInfo(fmt::format("the cached machine code of {} did not load ({}): compiling its PTX again", spec.str(),
+                          drv_->errorText(r)));
+    }
+  } else if (disk->rejects() != rejectsBefore) {
+    bump(&CacheCounters::diskRejects, &counters_);
+  }
+  if (!k->module) {
+    k->ptx = ptx_.get(spec, key, &counters_);
+    auto t0 = std::chrono::steady_clock::now();
+    std::string code = compileToMachineCode(*drv_, *k->ptx, spec.str(), gpu);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    bump(&CacheCounters::jitCompiles, &counters_);
+    logInfo(fmt::format("the driver compiled {} to machine code in {:.0f} ms", spec.str(), ms));
+    if (disk->store(codeKey, code))
+      bump(&CacheCounters::diskWrites, &counters_);
+    CUresult r = drv_->cuModuleLoadData(&k->module, code.data());
+    if (r != CUDA_SUCCESS) {
+      k->module = nullptr;
+      fail(CudaDriver::statusFor(r), "cuModuleLoadData failed for the machine code of {} on {}: {}", spec.str(),
+           gpu, drv_->errorText(r));
+    }
   }
   bump(&CacheCounters::modulesLoaded, &counters_);
   struct ModuleGuard {
@@ -286,7 +315,7 @@ std::unique_ptr<LoadedKernel> KernelCache::load(const KernelSpec &spec, const st
   } guard{*drv_, k->module};
 
   std::string name = spec.kernelName();
-  r = drv_->cuModuleGetFunction(&k->function, k->module, name.c_str());
+  CUresult r = drv_->cuModuleGetFunction(&k->function, k->module, name.c_str());
   if (r != CUDA_SUCCESS)
     fail(NSAJIT_ERROR_INTERNAL, "the PTX of {} has no kernel '{}': cuModuleGetFunction failed: {}", spec.str(), name,
          drv_->errorText(r));

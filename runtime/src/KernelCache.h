@@ -52,7 +52,7 @@ CompileFn defaultCompileFn();
 
 struct CacheCounters {
   std::atomic<std::uint64_t> kernelHits{0}, ptxMemoryHits{0}, diskHits{0}, compiles{0}, modulesLoaded{0},
-      diskWrites{0}, diskRejects{0};
+      diskWrites{0}, diskRejects{0}, machineCodeDiskHits{0}, jitCompiles{0};
   void fill(nsajit_cache_counters &out) const;
 };
 CacheCounters &processCounters();
@@ -68,8 +68,6 @@ public:
   // The PTX of `spec` under `key`: from memory, else disk, else compiled (and
   // stored to disk). Counts in `counters` (may be null) and processCounters().
   std::shared_ptr<const std::string> get(const KernelSpec &spec, const std::string &key, CacheCounters *counters);
-  // Whether the PTX of `key` is in memory or on disk (read into memory then), without compiling.
-  bool warm(const std::string &key);
 
   // Tests only: replace the compiler (nullptr: the default) and forget all PTX.
   void resetForTesting(CompileFn compile);
@@ -114,6 +112,12 @@ public:
   // The reference stays valid for the lifetime of the cache.
   const LoadedKernel &get(const KernelSpec &spec);
 
+  // Whether `spec` loads without any compile: loaded already, or its machine code is on
+  // disk (nsajit_prepare loads those on its own thread and compiles the rest on a pool).
+  bool warm(const KernelSpec &spec);
+  // The PTX of a loaded or loadable kernel (read or generated when its module came from
+  // machine code on disk).
+  std::shared_ptr<const std::string> ptxOf(const KernelSpec &spec);
   CacheCounters &counters() { return counters_; }
   const DeviceInfo &device() const { return device_; }
 

@@ -63,12 +63,12 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
 int prepareKernels(nsajit_context &ctx, const std::vector<KernelSpec> &specs, int threads,
                    const PrepareProgress &progress) {
   const int total = static_cast<int>(specs.size());
-  // Kernels whose PTX is cached load on this thread (a thread pool would only add its
-  // start-up to a few milliseconds); the others compile on the pool.
-  const std::string tag = deviceTag(ctx.info);
+  // Kernels whose machine code is cached load on this thread (a thread pool would only
+  // add its start-up to a few milliseconds); the others compile (PTX, then the driver's
+  // JIT) on the pool.
   std::vector<int> cached, missing;
   for (int i = 0; i < total; ++i)
-    (PtxCache::global().warm(cacheKey(specs[static_cast<std::size_t>(i)], tag)) ? cached : missing).push_back(i);
+    (ctx.kernels->warm(specs[static_cast<std::size_t>(i)]) ? cached : missing).push_back(i);
   std::vector<int> order = cached;
   order.insert(order.end(), missing.begin(), missing.end());
   const int workers =

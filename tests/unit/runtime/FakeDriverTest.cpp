@@ -269,10 +269,12 @@ TEST_F(FakeGpu, KernelsAreCompiledOnceAndCached) {
   EXPECT_EQ(s.compiles, 1u);
   EXPECT_EQ(s.kernel_hits, 4u);
   EXPECT_EQ(s.modules_loaded, 1u);
-  EXPECT_EQ(s.disk_writes, 1u);
+  EXPECT_EQ(s.jit_compiles, 1u);
+  EXPECT_EQ(s.disk_writes, 2u); // the PTX and the machine code
   EXPECT_EQ(s.disk_hits, 0u);
   EXPECT_EQ(compiler.calls, 1);
   EXPECT_EQ(fake.fakecuda_module_loads(), 1);
+  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
   EXPECT_EQ(fake.lastLaunch().count, 5);
 
   // A different configuration is a different kernel.
@@ -282,14 +284,16 @@ TEST_F(FakeGpu, KernelsAreCompiledOnceAndCached) {
   EXPECT_EQ(stats(ctx).compiles, 2u);
   EXPECT_EQ(compiler.lastSpec.slcCount, 8);
 
-  // A second context on the same GPU loads its own module from the PTX in memory.
+  // A second context on the same GPU loads its own module from the machine code on disk.
   nsajit_context *ctx2 = create();
   ASSERT_EQ(selected(ctx2, t8, 1, 64), NSAJIT_OK);
   nsajit_cache_counters s2 = stats(ctx2);
   EXPECT_EQ(s2.compiles, 0u);
-  EXPECT_EQ(s2.ptx_memory_hits, 1u);
+  EXPECT_EQ(s2.jit_compiles, 0u);
+  EXPECT_EQ(s2.machine_code_disk_hits, 1u);
   EXPECT_EQ(s2.modules_loaded, 1u);
   EXPECT_EQ(compiler.calls, 2);
+  EXPECT_EQ(fake.fakecuda_jit_compiles(), 2);
 
   // Destroying a context unloads its modules.
   int loaded = fake.fakecuda_loaded_modules();
@@ -307,44 +311,84 @@ TEST_F(FakeGpu, DiskCacheServesANewProcessAndRejectsDamage) {
     destroy(ctx);
   }
   ASSERT_EQ(compiler.calls, 1);
-  std::vector<std::filesystem::path> files;
-  for (auto &e : std::filesystem::directory_iterator(cacheDir.path()))
-    files.push_back(e.path());
-  ASSERT_EQ(files.size(), 1u);
+  // Two files: the PTX and the driver's machine code (its key names the driver).
+  std::filesystem::path ptxFile, codeFile;
+  for (auto &e : std::filesystem::directory_iterator(cacheDir.path())) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    (bytes.find("machine code of driver") != std::string::npos ? codeFile : ptxFile) = e.path();
+  }
+  ASSERT_FALSE(ptxFile.empty());
+  ASSERT_FALSE(codeFile.empty());
+  auto damage = [](const std::filesystem::path &f) {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-3, std::ios::end);
+    io.put('#');
+  };
+  auto newProcess = [&] {
+    PtxCache::global().resetForTesting(compiler.fn()); // the memory cache is empty
+    return create();
+  };
 
-  // "A new process": the memory cache is empty; the PTX comes from disk.
-  PtxCache::global().resetForTesting(compiler.fn());
-  nsajit_context *ctx = create();
+  // A new process loads the machine code: no compile, no JIT.
+  nsajit_context *ctx = newProcess();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   nsajit_cache_counters s = stats(ctx);
   EXPECT_EQ(s.disk_hits, 1u);
+  EXPECT_EQ(s.machine_code_disk_hits, 1u);
   EXPECT_EQ(s.compiles, 0u);
+  EXPECT_EQ(s.jit_compiles, 0u);
   EXPECT_EQ(compiler.calls, 1);
+  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
   destroy(ctx);
 
-  // A damaged file is rejected and the kernel compiled again (and rewritten).
-  {
-    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(-3, std::ios::end);
-    f.put('#');
-  }
-  PtxCache::global().resetForTesting(compiler.fn());
-  ctx = create();
+  // Damaged machine code is rejected: the PTX from disk goes through the JIT again.
+  damage(codeFile);
+  ctx = newProcess();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   s = stats(ctx);
   EXPECT_EQ(s.disk_rejects, 1u);
+  EXPECT_EQ(s.disk_hits, 1u); // the PTX
+  EXPECT_EQ(s.machine_code_disk_hits, 0u);
+  EXPECT_EQ(s.compiles, 0u);
+  EXPECT_EQ(s.jit_compiles, 1u);
+  EXPECT_EQ(s.disk_writes, 1u); // the machine code, rewritten
+  destroy(ctx);
+
+  // Machine code the driver refuses (another driver build) is compiled again from the PTX.
+  fake.fakecuda_set_image_load_error(CUDA_ERROR_INVALID_IMAGE);
+  ctx = newProcess();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  s = stats(ctx);
+  EXPECT_EQ(s.machine_code_disk_hits, 0u);
+  EXPECT_EQ(s.jit_compiles, 1u);
+  EXPECT_EQ(s.compiles, 0u);
+  destroy(ctx);
+
+  // Both damaged: the kernel is generated and compiled again (and both rewritten).
+  damage(codeFile);
+  damage(ptxFile);
+  ctx = newProcess();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  s = stats(ctx);
+  EXPECT_EQ(s.disk_rejects, 2u);
   EXPECT_EQ(s.disk_hits, 0u);
   EXPECT_EQ(s.compiles, 1u);
-  EXPECT_EQ(s.disk_writes, 1u);
+  EXPECT_EQ(s.jit_compiles, 1u);
+  EXPECT_EQ(s.disk_writes, 2u);
   EXPECT_EQ(compiler.calls, 2);
   destroy(ctx);
 
-  // With the PTX on disk, a broken compiler does not matter.
-  PtxCache::global().resetForTesting(compiler.fn());
+  // With the machine code on disk, a broken compiler does not matter.
   compiler.failWith = "the compiler is broken";
-  ctx = create();
+  ctx = newProcess();
   EXPECT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
-  EXPECT_EQ(stats(ctx).disk_hits, 1u);
+  EXPECT_EQ(stats(ctx).machine_code_disk_hits, 1u);
+  // ... but nsajit_compile, which returns the PTX, reads that from disk.
+  const char *ptx = nullptr;
+  EXPECT_EQ(nsajit_compile(ctx, &cfg, NSAJIT_BRANCH_SELECTED, &ptx), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_NE(ptx, nullptr);
+  EXPECT_NE(std::string(ptx).find(".entry"), std::string::npos);
 }
 
 TEST_F(FakeGpu, UnwritableCacheDirectoryNeverFailsALaunch) {
@@ -489,18 +533,19 @@ TEST_F(FakeGpu, CompileErrorsCarryTheCompilersMessage) {
 TEST_F(FakeGpu, JitErrorsReportTheDriverLog) {
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);
-  fake.fakecuda_set_module_load_error(CUDA_ERROR_INVALID_PTX,
-                                      "ptxas application ptx input, line 7; error   : Unknown symbol 'foo'");
-  EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "cuModuleLoadDataEx",
+  fake.fakecuda_set_jit_error(CUDA_ERROR_INVALID_PTX,
+                              "ptxas application ptx input, line 7; error   : Unknown symbol 'foo'");
+  EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "the driver's JIT (cuLinkComplete)",
                     "CUDA_ERROR_INVALID_PTX (a PTX JIT compilation failed)",
                     "JIT log: ptxas application ptx input, line 7; error   : Unknown symbol 'foo'",
                     "Fake H100");
-  fake.fakecuda_set_module_load_error(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "");
+  fake.fakecuda_set_jit_error(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "");
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
                     "driver supports CUDA 13.0", "newer NVIDIA driver");
-  fake.fakecuda_set_module_load_error(0, nullptr);
+  fake.fakecuda_set_jit_error(0, nullptr);
   EXPECT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
-  EXPECT_EQ(compiler.calls, 1); // the PTX was kept; only loading failed
+  EXPECT_EQ(compiler.calls, 1); // the PTX was kept; only its JIT failed
+  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
 }
 
 TEST_F(FakeGpu, LaunchFailuresAreDriverErrors) {
