@@ -137,7 +137,7 @@ def test_cache_info_and_stats():
     assert "cache" in nsajit.cache_info()
     stats = nsajit.cache_stats()
     assert set(stats) == {"kernel_hits", "ptx_memory_hits", "disk_hits", "compiles", "modules_loaded",
-                          "disk_writes", "disk_rejects", "machine_code_disk_hits", "jit_compiles"}
+                          "disk_writes", "disk_rejects", "machine_code_disk_hits", "ptxas_runs"}
     assert all(isinstance(v, int) and v >= 0 for v in stats.values())
 
 
@@ -246,3 +246,25 @@ def test_compression_kernel_passes_and_entry_points():
         lib.call("compress_forward", None, ctypes.byref(cfg), 1, 64, 128, None, 0, None, None)
     with pytest.raises(nsajit.InvalidArgumentError, match="ctx is NULL"):
         lib.call("compress_backward", None, ctypes.byref(cfg), 1, 64, 128, None, 0, None, None, 0, None)
+
+
+def test_bundled_ptxas_is_tritons_only_when_none_is_installed(monkeypatch, tmp_path):
+    pkg = tmp_path / "triton"
+    (pkg / "backends" / "nvidia" / "bin").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    ptxas = pkg / "backends" / "nvidia" / "bin" / "ptxas"
+    ptxas.write_text("#!/bin/sh\n")
+    ptxas.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in list(sys.modules):
+        if name == "triton" or name.startswith("triton."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    real_access = os.access
+    monkeypatch.setattr(_capi.os, "access",
+                        lambda p, mode: False if str(p).startswith("/usr/local/cuda") else real_access(p, mode))
+    monkeypatch.setattr(_capi.shutil, "which", lambda name: None)
+    assert _capi.bundled_ptxas() == str(ptxas)
+    # An installed ptxas is the library's own choice: nothing to point it to.
+    monkeypatch.setattr(_capi.shutil, "which", lambda name: "/opt/cuda/bin/ptxas")
+    assert _capi.bundled_ptxas() is None

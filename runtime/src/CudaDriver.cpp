@@ -108,11 +108,8 @@ std::shared_ptr<CudaDriver> CudaDriver::load(const std::string &path, bool pathF
   resolve(d->cuCtxSynchronize, "cuCtxSynchronize");
   resolve(d->cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
   resolve(d->cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
+  resolve(d->cuModuleLoadDataEx, "cuModuleLoadDataEx");
   resolve(d->cuModuleLoadData, "cuModuleLoadData");
-  resolve(d->cuLinkCreate, "cuLinkCreate_v2");
-  resolve(d->cuLinkAddData, "cuLinkAddData_v2");
-  resolve(d->cuLinkComplete, "cuLinkComplete");
-  resolve(d->cuLinkDestroy, "cuLinkDestroy");
   resolve(d->cuModuleUnload, "cuModuleUnload");
   resolve(d->cuModuleGetFunction, "cuModuleGetFunction");
   resolve(d->cuFuncSetAttribute, "cuFuncSetAttribute");

@@ -48,11 +48,8 @@ public:
   decltype(&::cuCtxSynchronize) cuCtxSynchronize = nullptr;
   decltype(&::cuDevicePrimaryCtxRetain) cuDevicePrimaryCtxRetain = nullptr;
   decltype(&::cuDevicePrimaryCtxRelease_v2) cuDevicePrimaryCtxRelease = nullptr;
+  decltype(&::cuModuleLoadDataEx) cuModuleLoadDataEx = nullptr;
   decltype(&::cuModuleLoadData) cuModuleLoadData = nullptr;
-  decltype(&::cuLinkCreate_v2) cuLinkCreate = nullptr;
-  decltype(&::cuLinkAddData_v2) cuLinkAddData = nullptr;
-  decltype(&::cuLinkComplete) cuLinkComplete = nullptr;
-  decltype(&::cuLinkDestroy) cuLinkDestroy = nullptr;
   decltype(&::cuModuleUnload) cuModuleUnload = nullptr;
   decltype(&::cuModuleGetFunction) cuModuleGetFunction = nullptr;
   decltype(&::cuFuncSetAttribute) cuFuncSetAttribute = nullptr;

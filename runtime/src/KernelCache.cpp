@@ -1,7 +1,7 @@
 #include "KernelCache.h"
 
 #include "Log.h"
-#include "MachineCode.h"
+#include "Ptxas.h"
 
 #include "nsajit/compiler/Compiler.h"
 
@@ -79,7 +79,7 @@ void CacheCounters::fill(nsajit_cache_counters &out) const {
   out.disk_writes = diskWrites.load();
   out.disk_rejects = diskRejects.load();
   out.machine_code_disk_hits = machineCodeDiskHits.load();
-  out.jit_compiles = jitCompiles.load();
+  out.ptxas_runs = ptxasRuns.load();
 }
 
 CacheCounters &processCounters() {
@@ -127,6 +127,18 @@ std::shared_ptr<PtxCache::Slot> PtxCache::slotFor(const std::string &key) {
   if (!s)
     s = std::make_shared<Slot>();
   return s;
+}
+
+bool PtxCache::warm(const std::string &key) {
+  std::shared_ptr<Slot> slot = slotFor(key);
+  std::lock_guard<std::mutex> slotLock(slot->mutex);
+  if (slot->ptx)
+    return true;
+  if (std::optional<std::string> fromDisk = DiskCache::global()->load(key)) {
+    slot->ptx = std::make_shared<const std::string>(std::move(*fromDisk));
+    return true;
+  }
+  return false;
 }
 
 std::shared_ptr<const std::string> PtxCache::get(const KernelSpec &spec, const std::string &key,
@@ -230,6 +242,17 @@ const LoadedKernel &KernelCache::get(const KernelSpec &spec) {
   return *slot->kernel;
 }
 
+namespace {
+// What ptxas assembles for: the GPU's own architecture, with the "a" of sm_90a kernels.
+std::string ptxasArch(const KernelSpec &spec, const DeviceInfo &dev) {
+  return fmt::format("sm_{}{}{}", dev.ccMajor, dev.ccMinor, spec.arch == Arch::SM90a ? "a" : "");
+}
+
+std::string machineCodeKey(const std::string &ptxKey, const Ptxas &ptxas, const std::string &arch) {
+  return fmt::format("{} | machine code of {} for {}", ptxKey, ptxas.version(), arch);
+}
+} // namespace
+
 bool KernelCache::warm(const KernelSpec &spec) {
   std::string key = cacheKey(spec, deviceTag_);
   {
@@ -241,10 +264,13 @@ bool KernelCache::warm(const KernelSpec &spec) {
         return true;
     }
   }
+  std::shared_ptr<const Ptxas> ptxas = Ptxas::get();
+  if (!ptxas) // the driver's JIT: its own cache serves PTX it has seen
+    return ptx_.warm(key);
   std::shared_ptr<DiskCache> disk = DiskCache::global();
   std::error_code ec;
   return disk->mode() != DiskCache::Mode::Off &&
-         std::filesystem::exists(disk->pathFor(machineCodeKey(key, drv_->driverVersion())), ec);
+         std::filesystem::exists(disk->pathFor(machineCodeKey(key, *ptxas, ptxasArch(spec, device_))), ec);
 }
 
 std::shared_ptr<const std::string> KernelCache::ptxOf(const KernelSpec &spec) {
@@ -252,6 +278,74 @@ std::shared_ptr<const std::string> KernelCache::ptxOf(const KernelSpec &spec) {
   if (k.ptx)
     return k.ptx;
   return ptx_.get(spec, k.key, &counters_);
+}
+
+CUmodule KernelCache::loadMachineCode(LoadedKernel &k, const Ptxas &ptxas) {
+  const std::string arch = ptxasArch(k.spec, device_);
+  const std::string codeKey = machineCodeKey(k.key, ptxas, arch);
+  std::shared_ptr<DiskCache> disk = DiskCache::global();
+  const std::uint64_t rejectsBefore = disk->rejects();
+  CUmodule module = nullptr;
+  if (std::optional<std::string> code = disk->load(codeKey)) {
+    CUresult r = drv_->cuModuleLoadData(&module, code->data());
+    if (r == CUDA_SUCCESS) {
+      bump(&CacheCounters::diskHits, &counters_);
+      bump(&CacheCounters::machineCodeDiskHits, &counters_);
+      logInfo(fmt::format("loaded the machine code of {} from {}", k.spec.str(), disk->pathFor(codeKey)));
+      return module;
+    }
+    logInfo(fmt::format("the cached machine code of {} did not load ({}): assembling it again", k.spec.str(),
+                        drv_->errorText(r)));
+  } else if (disk->rejects() != rejectsBefore) {
+    bump(&CacheCounters::diskRejects, &counters_);
+  }
+
+  k.ptx = ptx_.get(k.spec, k.key, &counters_);
+  auto t0 = std::chrono::steady_clock::now();
+  std::string error;
+  std::optional<std::string> code = ptxas.assemble(*k.ptx, arch, error);
+  if (!code) {
+    logWarningOnce(fmt::format("ptxas failed for {} ({}): using the driver's JIT", k.spec.str(), error));
+    return nullptr;
+  }
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  bump(&CacheCounters::ptxasRuns, &counters_);
+  CUresult r = drv_->cuModuleLoadData(&module, code->data());
+  if (r != CUDA_SUCCESS) {
+    // e.g. a ptxas newer than the driver: the driver's JIT for this kernel and the rest
+    ptxas.disable(fmt::format("the machine code {} made for {} does not load on driver {} ({})", ptxas.path(),
+                              k.spec.str(), drv_->driverVersion(), drv_->errorText(r)));
+    return nullptr;
+  }
+  logInfo(fmt::format("assembled {} with ptxas in {:.0f} ms", k.spec.str(), ms));
+  if (disk->store(codeKey, *code)) // only machine code that loaded
+    bump(&CacheCounters::diskWrites, &counters_);
+  return module;
+}
+
+void KernelCache::loadThroughDriverJit(LoadedKernel &k) {
+  if (!k.ptx)
+    k.ptx = ptx_.get(k.spec, k.key, &counters_);
+  std::vector<char> errorLog(32 * 1024, '\0');
+  CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *values[] = {errorLog.data(), reinterpret_cast<void *>(static_cast<std::uintptr_t>(errorLog.size()))};
+  CUresult r = drv_->cuModuleLoadDataEx(&k.module, k.ptx->c_str(), 2, options, values);
+  if (r == CUDA_SUCCESS)
+    return;
+  k.module = nullptr;
+  errorLog.back() = '\0';
+  std::string log = errorLog.data();
+  while (!log.empty() && (log.back() == '\n' || log.back() == ' '))
+    log.pop_back();
+  std::string hint;
+  if (r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
+    hint = fmt::format(" (the driver supports CUDA {}.{}; the PTX needs a newer NVIDIA driver)",
+                       drv_->driverVersion() / 1000, drv_->driverVersion() % 1000 / 10);
+  nsajit_status st = CudaDriver::statusFor(r);
+  if (st == NSAJIT_ERROR_DRIVER_ERROR)
+    st = NSAJIT_ERROR_COMPILE_ERROR;
+  fail(st, "cuModuleLoadDataEx failed for the PTX of {} on GPU {} '{}': {}{}{}{}", k.spec.str(), device_.ordinal,
+       device_.name, drv_->errorText(r), hint, log.empty() ? "" : "; JIT log: ", log);
 }
 
 std::unique_ptr<LoadedKernel> KernelCache::load(const KernelSpec &spec, const std::string &key) {
@@ -267,40 +361,10 @@ std::unique_ptr<LoadedKernel> KernelCache::load(const KernelSpec &spec, const st
          spec.str(), k->sharedBytes, device_.ordinal, device_.name, device_.sharedPerBlockOptin);
 
   ScopedContext scope(*drv_, context_);
-  const std::string gpu = fmt::format("GPU {} '{}'", device_.ordinal, device_.name);
-  const std::string codeKey = machineCodeKey(key, drv_->driverVersion());
-  std::shared_ptr<DiskCache> disk = DiskCache::global();
-  const std::uint64_t rejectsBefore = disk->rejects();
-  if (std::optional<std::string> code = disk->load(codeKey)) {
-    CUresult r = drv_->cuModuleLoadData(&k->module, code->data());
-    if (r == CUDA_SUCCESS) {
-      bump(&CacheCounters::diskHits, &counters_);
-      bump(&CacheCounters::machineCodeDiskHits, &counters_);
-      logInfo(fmt::format("loaded the machine code of {} from {}", spec.str(), disk->pathFor(codeKey)));
-    } else {
-      k->module = nullptr; // e.g. written by another driver build: compile it again
-      logInfo(fmt::format("the cached machine code of {} did not load ({}): compiling its PTX again", spec.str(),
-                          drv_->errorText(r)));
-    }
-  } else if (disk->rejects() != rejectsBefore) {
-    bump(&CacheCounters::diskRejects, &counters_);
-  }
-  if (!k->module) {
-    k->ptx = ptx_.get(spec, key, &counters_);
-    auto t0 = std::chrono::steady_clock::now();
-    std::string code = compileToMachineCode(*drv_, *k->ptx, spec.str(), gpu);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    bump(&CacheCounters::jitCompiles, &counters_);
-    logInfo(fmt::format("the driver compiled {} to machine code in {:.0f} ms", spec.str(), ms));
-    if (disk->store(codeKey, code))
-      bump(&CacheCounters::diskWrites, &counters_);
-    CUresult r = drv_->cuModuleLoadData(&k->module, code.data());
-    if (r != CUDA_SUCCESS) {
-      k->module = nullptr;
-      fail(CudaDriver::statusFor(r), "cuModuleLoadData failed for the machine code of {} on {}: {}", spec.str(),
-           gpu, drv_->errorText(r));
-    }
-  }
+  if (std::shared_ptr<const Ptxas> ptxas = Ptxas::get())
+    k->module = loadMachineCode(*k, *ptxas);
+  if (!k->module)
+    loadThroughDriverJit(*k);
   bump(&CacheCounters::modulesLoaded, &counters_);
   struct ModuleGuard {
     const CudaDriver &drv;

@@ -9,6 +9,7 @@
 
 #include "CudaDriver.h"
 #include "DiskCache.h"
+#include "Ptxas.h"
 
 #include "nsajit/compiler/KernelSpec.h"
 #include "nsajit/nsajit.h"
@@ -52,7 +53,7 @@ CompileFn defaultCompileFn();
 
 struct CacheCounters {
   std::atomic<std::uint64_t> kernelHits{0}, ptxMemoryHits{0}, diskHits{0}, compiles{0}, modulesLoaded{0},
-      diskWrites{0}, diskRejects{0}, machineCodeDiskHits{0}, jitCompiles{0};
+      diskWrites{0}, diskRejects{0}, machineCodeDiskHits{0}, ptxasRuns{0};
   void fill(nsajit_cache_counters &out) const;
 };
 CacheCounters &processCounters();
@@ -68,6 +69,8 @@ public:
   // The PTX of `spec` under `key`: from memory, else disk, else compiled (and
   // stored to disk). Counts in `counters` (may be null) and processCounters().
   std::shared_ptr<const std::string> get(const KernelSpec &spec, const std::string &key, CacheCounters *counters);
+  // Whether the PTX of `key` is in memory or on disk (read into memory then), without compiling.
+  bool warm(const std::string &key);
 
   // Tests only: replace the compiler (nullptr: the default) and forget all PTX.
   void resetForTesting(CompileFn compile);
@@ -113,7 +116,8 @@ public:
   const LoadedKernel &get(const KernelSpec &spec);
 
   // Whether `spec` loads without any compile: loaded already, or its machine code is on
-  // disk (nsajit_prepare loads those on its own thread and compiles the rest on a pool).
+  // disk (its PTX, without ptxas). nsajit_prepare loads those on its own thread and
+  // compiles the rest on a pool.
   bool warm(const KernelSpec &spec);
   // The PTX of a loaded or loadable kernel (read or generated when its module came from
   // machine code on disk).
@@ -127,6 +131,11 @@ private:
     std::unique_ptr<LoadedKernel> kernel;
   };
   std::unique_ptr<LoadedKernel> load(const KernelSpec &spec, const std::string &key);
+  // Machine code from the disk cache, else assembled by ptxas (and stored); null when
+  // ptxas fails or its code does not load (the caller then uses the driver's JIT).
+  CUmodule loadMachineCode(LoadedKernel &k, const Ptxas &ptxas);
+  // cuModuleLoadDataEx of the PTX; throws with the JIT's log.
+  void loadThroughDriverJit(LoadedKernel &k);
 
   std::shared_ptr<const CudaDriver> drv_;
   CUcontext context_;

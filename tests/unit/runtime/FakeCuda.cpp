@@ -42,10 +42,10 @@ struct State {
   std::string name = "Fake H100 (nsajit test driver)";
   int smemOptin = 232448;
   int pageable = 0;
-  int jitError = 0;
-  std::string jitLog;
+  int moduleLoadError = 0;
+  std::string moduleLoadLog;
   int imageLoadError = 0;
-  int jitCompiles = 0;
+  int ptxLoads = 0, imageLoads = 0;
   int maxThreads = 1024;
   int launchResult = 0;
   int elapsedFromShared = 0;
@@ -152,10 +152,10 @@ void fakecuda_reset(void) {
   s.name = "Fake H100 (nsajit test driver)";
   s.smemOptin = 232448;
   s.pageable = 0;
-  s.jitError = 0;
-  s.jitLog.clear();
+  s.moduleLoadError = 0;
+  s.moduleLoadLog.clear();
   s.imageLoadError = 0;
-  s.jitCompiles = 0;
+  s.ptxLoads = s.imageLoads = 0;
   s.maxThreads = 1024;
   s.launchResult = 0;
   s.elapsedFromShared = 0;
@@ -181,10 +181,10 @@ void fakecuda_set_init_result(int result) {
   st().initResult = result;
 }
 
-void fakecuda_set_jit_error(int result, const char *log) {
+void fakecuda_set_module_load_error(int result, const char *log) {
   LOCK;
-  st().jitError = result;
-  st().jitLog = log ? log : "";
+  st().moduleLoadError = result;
+  st().moduleLoadLog = log ? log : "";
 }
 
 void fakecuda_set_image_load_error(int result) {
@@ -192,9 +192,14 @@ void fakecuda_set_image_load_error(int result) {
   st().imageLoadError = result;
 }
 
-int fakecuda_jit_compiles(void) {
+int fakecuda_ptx_loads(void) {
   LOCK;
-  return st().jitCompiles;
+  return st().ptxLoads;
+}
+
+int fakecuda_image_loads(void) {
+  LOCK;
+  return st().imageLoads;
 }
 
 void fakecuda_set_max_threads_per_block(int n) {
@@ -349,63 +354,44 @@ CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev) {
   return CUDA_SUCCESS;
 }
 
-// The driver's JIT through the linker API. The fake's "machine code" is the PTX behind
-// a marker, which cuModuleLoadData requires (so PTX handed to it directly fails).
-constexpr char kFakeCubinMagic[] = "FAKE-CUBIN\n";
-
-struct FakeLink {
-  char *errorLog = nullptr;
-  std::size_t errorLogSize = 0;
-  std::string ptx, cubin;
-};
-
-CUresult CUDAAPI cuLinkCreate_v2(unsigned int numOptions, CUjit_option *options, void **values, CUlinkState *out) {
-  LOCK;
-  if (!tlsCurrent || !validContext(tlsCurrent))
-    return CUDA_ERROR_INVALID_CONTEXT;
-  auto *l = new FakeLink();
-  for (unsigned i = 0; i < numOptions; ++i) {
-    if (options[i] == CU_JIT_ERROR_LOG_BUFFER)
-      l->errorLog = static_cast<char *>(values[i]);
-    if (options[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
-      l->errorLogSize = reinterpret_cast<std::uintptr_t>(values[i]);
-  }
-  *out = reinterpret_cast<CUlinkState>(l);
-  return CUDA_SUCCESS;
-}
-
-CUresult CUDAAPI cuLinkAddData_v2(CUlinkState state, CUjitInputType type, void *data, size_t size, const char *,
-                                  unsigned int, CUjit_option *, void **) {
-  auto *l = reinterpret_cast<FakeLink *>(state);
-  if (!l || type != CU_JIT_INPUT_PTX || !data || size == 0 || static_cast<const char *>(data)[size - 1] != '\0')
-    return CUDA_ERROR_INVALID_VALUE; // PTX is passed with its NUL
-  l->ptx.assign(static_cast<const char *>(data), size - 1);
-  return CUDA_SUCCESS;
-}
-
-CUresult CUDAAPI cuLinkComplete(CUlinkState state, void **cubin, size_t *size) {
+CUresult CUDAAPI cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int numOptions,
+                                    CUjit_option *options, void **values) {
   LOCK;
   State &s = st();
-  auto *l = reinterpret_cast<FakeLink *>(state);
-  if (s.jitError) {
-    if (l->errorLog && l->errorLogSize > 0)
-      std::snprintf(l->errorLog, l->errorLogSize, "%s", s.jitLog.c_str());
-    return static_cast<CUresult>(s.jitError);
+  if (!tlsCurrent || !validContext(tlsCurrent))
+    return CUDA_ERROR_INVALID_CONTEXT;
+  if (s.moduleLoadError) {
+    char *buf = nullptr;
+    std::size_t size = 0;
+    unsigned sizeIndex = numOptions;
+    for (unsigned i = 0; i < numOptions; ++i) {
+      if (options[i] == CU_JIT_ERROR_LOG_BUFFER)
+        buf = static_cast<char *>(values[i]);
+      if (options[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) {
+        size = reinterpret_cast<std::uintptr_t>(values[i]);
+        sizeIndex = i;
+      }
+    }
+    if (buf && size > 0) {
+      std::snprintf(buf, size, "%s", s.moduleLoadLog.c_str());
+      if (sizeIndex < numOptions)
+        values[sizeIndex] = reinterpret_cast<void *>(std::strlen(buf) + 1);
+    }
+    return static_cast<CUresult>(s.moduleLoadError);
   }
-  ++s.jitCompiles;
-  l->cubin = kFakeCubinMagic + l->ptx;
-  l->cubin.push_back('\0');
-  *cubin = l->cubin.data();
-  *size = l->cubin.size();
+  auto *m = new FakeModule();
+  m->ptx = static_cast<const char *>(image);
+  s.modules.insert(m);
+  ++s.moduleLoads;
+  ++s.ptxLoads;
+  *module = reinterpret_cast<CUmodule>(m);
   return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI cuLinkDestroy(CUlinkState state) {
-  delete reinterpret_cast<FakeLink *>(state);
-  return CUDA_SUCCESS;
-}
-
+// Machine code. The fake's "cubin" is the PTX behind a marker (what the fake ptxas of the
+// tests writes), so PTX handed here by mistake fails as it would on a real driver.
 CUresult CUDAAPI cuModuleLoadData(CUmodule *module, const void *image) {
+  static constexpr char kMagic[] = "FAKE-CUBIN\n";
   LOCK;
   State &s = st();
   if (!tlsCurrent || !validContext(tlsCurrent))
@@ -415,12 +401,13 @@ CUresult CUDAAPI cuModuleLoadData(CUmodule *module, const void *image) {
     return static_cast<CUresult>(e);
   }
   const char *text = static_cast<const char *>(image);
-  if (std::strncmp(text, kFakeCubinMagic, sizeof kFakeCubinMagic - 1) != 0)
+  if (std::strncmp(text, kMagic, sizeof kMagic - 1) != 0)
     return CUDA_ERROR_INVALID_IMAGE;
   auto *m = new FakeModule();
-  m->ptx = text + sizeof kFakeCubinMagic - 1;
+  m->ptx = text + sizeof kMagic - 1;
   s.modules.insert(m);
   ++s.moduleLoads;
+  ++s.imageLoads;
   *module = reinterpret_cast<CUmodule>(m);
   return CUDA_SUCCESS;
 }

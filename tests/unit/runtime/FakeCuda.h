@@ -28,11 +28,12 @@ typedef struct FakeCudaLaunch {
 void fakecuda_reset(void);
 void fakecuda_set_device(int count, int cc_major, int cc_minor, const char *name, int smem_optin, int pageable);
 void fakecuda_set_init_result(int result);
-/* Next cuLinkComplete calls (the JIT) fail with `result` and write `log` to the JIT error log (0: succeed). */
-void fakecuda_set_jit_error(int result, const char *log);
+/* Next cuModuleLoadDataEx calls fail with `result` and write `log` to the JIT error log (0: succeed). */
+void fakecuda_set_module_load_error(int result, const char *log);
 /* The next cuModuleLoadData call (machine code) fails with `result` (0: succeeds). */
 void fakecuda_set_image_load_error(int result);
-int fakecuda_jit_compiles(void);     /* successful cuLinkComplete calls since reset */
+int fakecuda_ptx_loads(void);        /* successful cuModuleLoadDataEx (PTX, the driver's JIT) since reset */
+int fakecuda_image_loads(void);      /* successful cuModuleLoadData (machine code) since reset */
 void fakecuda_set_max_threads_per_block(int n);
 /* cuLaunchKernel returns `result` without launching (0: launch normally). */
 void fakecuda_set_launch_result(int result);

@@ -269,12 +269,10 @@ TEST_F(FakeGpu, KernelsAreCompiledOnceAndCached) {
   EXPECT_EQ(s.compiles, 1u);
   EXPECT_EQ(s.kernel_hits, 4u);
   EXPECT_EQ(s.modules_loaded, 1u);
-  EXPECT_EQ(s.jit_compiles, 1u);
-  EXPECT_EQ(s.disk_writes, 2u); // the PTX and the machine code
+  EXPECT_EQ(s.disk_writes, 1u);
   EXPECT_EQ(s.disk_hits, 0u);
   EXPECT_EQ(compiler.calls, 1);
   EXPECT_EQ(fake.fakecuda_module_loads(), 1);
-  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
   EXPECT_EQ(fake.lastLaunch().count, 5);
 
   // A different configuration is a different kernel.
@@ -284,16 +282,14 @@ TEST_F(FakeGpu, KernelsAreCompiledOnceAndCached) {
   EXPECT_EQ(stats(ctx).compiles, 2u);
   EXPECT_EQ(compiler.lastSpec.slcCount, 8);
 
-  // A second context on the same GPU loads its own module from the machine code on disk.
+  // A second context on the same GPU loads its own module from the PTX in memory.
   nsajit_context *ctx2 = create();
   ASSERT_EQ(selected(ctx2, t8, 1, 64), NSAJIT_OK);
   nsajit_cache_counters s2 = stats(ctx2);
   EXPECT_EQ(s2.compiles, 0u);
-  EXPECT_EQ(s2.jit_compiles, 0u);
-  EXPECT_EQ(s2.machine_code_disk_hits, 1u);
+  EXPECT_EQ(s2.ptx_memory_hits, 1u);
   EXPECT_EQ(s2.modules_loaded, 1u);
   EXPECT_EQ(compiler.calls, 2);
-  EXPECT_EQ(fake.fakecuda_jit_compiles(), 2);
 
   // Destroying a context unloads its modules.
   int loaded = fake.fakecuda_loaded_modules();
@@ -311,84 +307,156 @@ TEST_F(FakeGpu, DiskCacheServesANewProcessAndRejectsDamage) {
     destroy(ctx);
   }
   ASSERT_EQ(compiler.calls, 1);
-  // Two files: the PTX and the driver's machine code (its key names the driver).
-  std::filesystem::path ptxFile, codeFile;
-  for (auto &e : std::filesystem::directory_iterator(cacheDir.path())) {
-    std::ifstream in(e.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    (bytes.find("machine code of driver") != std::string::npos ? codeFile : ptxFile) = e.path();
+  std::vector<std::filesystem::path> files;
+  for (auto &e : std::filesystem::directory_iterator(cacheDir.path()))
+    files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+
+  // "A new process": the memory cache is empty; the PTX comes from disk.
+  PtxCache::global().resetForTesting(compiler.fn());
+  nsajit_context *ctx = create();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  nsajit_cache_counters s = stats(ctx);
+  EXPECT_EQ(s.disk_hits, 1u);
+  EXPECT_EQ(s.compiles, 0u);
+  EXPECT_EQ(compiler.calls, 1);
+  destroy(ctx);
+
+  // A damaged file is rejected and the kernel compiled again (and rewritten).
+  {
+    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('#');
   }
-  ASSERT_FALSE(ptxFile.empty());
-  ASSERT_FALSE(codeFile.empty());
-  auto damage = [](const std::filesystem::path &f) {
-    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekp(-3, std::ios::end);
-    io.put('#');
-  };
+  PtxCache::global().resetForTesting(compiler.fn());
+  ctx = create();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  s = stats(ctx);
+  EXPECT_EQ(s.disk_rejects, 1u);
+  EXPECT_EQ(s.disk_hits, 0u);
+  EXPECT_EQ(s.compiles, 1u);
+  EXPECT_EQ(s.disk_writes, 1u);
+  EXPECT_EQ(compiler.calls, 2);
+  destroy(ctx);
+
+  // With the PTX on disk, a broken compiler does not matter.
+  PtxCache::global().resetForTesting(compiler.fn());
+  compiler.failWith = "the compiler is broken";
+  ctx = create();
+  EXPECT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(stats(ctx).disk_hits, 1u);
+}
+
+TEST_F(FakeGpu, PtxasAssemblesAndItsMachineCodeIsCached) {
+  FakePtxas ptxas;
+  Tensors t(cfg, Branch::Selected, 1, 64);
+  nsajit_context *ctx = create();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  nsajit_cache_counters s = stats(ctx);
+  EXPECT_EQ(s.compiles, 1u);
+  EXPECT_EQ(s.ptxas_runs, 1u);
+  EXPECT_EQ(s.modules_loaded, 1u);
+  EXPECT_EQ(s.disk_writes, 2u); // the PTX and the machine code
+  EXPECT_EQ(fake.fakecuda_image_loads(), 1);
+  EXPECT_EQ(fake.fakecuda_ptx_loads(), 0); // no driver JIT
+  ASSERT_EQ(ptxas.calls().size(), 1u);
+  EXPECT_EQ(ptxas.calls()[0].rfind("-arch=sm_90a -O3 ", 0), 0u) << ptxas.calls()[0];
+  destroy(ctx);
+
   auto newProcess = [&] {
     PtxCache::global().resetForTesting(compiler.fn()); // the memory cache is empty
     return create();
   };
-
-  // A new process loads the machine code: no compile, no JIT.
-  nsajit_context *ctx = newProcess();
-  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
-  nsajit_cache_counters s = stats(ctx);
-  EXPECT_EQ(s.disk_hits, 1u);
-  EXPECT_EQ(s.machine_code_disk_hits, 1u);
-  EXPECT_EQ(s.compiles, 0u);
-  EXPECT_EQ(s.jit_compiles, 0u);
-  EXPECT_EQ(compiler.calls, 1);
-  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
-  destroy(ctx);
-
-  // Damaged machine code is rejected: the PTX from disk goes through the JIT again.
-  damage(codeFile);
+  // A new process loads the machine code: neither the compiler nor ptxas runs.
   ctx = newProcess();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   s = stats(ctx);
-  EXPECT_EQ(s.disk_rejects, 1u);
-  EXPECT_EQ(s.disk_hits, 1u); // the PTX
-  EXPECT_EQ(s.machine_code_disk_hits, 0u);
-  EXPECT_EQ(s.compiles, 0u);
-  EXPECT_EQ(s.jit_compiles, 1u);
-  EXPECT_EQ(s.disk_writes, 1u); // the machine code, rewritten
+  EXPECT_EQ(s.disk_hits, 1u);
+  EXPECT_EQ(s.machine_code_disk_hits, 1u);
+  EXPECT_EQ(s.compiles + s.ptxas_runs, 0u);
+  EXPECT_EQ(ptxas.calls().size(), 1u);
   destroy(ctx);
 
-  // Machine code the driver refuses (another driver build) is compiled again from the PTX.
+  // Machine code the driver refuses (say, after a driver downgrade) is assembled again.
   fake.fakecuda_set_image_load_error(CUDA_ERROR_INVALID_IMAGE);
   ctx = newProcess();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   s = stats(ctx);
   EXPECT_EQ(s.machine_code_disk_hits, 0u);
-  EXPECT_EQ(s.jit_compiles, 1u);
-  EXPECT_EQ(s.compiles, 0u);
+  EXPECT_EQ(s.ptxas_runs, 1u);
+  EXPECT_EQ(s.compiles, 0u); // its PTX came from disk
   destroy(ctx);
 
-  // Both damaged: the kernel is generated and compiled again (and both rewritten).
-  damage(codeFile);
-  damage(ptxFile);
+  // Damaged machine code is rejected and rewritten.
+  std::filesystem::path codeFile;
+  for (auto &e : std::filesystem::directory_iterator(cacheDir.path())) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find("machine code of Cuda compilation tools, release 99.9") != std::string::npos)
+      codeFile = e.path();
+  }
+  ASSERT_FALSE(codeFile.empty());
+  {
+    std::fstream io(codeFile, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-3, std::ios::end);
+    io.put('#');
+  }
   ctx = newProcess();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   s = stats(ctx);
-  EXPECT_EQ(s.disk_rejects, 2u);
-  EXPECT_EQ(s.disk_hits, 0u);
-  EXPECT_EQ(s.compiles, 1u);
-  EXPECT_EQ(s.jit_compiles, 1u);
-  EXPECT_EQ(s.disk_writes, 2u);
-  EXPECT_EQ(compiler.calls, 2);
+  EXPECT_EQ(s.disk_rejects, 1u);
+  EXPECT_EQ(s.ptxas_runs, 1u);
+  EXPECT_EQ(s.disk_writes, 1u);
   destroy(ctx);
 
-  // With the machine code on disk, a broken compiler does not matter.
+  // With the machine code on disk a broken compiler does not matter, and nsajit_compile
+  // (which returns the PTX) reads the PTX from disk.
   compiler.failWith = "the compiler is broken";
   ctx = newProcess();
-  EXPECT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   EXPECT_EQ(stats(ctx).machine_code_disk_hits, 1u);
-  // ... but nsajit_compile, which returns the PTX, reads that from disk.
   const char *ptx = nullptr;
-  EXPECT_EQ(nsajit_compile(ctx, &cfg, NSAJIT_BRANCH_SELECTED, &ptx), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(nsajit_compile(ctx, &cfg, NSAJIT_BRANCH_SELECTED, &ptx), NSAJIT_OK) << nsajit_last_error();
   ASSERT_NE(ptx, nullptr);
   EXPECT_NE(std::string(ptx).find(".entry"), std::string::npos);
+}
+
+TEST_F(FakeGpu, PtxasAssemblesForTheGpusOwnArchitecture) {
+  FakePtxas ptxas;
+  fake.fakecuda_set_device(1, 8, 6, "Fake A40", 101376, 0);
+  nsajit_context *ctx = create();
+  Tensors t(cfg, Branch::Selected, 1, 64);
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(ptxas.calls().size(), 1u);
+  EXPECT_EQ(ptxas.calls()[0].rfind("-arch=sm_86 ", 0), 0u) << ptxas.calls()[0]; // sm_80 PTX, the GPU's SASS
+}
+
+TEST_F(FakeGpu, PtxasFailuresFallBackToTheDriverJit) {
+  FakePtxas ptxas;
+  ScopedEnv failing("FAKE_PTXAS_FAIL", "out of resources");
+  LogSink sink;
+  nsajit_context *ctx = create();
+  Tensors t(cfg, Branch::Selected, 1, 64);
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  nsajit_cache_counters s = stats(ctx);
+  EXPECT_EQ(s.ptxas_runs, 0u);
+  EXPECT_EQ(s.disk_writes, 1u); // the PTX only
+  EXPECT_EQ(fake.fakecuda_ptx_loads(), 1);
+  EXPECT_TRUE(sink.hasWarning({"ptxas failed for selected fwd", "exited with 255", "out of resources",
+                               "using the driver's JIT"}))
+      << sink.all();
+}
+
+TEST_F(FakeGpu, AMissingPtxasIsNamedAndTheDriverJitServes) {
+  ScopedEnv missing("NSAJIT_PTXAS", "/nonexistent/ptxas");
+  Ptxas::resetForTesting();
+  LogSink sink;
+  nsajit_context *ctx = create();
+  Tensors t(cfg, Branch::Selected, 1, 64);
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(fake.fakecuda_ptx_loads(), 1);
+  EXPECT_TRUE(sink.hasWarning({"NSAJIT_PTXAS = '/nonexistent/ptxas' is not an executable file"})) << sink.all();
+  Ptxas::resetForTesting();
 }
 
 TEST_F(FakeGpu, UnwritableCacheDirectoryNeverFailsALaunch) {
@@ -533,19 +601,18 @@ TEST_F(FakeGpu, CompileErrorsCarryTheCompilersMessage) {
 TEST_F(FakeGpu, JitErrorsReportTheDriverLog) {
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);
-  fake.fakecuda_set_jit_error(CUDA_ERROR_INVALID_PTX,
-                              "ptxas application ptx input, line 7; error   : Unknown symbol 'foo'");
-  EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "the driver's JIT (cuLinkComplete)",
+  fake.fakecuda_set_module_load_error(CUDA_ERROR_INVALID_PTX,
+                                      "ptxas application ptx input, line 7; error   : Unknown symbol 'foo'");
+  EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "cuModuleLoadDataEx",
                     "CUDA_ERROR_INVALID_PTX (a PTX JIT compilation failed)",
                     "JIT log: ptxas application ptx input, line 7; error   : Unknown symbol 'foo'",
                     "Fake H100");
-  fake.fakecuda_set_jit_error(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "");
+  fake.fakecuda_set_module_load_error(CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "");
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_COMPILE_ERROR, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
                     "driver supports CUDA 13.0", "newer NVIDIA driver");
-  fake.fakecuda_set_jit_error(0, nullptr);
+  fake.fakecuda_set_module_load_error(0, nullptr);
   EXPECT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
-  EXPECT_EQ(compiler.calls, 1); // the PTX was kept; only its JIT failed
-  EXPECT_EQ(fake.fakecuda_jit_compiles(), 1);
+  EXPECT_EQ(compiler.calls, 1); // the PTX was kept; only loading failed
 }
 
 TEST_F(FakeGpu, LaunchFailuresAreDriverErrors) {

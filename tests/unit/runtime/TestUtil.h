@@ -6,6 +6,7 @@
 #include "DiskCache.h"
 #include "FakeCuda.h"
 #include "KernelCache.h"
+#include "Ptxas.h"
 
 #include "nsajit/compiler/KernelAbi.h"
 
@@ -16,6 +17,7 @@
 #include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -65,6 +67,77 @@ private:
   std::optional<std::string> old_;
 };
 
+// Collects the library's warnings while it lives.
+class LogSink {
+public:
+  LogSink() { nsajit_set_log_callback(&LogSink::record, this); }
+  ~LogSink() { nsajit_set_log_callback(nullptr, nullptr); }
+  // Whether one warning contains every piece.
+  bool hasWarning(const std::vector<std::string> &pieces) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const std::string &w : warnings_) {
+      bool all = true;
+      for (const std::string &p : pieces)
+        all = all && w.find(p) != std::string::npos;
+      if (all)
+        return true;
+    }
+    return false;
+  }
+  std::string all() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string s;
+    for (const std::string &w : warnings_)
+      s += w + "\n";
+    return s;
+  }
+
+private:
+  static void record(int level, const char *msg, void *user) {
+    auto *self = static_cast<LogSink *>(user);
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    if (level == NSAJIT_LOG_WARNING)
+      self->warnings_.push_back(msg);
+  }
+  mutable std::mutex mutex_;
+  std::vector<std::string> warnings_;
+};
+
+// A stand-in ptxas (a shell script) that the runtime uses while this object lives:
+// its "machine code" is the PTX behind the fake driver's marker. It appends its
+// arguments to calls.log and fails while FAKE_PTXAS_FAIL is set.
+class FakePtxas {
+public:
+  FakePtxas() : env_("NSAJIT_PTXAS", nullptr) {
+    script_ = dir_ / "ptxas";
+    {
+      std::ofstream f(script_);
+      f << "#!/bin/sh\n"
+           "if [ \"$1\" = --version ]; then echo 'Cuda compilation tools, release 99.9, V99.9.0 (fake)'; exit 0; fi\n"
+           "echo \"$@\" >> \"$(dirname \"$0\")/calls.log\"\n"
+           "if [ -n \"$FAKE_PTXAS_FAIL\" ]; then echo \"ptxas fatal   : $FAKE_PTXAS_FAIL\" >&2; exit 255; fi\n"
+           "{ printf 'FAKE-CUBIN\\n'; cat \"$3\"; printf '\\000'; } > \"$5\"\n";
+    }
+    std::filesystem::permissions(script_, std::filesystem::perms::owner_all);
+    ::setenv("NSAJIT_PTXAS", script_.c_str(), 1);
+    Ptxas::resetForTesting();
+  }
+  ~FakePtxas() { Ptxas::resetForTesting(); } // env_ then restores NSAJIT_PTXAS
+  // One line per assembly: "-arch=sm_90a -O3 IN -o OUT".
+  std::vector<std::string> calls() const {
+    std::vector<std::string> lines;
+    std::ifstream in(dir_ / "calls.log");
+    for (std::string l; std::getline(in, l);)
+      lines.push_back(l);
+    return lines;
+  }
+
+private:
+  TempDir dir_;
+  ScopedEnv env_;
+  std::string script_;
+};
+
 // The fake driver's control functions, resolved from the same library file the
 // runtime dlopen()s.
 struct FakeDriver {
@@ -73,9 +146,10 @@ struct FakeDriver {
   NSAJIT_FAKE_FN(fakecuda_reset)
   NSAJIT_FAKE_FN(fakecuda_set_device)
   NSAJIT_FAKE_FN(fakecuda_set_init_result)
-  NSAJIT_FAKE_FN(fakecuda_set_jit_error)
+  NSAJIT_FAKE_FN(fakecuda_set_module_load_error)
   NSAJIT_FAKE_FN(fakecuda_set_image_load_error)
-  NSAJIT_FAKE_FN(fakecuda_jit_compiles)
+  NSAJIT_FAKE_FN(fakecuda_ptx_loads)
+  NSAJIT_FAKE_FN(fakecuda_image_loads)
   NSAJIT_FAKE_FN(fakecuda_set_max_threads_per_block)
   NSAJIT_FAKE_FN(fakecuda_set_launch_result)
   NSAJIT_FAKE_FN(fakecuda_set_elapsed_from_shared)
@@ -111,9 +185,10 @@ struct FakeDriver {
       NSAJIT_FAKE_SYM(fakecuda_reset)
       NSAJIT_FAKE_SYM(fakecuda_set_device)
       NSAJIT_FAKE_SYM(fakecuda_set_init_result)
-      NSAJIT_FAKE_SYM(fakecuda_set_jit_error)
+      NSAJIT_FAKE_SYM(fakecuda_set_module_load_error)
       NSAJIT_FAKE_SYM(fakecuda_set_image_load_error)
-      NSAJIT_FAKE_SYM(fakecuda_jit_compiles)
+      NSAJIT_FAKE_SYM(fakecuda_ptx_loads)
+      NSAJIT_FAKE_SYM(fakecuda_image_loads)
       NSAJIT_FAKE_SYM(fakecuda_set_max_threads_per_block)
       NSAJIT_FAKE_SYM(fakecuda_set_launch_result)
       NSAJIT_FAKE_SYM(fakecuda_set_elapsed_from_shared)
