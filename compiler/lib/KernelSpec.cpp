@@ -283,8 +283,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // 16 keys per warp; a step stages 64 query rows (tokens x G), 32 for the
     // large head dims whose dK/dV accumulators already fill the registers.
     // 64 keys (4 warps share each staged step) for every head dim: a warp's
-    // registers do not depend on it.
-    int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, 64) : 64;
+    // registers do not depend on it. The dense wgmma kernels take 128 keys: two
+    // warpgroups share each staged step, with the same warps an SM (H100, T = 64k,
+    // G = 16: compressed l = 32, d = 16, Dk = 192 31.98 -> 27.84 ms, window Dk = 192
+    // 9.71 -> 8.73, Dk = 128 6.63 -> 6.27; bench/results/2026-11-26-h100-session8/s8run5).
+    const bool denseWgmma =
+        s.branch != Branch::Selected && s.arch == Arch::SM90a && s.headDimQK + s.headDimV <= 320;
+    int keys = s.branch == Branch::Selected ? std::min(s.slcBlock, 64) : denseWgmma ? 128 : 64;
     int rows = s.headDimQK > 128 ? 32 : 64;
     if (!t.warps) t.warps = keys / 16;
     if (!t.kvChunk) t.kvChunk = t.warps * 16;
@@ -318,7 +323,12 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
     if (!t.kvChunk) t.kvChunk = std::min(chunkCap, 64);
   } else {
-    if (!t.warps) t.warps = std::max(4, s.group / 16);
+    // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
+    // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
+    // window 7.86 -> 7.20; for Dk = 128 the window's took 5.40 -> 5.53, so it keeps 4 warps; s8run5).
+    const bool wideDq = s.pass == KernelPass::BackwardDQ && s.arch == Arch::SM90a && s.headDimQK > 128 &&
+                        s.headDimQK + s.headDimV <= 320;
+    if (!t.warps) t.warps = std::max(wideDq ? 8 : 4, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
     // The forward kernels keep two chunks in flight: 32 keys a chunk (H100, T = 64k,
     // G = 16, Dk = 128, the tuner: window 5.02 vs 5.73 ms, compressed 4.81 vs 5.62 ms

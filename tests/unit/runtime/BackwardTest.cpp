@@ -281,7 +281,7 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
   // Explicit lengths.
-  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 6); // (64 + 511) / 100 rounded up
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 7); // (128 + 511) / 100 rounded up: 128 keys a CTA
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 1000, 1), kMaxDkdvSplits);
   EXPECT_REJECTED(dkdvSplits(spec(Branch::Selected), 1000, -5), NSAJIT_ERROR_INVALID_ARGUMENT, "-5",
                   "0 (automatic)");
