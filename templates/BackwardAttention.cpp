@@ -486,15 +486,16 @@ void BackwardKernelBuilder::buildDq() {
               std::vector<Frag4> &s = products[0], &dp = products[1];
               // P from the saved lse, dS = P (gate dP - delta).
               Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));
+              // P = 2^(s * scale * log2(e) + bias - lse2): one fma before the ex2.
+              Value offset[2];
+              for (int r = 0; r < 2; ++r)
+                offset[r] = unionSchedule ? h.fsub(bias[r], lse2[r]) : h.fsub(h.cf(0.0f), lse2[r]);
               for (int n = 0; n < nTiles; ++n)
                 for (int e = 0; e < 4; ++e) {
                   int r = e / 2;
                   Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
                   Value ok = h.band(h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen)), keys.visible(tok[r], key));
-                  Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
-                  if (unionSchedule)
-                    scaled = h.fadd(scaled, bias[r]);
-                  Value pr = h.exp2(h.fsub(scaled, lse2[r]));
+                  Value pr = h.exp2(h.fma(s[n][e], h.cf(scaleLog2), offset[r]));
                   pr = h.select(ok, pr, zero);
                   s[n][e] = h.fmul(pr, h.fsub(h.fmul(gate[r], dp[n][e]), delta[r]));
                 }
@@ -595,13 +596,13 @@ void BackwardKernelBuilder::buildDkdv() {
   const int warpTotalsOff = splitScratchOff + 8, listOff = warpTotalsOff + 32;
   auto qBaseOf = [&](Value buf) { return h.add(h.c32(rowsBase), h.mul(buf, h.c32(rowsElems))); };
   auto dBaseOf = [&](Value buf) { return h.add(qBaseOf(buf), h.c32(Rq * qPitch)); };
-  // Byte offset of scalar array `which` (0 lse, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens: TQ ints)
+  // Byte offset of scalar array `which` (0 -lse2, 1 delta, 2 gate, 3 mult: Rq floats; 4 tokens: TQ ints)
   // of buffer `buf`.
   auto scalarsOf = [&](Value buf, int which) {
     int off = which < 4 ? 4 * Rq * which : 16 * Rq + 4 * TQ * (which - 4);
     return h.gep(smem, h.b.getI8Type(), h.add(h.c32(scalarsBase + off), h.mul(buf, h.c32(scalarBytes))));
   };
-  enum { kLse, kDelta, kGate, kMult, kTok };
+  enum { kNegLse2, kDelta, kGate, kMult, kTok };
 
   DkdvWalk walk = dkdvWalk();
   Value numChunks = walk.numChunks, splits = walk.splits, chunk = walk.chunk, split = walk.split, k0 = walk.k0;
@@ -647,7 +648,7 @@ void BackwardKernelBuilder::buildDkdv() {
     stageTileAsync({dBaseOf(buf), dPitch, Rq}, Dv, DO, rowOf(DO, token));
   };
   // The scalars of the rows this thread stores (rows tid, tid + threads, ...):
-  // lse * log2(e) (+inf where the row saw no key or takes no part), delta,
+  // -lse * log2(e) (-inf where the row saw no key or takes no part: P = 0), delta,
   // gate, multiplicity. Loaded early, stored once the buffer is free.
   const int threads = W * 32, scalarPasses = (Rq + threads - 1) / threads;
   auto loadScalars = [&](const SlotFn &token, const std::function<Value(Value slot)> &multOf) {
@@ -663,7 +664,7 @@ void BackwardKernelBuilder::buildDkdv() {
       Value head = h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G)));
       Value lse = loadOptionalF32(LSE, ok, off, -std::numeric_limits<float>::infinity());
       Value finite = h.band(ok, h.fgt(lse, h.cf(-std::numeric_limits<float>::infinity())));
-      v.push_back(h.select(finite, h.fmul(lse, h.cf(kLog2e)), h.cf(std::numeric_limits<float>::infinity())));
+      v.push_back(h.select(finite, h.fmul(lse, h.cf(-kLog2e)), h.cf(-std::numeric_limits<float>::infinity())));
       v.push_back(loadOptionalF32(DELTA, ok, offset(DELTA, batch, tok, head), 0.0f));
       v.push_back(loadOptionalF32(GATE, h.band(gatePresent, ok), offset(GATE, batch, tok, head), 1.0f));
       v.push_back(arith::SIToFPOp::create(h.b, h.loc, h.f32(), h.select(ok, multOf(slot), h.c32(0))));
@@ -674,7 +675,7 @@ void BackwardKernelBuilder::buildDkdv() {
     for (int pass = 0; pass < scalarPasses; ++pass) {
       Value r = h.add(ids.tid, h.c32(pass * threads));
       scf::IfOp::create(h.b, h.loc, h.lt(r, h.c32(Rq)), [&](OpBuilder &, Location) {
-        for (int which = kLse; which <= kMult; ++which)
+        for (int which = kNegLse2; which <= kMult; ++which)
           h.store(v[4 * pass + which], at(buf, which, h.f32(), r), 4);
         scf::YieldOp::create(h.b, h.loc);
       });
@@ -683,7 +684,7 @@ void BackwardKernelBuilder::buildDkdv() {
 
   // dK and dV of one step from buffer `buf` (its rows, scalars and slots staged and visible).
   // `fullyVisible` (dense branches; may be null): every token of the step sees every key of
-  // the CTA, so P needs no per-element mask (rows that take no part have lse = +inf: P = 0).
+  // the CTA, so P needs no per-element mask (rows that take no part have -lse2 = -inf: P = 0).
   auto computeStep = [&](ValueRange iter, Value buf, Value fullyVisible) -> SmallVector<Value> {
     const Tile qTile{qBaseOf(buf), qPitch, Rq}, dTile{dBaseOf(buf), dPitch, Rq};
     const int nTiles = Rq / 8;
@@ -696,7 +697,7 @@ void BackwardKernelBuilder::buildDkdv() {
       for (int n = 0; n < nTiles; ++n)
         for (int e = 0; e < 4; ++e) {
           Value row = h.add(h.c32(8 * n + (e & 1)), h.mul(ids.tig, h.c32(2)));
-          Value pr = h.exp2(h.fsub(h.fmul(st[n][e], h.cf(scaleLog2)), rowF32(buf, kLse, row)));
+          Value pr = h.exp2(h.fma(st[n][e], h.cf(scaleLog2), rowF32(buf, kNegLse2, row)));
           if (mask) {
             Value key = h.add(k0, h.add(warpKey, h.add(ids.group, h.c32(e >= 2 ? 8 : 0))));
             Value tok = slotToken(buf, h.divs(row, h.c32(G)));

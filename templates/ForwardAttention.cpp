@@ -212,28 +212,30 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   Value zero = h.cf(0.0f);
   std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
-  // Mask and scale into the base-2 domain: s2 = s * scale * log2(e). A chunk
-  // every key of which every token of the CTA sees (the inside of a window,
-  // old compressed tokens, blocks before the CTA) skips the per-key mask.
+  // Scores stay raw until the exponent: the scale is positive, so a row's maximum is
+  // taken on the raw (masked) scores and scaled once, and each probability is
+  // 2^(s * scale * log2(e) + bias - m), one fma before the ex2 (instead of a multiply,
+  // the union's bias add and a subtract per score). A chunk every key of which every
+  // token of the CTA sees (the inside of a window, old compressed tokens, blocks before
+  // the CTA) skips the per-key mask.
   const float scaleLog2 = spec.effectiveScale() * 1.4426950408889634f;
+  Value scaleC = h.cf(scaleLog2);
   Value negInf = h.cf(-std::numeric_limits<float>::infinity());
-  auto maskAndScale = [&](bool mask) {
+  auto maskScores = [&](bool mask) {
     SmallVector<Value> v; // the C/2 scores, then the two row maxima
     Value keyBase = h.add(keyStart, h.mul(tig, h.c32(2)));
     Value rowMax[2] = {negInf, negInf};
     for (int n = 0; n < nTiles; ++n)
       for (int e = 0; e < 4; ++e) {
         int r = e / 2;
-        Value scaled = h.fmul(s[n][e], h.cf(scaleLog2));
-        if (bias)
-          scaled = h.fadd(scaled, bias[r]);
+        Value raw = s[n][e];
         if (mask) {
           Value key = h.add(keyBase, h.c32(n * 8 + (e & 1)));
           Value inRange = h.band(h.ge(key, h.c32(0)), h.lt(key, p.kvLen));
-          scaled = h.select(h.band(inRange, keys->visible(tok[r], key)), scaled, negInf);
+          raw = h.select(h.band(inRange, keys->visible(tok[r], key)), raw, negInf);
         }
-        v.push_back(scaled);
-        rowMax[r] = h.fmax(rowMax[r], scaled);
+        v.push_back(raw);
+        rowMax[r] = h.fmax(rowMax[r], raw);
       }
     v.push_back(rowMax[0]);
     v.push_back(rowMax[1]);
@@ -241,28 +243,31 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
   };
   auto masked = scf::IfOp::create(
       h.b, h.loc, keys->chunkFullyVisible(keyStart, C),
-      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskAndScale(false)); },
-      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskAndScale(true)); });
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskScores(false)); },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, maskScores(true)); });
   for (int i = 0; i < C / 2; ++i) s[i / 4][i % 4] = masked.getResult(i);
   Value rowMax[2] = {masked.getResult(C / 2), masked.getResult(C / 2 + 1)};
 
   // Online softmax: rescale by 2^(m_old - m_new); a row with no visible key
   // so far keeps m = -inf and uses 0 as its reference to avoid inf - inf.
   SoftmaxState out;
-  Value alpha[2], mUse[2];
+  Value alpha[2], mUse[2], offset[2];
   for (int r = 0; r < 2; ++r) {
     Value mx = rowMax[r];
     mx = h.fmax(mx, h.shflXor(mx, 1));
     mx = h.fmax(mx, h.shflXor(mx, 2));
+    // In the base-2 domain (-inf stays -inf: the scale is positive, the bias finite or -inf).
+    mx = bias ? h.fma(mx, scaleC, bias[r]) : h.fmul(mx, scaleC);
     out.m[r] = h.fmax(in.m[r], mx);
     mUse[r] = h.select(h.feq(out.m[r], negInf), h.cf(0.0f), out.m[r]);
     alpha[r] = h.exp2(h.fsub(in.m[r], mUse[r]));
+    offset[r] = bias ? h.fsub(bias[r], mUse[r]) : h.fsub(h.cf(0.0f), mUse[r]);
   }
   Value rowSum[2] = {zero, zero};
   for (int n = 0; n < nTiles; ++n)
     for (int e = 0; e < 4; ++e) {
       int r = e / 2;
-      s[n][e] = h.exp2(h.fsub(s[n][e], mUse[r]));
+      s[n][e] = h.exp2(h.fma(s[n][e], scaleC, offset[r]));
       rowSum[r] = h.fadd(rowSum[r], s[n][e]);
     }
   for (int r = 0; r < 2; ++r) out.l[r] = h.fadd(h.fmul(in.l[r], alpha[r]), rowSum[r]);
