@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <sstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -61,8 +64,10 @@ struct ScratchDir {
 };
 
 // Runs argv[0] with stdin from /dev/null and stdout + stderr into `logPath`; returns
-// its exit status, or -1 (with `error` set) when it could not run or was killed.
-int run(const std::vector<std::string> &argv, const std::string &logPath, std::string &error) {
+// its exit status, or -1 (with `error` set) when it could not run, was killed, or ran
+// past `timeoutSeconds` (then it is killed).
+int run(const std::vector<std::string> &argv, const std::string &logPath, std::string &error,
+        double timeoutSeconds = 60) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -79,12 +84,26 @@ int run(const std::vector<std::string> &argv, const std::string &logPath, std::s
     error = fmt::format("cannot run {}: {}", argv[0], std::strerror(rc));
     return -1;
   }
+  // Poll (every 2 ms: an assembly takes 50-900 ms) so that a hung ptxas cannot hang the load.
+  const auto start = std::chrono::steady_clock::now();
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) {
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      break;
+    if (r < 0 && errno != EINTR) {
       error = fmt::format("waiting for {} failed: {}", argv[0], std::strerror(errno));
       return -1;
     }
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeoutSeconds) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      error = fmt::format("{} ran longer than {} s and was stopped (NSAJIT_PTXAS_TIMEOUT_S)", argv[0], timeoutSeconds);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   error = fmt::format("{} was killed by signal {}", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -170,7 +189,17 @@ std::shared_ptr<const Ptxas> Ptxas::get() {
                                rc < 0 ? error : fmt::format("exit {}", rc)));
     return nullptr;
   }
-  gPtxas = std::make_shared<const Ptxas>(path, version);
+  double timeout = 300;
+  if (const char *e = std::getenv("NSAJIT_PTXAS_TIMEOUT_S"); e && *e) {
+    char *end = nullptr;
+    double v = std::strtod(e, &end);
+    if (end && *end == '\0' && v > 0)
+      timeout = v;
+    else
+      logWarningOnce(fmt::format("NSAJIT_PTXAS_TIMEOUT_S = '{}' is not a positive number of seconds: using {}", e,
+                                 timeout));
+  }
+  gPtxas = std::make_shared<const Ptxas>(path, version, timeout);
   logInfo(fmt::format("kernels are assembled by {} ({})", path, version));
   return gPtxas;
 }
@@ -198,7 +227,10 @@ std::optional<std::string> Ptxas::assemble(const std::string &ptx, const std::st
     error = fmt::format("cannot write {}", in);
     return std::nullopt;
   }
-  int rc = run({path_, "-arch=" + arch, "-O3", in, "-o", out}, log, error);
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = run({path_, "-arch=" + arch, "-O3", in, "-o", out}, log, error, timeoutSeconds_);
+  if (rc < 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeoutSeconds_)
+    disable(error); // a ptxas that hangs once would stall every later kernel as long
   if (rc != 0) {
     if (rc > 0)
       error = fmt::format("{} -arch={} exited with {}: {}", path_, arch, rc, trimmed(readFile(log)));

@@ -8,6 +8,8 @@
 // takes 141 registers instead of 128 and runs about 30 % slower (bench/jit, session 8).
 // ptxas in whole-program mode makes the same code as the driver's JIT.
 //
+// A run longer than $NSAJIT_PTXAS_TIMEOUT_S (default 300) is killed and the kernel goes
+// through the driver's JIT.
 // Found at $NSAJIT_PTXAS ("off": never use one), else $CUDA_HOME/bin/ptxas,
 // /usr/local/cuda/bin/ptxas, then ptxas on $PATH. Without one, kernels go through the
 // driver's JIT as before: slower to compile cold, the same once cached.
@@ -39,10 +41,12 @@ public:
   // it is newer than the driver): get() returns null from now on. Logs `why` once.
   void disable(const std::string &why) const;
 
-  Ptxas(std::string path, std::string version) : path_(std::move(path)), version_(std::move(version)) {}
+  Ptxas(std::string path, std::string version, double timeoutSeconds)
+      : path_(std::move(path)), version_(std::move(version)), timeoutSeconds_(timeoutSeconds) {}
 
 private:
   std::string path_, version_;
+  double timeoutSeconds_; // a run past it is killed: NSAJIT_PTXAS_TIMEOUT_S, default 300
   mutable std::atomic<bool> disabled_{false};
 };
 

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -445,6 +446,26 @@ TEST_F(FakeGpu, PtxasFailuresFallBackToTheDriverJit) {
   EXPECT_TRUE(sink.hasWarning({"ptxas failed for selected fwd", "exited with 255", "out of resources",
                                "using the driver's JIT"}))
       << sink.all();
+}
+
+TEST_F(FakeGpu, AHungPtxasIsStoppedAndNotUsedAgain) {
+  ScopedEnv timeout("NSAJIT_PTXAS_TIMEOUT_S", "0.3");
+  ScopedEnv slow("FAKE_PTXAS_SLEEP", "5");
+  FakePtxas ptxas;
+  LogSink sink;
+  nsajit_context *ctx = create();
+  Tensors t(cfg, Branch::Selected, 1, 64);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 4.0);
+  EXPECT_EQ(fake.fakecuda_ptx_loads(), 1); // the driver's JIT took over
+  EXPECT_TRUE(sink.hasWarning({"ran longer than 0.3 s and was stopped", "driver's JIT from now on"})) << sink.all();
+  // Another kernel goes straight to the driver's JIT.
+  cfg.slc_count = 8;
+  Tensors t8(cfg, Branch::Selected, 1, 64);
+  ASSERT_EQ(selected(ctx, t8, 1, 64), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(ptxas.calls().size(), 1u);
+  EXPECT_EQ(fake.fakecuda_ptx_loads(), 2);
 }
 
 TEST_F(FakeGpu, AMissingPtxasIsNamedAndTheDriverJitServes) {

@@ -115,6 +115,7 @@ public:
       f << "#!/bin/sh\n"
            "if [ \"$1\" = --version ]; then echo 'Cuda compilation tools, release 99.9, V99.9.0 (fake)'; exit 0; fi\n"
            "echo \"$@\" >> \"$(dirname \"$0\")/calls.log\"\n"
+           "if [ -n \"$FAKE_PTXAS_SLEEP\" ]; then sleep \"$FAKE_PTXAS_SLEEP\"; fi\n"
            "if [ -n \"$FAKE_PTXAS_FAIL\" ]; then echo \"ptxas fatal   : $FAKE_PTXAS_FAIL\" >&2; exit 255; fi\n"
            "{ printf 'FAKE-CUBIN\\n'; cat \"$3\"; printf '\\000'; } > \"$5\"\n";
     }
