@@ -255,14 +255,17 @@ std::string machineCodeKey(const std::string &ptxKey, const Ptxas &ptxas, const 
 
 bool KernelCache::warm(const KernelSpec &spec) {
   std::string key = cacheKey(spec, deviceTag_);
+  std::shared_ptr<Slot> slot;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = map_.find(key);
-    if (it != map_.end()) {
-      std::lock_guard<std::mutex> slotLock(it->second->mutex);
-      if (it->second->kernel)
-        return true;
-    }
+    if (it != map_.end())
+      slot = it->second;
+  }
+  if (slot) {
+    std::unique_lock<std::mutex> slotLock(slot->mutex, std::try_to_lock); // held while another thread loads it
+    if (slotLock.owns_lock() && slot->kernel)
+      return true;
   }
   std::shared_ptr<const Ptxas> ptxas = Ptxas::get();
   if (!ptxas) // the driver's JIT: its own cache serves PTX it has seen
