@@ -7,6 +7,7 @@
 #include "Context.h"
 #include "DiskCache.h"
 #include "KernelCache.h"
+#include "Ptxas.h"
 #include "Prepare.h"
 #include "Tuner.h"
 #include "Log.h"
@@ -425,7 +426,12 @@ NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_co
 }
 
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len) {
-  return guarded([&] { copyOut(DiskCache::global()->describe(), buf, len, "the cache description"); });
+  return guarded([&] {
+    std::shared_ptr<const Ptxas> ptxas = Ptxas::get();
+    std::string assembler = ptxas ? fmt::format("ptxas {} ({})", ptxas->path(), ptxas->version())
+                                  : std::string("the driver's JIT (no ptxas)");
+    copyOut(DiskCache::global()->describe() + "; machine code: " + assembler, buf, len, "the cache description");
+  });
 }
 
 NSAJIT_API nsajit_status nsajit_tune(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,

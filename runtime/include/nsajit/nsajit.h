@@ -419,7 +419,9 @@ NSAJIT_API nsajit_status nsajit_kernel_query2(nsajit_context *ctx, const nsajit_
  * Set stats->struct_size = sizeof(nsajit_cache_counters) first. */
 NSAJIT_API nsajit_status nsajit_cache_stats(nsajit_context *ctx, nsajit_cache_counters *stats);
 
-/* "disk cache: /home/u/.cache/nsajit (read-write, at most 2048 MB)" or the reason it is off. */
+/* "disk cache: /home/u/.cache/nsajit (read-write, at most 2048 MB)" (or the reason it is off),
+ * then what turns PTX into machine code: "; machine code: ptxas /usr/local/cuda/bin/ptxas (Cuda
+ * compilation tools, release 13.0, V13.0.88)" or "; machine code: the driver's JIT (no ptxas)". */
 NSAJIT_API nsajit_status nsajit_cache_info(char *buf, size_t len);
 
 /* ---- preparing a configuration ------------------------------------------

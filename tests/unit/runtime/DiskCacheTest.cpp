@@ -253,7 +253,8 @@ TEST(DiskCache, GlobalCacheFollowsTheEnvironment) {
     EXPECT_EQ(DiskCache::global()->directory(), tmp / "explicit");
     char buf[512];
     ASSERT_EQ(nsajit_cache_info(buf, sizeof buf), NSAJIT_OK) << nsajit_last_error();
-    EXPECT_EQ(std::string(buf), "disk cache: " + (tmp / "explicit") + " (read-write, at most 2048 MB)");
+    EXPECT_EQ(std::string(buf), "disk cache: " + (tmp / "explicit") +
+                                    " (read-write, at most 2048 MB); machine code: the driver's JIT (no ptxas)");
   }
   {
     ScopedEnv a("NSAJIT_CACHE_DIR", nullptr), b("XDG_CACHE_HOME", nullptr), c("HOME", tmp.path().c_str());

@@ -424,6 +424,10 @@ TEST_F(FakeGpu, PtxasAssemblesAndItsMachineCodeIsCached) {
 
 TEST_F(FakeGpu, PtxasAssemblesForTheGpusOwnArchitecture) {
   FakePtxas ptxas;
+  char info[1024];
+  ASSERT_EQ(nsajit_cache_info(info, sizeof info), NSAJIT_OK);
+  EXPECT_NE(std::string(info).find("; machine code: ptxas "), std::string::npos) << info;
+  EXPECT_NE(std::string(info).find("(Cuda compilation tools, release 99.9, V99.9.0 (fake))"), std::string::npos) << info;
   fake.fakecuda_set_device(1, 8, 6, "Fake A40", 101376, 0);
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);

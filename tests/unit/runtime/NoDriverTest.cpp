@@ -236,7 +236,7 @@ TEST_F(NoDriver, CacheStatsAndInfo) {
 
   char buf[512];
   ASSERT_EQ(nsajit_cache_info(buf, sizeof buf), NSAJIT_OK);
-  EXPECT_EQ(std::string(buf), "disk cache: " + cacheDir.path() + " (read-write)");
+  EXPECT_EQ(std::string(buf), "disk cache: " + cacheDir.path() + " (read-write); machine code: the driver's JIT (no ptxas)");
   EXPECT_EQ(nsajit_cache_info(buf, 4), NSAJIT_ERROR_INVALID_ARGUMENT);
   EXPECT_STREQ(buf, "dis");
   EXPECT_EQ(nsajit_cache_info(nullptr, 0), NSAJIT_ERROR_INVALID_ARGUMENT);
