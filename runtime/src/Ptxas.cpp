@@ -63,9 +63,11 @@ struct ScratchDir {
   }
 };
 
+constexpr int kFailedToRun = -1, kTimedOut = -2;
+
 // Runs argv[0] with stdin from /dev/null and stdout + stderr into `logPath`; returns
-// its exit status, or -1 (with `error` set) when it could not run, was killed, or ran
-// past `timeoutSeconds` (then it is killed).
+// its exit status, kFailedToRun (with `error` set) when it could not run or was killed,
+// or kTimedOut (`error` set) when it ran past `timeoutSeconds` and was killed.
 int run(const std::vector<std::string> &argv, const std::string &logPath, std::string &error,
         double timeoutSeconds = 60) {
   posix_spawn_file_actions_t actions;
@@ -82,7 +84,7 @@ int run(const std::vector<std::string> &argv, const std::string &logPath, std::s
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     error = fmt::format("cannot run {}: {}", argv[0], std::strerror(rc));
-    return -1;
+    return kFailedToRun;
   }
   // Poll (every 2 ms: an assembly takes 50-900 ms) so that a hung ptxas cannot hang the load.
   const auto start = std::chrono::steady_clock::now();
@@ -93,21 +95,21 @@ int run(const std::vector<std::string> &argv, const std::string &logPath, std::s
       break;
     if (r < 0 && errno != EINTR) {
       error = fmt::format("waiting for {} failed: {}", argv[0], std::strerror(errno));
-      return -1;
+      return kFailedToRun;
     }
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeoutSeconds) {
       ::kill(pid, SIGKILL);
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
       error = fmt::format("{} ran longer than {} s and was stopped (NSAJIT_PTXAS_TIMEOUT_S)", argv[0], timeoutSeconds);
-      return -1;
+      return kTimedOut;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   error = fmt::format("{} was killed by signal {}", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  return -1;
+  return kFailedToRun;
 }
 
 bool executable(const std::string &path) {
@@ -227,9 +229,8 @@ std::optional<std::string> Ptxas::assemble(const std::string &ptx, const std::st
     error = fmt::format("cannot write {}", in);
     return std::nullopt;
   }
-  auto t0 = std::chrono::steady_clock::now();
   int rc = run({path_, "-arch=" + arch, "-O3", in, "-o", out}, log, error, timeoutSeconds_);
-  if (rc < 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeoutSeconds_)
+  if (rc == kTimedOut)
     disable(error); // a ptxas that hangs once would stall every later kernel as long
   if (rc != 0) {
     if (rc > 0)
