@@ -19,6 +19,7 @@
 #include <vector>
 
 using namespace nsajit::rt;
+using nsajit::rt::test::LogCapture;
 using nsajit::rt::test::ScopedEnv;
 using nsajit::rt::test::TempDir;
 namespace fs = std::filesystem;
@@ -44,20 +45,6 @@ std::vector<std::string> filesIn(const std::string &dir) {
     names.push_back(e.path().filename().string());
   return names;
 }
-
-// Captures warnings sent to the log callback.
-struct LogCapture {
-  std::mutex m;
-  std::vector<std::string> warnings;
-  LogCapture() { nsajit_set_log_callback(&LogCapture::cb, this); }
-  ~LogCapture() { nsajit_set_log_callback(nullptr, nullptr); }
-  static void cb(int level, const char *msg, void *user) {
-    auto *self = static_cast<LogCapture *>(user);
-    std::lock_guard<std::mutex> lock(self->m);
-    if (level == NSAJIT_LOG_WARNING)
-      self->warnings.push_back(msg);
-  }
-};
 
 } // namespace
 
@@ -285,8 +272,8 @@ TEST(DiskCache, UnwritableDirectoryDegradesToMemoryOnlyWithAWarning) {
   EXPECT_NE(cache.warning().find("NSAJIT_CACHE_DIR"), std::string::npos) << cache.warning();
   EXPECT_FALSE(cache.store(kKey, kPtx)); // no exception, no crash
   EXPECT_FALSE(cache.load(kKey).has_value());
-  ASSERT_EQ(log.warnings.size(), 1u);
-  EXPECT_EQ(log.warnings[0], cache.warning());
+  ASSERT_EQ(log.warnings().size(), 1u);
+  EXPECT_EQ(log.warnings()[0], cache.warning());
   EXPECT_NE(cache.describe().find("disk cache: off"), std::string::npos);
 }
 
@@ -315,7 +302,7 @@ TEST(DiskCache, DirectoryRemovedAfterOpeningDoesNotThrow) {
   LogCapture log;
   EXPECT_FALSE(cache.store(kKey, kPtx));
   EXPECT_FALSE(cache.load(kKey).has_value());
-  EXPECT_FALSE(log.warnings.empty());
+  EXPECT_FALSE(log.warnings().empty());
 }
 
 namespace {

@@ -439,7 +439,7 @@ TEST_F(FakeGpu, PtxasAssemblesForTheGpusOwnArchitecture) {
 TEST_F(FakeGpu, PtxasFailuresFallBackToTheDriverJit) {
   FakePtxas ptxas;
   ScopedEnv failing("FAKE_PTXAS_FAIL", "out of resources");
-  LogSink sink;
+  LogCapture log;
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
@@ -447,23 +447,23 @@ TEST_F(FakeGpu, PtxasFailuresFallBackToTheDriverJit) {
   EXPECT_EQ(s.ptxas_runs, 0u);
   EXPECT_EQ(s.disk_writes, 1u); // the PTX only
   EXPECT_EQ(fake.fakecuda_ptx_loads(), 1);
-  EXPECT_TRUE(sink.hasWarning({"ptxas failed for selected fwd", "exited with 255", "out of resources",
+  EXPECT_TRUE(log.hasWarning({"ptxas failed for selected fwd", "exited with 255", "out of resources",
                                "using the driver's JIT"}))
-      << sink.all();
+      << log.all();
 }
 
 TEST_F(FakeGpu, AHungPtxasIsStoppedAndNotUsedAgain) {
   ScopedEnv timeout("NSAJIT_PTXAS_TIMEOUT_S", "0.3");
   ScopedEnv slow("FAKE_PTXAS_SLEEP", "5");
   FakePtxas ptxas;
-  LogSink sink;
+  LogCapture log;
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 4.0);
   EXPECT_EQ(fake.fakecuda_ptx_loads(), 1); // the driver's JIT took over
-  EXPECT_TRUE(sink.hasWarning({"ran longer than 0.3 s and was stopped", "driver's JIT from now on"})) << sink.all();
+  EXPECT_TRUE(log.hasWarning({"ran longer than 0.3 s and was stopped", "driver's JIT from now on"})) << log.all();
   // Another kernel goes straight to the driver's JIT.
   cfg.slc_count = 8;
   Tensors t8(cfg, Branch::Selected, 1, 64);
@@ -475,12 +475,12 @@ TEST_F(FakeGpu, AHungPtxasIsStoppedAndNotUsedAgain) {
 TEST_F(FakeGpu, AMissingPtxasIsNamedAndTheDriverJitServes) {
   ScopedEnv missing("NSAJIT_PTXAS", "/nonexistent/ptxas");
   Ptxas::resetForTesting();
-  LogSink sink;
+  LogCapture log;
   nsajit_context *ctx = create();
   Tensors t(cfg, Branch::Selected, 1, 64);
   ASSERT_EQ(selected(ctx, t, 1, 64), NSAJIT_OK) << nsajit_last_error();
   EXPECT_EQ(fake.fakecuda_ptx_loads(), 1);
-  EXPECT_TRUE(sink.hasWarning({"NSAJIT_PTXAS = '/nonexistent/ptxas' is not an executable file"})) << sink.all();
+  EXPECT_TRUE(log.hasWarning({"NSAJIT_PTXAS = '/nonexistent/ptxas' is not an executable file"})) << log.all();
   Ptxas::resetForTesting();
 }
 
@@ -488,17 +488,9 @@ TEST_F(FakeGpu, UnwritableCacheDirectoryNeverFailsALaunch) {
   {
     std::ofstream(cacheDir / "file") << "x";
   }
-  std::mutex m;
   std::vector<std::string> warnings;
-  auto cb = [](int level, const char *msg, void *user) {
-    auto *w = static_cast<std::pair<std::mutex *, std::vector<std::string> *> *>(user);
-    std::lock_guard<std::mutex> lock(*w->first);
-    if (level == NSAJIT_LOG_WARNING)
-      w->second->push_back(msg);
-  };
-  std::pair<std::mutex *, std::vector<std::string> *> sink{&m, &warnings};
-  ASSERT_EQ(nsajit_set_log_callback(cb, &sink), NSAJIT_OK);
   {
+    LogCapture log;
     ScopedEnv env("NSAJIT_CACHE_DIR", (cacheDir / "file/sub").c_str());
     DiskCache::setGlobalForTesting(nullptr); // re-read the environment
     nsajit_context *ctx = create();
@@ -509,8 +501,8 @@ TEST_F(FakeGpu, UnwritableCacheDirectoryNeverFailsALaunch) {
     EXPECT_EQ(s.compiles, 1u);
     EXPECT_EQ(s.disk_writes, 0u);
     EXPECT_EQ(s.kernel_hits, 1u);
+    warnings = log.warnings();
   }
-  nsajit_set_log_callback(nullptr, nullptr);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_TRUE(contains(warnings[0], "file/sub")) << warnings[0];
   EXPECT_TRUE(contains(warnings[0], "memory only")) << warnings[0];

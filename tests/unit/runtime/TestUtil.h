@@ -67,15 +67,20 @@ private:
   std::optional<std::string> old_;
 };
 
-// Collects the library's warnings while it lives.
-class LogSink {
+// Collects the library's warnings while it lives (the log callback).
+class LogCapture {
 public:
-  LogSink() { nsajit_set_log_callback(&LogSink::record, this); }
-  ~LogSink() { nsajit_set_log_callback(nullptr, nullptr); }
+  LogCapture() { nsajit_set_log_callback(&LogCapture::record, this); }
+  ~LogCapture() { nsajit_set_log_callback(nullptr, nullptr); }
+  LogCapture(const LogCapture &) = delete;
+  LogCapture &operator=(const LogCapture &) = delete;
+  std::vector<std::string> warnings() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return warnings_;
+  }
   // Whether one warning contains every piece.
   bool hasWarning(const std::vector<std::string> &pieces) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const std::string &w : warnings_) {
+    for (const std::string &w : warnings()) {
       bool all = true;
       for (const std::string &p : pieces)
         all = all && w.find(p) != std::string::npos;
@@ -85,16 +90,15 @@ public:
     return false;
   }
   std::string all() const {
-    std::lock_guard<std::mutex> lock(mutex_);
     std::string s;
-    for (const std::string &w : warnings_)
+    for (const std::string &w : warnings())
       s += w + "\n";
     return s;
   }
 
 private:
   static void record(int level, const char *msg, void *user) {
-    auto *self = static_cast<LogSink *>(user);
+    auto *self = static_cast<LogCapture *>(user);
     std::lock_guard<std::mutex> lock(self->mutex_);
     if (level == NSAJIT_LOG_WARNING)
       self->warnings_.push_back(msg);
