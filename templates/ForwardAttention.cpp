@@ -62,6 +62,15 @@ private:
   // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
   // log2 of each row's multiplicity of the chunk's block, added to its scores.
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
+  // The parts of a step: the masked online softmax of the scores `s` (O rescaled,
+  // P as A fragments), then O += P V.
+  std::pair<SoftmaxState, std::vector<Frag4>> softmaxStep(const SoftmaxState &in, Value keyStart,
+                                                          std::vector<Frag4> s, const Value *bias);
+  // The dense chunk walk of the wgmma kernels (see walkWarpgroup's comment).
+  SoftmaxState walkWarpgroup(const SoftmaxState &init);
+  std::pair<Value, Value> chunkAt(Value c);
+  // S = Q K^T issued (and committed) but not waited for: the accumulators are in flight.
+  std::vector<Value> issueScores(Value kB);
   // The tensor-core products of a chunk step: S = Q K^T (C/8 tiles of this
   // warp's 16 rows) and O += P V with P as A fragments (C/16 of them).
   std::vector<Frag4> scoresSync(Value kB);
@@ -76,13 +85,14 @@ private:
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); }
+
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
   // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync on
   // padded rows. Not the selected branch: with G = 16 a warpgroup spans 4
   // tokens and computes every block any of them selected, where a warp skips
   // the blocks of other tokens (H100, T = 64k, random indices: 26.4 ms
   // against 24.0 with mma.sync; local 11.7 against 12.3).
-  bool warpgroupMma() const { return spec.arch == Arch::SM90a && W % 4 == 0 && spec.branch != Branch::Selected; }
+  bool warpgroupMma() const { return forwardUsesWarpgroupMma(spec); }
 
   std::string name;
   IRBuilderHelpers h;
@@ -90,6 +100,9 @@ private:
   WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
+  // K/V chunk buffers: a ring of `stages` (the wgmma walk), else two.
+  const int stages = forwardStages(spec);
+  Value numChunks;
   // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
   // chunk's copies fly while the current one is computed), then the union.
   int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
@@ -158,12 +171,17 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
   return s;
 }
 
-std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
+std::vector<Value> ForwardKernelBuilder::issueScores(Value kB) {
   // Q (this warpgroup's 64 of the W * 16 rows) against the C keys.
   std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
   acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
-  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+  wg.commit();
+  return acc;
+}
+
+std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
+  return WarpgroupMma::tiles(wg.wait(issueScores(kB), 0));
 }
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
@@ -208,9 +226,16 @@ Frag4 ForwardKernelBuilder::queryFragment(int kk) {
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
   Value kB = kBaseOf(buf), vB = vBaseOf(buf);
+  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
+  auto [out, pFrags] = softmaxStep(in, keyStart, std::move(s), bias);
+  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
+  return out;
+}
+
+std::pair<SoftmaxState, std::vector<Frag4>> ForwardKernelBuilder::softmaxStep(const SoftmaxState &in, Value keyStart,
+                                                                              std::vector<Frag4> s, const Value *bias) {
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
-  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
   // Scores stay raw until the exponent: the scale is positive, so a row's maximum is
   // taken on the raw (masked) scores and scaled once, and each probability is
@@ -281,8 +306,61 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
     pFrags.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
                       mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                       mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
-  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
-  return out;
+  return {out, pFrags};
+}
+
+std::pair<Value, Value> ForwardKernelBuilder::chunkAt(Value c) {
+  // First key of chunk c and whether it holds keys (false past the last chunk).
+  Value inRange = h.lt(c, numChunks);
+  Value cSafe = h.select(inRange, c, h.c32(0)); // never read an index past the lists
+  if (unionSchedule()) {
+    const int chunksPerBlock = spec.slcBlock / C;
+    Value blk = blockUnion->block(h.divs(cSafe, h.c32(chunksPerBlock)));
+    Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(h.rems(cSafe, h.c32(chunksPerBlock)), h.c32(C)));
+    return {h.select(inRange, start, h.c32(0)), inRange};
+  }
+  auto [start, active] = keys->chunkStart(cSafe);
+  return {start, h.band(inRange, active)};
+}
+
+SoftmaxState ForwardKernelBuilder::walkWarpgroup(const SoftmaxState &init) {
+  // A ring of `stages` K/V buffers: chunk c + stages - 1 is copied while chunk c
+  // is computed. wgmma reads the copies through the async proxy, behind a proxy
+  // fence that would also wait for copies still in flight, so an iteration first
+  // waits for its own chunk, fences and meets the other warps at the barrier
+  // (which also tells that every warp is done with the buffer of chunk c - 1),
+  // then starts the copies into that buffer. One barrier a chunk.
+  //
+  // (Issuing chunk c + 1's scores before chunk c's softmax, FA3's overlap inside a
+  // warpgroup, needs 152 registers with Dk = 192: one CTA an SM, which lost to two
+  // without it, e.g. compressed l = 32, d = 16 18.4 ms against 13.7;
+  // bench/results/2026-11-26-h100-session9/s9run2.)
+  const int S = stages;
+  const int oTiles = Dv / 8;
+  for (int i = 0; i < S - 1; ++i) {
+    auto [start, active] = chunkAt(h.c32(i));
+    stageChunk(h.c32(i), start, active);
+  }
+  auto loop = scf::ForOp::create(
+      h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
+        waitStaged(h, S - 2);
+        fenceAsyncProxy(h);
+        h.barrier();
+        Value nextC = h.add(c, h.c32(S - 1));
+        auto [nextStart, nextActive] = chunkAt(nextC);
+        stageChunk(h.rems(nextC, h.c32(S)), nextStart, nextActive);
+        auto [keyStart, active] = chunkAt(c);
+        SoftmaxState cur = SoftmaxState::unflatten(it, oTiles);
+        auto step = scf::IfOp::create(
+            h.b, h.loc, active,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart, h.rems(c, h.c32(S)), nullptr).flatten());
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        scf::YieldOp::create(h.b, h.loc, step.getResults());
+      });
+  waitStaged(h); // the copies issued past the last chunk are empty; leave nothing in flight
+  return SoftmaxState::unflatten(loop.getResults(), oTiles);
 }
 
 void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {
@@ -332,6 +410,10 @@ LogicalResult ForwardKernelBuilder::build() {
   qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (kPitch + vPitch);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
+  // Two CTAs an SM where their shared memory allows: at most 128 registers a
+  // thread, else ptxas may take a few more (Dk = 192: 133) and halve the CTAs.
+  if (forwardRunsTwoCtasPerSm(spec))
+    entry.getParentOp()->setAttr("nvvm.minctasm", h.b.getI32IntegerAttr(2));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
 
@@ -395,19 +477,12 @@ LogicalResult ForwardKernelBuilder::build() {
     blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
                       p.seqLen, p.kvLen);
   }
-  Value numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
-  // First key of chunk c and whether it holds keys (false past the last chunk).
-  auto chunkAt = [&](Value c) -> std::pair<Value, Value> {
-    Value inRange = h.lt(c, numChunks);
-    Value cSafe = h.select(inRange, c, h.c32(0)); // never read an index past the lists
-    if (unionSchedule()) {
-      Value blk = blockUnion->block(h.divs(cSafe, h.c32(chunksPerBlock)));
-      Value start = h.add(h.mul(blk, h.c32(spec.slcBlock)), h.mul(h.rems(cSafe, h.c32(chunksPerBlock)), h.c32(C)));
-      return {h.select(inRange, start, h.c32(0)), inRange};
-    }
-    auto [start, active] = keys->chunkStart(cSafe);
-    return {start, h.band(inRange, active)};
-  };
+  numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
+  if (warpgroupMma()) {
+    storeOutputs(walkWarpgroup(init));
+    gpu::ReturnOp::create(b, h.loc);
+    return success();
+  }
 
   // Software pipeline over two buffers: chunk c + 1 is copied while chunk c is
   // computed; one cp.async group per chunk (empty when it is skipped).
@@ -423,17 +498,8 @@ LogicalResult ForwardKernelBuilder::build() {
         Value keyStart = iter[stateSize], active = iter[stateSize + 1];
         Value buf = h.rems(c, h.c32(2));
         auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
-        // wgmma reads the copies through the async proxy, behind a proxy fence
-        // that would also wait for copies still in flight: there, the next
-        // chunk's copies start after the fence (its buffer was last read before
-        // the previous iteration's closing barrier).
-        if (warpgroupMma()) {
-          waitStaged(h, /*pending=*/0);
-          fenceAsyncProxy(h);
-        } else {
-          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
-          waitStaged(h, /*pending=*/1);
-        }
+        stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
+        waitStaged(h, /*pending=*/1);
         Value compute = active;
         std::array<Value, 2> bias;
         h.barrier();
@@ -442,8 +508,6 @@ LogicalResult ForwardKernelBuilder::build() {
           bias = rowBias;
           compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
         }
-        if (warpgroupMma())
-          stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
         SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
         auto step = scf::IfOp::create(
             h.b, h.loc, compute,

@@ -35,9 +35,10 @@ mlir::Block *createKernelFunction(IRBuilderHelpers &h, llvm::StringRef name, int
 // Returns the global element offset (i64) of a row and whether it exists.
 using RowOffsetFn = std::function<std::pair<mlir::Value, mlir::Value>(mlir::Value row)>;
 
-// Copies `rows` rows of `dim` 16-bit elements from global to shared memory in
-// 16-byte cp.async copies (L2 only: the K/V rows are streamed), all `threads`
-// threads cooperating; missing rows become zeros (a zero-byte source fills).
+// Copies `rows` rows of `dim` 16-bit elements (a multiple of 64) from global to
+// shared memory in 16-byte cp.async copies (L2 only: the K/V rows are streamed),
+// all `threads` threads cooperating, 8 on a row; missing rows become zeros (a
+// zero-byte source fills).
 // Every copy of a thread is in flight at once, so a single warp keeps tens of
 // kilobytes of loads outstanding. `smemElemBase` and `pitch` are in 16-bit
 // elements. `wait`: the thread waits for all its copies before returning (the
@@ -53,16 +54,14 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Val
 // row); panel p holds all `rows` rows, 128 bytes each, from element
 // p * rows * 64; the 16-byte chunk c of row r sits at chunk c ^ (r % 8). The
 // tile must start 1024-byte aligned; `rows` is a multiple of 8 and `dim` of 64.
+// Each thread copies one 16-byte chunk of whole rows, so one row offset serves
+// the row's dim / 64 copies: the kernels that stage a chunk every step issue
+// few instructions for it (H100, T = 64k, Dk = 192, against an offset a copy:
+// window forward + backward 22.0 -> 20.8 ms, compressed l = 32, d = 16 66.7 ->
+// 63.1; bench/results/2026-11-26-h100-session9/s9run3).
 void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
                          mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
                          bool wait = true, bool commit = true);
-// The same tile, each thread copying one chunk of whole rows (one row offset for
-// the row's dim / 64 copies): fewer instructions where the row offsets cost
-// (the top-n's key chunks), but more live registers (the forward kernels at
-// 128 registers would lose their second CTA an SM).
-void stageSwizzledPanelsByRow(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
-                              mlir::Value smemElemBase, int rows, int dim, mlir::Value src,
-                              const RowOffsetFn &rowOffset, bool wait = true, bool commit = true);
 // Closes the thread's current cp.async group (possibly empty).
 void commitStaged(IRBuilderHelpers &h);
 // Waits until at most `pending` of this thread's most recent staging groups are

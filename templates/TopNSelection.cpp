@@ -205,7 +205,7 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
     auto kBuf = [&](Value c) { return h.add(h.c32(kBase), h.mul(h.rems(c, h.c32(2)), h.c32(C * Dk))); };
     auto stageChunk = [&](Value c) {
       ifThen(h.lt(c, chunks), [&] {
-        stageSwizzledPanelsByRow(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
+        stageSwizzledPanels(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
                             /*wait=*/false, /*commit=*/false);
       });
       commitStaged(h);

@@ -102,6 +102,8 @@ constexpr int kTopNSharedBudget = 96 * 1024;
 constexpr int kTopNSharedBudgetWarpgroup = 110 * 1024;
 // The most dynamic shared memory a CTA may have (sm_90: 227 KB).
 constexpr int kMaxSharedBytes = 227 * 1024;
+// Two CTAs share an SM's 228 KB when each takes at most this (1 KB a CTA is reserved).
+constexpr int kSharedBytesForTwoCtas = 113 * 1024;
 
 // wgmma tiles score a chunk of 64 compressed keys (one wgmma M tile) with whole warpgroups.
 bool topNWarpgroupTile(const KernelSpec &s, const TileConfig &t) {
@@ -316,12 +318,15 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta) t.tokensPerCta = 1;
     if (!t.kvChunk) t.kvChunk = std::min(s.slcBlock, chunkCap);
   } else if (s.pass == KernelPass::Forward && s.arch == Arch::SM90a) {
-    // wgmma: two warpgroups share each staged chunk of 64 keys (H100, T = 64k,
-    // G = 16, Dk = 128: window 3.55 ms, compressed 3.34, against 4.29 / 4.21
-    // with one warpgroup and 32 keys, and 4.83 / 4.78 with mma.sync).
+    // wgmma: two warpgroups share each staged chunk (H100, T = 64k, G = 16, Dk = 128:
+    // window 3.55 ms, compressed 3.34, against 4.29 / 4.21 with one warpgroup, and
+    // 4.83 / 4.78 with mma.sync). 32-key chunks in a ring of three buffers
+    // (forwardStages) for every Dk: with Dk = 128, 64-key chunks in two buffers took
+    // 4.80 / 4.66 ms against 3.35 / 3.19 (s9run3, launch included); one warpgroup a
+    // CTA stayed slower (4.39 / 4.13).
     if (!t.warps) t.warps = std::max(8, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
-    if (!t.kvChunk) t.kvChunk = std::min(chunkCap, 64);
+    if (!t.kvChunk) t.kvChunk = 32;
   } else {
     // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
     // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
@@ -378,11 +383,47 @@ bool backwardUsesWarpgroupMma(const KernelSpec &s) {
   return s.pass == KernelPass::BackwardDKDV && s.headDimQK + s.headDimV <= 320;
 }
 
+bool forwardUsesWarpgroupMma(const KernelSpec &s) {
+  return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.tile.warps % 4 == 0 &&
+         s.branch != Branch::Selected;
+}
+
+namespace {
+int warpgroupForwardBytes(const TileConfig &t, const KernelSpec &s, int stages) {
+  return t.warps * 16 * s.headDimQK * 2 + stages * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
+}
+} // namespace
+
+int forwardStages(const KernelSpec &s) {
+  // Three buffers (a chunk's copies get two steps to land) unless the third
+  // would cost the second CTA an SM (H100, T = 64k, Dk = 192, 32-key chunks:
+  // window 4.12 -> 3.77 ms, compressed l = 32, d = 16 13.8 -> 12.7 with three;
+  // four, one CTA an SM: 4.90 / 15.3; s9run3).
+  KernelSpec filled = s;
+  filled.tile = defaultTileConfig(s);
+  if (!forwardUsesWarpgroupMma(filled))
+    return 2;
+  const int two = warpgroupForwardBytes(filled.tile, s, 2), three = warpgroupForwardBytes(filled.tile, s, 3);
+  const bool keepsTwoCtas = three <= kSharedBytesForTwoCtas || two > kSharedBytesForTwoCtas;
+  return keepsTwoCtas && three <= kMaxSharedBytes ? 3 : 2;
+}
+
+bool forwardRunsTwoCtasPerSm(const KernelSpec &s) {
+  KernelSpec filled = s;
+  filled.tile = defaultTileConfig(s);
+  return forwardUsesWarpgroupMma(filled) && filled.tile.warps <= 8 &&
+         warpgroupForwardBytes(filled.tile, s, forwardStages(s)) <= kSharedBytesForTwoCtas;
+}
+
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
   const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
   switch (s.pass) {
   case KernelPass::Forward: {
+    KernelSpec filled = s;
+    filled.tile = t;
+    if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
+      return warpgroupForwardBytes(t, s, forwardStages(s));
     int bytes = t.warps * 16 * kRow + 2 * t.kvChunk * (kRow + vRow);
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);

@@ -25,10 +25,10 @@ func.func @selected_g32_small_blocks(%q: tensor<?x?x32x64xf16>, %k: tensor<?x?x1
 }
 
 // Dense branches pack several query tokens into the rows of the CTA: on
-// sm_90a 128 rows (two warpgroups for wgmma) and 64-key chunks; on sm_80 64
+// sm_90a 128 rows (two warpgroups for wgmma) and 32-key chunks; on sm_80 64
 // rows (4 warps) and 32-key chunks for the two-stage pipeline.
 // CHECK-LABEL: func.func @window_g4
-// CHECK: tile = #nsa.tile<warps = 8, tokens = 32, kv_chunk = 64>
+// CHECK: tile = #nsa.tile<warps = 8, tokens = 32, kv_chunk = 32>
 // SM80-LABEL: func.func @window_g4
 // SM80: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>
 func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v: tensor<?x?x2x128xbf16>)

@@ -51,18 +51,25 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // warpgroups) and wgmma: Q and K from swizzled shared memory (the copies fenced
 // for the async proxy, the next chunk's copies started behind the fence), then
 // P from registers with V transposed; sm_80: 4 warps and mma.sync.
-// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
-// The staging swizzles each row's 16-byte chunks by the row (chunk ^ row % 8):
+// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>, nvvm.minctasm = 2 : i32}
+// (Two CTAs an SM fit its shared memory: ptxas keeps to 128 registers.)
+// The staging swizzles each row's 16-byte chunks by the row (chunk ^ row % 8);
+// a thread walks rows, one row offset a row:
+// CHECK: scf.for
 // CHECK: arith.xori
 // CHECK: nvvm.cp.async.shared.global
-// CHECK: scf.for
 // CHECK: nvvm.cp.async.wait.group 0
+// CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
+// The chunk loop over a ring of three buffers: its own chunk complete (the next
+// one's copies may still fly), fenced, one barrier, then the copies two chunks ahead:
+// CHECK: nvvm.cp.async.wait.group 1
 // CHECK: llvm.inline_asm has_side_effects "fence.proxy.async.shared::cta;"
 // CHECK: nvvm.barrier0
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: "wgmma.fence.sync.aligned;"
-// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
-// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
+// CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
+// CHECK: "wgmma.commit_group.sync.aligned;"
+// CHECK: "wgmma.wait_group.sync.aligned 0;"
 // CHECK: cvt.rn.f16x2.f32
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
 // SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}

@@ -21,7 +21,7 @@
 // so one prefix per fact):
 // SM90-SAME: fence.proxy.async.shared::cta;
 // SM90-SAME: wgmma.fence.sync.aligned;
-// WGS: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
+// WGS: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, p, 1, 1, 0, 0;
 // WGS-SAME: wgmma.commit_group.sync.aligned;
 // WGS-SAME: wgmma.wait_group.sync.aligned 0;
 // WGO: cvt.rn.bf16x2.f32

@@ -209,10 +209,10 @@ TEST(Compiler, EveryBranchProducesTensorCorePtx) {
       EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos);
       EXPECT_NE(r.ptx.find(std::string(".target ") + archName(arch)), std::string::npos);
       // sm_90a, dense branches: the default forward tiles are two warpgroups (8 warps,
-      // 64 keys a chunk), so wgmma with K (K-major) and V (transposed) from shared
+      // 32 keys a chunk), so wgmma with K (K-major) and V (transposed) from shared
       // memory; the selected branch and sm_80: mma.sync.
       if (arch == Arch::SM90a && b != Branch::Selected) {
-        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos) << s.str();
+        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos) << s.str();
         EXPECT_NE(r.ptx.find(", p, 1, 1, 1;"), std::string::npos) << "V is not transposed: " << s.str();
         EXPECT_NE(r.ptx.find("wgmma.fence.sync.aligned"), std::string::npos);
         EXPECT_NE(r.ptx.find("wgmma.wait_group.sync.aligned 0"), std::string::npos);
@@ -240,7 +240,7 @@ TEST(Compiler, Fp16UsesHalfMma) {
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), std::string::npos);
   s.arch = Arch::SM90a;
   ASSERT_EQ(compileKernel(s, r), "");
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16"), std::string::npos);
 }
 
 // On sm_90a a dense forward tile takes wgmma only when it is made of whole
@@ -249,7 +249,7 @@ TEST(Compiler, Fp16UsesHalfMma) {
 // O). The selected branch stays on mma.sync (a warp skips other tokens' blocks).
 TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   KernelSpec s = spec(Branch::Window);
-  EXPECT_EQ(defaultTileConfig(s), (TileConfig{8, 8, 64}));
+  EXPECT_EQ(defaultTileConfig(s), (TileConfig{8, 8, 32}));
   s.arch = Arch::SM80;
   EXPECT_EQ(defaultTileConfig(s), (TileConfig{4, 4, 32}));
   s.arch = Arch::SM90a;
@@ -259,14 +259,15 @@ TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16"), std::string::npos);
   s.tile.warps = 4;
-  s.tile.kvChunk = 32;
+  s.tile.kvChunk = 64;
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".maxntid 128, 1, 1"), std::string::npos);
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
   s.tile = {};
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".maxntid 256, 1, 1"), std::string::npos);
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
+  EXPECT_NE(r.ptx.find(".minnctapersm 2"), std::string::npos) << "two CTAs an SM: at most 128 registers";
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos);
   EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n" + std::to_string(s.headDimV) + "k16.f32.bf16.bf16"),
             std::string::npos);
   EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);

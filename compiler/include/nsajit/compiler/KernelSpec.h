@@ -102,6 +102,14 @@ int sharedMemoryBytes(const KernelSpec &spec);
 bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 // Whether the top-n kernel (its tile filled in) scores with wgmma: sm_90a and whole warpgroups.
 bool topNUsesWarpgroupMma(const KernelSpec &spec);
+// Whether the forward kernel (its tile filled in) uses wgmma: sm_90a, whole
+// warpgroups, a dense branch (compressed or window). Its shared tiles are then
+// unpadded swizzled panels in a ring of forwardStages() K/V chunk buffers.
+bool forwardUsesWarpgroupMma(const KernelSpec &spec);
+int forwardStages(const KernelSpec &spec);
+// Whether two CTAs of that wgmma forward fit an SM (shared memory, 8 warps or
+// fewer): the kernel then asks ptxas for registers enough for two (<= 128).
+bool forwardRunsTwoCtasPerSm(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 
 // The selected forward's union schedule: at most this many tokens per CTA (its
