@@ -11,6 +11,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <cassert>
 #include <cmath>
 #include <limits>
 
@@ -66,8 +67,8 @@ private:
   // P as A fragments), then O += P V.
   std::pair<SoftmaxState, std::vector<Frag4>> softmaxStep(const SoftmaxState &in, Value keyStart,
                                                           std::vector<Frag4> s, const Value *bias);
-  // The dense chunk walk of the wgmma kernels (see walkWarpgroup's comment).
-  SoftmaxState walkWarpgroup(const SoftmaxState &init);
+  // The online softmax over the CTA's chunks (see its comment).
+  SoftmaxState walkChunks(const SoftmaxState &init);
   std::pair<Value, Value> chunkAt(Value c);
   // S = Q K^T issued (and committed) but not waited for: the accumulators are in flight.
   std::vector<Value> issueScores(Value kB);
@@ -100,7 +101,7 @@ private:
   WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
-  // K/V chunk buffers: a ring of `stages` (the wgmma walk), else two.
+  // K/V chunk buffers: a ring of `stages`.
   const int stages = forwardStages(spec);
   Value numChunks;
   // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
@@ -323,13 +324,21 @@ std::pair<Value, Value> ForwardKernelBuilder::chunkAt(Value c) {
   return {start, h.band(inRange, active)};
 }
 
-SoftmaxState ForwardKernelBuilder::walkWarpgroup(const SoftmaxState &init) {
-  // A ring of `stages` K/V buffers: chunk c + stages - 1 is copied while chunk c
-  // is computed. wgmma reads the copies through the async proxy, behind a proxy
-  // fence that would also wait for copies still in flight, so an iteration first
-  // waits for its own chunk, fences and meets the other warps at the barrier
-  // (which also tells that every warp is done with the buffer of chunk c - 1),
-  // then starts the copies into that buffer. One barrier a chunk.
+SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
+  // A software pipeline over `stages` K/V buffers, one cp.async group a chunk
+  // (empty when it is skipped):
+  // - wgmma (a ring of three, most often): chunk c + stages - 1 is copied while
+  //   chunk c is computed. wgmma reads the copies through the async proxy, behind
+  //   a proxy fence that would also wait for copies still in flight, so an
+  //   iteration first waits for its own chunk and fences it, then meets the other
+  //   warps at the barrier (the chunk is visible, and every warp is done with the
+  //   buffer of chunk c - 1), then starts the copies into that buffer. One
+  //   barrier a chunk.
+  // - mma.sync (two buffers): the next chunk's copies start first, into the
+  //   buffer every warp left at the previous iteration's closing barrier, and
+  //   fly while the iteration waits for its own (the selected forward is bound by
+  //   these L2 reads: copying after the barrier, with one barrier a chunk, took
+  //   24.34 ms against 23.63 at T = 64k, random indices; s9run6 and s9run4).
   //
   // (Issuing chunk c + 1's scores before chunk c's softmax, FA3's overlap inside a
   // warpgroup, needs 152 registers with Dk = 192: one CTA an SM, which lost to two
@@ -337,26 +346,47 @@ SoftmaxState ForwardKernelBuilder::walkWarpgroup(const SoftmaxState &init) {
   // bench/results/2026-11-26-h100-session9/s9run2.)
   const int S = stages;
   const int oTiles = Dv / 8;
+  const bool copiesFirst = !warpgroupMma();
+  assert((!copiesFirst || S == 2) && "the mma.sync walk has two buffers");
   for (int i = 0; i < S - 1; ++i) {
     auto [start, active] = chunkAt(h.c32(i));
     stageChunk(h.c32(i), start, active);
   }
+  auto stageAhead = [&](Value c) {
+    Value nextC = h.add(c, h.c32(S - 1));
+    auto [nextStart, nextActive] = chunkAt(nextC);
+    stageChunk(h.rems(nextC, h.c32(S)), nextStart, nextActive);
+  };
   auto loop = scf::ForOp::create(
       h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
-        waitStaged(h, S - 2);
-        fenceAsyncProxy(h);
-        h.barrier();
-        Value nextC = h.add(c, h.c32(S - 1));
-        auto [nextStart, nextActive] = chunkAt(nextC);
-        stageChunk(h.rems(nextC, h.c32(S)), nextStart, nextActive);
-        auto [keyStart, active] = chunkAt(c);
+        if (copiesFirst) {
+          stageAhead(c);
+          waitStaged(h, /*pending=*/1);
+          h.barrier();
+        } else {
+          waitStaged(h, S - 2);
+          fenceAsyncProxy(h);
+          h.barrier();
+          stageAhead(c);
+        }
+        auto [keyStart, compute] = chunkAt(c);
+        std::array<Value, 2> bias;
+        if (unionSchedule()) {
+          auto [rowBias, takesPart] = unionRowBias(c);
+          bias = rowBias;
+          compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
+        }
         SoftmaxState cur = SoftmaxState::unflatten(it, oTiles);
         auto step = scf::IfOp::create(
-            h.b, h.loc, active,
+            h.b, h.loc, compute,
             [&](OpBuilder &, Location) {
-              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart, h.rems(c, h.c32(S)), nullptr).flatten());
+              scf::YieldOp::create(
+                  h.b, h.loc,
+                  chunkStep(cur, keyStart, h.rems(c, h.c32(S)), unionSchedule() ? bias.data() : nullptr).flatten());
             },
             [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        if (copiesFirst)
+          h.barrier(); // the buffer is overwritten by the next iteration's copies
         scf::YieldOp::create(h.b, h.loc, step.getResults());
       });
   waitStaged(h); // the copies issued past the last chunk are empty; leave nothing in flight
@@ -466,65 +496,18 @@ LogicalResult ForwardKernelBuilder::build() {
   init.m[0] = init.m[1] = negInf;
   init.l[0] = init.l[1] = zero;
   init.o.assign(Dv / 8, Frag4{zero, zero, zero, zero});
-  const int oTiles = Dv / 8;
 
   // The chunks the CTA walks: the branch's key range, or with the union
   // schedule the chunks of the distinct blocks its tokens selected.
   const int chunksPerBlock = spec.slcBlock / C;
   if (unionSchedule()) {
-    int unionBase = 2 * (kBase + 2 * bufElems);
+    int unionBase = 2 * (kBase + stages * bufElems);
     blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
     blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
                       p.seqLen, p.kvLen);
   }
   numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
-  if (warpgroupMma()) {
-    storeOutputs(walkWarpgroup(init));
-    gpu::ReturnOp::create(b, h.loc);
-    return success();
-  }
-
-  // Software pipeline over two buffers: chunk c + 1 is copied while chunk c is
-  // computed; one cp.async group per chunk (empty when it is skipped).
-  auto [start0, active0] = chunkAt(h.c32(0));
-  stageChunk(h.c32(0), start0, active0);
-  SmallVector<Value> loopInit = init.flatten();
-  loopInit.push_back(start0);
-  loopInit.push_back(active0);
-  const int stateSize = static_cast<int>(init.flatten().size());
-  auto loop = scf::ForOp::create(
-      b, h.loc, h.c32(0), numChunks, h.c32(1), loopInit, [&](OpBuilder &, Location, Value c, ValueRange iter) {
-        ValueRange stateIn = iter.take_front(stateSize);
-        Value keyStart = iter[stateSize], active = iter[stateSize + 1];
-        Value buf = h.rems(c, h.c32(2));
-        auto [nextStart, nextActive] = chunkAt(h.add(c, h.c32(1)));
-        stageChunk(h.sub(h.c32(1), buf), nextStart, nextActive);
-        waitStaged(h, /*pending=*/1);
-        Value compute = active;
-        std::array<Value, 2> bias;
-        h.barrier();
-        if (unionSchedule()) {
-          auto [rowBias, takesPart] = unionRowBias(c);
-          bias = rowBias;
-          compute = h.band(compute, takesPart); // warp-uniform: skip blocks no row of the warp selected
-        }
-        SoftmaxState cur = SoftmaxState::unflatten(stateIn, oTiles);
-        auto step = scf::IfOp::create(
-            h.b, h.loc, compute,
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(h.b, h.loc,
-                                   chunkStep(cur, keyStart, buf, unionSchedule() ? bias.data() : nullptr).flatten());
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, stateIn); });
-        h.barrier(); // the buffer is overwritten by the next iteration's copies
-        SmallVector<Value> next(step.getResults());
-        next.push_back(nextStart);
-        next.push_back(nextActive);
-        scf::YieldOp::create(h.b, h.loc, next);
-      });
-  waitStaged(h); // the copy issued past the last chunk is empty; leave nothing in flight
-
-  storeOutputs(SoftmaxState::unflatten(loop.getResults().take_front(stateSize), oTiles));
+  storeOutputs(walkChunks(init));
   gpu::ReturnOp::create(b, h.loc);
   return success();
 }

@@ -424,7 +424,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
     filled.tile = t;
     if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
       return warpgroupForwardBytes(t, s, forwardStages(s));
-    int bytes = t.warps * 16 * kRow + 2 * t.kvChunk * (kRow + vRow);
+    int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (kRow + vRow);
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
     return bytes;

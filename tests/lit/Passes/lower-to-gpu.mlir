@@ -14,12 +14,14 @@
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // The union schedule: the tokens' index lists are read once into shared memory,
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
-// flight) and a warp none of whose rows selected a block skips it (mma.sync on
-// every target: a warpgroup would compute the blocks of 4 tokens).
+// flight while the iteration waits for its own) and a warp none of whose rows
+// selected a block skips it (mma.sync on every target: a warpgroup would compute
+// the blocks of 4 tokens).
 // CHECK: scf.for
 // CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
 // CHECK: nvvm.barrier0
 // CHECK: scf.for
+// CHECK: nvvm.cp.async.commit.group
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: nvvm.cp.async.wait.group 1
 // CHECK: nvvm.barrier0
