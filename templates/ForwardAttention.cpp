@@ -63,15 +63,9 @@ private:
   // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
   // log2 of each row's multiplicity of the chunk's block, added to its scores.
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
-  // The parts of a step: the masked online softmax of the scores `s` (O rescaled,
-  // P as A fragments), then O += P V.
-  std::pair<SoftmaxState, std::vector<Frag4>> softmaxStep(const SoftmaxState &in, Value keyStart,
-                                                          std::vector<Frag4> s, const Value *bias);
   // The online softmax over the CTA's chunks (see its comment).
   SoftmaxState walkChunks(const SoftmaxState &init);
   std::pair<Value, Value> chunkAt(Value c);
-  // S = Q K^T issued (and committed) but not waited for: the accumulators are in flight.
-  std::vector<Value> issueScores(Value kB);
   // The tensor-core products of a chunk step: S = Q K^T (C/8 tiles of this
   // warp's 16 rows) and O += P V with P as A fragments (C/16 of them).
   std::vector<Frag4> scoresSync(Value kB);
@@ -86,7 +80,6 @@ private:
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); }
-
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
   // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync on
   // padded rows. Not the selected branch: with G = 16 a warpgroup spans 4
@@ -101,11 +94,11 @@ private:
   WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, Dv, G, W, TQ, C;
-  // K/V chunk buffers: a ring of `stages`.
+  // K/V chunk buffers: a ring of `stages` (walkChunks).
   const int stages = forwardStages(spec);
   Value numChunks;
-  // Shared layout, in elements: Q rows, then two K/V chunk buffers (the next
-  // chunk's copies fly while the current one is computed), then the union.
+  // Shared layout, in elements: Q rows, then the `stages` K/V chunk buffers,
+  // then the union.
   int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   Params p;
   ThreadIds ids;
@@ -172,17 +165,12 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
   return s;
 }
 
-std::vector<Value> ForwardKernelBuilder::issueScores(Value kB) {
+std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
   // Q (this warpgroup's 64 of the W * 16 rows) against the C keys.
   std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
   acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
-  wg.commit();
-  return acc;
-}
-
-std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
-  return WarpgroupMma::tiles(wg.wait(issueScores(kB), 0));
+  return WarpgroupMma::tiles(wg.commitAndWait(acc));
 }
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
@@ -227,16 +215,9 @@ Frag4 ForwardKernelBuilder::queryFragment(int kk) {
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
   Value kB = kBaseOf(buf), vB = vBaseOf(buf);
-  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
-  auto [out, pFrags] = softmaxStep(in, keyStart, std::move(s), bias);
-  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
-  return out;
-}
-
-std::pair<SoftmaxState, std::vector<Frag4>> ForwardKernelBuilder::softmaxStep(const SoftmaxState &in, Value keyStart,
-                                                                              std::vector<Frag4> s, const Value *bias) {
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
+  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
   // Scores stay raw until the exponent: the scale is positive, so a row's maximum is
   // taken on the raw (masked) scores and scaled once, and each probability is
@@ -307,7 +288,8 @@ std::pair<SoftmaxState, std::vector<Frag4>> ForwardKernelBuilder::softmaxStep(co
     pFrags.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
                       mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                       mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
-  return {out, pFrags};
+  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
+  return out;
 }
 
 std::pair<Value, Value> ForwardKernelBuilder::chunkAt(Value c) {

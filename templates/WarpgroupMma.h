@@ -70,12 +70,6 @@ public:
 
   // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
   std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
-  // wgmma.commit_group alone: closes the group of the mmas issued since the last
-  // one (their accumulators stay in flight until a wait that passes them through).
-  void commit();
-  // wgmma.wait_group `pending`: at most `pending` of the newest groups are still
-  // in flight; `acc` (the accumulators of the groups now complete) pass through.
-  std::vector<mlir::Value> wait(llvm::ArrayRef<mlir::Value> acc, int pending);
 
   // Flattening between the m16n8 tiles of the templates and wgmma operands.
   static std::vector<mlir::Value> flatten(const std::vector<Frag4> &tiles);

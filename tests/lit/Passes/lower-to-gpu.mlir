@@ -70,8 +70,7 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: "wgmma.fence.sync.aligned;"
 // CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
-// CHECK: "wgmma.commit_group.sync.aligned;"
-// CHECK: "wgmma.wait_group.sync.aligned 0;"
+// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
 // CHECK: cvt.rn.f16x2.f32
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
 // SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
