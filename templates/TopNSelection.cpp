@@ -83,7 +83,28 @@ private:
   Value rowValid(Value row) { return h.band(h.lt(row, h.c32(TPC * G)), h.lt(rowToken(row), seqLen)); }
   Value headOf(Value row) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(row, h.c32(G))); }
 
-  void scoreWindow(Value J0, Value nBlocks, Value nvisLast);
+  void scoreWindow(Value w, Value J0, Value nBlocks, Value totalChunks, Value keysEnd);
+  // The first key of chunk g of the stream of compressed keys (see scoreWindow).
+  Value chunkKey(Value g) {
+    return h.sub(h.mul(g, h.c32(C)), h.c32(spec.slcBlock / spec.cmpStride - 1));
+  }
+  // Rows of the chunk from keyStart: keys below 0 or from keysEnd are zeros.
+  RowOffsetFn keyRows(Value keyStart, Value keysEnd) {
+    return [this, keyStart, keysEnd](Value row) -> std::pair<Value, Value> {
+      Value key = h.add(keyStart, row);
+      return {offset(kcS, batch, key, kvHead), ucmp(arith::CmpIPredicate::ult, key, keysEnd)};
+    };
+  }
+  // wgmma: chunk g's buffer (two, by parity), and the copy of chunk g into it
+  // (none past the last chunk; the group is committed either way).
+  Value keyBuffer(Value g) { return h.add(h.c32(kBase), h.mul(h.rems(g, h.c32(2)), h.c32(C * Dk))); }
+  void stageKeyChunk(Value g, Value totalChunks, Value keysEnd) {
+    ifThen(h.lt(g, totalChunks), [&] {
+      stageSwizzledPanels(h, ids, W * 32, smem, keyBuffer(g), C, Dk, kcPtr, keyRows(chunkKey(g), keysEnd),
+                          /*wait=*/false, /*commit=*/false);
+    });
+    commitStaged(h);
+  }
   // The scores of a staged chunk: this warp's 16 rows x C keys.
   std::vector<Frag4> chunkScoresSync();
   // sm_90a with whole warpgroups and 64-key chunks (topNUsesWarpgroupMma):
@@ -171,62 +192,55 @@ private:
 // Phase A and B of a window: compressed-token scores summed over each token's
 // group, then the window's selection-block scores (eq. 9) with forced blocks
 // at +inf. One staged chunk of compressed keys serves every token of the CTA.
-void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
+//
+// The chunks of compressed keys form one stream across the windows: chunk g
+// holds keys g C - (a - 1) .., so window w scores exactly its chunks w cpw ..
+// (a window's a x blocks keys are whole chunks), and the b - 1 keys two windows
+// share are carried, not scored twice. With wgmma the copy of chunk g + 1 is
+// issued while chunk g is scored, also across a window's end: the next window's
+// first chunk arrives during the merge. (Before, the paper's windows of 257 keys
+// took five 64-key chunks, the last holding one key, and restarted the copies.)
+void TopNKernelBuilder::scoreWindow(Value w, Value J0, Value nBlocks, Value totalChunks, Value keysEnd) {
   const int a = spec.slcBlock / spec.cmpStride, bb = spec.cmpBlock / spec.cmpStride;
+  const int carried = bb - 1, chunksPerWindow = a * win.blocks / C;
   Value zero = h.cf(0.0f);
+  // Position 0 of the window's scores is key iBase; positions 0 .. carried - 1
+  // hold the previous window's last keys (zeros before the first window).
   Value iBase = h.sub(h.mul(J0, h.c32(a)), h.c32(win.reach));
   Value iCount = h.add(h.mul(h.sub(nBlocks, h.c32(1)), h.c32(a)), h.c32(win.reach + 1));
   // The keys the CTA's last token sees; earlier tokens mask theirs per row.
-  Value iLo = h.maxs(iBase, h.c32(0));
-  Value iHi = h.mins(h.add(iBase, iCount), nvisLast);
-  // The chunks write every token's scores of keys iLo..iHi-1; the window's
-  // others (before key 0, past the last visible) are zeros.
-  Value hiStart = h.sub(h.maxs(iHi, iLo), iBase);
+  Value iHi = h.mins(h.add(iBase, iCount), keysEnd);
+  // The window's keys past the last visible one are zeros.
+  Value hiStart = h.maxs(h.sub(iHi, iBase), h.c32(carried));
   forOwnTokens([&](Value tl, Value) {
     Value row = h.mul(tl, h.c32(win.cmpCapacity));
-    for (auto [from, to] : {std::pair{h.c32(0), h.sub(iLo, iBase)}, std::pair{hiStart, iCount}})
-      scf::ForOp::create(h.b, h.loc, h.add(from, ids.lane), to, h.c32(32), ValueRange{},
-                         [&](OpBuilder &, Location, Value i, ValueRange) {
-                           stF(cmpOff, h.add(row, i), zero);
-                           scf::YieldOp::create(h.b, h.loc);
-                         });
+    scf::ForOp::create(h.b, h.loc, h.add(hiStart, ids.lane), iCount, h.c32(32), ValueRange{},
+                       [&](OpBuilder &, Location, Value i, ValueRange) {
+                         stF(cmpOff, h.add(row, i), zero);
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
   });
-  Value chunks = h.select(h.gt(iHi, iLo), h.ceilDiv(h.sub(iHi, iLo), h.c32(C)), h.c32(0));
-  auto keyRow = [&](Value keyStart) {
-    return [&, keyStart](Value row) -> std::pair<Value, Value> {
-      Value key = h.add(keyStart, row);
-      return {offset(kcS, batch, key, kvHead), h.lt(key, iHi)};
-    };
-  };
+  Value gBegin = h.mul(w, h.c32(chunksPerWindow));
+  Value gEnd = h.mins(h.add(gBegin, h.c32(chunksPerWindow)), totalChunks);
   if (warpgroupMma()) {
-    // Chunk c + 1 is copied while chunk c is scored; wgmma reads through the async
-    // proxy, behind a fence that waits for copies in flight, so the next copies
-    // start after the barrier (the buffer they fill was read before it).
-    auto kBuf = [&](Value c) { return h.add(h.c32(kBase), h.mul(h.rems(c, h.c32(2)), h.c32(C * Dk))); };
-    auto stageChunk = [&](Value c) {
-      ifThen(h.lt(c, chunks), [&] {
-        stageSwizzledPanels(h, ids, W * 32, smem, kBuf(c), C, Dk, kcPtr, keyRow(h.add(iLo, h.mul(c, h.c32(C)))),
-                            /*wait=*/false, /*commit=*/false);
-      });
-      commitStaged(h);
-    };
-    stageChunk(h.c32(0));
-    scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
-                                                                                ValueRange) {
+    // wgmma reads through the async proxy, behind a fence that waits for copies
+    // in flight, so the next copies start after the barrier (the buffer they
+    // fill was read before it).
+    scf::ForOp::create(h.b, h.loc, gBegin, gEnd, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value g,
+                                                                             ValueRange) {
       waitStaged(h);
       fenceAsyncProxy(h);
       h.barrier();
-      stageChunk(h.add(c, h.c32(1)));
-      scoreChunkTransposed(kBuf(c), h.add(iLo, h.mul(c, h.c32(C))), iBase, iHi);
+      stageKeyChunk(h.add(g, h.c32(1)), totalChunks, keysEnd);
+      scoreChunkTransposed(keyBuffer(g), chunkKey(g), iBase, iHi);
       scf::YieldOp::create(h.b, h.loc);
     });
-    waitStaged(h); // the copy issued past the last chunk is empty
   } else {
-    scf::ForOp::create(h.b, h.loc, h.c32(0), chunks, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value c,
-                                                                                ValueRange) {
-      Value keyStart = h.add(iLo, h.mul(c, h.c32(C)));
+    scf::ForOp::create(h.b, h.loc, gBegin, gEnd, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value g,
+                                                                             ValueRange) {
+      Value keyStart = chunkKey(g);
       h.barrier();
-      stageRows(h, ids, W * 32, smem, h.c32(kBase), Dk + 8, C, Dk, kcPtr, keyRow(keyStart));
+      stageRows(h, ids, W * 32, smem, h.c32(kBase), Dk + 8, C, Dk, kcPtr, keyRows(keyStart, keysEnd));
       h.barrier();
       storeTokenScores(keyStart, iBase, iHi, chunkScoresSync());
       scf::YieldOp::create(h.b, h.loc);
@@ -266,6 +280,13 @@ void TopNKernelBuilder::scoreWindow(Value J0, Value nBlocks, Value nvisLast) {
       stF(blkOff, h.add(blkRow, jj), h.select(h.le(j, jt), score, h.cf(kTaken)));
       scf::YieldOp::create(h.b, h.loc);
     });
+    if (carried > 0) {
+      // The next window's first positions: this window's keys from a x blocks on.
+      h.syncWarp();
+      ifThen(h.lt(ids.lane, h.c32(carried)), [&] {
+        stF(cmpOff, h.add(cmpRow, ids.lane), ldF(cmpOff, h.add(cmpRow, h.add(ids.lane, h.c32(a * win.blocks)))));
+      });
+    }
   });
   h.syncWarp();
 }
@@ -351,7 +372,7 @@ void TopNKernelBuilder::scoreChunkTransposed(Value kElemBase, Value keyStart, Va
         sum = sum ? h.fadd(sum, p) : p;
       }
       for (int mask : slot.shuffleMasks) sum = h.fadd(sum, h.shflXor(sum, mask));
-      Value value = h.select(h.lt(key, slot.nvis), sum, h.cf(0.0f));
+      Value value = h.select(ucmp(arith::CmpIPredicate::ult, key, slot.nvis), sum, h.cf(0.0f));
       ifThen(h.band(slot.writes, inWindow), [&] {
         stF(cmpOff, h.add(h.mul(slot.token, h.c32(win.cmpCapacity)), h.sub(key, iBase)), value);
       });
@@ -380,7 +401,7 @@ void TopNKernelBuilder::storeTokenScores(Value keyStart, Value iBase, Value iHi,
       Value p[2];
       for (int r = 0; r < 2; ++r) {
         Value pr = h.exp2(h.fsub(h.fmul(s[n][2 * r + col], h.cf(scaleLog2)), lse2[r]));
-        p[r] = h.select(h.lt(key, nvisRow[r]), pr, zero);
+        p[r] = h.select(ucmp(arith::CmpIPredicate::ult, key, nvisRow[r]), pr, zero);
       }
       if (G >= 16) {
         // The warp's 16 rows are heads of one token: add both halves, then the 8 groups.
@@ -677,18 +698,28 @@ LogicalResult TopNKernelBuilder::build() {
   forThreads(h.c32(TPC), [&](Value tl) { stI(thrOff, tl, h.c32(keyOf(kEmpty))); });
 
   // Windows of the selection blocks the last token sees (earlier tokens see a prefix).
+  const int a = spec.slcBlock / spec.cmpStride, carried = spec.cmpBlock / spec.cmpStride - 1;
   Value blocks = h.add(h.divs(tLast, h.c32(spec.slcBlock)), h.c32(1));
   Value windows = h.ceilDiv(blocks, h.c32(win.blocks));
-  Value nvisLast = visibleCompressed(tLast);
+  // The keys scored: those the last token sees, up to the last block's a x j.
+  Value keysEnd = h.mins(visibleCompressed(tLast), h.add(h.mul(h.sub(blocks, h.c32(1)), h.c32(a)), h.c32(1)));
+  Value totalChunks = h.ceilDiv(h.maxs(h.add(keysEnd, h.c32(a - 1)), h.c32(0)), h.c32(C));
+  if (carried > 0)
+    forThreads(h.c32(TPC * carried), [&](Value i) {
+      stF(cmpOff, h.add(h.mul(h.divs(i, h.c32(carried)), h.c32(win.cmpCapacity)), h.rems(i, h.c32(carried))),
+          h.cf(0.0f));
+    });
+  if (warpgroupMma()) stageKeyChunk(h.c32(0), totalChunks, keysEnd);
   scf::ForOp::create(b, h.loc, h.c32(0), windows, h.c32(1), ValueRange{}, [&](OpBuilder &, Location, Value w,
                                                                             ValueRange) {
     Value J0 = h.mul(w, h.c32(win.blocks));
     Value nBlocks = h.mins(h.c32(win.blocks), h.sub(blocks, J0));
     h.barrier();
-    scoreWindow(J0, nBlocks, nvisLast);
+    scoreWindow(w, J0, nBlocks, totalChunks, keysEnd);
     mergeWindow(J0, nBlocks);
     scf::YieldOp::create(h.b, h.loc);
   });
+  if (warpgroupMma()) waitStaged(h); // the copy issued past the last chunk is empty
   writeSelection();
   gpu::ReturnOp::create(b, h.loc);
   return success();
