@@ -1,5 +1,7 @@
 #include "KernelCommon.h"
 
+#include <cstdlib>
+
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/SymbolTable.h"
@@ -14,6 +16,10 @@ ThreadIds ThreadIds::read(IRBuilderHelpers &h) {
   ThreadIds ids;
   ids.tid = h.threadIdX();
   ids.warp = h.divs(ids.tid, h.c32(32));
+  if (getenv("NSAJIT_EXP_UNIFORM_WARP") && atoi(getenv("NSAJIT_EXP_UNIFORM_WARP")))
+    ids.warp = NVVM::ShflOp::create(h.b, h.loc, h.i32(), h.c32(-1), ids.warp, h.c32(0), h.c32(31),
+                                    NVVM::ShflKindAttr::get(h.b.getContext(), NVVM::ShflKind::idx), UnitAttr())
+                   .getResult();
   ids.lane = h.rems(ids.tid, h.c32(32));
   ids.group = h.divs(ids.lane, h.c32(4));
   ids.tig = h.rems(ids.lane, h.c32(4));
@@ -54,6 +60,27 @@ void copy16(IRBuilderHelpers &h, Value smem, Value dst, Value src, Value rowOff,
                           cacheGlobal, bytes);
 }
 
+bool expRowPtr() { static bool on = getenv("NSAJIT_EXP_ROWPTR") && atoi(getenv("NSAJIT_EXP_ROWPTR")); return on; }
+
+// The row's 16-byte copies at element columns col0 + 64 j (j < n) to shared
+// elements dst0 + dstStep j: one 64-bit address a row, the copies at constant
+// offsets from it (immediates of the copy instruction).
+void copyRow(IRBuilderHelpers &h, Value smem, Value dst0, int dstStep, Value src, Value rowOff, Value valid, Value col0,
+             int n) {
+  if (!expRowPtr()) {
+    for (int j = 0; j < n; ++j)
+      copy16(h, smem, h.add(dst0, h.c32(dstStep * j)), src, rowOff, valid, h.add(col0, h.c32(64 * j)));
+    return;
+  }
+  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
+  Value rowPtr = h.gep(src, h.i16(), h.select(valid, h.add(rowOff, h.ext64(col0)), h.c64(0)));
+  Value dstPtr = h.gep(smem, h.i16(), dst0);
+  Value bytes = h.select(valid, h.c32(16), h.c32(0));
+  for (int j = 0; j < n; ++j)
+    NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(dstPtr, h.i16(), h.c32(dstStep * j)), h.gep(rowPtr, h.i16(), h.c64(64 * j)),
+                            h.b.getI32IntegerAttr(16), cacheGlobal, bytes);
+}
+
 void finishStaging(IRBuilderHelpers &h, bool wait, bool commit) {
   if (commit)
     commitStaged(h);
@@ -75,8 +102,7 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value sme
                      [&](OpBuilder &, Location, Value row, ValueRange) {
                        auto [off, valid] = rowOffset(row);
                        Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(pitch)), vec));
-                       for (int j = 0; j < dim / 64; ++j)
-                         copy16(h, smem, h.add(dst, h.c32(64 * j)), src, off, valid, h.add(vec, h.c32(64 * j)));
+                       copyRow(h, smem, dst, 64, src, off, valid, vec, dim / 64);
                        scf::YieldOp::create(h.b, h.loc);
                      });
   finishStaging(h, wait, commit);
@@ -94,9 +120,7 @@ void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads,
                        auto [off, valid] = rowOffset(row);
                        Value source = h.mul(arith::XOrIOp::create(h.b, h.loc, chunk, h.rems(row, h.c32(8))), h.c32(8));
                        Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8))));
-                       for (int p = 0; p < dim / 64; ++p)
-                         copy16(h, smem, h.add(dst, h.c32(64 * rows * p)), src, off, valid,
-                                h.add(source, h.c32(64 * p)));
+                       copyRow(h, smem, dst, 64 * rows, src, off, valid, source, dim / 64);
                        scf::YieldOp::create(h.b, h.loc);
                      });
   finishStaging(h, wait, commit);

@@ -123,6 +123,7 @@ private:
   void prepareTransposedScores();
   void scoreChunkTransposed(Value kElemBase, Value keyStart, Value iBase, Value iHi);
   void mergeWindow(Value J0, Value nBlocks);
+  void carryWindowTail();
   // Candidate c of a merge (list slots, then survivors): its key (0 past the end) and block index.
   using CandidateFn = std::function<std::pair<Value, Value>(Value c)>;
   void mergeByRank(Value topRow, Value tl, const CandidateFn &candidate);
@@ -280,13 +281,23 @@ void TopNKernelBuilder::scoreWindow(Value w, Value J0, Value nBlocks, Value tota
       stF(blkOff, h.add(blkRow, jj), h.select(h.le(j, jt), score, h.cf(kTaken)));
       scf::YieldOp::create(h.b, h.loc);
     });
-    if (carried > 0) {
-      // The next window's first positions: this window's keys from a x blocks on.
-      h.syncWarp();
-      ifThen(h.lt(ids.lane, h.c32(carried)), [&] {
-        stF(cmpOff, h.add(cmpRow, ids.lane), ldF(cmpOff, h.add(cmpRow, h.add(ids.lane, h.c32(a * win.blocks)))));
-      });
-    }
+  });
+  h.syncWarp();
+}
+
+// The next window's first b - 1 compressed-token scores are this window's
+// from position a x blocks on. After the merge, which keeps its survivors'
+// indices in the first `blocks` positions (below a x blocks).
+void TopNKernelBuilder::carryWindowTail() {
+  const int a = spec.slcBlock / spec.cmpStride, carried = spec.cmpBlock / spec.cmpStride - 1;
+  if (carried == 0) return;
+  forOwnTokens([&](Value tl, Value) {
+    Value cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
+    scf::ForOp::create(h.b, h.loc, ids.lane, h.c32(carried), h.c32(32), ValueRange{},
+                       [&](OpBuilder &, Location, Value i, ValueRange) {
+                         stF(cmpOff, h.add(cmpRow, i), ldF(cmpOff, h.add(cmpRow, h.add(i, h.c32(a * win.blocks)))));
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
   });
   h.syncWarp();
 }
@@ -717,6 +728,7 @@ LogicalResult TopNKernelBuilder::build() {
     h.barrier();
     scoreWindow(w, J0, nBlocks, totalChunks, keysEnd);
     mergeWindow(J0, nBlocks);
+    carryWindowTail();
     scf::YieldOp::create(h.b, h.loc);
   });
   if (warpgroupMma()) waitStaged(h); // the copy issued past the last chunk is empty
