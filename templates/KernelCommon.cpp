@@ -1,7 +1,5 @@
 #include "KernelCommon.h"
 
-#include <cstdlib>
-
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/SymbolTable.h"
@@ -16,10 +14,6 @@ ThreadIds ThreadIds::read(IRBuilderHelpers &h) {
   ThreadIds ids;
   ids.tid = h.threadIdX();
   ids.warp = h.divs(ids.tid, h.c32(32));
-  if (getenv("NSAJIT_EXP_UNIFORM_WARP") && atoi(getenv("NSAJIT_EXP_UNIFORM_WARP")))
-    ids.warp = NVVM::ShflOp::create(h.b, h.loc, h.i32(), h.c32(-1), ids.warp, h.c32(0), h.c32(31),
-                                    NVVM::ShflKindAttr::get(h.b.getContext(), NVVM::ShflKind::idx), UnitAttr())
-                   .getResult();
   ids.lane = h.rems(ids.tid, h.c32(32));
   ids.group = h.divs(ids.lane, h.c32(4));
   ids.tig = h.rems(ids.lane, h.c32(4));
@@ -50,28 +44,14 @@ Value sharedMemoryBase(IRBuilderHelpers &h, Operation *) {
 
 namespace {
 
-// One 16-byte cp.async (L2 only) of the row at global element offset `rowOff`,
-// from column `col`, to shared element `dst`; a missing row fills zeros and reads nothing.
-void copy16(IRBuilderHelpers &h, Value smem, Value dst, Value src, Value rowOff, Value valid, Value col) {
-  auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
-  Value safe = h.select(valid, h.add(rowOff, h.ext64(col)), h.c64(0));
-  Value bytes = h.select(valid, h.c32(16), h.c32(0));
-  NVVM::CpAsyncOp::create(h.b, h.loc, h.gep(smem, h.i16(), dst), h.gep(src, h.i16(), safe), h.b.getI32IntegerAttr(16),
-                          cacheGlobal, bytes);
-}
-
-bool expRowPtr() { static bool on = getenv("NSAJIT_EXP_ROWPTR") && atoi(getenv("NSAJIT_EXP_ROWPTR")); return on; }
-
-// The row's 16-byte copies at element columns col0 + 64 j (j < n) to shared
-// elements dst0 + dstStep j: one 64-bit address a row, the copies at constant
-// offsets from it (immediates of the copy instruction).
+// The 16-byte cp.async copies (L2 only) of the row at global element offset
+// `rowOff`, columns col0 + 64 j (j < n), to shared elements dst0 + dstStep j; a
+// missing row fills zeros and reads nothing. One 64-bit address a row, the
+// copies at constant offsets from it (immediates of the copy instruction): H100,
+// T = 64k, against an address a copy, window forward [paper] 3.56 -> 3.49 ms,
+// [main] 3.16 -> 3.05, paper top-n 9.34 -> 9.07 (bench/results/2026-11-26-h100-session10/s10run2).
 void copyRow(IRBuilderHelpers &h, Value smem, Value dst0, int dstStep, Value src, Value rowOff, Value valid, Value col0,
              int n) {
-  if (!expRowPtr()) {
-    for (int j = 0; j < n; ++j)
-      copy16(h, smem, h.add(dst0, h.c32(dstStep * j)), src, rowOff, valid, h.add(col0, h.c32(64 * j)));
-    return;
-  }
   auto cacheGlobal = NVVM::LoadCacheModifierKindAttr::get(h.b.getContext(), NVVM::LoadCacheModifierKind::CG);
   Value rowPtr = h.gep(src, h.i16(), h.select(valid, h.add(rowOff, h.ext64(col0)), h.c64(0)));
   Value dstPtr = h.gep(smem, h.i16(), dst0);
