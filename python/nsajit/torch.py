@@ -971,21 +971,6 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
     q_c, q_s, q_w = (q_, q_, q_)
     if fused_sum and q_.requires_grad:
         q_c, q_s, q_w = _SharedQuery.apply(q_, _make_config(_capi.Branch.WINDOW, dtype, Dk, Dk, H, G, w=w))
-    import os as _os
-    _ov = _os.environ.get("NSAJIT_EXP_OVERLAP", "")
-    _side = None
-    if _ov:
-        _main = torch.cuda.current_stream(q.device)
-        _side = torch.cuda.Stream(device=q.device, priority=int(_os.environ.get("NSAJIT_EXP_PRIO", "0")))
-        def _launch_window():
-            _side.wait_stream(_main)
-            with torch.cuda.stream(_side):
-                ow, lw = WindowAttention.apply(q_w, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
-            for t in (q_w, k_w, v_w, gates[2]):
-                t.record_stream(_side)
-            return ow, lw
-    if _ov == "cmp":
-        o_w, lse_w = _launch_window()
     o_c, lse_c = CompressedAttention.apply(q_c, kc_, _kernel_layout(vc), gates[0], cfg_c, fused_sum)
 
     # Selection (not differentiated): the fused kernel reads the compressed branch's lse.
@@ -1000,16 +985,9 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
                                                  n=n, scale=scale, num_initial=num_initial, num_local=num_local,
                                                  chunk=selection_chunk)
 
-    if _ov == "slc":
-        o_w, lse_w = _launch_window()
     o_s, lse_s = SelectedAttention.apply(q_s, _kernel_layout(k_s), _kernel_layout(v_s), indices, gates[1], cfg_s,
                                          fused_sum)
-    if _side is None:
-        o_w, lse_w = WindowAttention.apply(q_w, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
-    else:
-        _main.wait_stream(_side)
-        for t in (o_w, lse_w):
-            t.record_stream(_main)
+    o_w, lse_w = WindowAttention.apply(q_w, _kernel_layout(k_w), _kernel_layout(v_w), gates[2], cfg_w, fused_sum)
     o = _GatedBranchSum.apply(o_c, o_s, o_w, *gates, cfg_w) if fused_sum else _BranchSum.apply(o_c, o_s, o_w)
     if return_indices and return_lse:
         return o, indices, (lse_c, lse_s, lse_w)
