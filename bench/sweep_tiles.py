@@ -55,6 +55,8 @@ def main():
     p.add_argument("--G", type=int, default=16)
     p.add_argument("--dk", type=int, default=128)
     p.add_argument("--dv", type=int, default=128)
+    p.add_argument("--l", type=int, default=64, help="compressed block l (compressed branch)")
+    p.add_argument("--d", type=int, default=64, help="compressed stride d (compressed branch)")
     p.add_argument("--tiles", required=True, help="warps x tokens x kv_chunk, comma-separated (0 = default)")
     p.add_argument("--arch", default="0", help="comma-separated: 0 (the GPU's), 80, 90")
     p.add_argument("--backward", action="store_true", help="also time the backward kernels (bwd_ms)")
@@ -74,14 +76,15 @@ def main():
                       for kind, fn in (("random", bn.random_indices), ("local", bn.local_indices))}
     kk, vv = k, v
     if a.branch == "compressed":
-        kk, vv = k[:, : (a.T - 64) // 64 + 1].contiguous(), v[:, : (a.T - 64) // 64 + 1].contiguous()
+        tc = (a.T - a.l) // a.d + 1
+        kk, vv = k[:, :tc].contiguous(), v[:, :tc].contiguous()
     results = []
     ctx = nt.context()
     for arch, (w, t, c) in ((int(x), tile) for x in a.arch.split(",") for tile in parse_tiles(a.tiles)):
         ctx.set_arch(arch)
         cfg = _capi.make_config(dtype=int(_capi.DType.BF16), head_dim_qk=a.dk, head_dim_v=a.dv, num_kv_heads=a.H,
-                                group=a.G, slc_block=bn.L_SEL, slc_count=bn.N_SEL, window=bn.WINDOW, cmp_block=64,
-                                cmp_stride=64, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
+                                group=a.G, slc_block=bn.L_SEL, slc_count=bn.N_SEL, window=bn.WINDOW, cmp_block=a.l,
+                                cmp_stride=a.d, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
         for kind, idx in index_sets.items():
             t0 = time.time()
             bwd_ms = None

@@ -48,6 +48,7 @@ void usage(FILE *f) {
                "  --dtype bf16|fp16 --dk N --dv N --heads H --group G\n"
                "  --l N --d N (compressed)  --lsel N --n N (selected)  --w N (window)\n"
                "  --arch sm_80|sm_90a   compile for this architecture (default: the GPU's, else sm_90a)\n"
+               "  --tile-warps N --tile-tokens N --tile-kv-chunk N   compile/check: the forward's tile (0: default)\n"
                "  --ptx                 compile: print the PTX too\n"
                "  --T N --B N           check/tune: sequence length and batch (default 1000 / 16384, 1)\n"
                "  --repeats N           tune: timed launches per tile (default 20)\n"
@@ -61,7 +62,9 @@ bool parse(int argc, char **argv, Options &o) {
   std::map<std::string, int32_t *> ints = {
       {"--dk", &o.cfg.head_dim_qk}, {"--dv", &o.cfg.head_dim_v}, {"--heads", &o.cfg.num_kv_heads},
       {"--group", &o.cfg.group},    {"--l", &o.cfg.cmp_block},    {"--d", &o.cfg.cmp_stride},
-      {"--lsel", &o.cfg.slc_block}, {"--n", &o.cfg.slc_count},    {"--w", &o.cfg.window}};
+      {"--lsel", &o.cfg.slc_block}, {"--n", &o.cfg.slc_count},    {"--w", &o.cfg.window},
+      {"--tile-warps", &o.cfg.tile_warps}, {"--tile-tokens", &o.cfg.tile_tokens},
+      {"--tile-kv-chunk", &o.cfg.tile_kv_chunk}};
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char * { return i + 1 < argc ? argv[++i] : nullptr; };
