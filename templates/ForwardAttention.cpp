@@ -3,6 +3,7 @@
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
 #include "SelectedBlockUnion.h"
+#include <cstdlib>
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -18,6 +19,7 @@
 using namespace mlir;
 
 namespace nsajit::tpl {
+static bool expSwizzled() { static bool on = getenv("NSAJIT_EXP_SWZ") && atoi(getenv("NSAJIT_EXP_SWZ")); return on; }
 namespace {
 
 // Kernel parameters in KernelAbi.h order.
@@ -131,8 +133,15 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
       stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
                           /*commit=*/false);
     } else {
+      if (expSwizzled()) {
+        stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
+                            /*commit=*/false);
+        stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
+                            /*commit=*/false);
+      } else {
       stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
       stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
+      }
     }
     scf::YieldOp::create(h.b, h.loc);
   });
@@ -154,10 +163,15 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
   // two n-tiles per load.
   Value kRow = h.add(kB, h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
                                          h.mul(matLo, h.c32(8))));
+  Value swzKey = h.add(kB, h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(64)));
+  Value swzX = arith::XOrIOp::create(h.b, h.loc, matLo, matRow);
   for (int kk = 0; kk < Dk / 16; ++kk) {
     Frag4 a = queryFragment(kk);
+    Value swzCol = h.add(h.c32((kk / 4) * C * 64),
+                         h.mul(arith::XOrIOp::create(h.b, h.loc, swzX, h.c32((2 * kk) % 8)), h.c32(8)));
     for (int n = 0; n < nTiles; n += 2) {
-      Frag4 b = mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
+      Frag4 b = expSwizzled() ? mma.loadMatrices(smem, h.add(h.add(swzKey, swzCol), h.c32(n * 8 * 64)), false)
+                              : mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
       s[n] = mma.mma(a, Frag2{b[0], b[1]}, s[n]);
       s[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, s[n + 1]);
     }
@@ -181,9 +195,14 @@ std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, co
   Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
   Value vRow = h.add(vB, h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
                                          h.mul(matHi, h.c32(8))));
+  Value swzKey = h.add(vB, h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(64)));
+  Value swzX = arith::XOrIOp::create(h.b, h.loc, matHi, matRow);
   for (int kk = 0; kk < C / 16; ++kk)
     for (int n = 0; n < Dv / 8; n += 2) {
-      Frag4 b = mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
+      Value swzCol = h.add(h.c32((n / 8) * C * 64 + 16 * kk * 64),
+                           h.mul(arith::XOrIOp::create(h.b, h.loc, swzX, h.c32(n % 8)), h.c32(8)));
+      Frag4 b = expSwizzled() ? mma.loadMatrices(smem, h.add(swzKey, swzCol), true)
+                              : mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
       o[n] = mma.mma(pFrags[kk], Frag2{b[0], b[1]}, o[n]);
       o[n + 1] = mma.mma(pFrags[kk], Frag2{b[2], b[3]}, o[n + 1]);
     }
