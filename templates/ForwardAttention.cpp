@@ -3,7 +3,6 @@
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
 #include "SelectedBlockUnion.h"
-#include <cstdlib>
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -19,7 +18,6 @@
 using namespace mlir;
 
 namespace nsajit::tpl {
-static bool expSwizzled() { static bool on = getenv("NSAJIT_EXP_SWZ") && atoi(getenv("NSAJIT_EXP_SWZ")); return on; }
 namespace {
 
 // Kernel parameters in KernelAbi.h order.
@@ -81,7 +79,7 @@ private:
   std::pair<std::array<Value, 2>, Value> unionRowBias(Value c);
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
-  Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * kPitch)); }
+  Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * Dk)); }
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
   // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync on
   // padded rows. Not the selected branch: with G = 16 a warpgroup spans 4
@@ -101,7 +99,7 @@ private:
   Value numChunks;
   // Shared layout, in elements: Q rows, then the `stages` K/V chunk buffers,
   // then the union.
-  int qPitch = 0, kPitch = 0, vPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
+  int qPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   Params p;
   ThreadIds ids;
   Value group, tig, batch, kvHead, t0, smem;
@@ -126,23 +124,17 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
       return {off, valid};
     };
   };
+  // K and V in 128-byte-swizzled panels for both products: wgmma reads them so,
+  // and so do mma.sync's ldmatrix without bank conflicts. (Padded rows, the
+  // mma.sync layout before, put a row's copies at smem addresses off the
+  // 128-byte lines, and Nsight Compute counted 1.5x the ideal L2 sectors for
+  // them: H100, T = 64k, NSA [paper], the L2-bound selected forward 28.6 -> 21.8
+  // ms with the panels; bench/results/2026-11-26-h100-session10/s10run6.)
   scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
-    if (warpgroupMma()) {
-      stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
-                          /*commit=*/false);
-      stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
-                          /*commit=*/false);
-    } else {
-      if (expSwizzled()) {
-        stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
-                            /*commit=*/false);
-        stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
-                            /*commit=*/false);
-      } else {
-      stageRows(kBaseOf(buf), kPitch, C, Dk, p.k, keyRow(p.ks), /*wait=*/false, /*commit=*/false);
-      stageRows(vBaseOf(buf), vPitch, C, Dv, p.v, keyRow(p.vs), /*wait=*/false, /*commit=*/false);
-      }
-    }
+    stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
+                        /*commit=*/false);
+    stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
+                        /*commit=*/false);
     scf::YieldOp::create(h.b, h.loc);
   });
   commitStaged(h);
@@ -159,19 +151,18 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
   std::vector<Frag4> s(nTiles, Frag4{zero, zero, zero, zero});
   Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
   Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
-  // K (B operand, [key][dim]): matrices (dims 0-7 | 8-15) of keys 0-7, then of keys 8-15:
-  // two n-tiles per load.
-  Value kRow = h.add(kB, h.add(h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(kPitch)),
-                                         h.mul(matLo, h.c32(8))));
-  Value swzKey = h.add(kB, h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(64)));
-  Value swzX = arith::XOrIOp::create(h.b, h.loc, matLo, matRow);
+  // K (B operand, [key][dim], swizzled panels): matrices (dims 0-7 | 8-15) of
+  // keys 0-7, then of keys 8-15: two n-tiles per load. Lane row `key` holds its
+  // 16-byte chunk c of a panel at chunk c ^ (key % 8), and key % 8 = matRow.
+  Value keyRowBase = h.add(kB, h.mul(h.add(h.mul(matHi, h.c32(8)), matRow), h.c32(64)));
+  Value laneSwizzle = arith::XOrIOp::create(h.b, h.loc, matLo, matRow);
   for (int kk = 0; kk < Dk / 16; ++kk) {
     Frag4 a = queryFragment(kk);
-    Value swzCol = h.add(h.c32((kk / 4) * C * 64),
-                         h.mul(arith::XOrIOp::create(h.b, h.loc, swzX, h.c32((2 * kk) % 8)), h.c32(8)));
+    // Dims 16 kk + 8 matLo: chunk 2 kk + matLo, in panel kk / 4.
+    Value chunk = arith::XOrIOp::create(h.b, h.loc, laneSwizzle, h.c32((2 * kk) % 8));
+    Value at = h.add(keyRowBase, h.add(h.c32((kk / 4) * C * 64), h.mul(chunk, h.c32(8))));
     for (int n = 0; n < nTiles; n += 2) {
-      Frag4 b = expSwizzled() ? mma.loadMatrices(smem, h.add(h.add(swzKey, swzCol), h.c32(n * 8 * 64)), false)
-                              : mma.loadMatrices(smem, h.add(kRow, h.c32(n * 8 * kPitch + 16 * kk)), /*trans=*/false);
+      Frag4 b = mma.loadMatrices(smem, h.add(at, h.c32(n * 8 * 64)), /*trans=*/false);
       s[n] = mma.mma(a, Frag2{b[0], b[1]}, s[n]);
       s[n + 1] = mma.mma(a, Frag2{b[2], b[3]}, s[n + 1]);
     }
@@ -189,20 +180,18 @@ std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
                                                         Value vB) {
-  // V (B operand, [key][dim]) by ldmatrix.x4.trans: matrices (keys 0-7 | 8-15) of
-  // dims 0-7, then of dims 8-15: two n-tiles per load.
+  // V (B operand, [key][dim], swizzled panels) by ldmatrix.x4.trans: matrices
+  // (keys 0-7 | 8-15) of dims 0-7, then of dims 8-15: two n-tiles per load.
   Value mat = h.divs(ids.lane, h.c32(8)), matRow = h.rems(ids.lane, h.c32(8));
   Value matLo = h.rems(mat, h.c32(2)), matHi = h.divs(mat, h.c32(2));
-  Value vRow = h.add(vB, h.add(h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(vPitch)),
-                                         h.mul(matHi, h.c32(8))));
-  Value swzKey = h.add(vB, h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(64)));
-  Value swzX = arith::XOrIOp::create(h.b, h.loc, matHi, matRow);
+  Value keyRowBase = h.add(vB, h.mul(h.add(h.mul(matLo, h.c32(8)), matRow), h.c32(64)));
+  Value laneSwizzle = arith::XOrIOp::create(h.b, h.loc, matHi, matRow);
   for (int kk = 0; kk < C / 16; ++kk)
     for (int n = 0; n < Dv / 8; n += 2) {
-      Value swzCol = h.add(h.c32((n / 8) * C * 64 + 16 * kk * 64),
-                           h.mul(arith::XOrIOp::create(h.b, h.loc, swzX, h.c32(n % 8)), h.c32(8)));
-      Frag4 b = expSwizzled() ? mma.loadMatrices(smem, h.add(swzKey, swzCol), true)
-                              : mma.loadMatrices(smem, h.add(vRow, h.c32(16 * kk * vPitch + 8 * n)), /*trans=*/true);
+      // Dims 8 n + 8 matHi: chunk n % 8 + matHi of panel n / 8; keys 16 kk + ...
+      Value chunk = arith::XOrIOp::create(h.b, h.loc, laneSwizzle, h.c32(n % 8));
+      Value at = h.add(keyRowBase, h.add(h.c32((n / 8) * C * 64 + 16 * kk * 64), h.mul(chunk, h.c32(8))));
+      Frag4 b = mma.loadMatrices(smem, at, /*trans=*/true);
       o[n] = mma.mma(pFrags[kk], Frag2{b[0], b[1]}, o[n]);
       o[n + 1] = mma.mma(pFrags[kk], Frag2{b[2], b[3]}, o[n + 1]);
     }
@@ -434,17 +423,20 @@ LogicalResult ForwardKernelBuilder::build() {
     return emitError(h.loc, "incomplete or inconsistent tile configuration: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  // mma.sync reads padded rows (conflict-free ldmatrix); wgmma swizzled
-  // panels, every tile 1024-byte aligned (Q is W * 16 rows, C a multiple of 16).
+  // K/V chunks are swizzled panels (stageChunk). Q: swizzled panels for wgmma,
+  // every tile 1024-byte aligned (Q is W * 16 rows, C a multiple of 16); padded
+  // rows for mma.sync's ldmatrix (staged once; the panels after it stay
+  // 128-byte aligned: W * 16 * (Dk + 8) * 2 bytes with Dk a multiple of 64).
   const int pad = warpgroupMma() ? 0 : 8;
-  qPitch = Dk + pad, kPitch = Dk + pad, vPitch = Dv + pad;
-  qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (kPitch + vPitch);
+  qPitch = Dk + pad;
+  qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (Dk + Dv);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
-  // Two CTAs an SM where their shared memory allows: at most 128 registers a
-  // thread, else ptxas may take a few more (Dk = 192: 133) and halve the CTAs.
-  if (forwardRunsTwoCtasPerSm(spec))
-    entry.getParentOp()->setAttr("nvvm.minctasm", h.b.getI32IntegerAttr(2));
+  // As many CTAs an SM as their shared memory allows, where that leaves ptxas
+  // 128 registers a thread or more: a few more registers (Dk = 192 wgmma: 133;
+  // the [main] selected union kernel: 130) would cost a CTA.
+  if (int ctas = forwardMinCtasPerSm(spec))
+    entry.getParentOp()->setAttr("nvvm.minctasm", h.b.getI32IntegerAttr(ctas));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
 

@@ -104,6 +104,8 @@ constexpr int kTopNSharedBudgetWarpgroup = 110 * 1024;
 constexpr int kMaxSharedBytes = 227 * 1024;
 // Two CTAs share an SM's 228 KB when each takes at most this (1 KB a CTA is reserved).
 constexpr int kSharedBytesForTwoCtas = 113 * 1024;
+constexpr int kSharedBytesPerSm = 228 * 1024, kReservedBytesPerCta = 1024;
+constexpr int kRegistersPerSm = 65536;
 
 // wgmma tiles score a chunk of 64 compressed keys (one wgmma M tile) with whole warpgroups.
 bool topNWarpgroupTile(const KernelSpec &s, const TileConfig &t) {
@@ -408,11 +410,18 @@ int forwardStages(const KernelSpec &s) {
   return keepsTwoCtas && three <= kMaxSharedBytes ? 3 : 2;
 }
 
-bool forwardRunsTwoCtasPerSm(const KernelSpec &s) {
+int forwardMinCtasPerSm(const KernelSpec &s) {
+  // The CTAs that fill the register file at 128 registers a thread, where the
+  // shared memory fits them (an SM's 228 KB, 1 KB a CTA reserved).
   KernelSpec filled = s;
   filled.tile = defaultTileConfig(s);
-  return forwardUsesWarpgroupMma(filled) && filled.tile.warps <= 8 &&
-         warpgroupForwardBytes(filled.tile, s, forwardStages(s)) <= kSharedBytesForTwoCtas;
+  const int threads = filled.tile.warps * 32;
+  if (threads <= 0 || kRegistersPerSm % (128 * threads) != 0)
+    return 0;
+  const int ctas = kRegistersPerSm / (128 * threads);
+  const int bytes = forwardUsesWarpgroupMma(filled) ? warpgroupForwardBytes(filled.tile, s, forwardStages(s))
+                                                    : sharedMemoryBytes(filled);
+  return ctas >= 2 && ctas * (bytes + kReservedBytesPerCta) <= kSharedBytesPerSm ? ctas : 0;
 }
 
 int sharedMemoryBytes(const KernelSpec &s) {
@@ -424,7 +433,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
     filled.tile = t;
     if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
       return warpgroupForwardBytes(t, s, forwardStages(s));
-    int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (kRow + vRow);
+    // Padded Q rows (ldmatrix), K/V chunks in swizzled panels.
+    int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
     return bytes;

@@ -11,7 +11,9 @@
 // CHECK: gpu.module @nsa_kernels
 // CHECK: llvm.mlir.global external @nsa_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK: gpu.func @nsa_selected_fwd(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i64
-// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
+// (Four CTAs of 128 threads fill the register file at 128 registers a thread
+// and fit the shared memory: ptxas is held to 128.)
 // The union schedule: the tokens' index lists are read once into shared memory,
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
 // flight while the iteration waits for its own) and a warp none of whose rows
@@ -20,7 +22,11 @@
 // CHECK: scf.for
 // CHECK: llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> i32
 // CHECK: nvvm.barrier0
+// K/V chunks go to 128-byte-swizzled panels (chunk ^ row % 8), which ldmatrix
+// reads back with the same xor.
 // CHECK: scf.for
+// CHECK: arith.xori
+// CHECK: nvvm.cp.async.shared.global {{.*}} cache =  cg
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: nvvm.cp.async.wait.group 1
@@ -73,7 +79,7 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
 // CHECK: cvt.rn.f16x2.f32
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
-// SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
 // SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
 // SM80-NOT: wgmma
 func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)

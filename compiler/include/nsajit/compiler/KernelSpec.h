@@ -107,9 +107,11 @@ bool topNUsesWarpgroupMma(const KernelSpec &spec);
 // unpadded swizzled panels in a ring of forwardStages() K/V chunk buffers.
 bool forwardUsesWarpgroupMma(const KernelSpec &spec);
 int forwardStages(const KernelSpec &spec);
-// Whether two CTAs of that wgmma forward fit an SM (shared memory, 8 warps or
-// fewer): the kernel then asks ptxas for registers enough for two (<= 128).
-bool forwardRunsTwoCtasPerSm(const KernelSpec &spec);
+// The CTAs an SM the forward kernel asks ptxas to leave registers for
+// (nvvm.minctasm; 0: no bound): those that fill the register file at 128
+// registers a thread (2 of 256 threads, 4 of 128), where their shared memory
+// fits an SM, so that a few registers more do not cost a CTA.
+int forwardMinCtasPerSm(const KernelSpec &spec);
 int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 
 // The selected forward's union schedule: at most this many tokens per CTA (its
