@@ -71,81 +71,78 @@ private:
   Value loadF32(Arg t, Value off) { return h.load(h.f32(), h.gep(p.ptr[t], h.f32(), off), 4); }
   void storeF32(Arg t, Value off, Value v) { h.store(v, h.gep(p.ptr[t], h.f32(), off), 4); }
   Value smemAt(int byteOffset) { return h.gep(smem, h.b.getI8Type(), h.c32(byteOffset)); }
-  void stage(int elemBase, int pitch, int rows, int dim, Arg t, const RowOffsetFn &fn) {
-    stageRows(h, ids, W * 32, smem, h.c32(elemBase), pitch, rows, dim, p.ptr[t], fn);
-  }
-  // The same copies left in flight (the caller commits and waits: a pipeline).
-  void stageAsync(Value elemBase, int pitch, int rows, int dim, Arg t, const RowOffsetFn &fn) {
-    stageRows(h, ids, W * 32, smem, elemBase, pitch, rows, dim, p.ptr[t], fn, /*wait=*/false, /*commit=*/false);
-  }
   // Fragments by ldmatrix.x4: lane l addresses row l % 8 of 8x8 matrix l / 8;
   // `lo` = (l / 8) % 2 and `hi` = l / 16 pick the matrix's 8-row / 8-column block.
   Value matRow() { return h.rems(ids.lane, h.c32(8)); }
   Value matLo() { return h.rems(h.divs(ids.lane, h.c32(8)), h.c32(2)); }
   Value matHi() { return h.divs(ids.lane, h.c32(16)); }
-  Value rowStart(Value elemBase, int pitch, Value row, Value col) {
-    return h.add(elemBase, h.add(h.mul(row, h.c32(pitch)), col));
-  }
-  // A fragment of 16 rows x 16 columns (k = 16kk..) of a row-major smem tile:
-  // matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
-  Frag4 loadA(Value elemBase, int pitch, Value firstRow, int kk) {
-    Value row = h.add(firstRow, h.add(h.mul(matLo(), h.c32(8)), matRow()));
-    Value col = h.add(h.c32(16 * kk), h.mul(matHi(), h.c32(8)));
-    return mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), false);
-  }
-  // B fragments (k = 16kk.. along the row, n = rows nRow..nRow+7 and nRow+8..+15) of a
-  // row-major tile (B = tile^T): matrices (k 0-7 | 8-15) of rows 0-7, then of rows 8-15.
-  std::array<Frag2, 2> loadBTransposed2(Value elemBase, int pitch, int nRow, int kk) {
-    Value row = h.add(h.c32(nRow), h.add(h.mul(matHi(), h.c32(8)), matRow()));
-    Value col = h.add(h.c32(16 * kk), h.mul(matLo(), h.c32(8)));
-    Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), false);
-    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
-  }
-  // acc[n] += A B^T for the 16 rows of A from aRow (row-major tile at aBase) and the
-  // 8 acc.size() rows of the B tile (row-major at bBase), over `depth` columns.
-  void mmaABt(std::vector<Frag4> &acc, int aBase, int aPitch, Value aRow, int bBase, int bPitch, int depth) {
-    mmaABt(acc, h.c32(aBase), aPitch, aRow, h.c32(bBase), bPitch, depth);
-  }
-  void mmaABt(std::vector<Frag4> &acc, Value aBase, int aPitch, Value aRow, Value bBase, int bPitch, int depth) {
-    for (int kk = 0; kk < depth / 16; ++kk) {
-      Frag4 a = loadA(aBase, aPitch, aRow, kk);
-      for (std::size_t n = 0; n < acc.size(); n += 2) {
-        auto b = loadBTransposed2(bBase, bPitch, 8 * static_cast<int>(n), kk);
-        acc[n] = mma.mma(a, b[0], acc[n]);
-        acc[n + 1] = mma.mma(a, b[1], acc[n + 1]);
-      }
-    }
-  }
-  // B fragments (k = rows 16kk.., n = columns nCol..nCol+7 and nCol+8..+15) of a
-  // row-major tile, transposed by ldmatrix: matrices (rows 0-7 | 8-15) of columns
-  // 0-7, then of columns 8-15.
-  std::array<Frag2, 2> loadB2(int elemBase, int pitch, int kk, int nCol) {
-    return loadB2(h.c32(elemBase), pitch, kk, nCol);
-  }
-  std::array<Frag2, 2> loadB2(Value elemBase, int pitch, int kk, int nCol) {
-    Value row = h.add(h.c32(16 * kk), h.add(h.mul(matLo(), h.c32(8)), matRow()));
-    Value col = h.add(h.c32(nCol), h.mul(matHi(), h.c32(8)));
-    Frag4 m = mma.loadMatrices(smem, rowStart(elemBase, pitch, row, col), true);
-    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
-  }
-  // wgmma on 128-byte-swizzled tiles (backwardUsesWarpgroupMma), else mma.sync on padded rows.
+  // wgmma (backwardUsesWarpgroupMma), else mma.sync.
   bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
-  // Row padding of the shared tiles (elements): mma.sync reads padded rows
-  // (conflict-free ldmatrix), wgmma swizzled panels (every tile 1024-byte aligned).
-  int rowPad() const { return warpgroupMma() ? 0 : 8; }
-  // A shared tile of `rows` rows: row-major with `pitch` (mma.sync) or in
-  // swizzled panels (wgmma, pitch = its width) from element `elemBase`.
+  // Shared tiles are 128-byte-swizzled panels on sm_90a (wgmma needs them; for
+  // mma.sync's ldmatrix they also keep a row's copies on whole 128-byte lines:
+  // padded rows cost 1.5x the ideal L2 sectors, see stageChunk in
+  // ForwardAttention.cpp), padded rows on sm_80 (the swizzled addresses there
+  // cost registers: dK/dV spills of 276-356 bytes with Dk = 128).
+  bool swizzledTiles() const { return warpgroupMma() || spec.arch == Arch::SM90a; }
+  int rowPad() const { return swizzledTiles() ? 0 : 8; }
+  // A shared tile of `rows` rows from element `elemBase`: row-major with `pitch`
+  // (padded rows) or in swizzled panels (pitch = its width).
   struct Tile {
     Value elemBase;
     int pitch, rows;
   };
+  // The element address of this lane's 8 columns c0 + 8 matX (c0 a multiple of
+  // 16) of tile row `row` (a multiple of 8 plus matRow). Swizzled panels: chunk
+  // c of a panel's row r sits at chunk c ^ (r % 8).
+  Value tileAt(const Tile &t, Value row, int c0, Value matX) {
+    if (!swizzledTiles())
+      return h.add(t.elemBase, h.add(h.mul(row, h.c32(t.pitch)), h.add(h.c32(c0), h.mul(matX, h.c32(8)))));
+    Value chunk = arith::XOrIOp::create(h.b, h.loc, arith::XOrIOp::create(h.b, h.loc, matX, matRow()),
+                                        h.c32((c0 / 8) % 8));
+    return h.add(t.elemBase,
+                 h.add(h.c32((c0 / 64) * t.rows * 64), h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8)))));
+  }
+  // A fragment of 16 rows x 16 columns (k = 16kk..) of a tile:
+  // matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) in a0..a3 order.
+  Frag4 loadA(const Tile &t, Value firstRow, int kk) {
+    Value row = h.add(firstRow, h.add(h.mul(matLo(), h.c32(8)), matRow()));
+    return mma.loadMatrices(smem, tileAt(t, row, 16 * kk, matHi()), false);
+  }
+  // B fragments (k = 16kk.. along the row, n = rows nRow..nRow+7 and nRow+8..+15) of a
+  // tile (B = tile^T): matrices (k 0-7 | 8-15) of rows 0-7, then of rows 8-15.
+  std::array<Frag2, 2> loadBTransposed2(const Tile &t, int nRow, int kk) {
+    Value row = h.add(h.c32(nRow), h.add(h.mul(matHi(), h.c32(8)), matRow()));
+    Frag4 m = mma.loadMatrices(smem, tileAt(t, row, 16 * kk, matLo()), false);
+    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
+  }
+  // acc[n] += A B^T for the 16 rows of tile A from aRow and the 8 acc.size()
+  // rows of tile B, over `depth` columns.
+  void mmaABt(std::vector<Frag4> &acc, const Tile &a, Value aRow, const Tile &b, int depth) {
+    for (int kk = 0; kk < depth / 16; ++kk) {
+      Frag4 af = loadA(a, aRow, kk);
+      for (std::size_t n = 0; n < acc.size(); n += 2) {
+        auto bf = loadBTransposed2(b, 8 * static_cast<int>(n), kk);
+        acc[n] = mma.mma(af, bf[0], acc[n]);
+        acc[n + 1] = mma.mma(af, bf[1], acc[n + 1]);
+      }
+    }
+  }
+  // B fragments (k = rows 16kk.., n = columns nCol..nCol+7 and nCol+8..+15) of a
+  // tile, transposed by ldmatrix: matrices (rows 0-7 | 8-15) of columns 0-7,
+  // then of columns 8-15.
+  std::array<Frag2, 2> loadB2(const Tile &t, int kk, int nCol) {
+    Value row = h.add(h.c32(16 * kk), h.add(h.mul(matLo(), h.c32(8)), matRow()));
+    Frag4 m = mma.loadMatrices(smem, tileAt(t, row, nCol, matHi()), true);
+    return {Frag2{m[0], m[1]}, Frag2{m[2], m[3]}};
+  }
   // Copies `rows` rows of `dim` columns of tensor t into `tile`'s layout (left in flight).
   void stageTileAsync(const Tile &tile, int dim, Arg t, const RowOffsetFn &fn) {
-    if (warpgroupMma())
+    if (swizzledTiles())
       stageSwizzledPanels(h, ids, W * 32, smem, tile.elemBase, tile.rows, dim, p.ptr[t], fn, /*wait=*/false,
                           /*commit=*/false);
     else
-      stageAsync(tile.elemBase, tile.pitch, tile.rows, dim, t, fn);
+      stageRows(h, ids, W * 32, smem, tile.elemBase, tile.pitch, tile.rows, dim, p.ptr[t], fn, /*wait=*/false,
+                /*commit=*/false);
   }
   // Makes the staged tiles readable by wgmma (after the copies completed,
   // before the barrier); nothing for mma.sync.
@@ -200,7 +197,7 @@ std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std:
     Value warpRow = h.mul(ids.warp, h.c32(16));
     for (auto &[a, b, depth] : ops) {
       std::vector<Frag4> acc(b.rows / 8, Frag4{zero, zero, zero, zero});
-      mmaABt(acc, a.elemBase, a.pitch, warpRow, b.elemBase, b.pitch, depth);
+      mmaABt(acc, a, warpRow, b, depth);
       out.push_back(std::move(acc));
     }
     return out;
@@ -235,7 +232,7 @@ void BackwardKernelBuilder::accumulateAB(ArrayRef<std::vector<Frag4> *> acc, Arr
       for (size_t i = 0; i < acc.size(); ++i) {
         std::vector<Frag4> &d = *acc[i];
         for (size_t n = 0; n < d.size(); n += 2) {
-          auto bf = loadB2(b[i].elemBase, b[i].pitch, static_cast<int>(kk), 8 * static_cast<int>(n));
+          auto bf = loadB2(b[i], static_cast<int>(kk), 8 * static_cast<int>(n));
           d[n] = mma.mma(a[i][kk], bf[0], d[n]);
           d[n + 1] = mma.mma(a[i][kk], bf[1], d[n + 1]);
         }

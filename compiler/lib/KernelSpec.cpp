@@ -426,7 +426,7 @@ int forwardMinCtasPerSm(const KernelSpec &s) {
 
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
-  const int kRow = (s.headDimQK + 8) * 2, vRow = (s.headDimV + 8) * 2;
+  const int kRow = (s.headDimQK + 8) * 2; // the mma.sync forward's padded Q rows
   switch (s.pass) {
   case KernelPass::Forward: {
     KernelSpec filled = s;
@@ -441,16 +441,17 @@ int sharedMemoryBytes(const KernelSpec &s) {
   }
   case KernelPass::BackwardDQ: {
     // The selected per-token schedule keeps one K/V buffer; its union schedule adds its block lists.
+    // Tiles in swizzled panels on sm_90a, padded rows on sm_80.
     const bool perToken = s.branch == Branch::Selected && t.tokensPerCta == 1;
-    int bytes = t.warps * 16 * (kRow + vRow) + (perToken ? 1 : 2) * t.kvChunk * (kRow + vRow);
+    const int pad = s.arch == Arch::SM90a ? 0 : 8, rowBytes = (s.headDimQK + s.headDimV + 2 * pad) * 2;
+    int bytes = t.warps * 16 * rowBytes + (perToken ? 1 : 2) * t.kvChunk * rowBytes;
     if (s.branch == Branch::Selected && !perToken)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
     return bytes;
   }
   case KernelPass::BackwardDKDV: {
-    KernelSpec filled = s;
-    filled.tile = t;
-    const int pad = backwardUsesWarpgroupMma(filled) ? 0 : 8; // wgmma: swizzled panels, no padding
+    // Tiles in swizzled panels on sm_90a, padded rows on sm_80.
+    const int pad = s.arch == Arch::SM90a ? 0 : 8;
     const int k = (s.headDimQK + pad) * 2, v = (s.headDimV + pad) * 2, rows = t.tokensPerCta * s.group;
     const int list = s.branch == Branch::Selected ? 2048 * t.warps : 0;
     return t.kvChunk * (k + v) + 2 * (rows * (k + v + 16) + t.tokensPerCta * 4) + 8 + 32 + list;

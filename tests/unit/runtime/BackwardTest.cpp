@@ -855,9 +855,12 @@ TEST_F(FakeGpuBackward, SharedMemoryIsOptedInPerKernel) {
   EXPECT_EQ(launches[0].shared, unsigned(sharedMemoryBytes(
                                     specFromConfig(&cfg, Branch::Window, Arch::SM90a, KernelPass::BackwardPreprocess))));
 
-  // A GPU with less shared memory than the largest backward kernel needs:
-  // UNSUPPORTED, and nothing launched although the other kernels load.
-  KernelSpec largest = sharedMemoryBytes(dkdv) >= sharedMemoryBytes(dq) ? dkdv : dq;
+  // A GPU (sm_86: the sm_80 kernels, whose tiles are padded rows) with less
+  // shared memory than the largest backward kernel needs: UNSUPPORTED, and
+  // nothing launched although the other kernels load.
+  KernelSpec dq80 = specFromConfig(&cfg, Branch::Window, Arch::SM80, KernelPass::BackwardDQ);
+  KernelSpec dkdv80 = specFromConfig(&cfg, Branch::Window, Arch::SM80, KernelPass::BackwardDKDV);
+  KernelSpec largest = sharedMemoryBytes(dkdv80) >= sharedMemoryBytes(dq80) ? dkdv80 : dq80;
   fake.fakecuda_reset();
   fake.fakecuda_set_device(1, 8, 6, "Fake RTX A6000", sharedMemoryBytes(largest) - 16, 0);
   nsajit_context *small = create();
