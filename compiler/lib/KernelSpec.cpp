@@ -301,20 +301,25 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     return t;
   }
   if (s.branch == Branch::Selected && (s.pass == KernelPass::Forward || s.pass == KernelPass::BackwardDQ)) {
-    // The union schedule over about 64 query rows, 32 for Dk > 128 (H100, T = 64k, G = 16:
-    // 4 tokens x 32-key chunks took 13.0 ms on local and 24.4 ms on random indices, against
-    // 26.9 and 25.8 ms for one token per CTA; with Dk = 192 the tuner found 2 tokens 1.11x
-    // faster than 4); small chunks keep the registers low enough for two CTAs an SM.
+    // The union schedule over about 32 query rows (2 tokens of G = 16), with 64-key chunks
+    // for Dk <= 128, 32 above. H100, T = 64k, G = 16, random / local indices, ms, on the
+    // swizzled K/V (s10run8): Dk = 128, 2 tokens x 64 keys 18.3 / 13.2, 4 tokens x 32 keys
+    // (the default before) 21.0 / 11.8, 2 x 32 18.6 / 13.8, one token 17.0 / 15.8; Dk = 192,
+    // 2 x 32 22.9 / 16.9, 2 x 64 25.0 / 17.8, 4 x 32 26.3 / 14.8, one token 24.5 / 24.1.
+    // (Before the swizzled K/V, 4 tokens led with Dk = 128: 13.0 / 24.4 against 26.9 / 25.8
+    // for one token.)
     // The dQ kernel: about 32 rows for every Dk (H100, T = 64k, G = 16, bwd_pre + bwd_dq + bwd_dkdv in ms,
     // 1 / 2 / 4 tokens: Dk = 128 random 44.3 / 42.7 / 51.4, local 45.8 / 41.3 / 37.9; Dk = 192 random
     // 57.2 / 59.6 / 72.1, local 60.9 / 53.2 / 51.9; bench/results/2026-11-26-h100-session6/s6run8).
-    const int unionRows = s.pass == KernelPass::BackwardDQ || s.headDimQK > 128 ? 32 : 64;
+    const int unionRows = 32;
     if (!t.tokensPerCta)
       t.tokensPerCta = t.warps ? std::max(1, t.warps * 16 / s.group) : std::clamp(unionRows / s.group, 2, kMaxUnionTokens);
     if (!t.warps) t.warps = std::max(1, (t.tokensPerCta * s.group + 15) / 16);
     // (The dQ kernel's per-token schedule keeps its larger chunks: one buffer, one warp for G = 16.)
     const bool perTokenDq = s.pass == KernelPass::BackwardDQ && t.tokensPerCta == 1;
-    if (!t.kvChunk) t.kvChunk = perTokenDq ? std::min(s.slcBlock, chunkCap) : std::min({s.slcBlock, chunkCap, 32});
+    const int unionChunk = s.pass == KernelPass::Forward && s.headDimQK <= 128 ? 64 : 32;
+    if (!t.kvChunk)
+      t.kvChunk = perTokenDq ? std::min(s.slcBlock, chunkCap) : std::min({s.slcBlock, chunkCap, unionChunk});
   } else if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
     if (!t.warps) t.warps = std::max(1, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = 1;

@@ -1,10 +1,11 @@
 // RUN: nsa-opt %s --nsa-configure-tiles | FileCheck %s
 // RUN: nsa-opt %s --nsa-configure-tiles="chip=sm_80" | FileCheck %s --check-prefix=SM80
 
-// The selected branch takes the union schedule: about 64 query-head rows (16 a
-// warp) of at least 2 tokens, 32-key chunks at most (within the selection block).
+// The selected branch takes the union schedule: about 32 query-head rows (16 a
+// warp) of at least 2 tokens, 64-key chunks at most for Dk <= 128 (32 above;
+// within the selection block).
 // CHECK-LABEL: func.func @selected_g16
-// CHECK: nsa.selected_attention {{.*}}tile = #nsa.tile<warps = 4, tokens = 4, kv_chunk = 32>
+// CHECK: nsa.selected_attention {{.*}}tile = #nsa.tile<warps = 2, tokens = 2, kv_chunk = 64>
 func.func @selected_g16(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xbf16>, %v: tensor<?x?x1x128xbf16>,
                         %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>) {
   %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 16>}

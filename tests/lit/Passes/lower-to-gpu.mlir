@@ -11,9 +11,10 @@
 // CHECK: gpu.module @nsa_kernels
 // CHECK: llvm.mlir.global external @nsa_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK: gpu.func @nsa_selected_fwd(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i64
-// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
-// (Four CTAs of 128 threads fill the register file at 128 registers a thread
-// and fit the shared memory: ptxas is held to 128.)
+// CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>}
+// (Eight CTAs of 64 threads would fill the register file at 128 registers a
+// thread, but the shared memory holds four: no register bound. The sm_80 window
+// kernel below gets one: four CTAs of 128 threads fit.)
 // The union schedule: the tokens' index lists are read once into shared memory,
 // the chunk loop is software-pipelined (the next chunk's cp.async group in
 // flight while the iteration waits for its own) and a warp none of whose rows

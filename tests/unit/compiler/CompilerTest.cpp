@@ -69,8 +69,9 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
         ASSERT_EQ(validate(s), "") << s.str();
         EXPECT_GE(s.tile.warps * 16, s.tile.tokensPerCta * g) << s.str();
         EXPECT_LE(sharedMemoryBytes(s), 227 * 1024) << s.str();
-        if (b == Branch::Selected) { // the union schedule over about 64 rows, at least 2 tokens
-          EXPECT_EQ(s.tile.tokensPerCta, std::clamp((dk > 128 ? 32 : 64) / g, 2, kMaxUnionTokens)) << s.str();
+        if (b == Branch::Selected) { // the union schedule over about 32 rows, at least 2 tokens
+          EXPECT_EQ(s.tile.tokensPerCta, std::clamp(32 / g, 2, kMaxUnionTokens)) << s.str();
+          EXPECT_EQ(s.tile.kvChunk, dk > 128 ? 32 : 64) << s.str();
           EXPECT_EQ(s.tile.warps, (s.tile.tokensPerCta * g + 15) / 16) << s.str();
         }
         if (b == Branch::Selected) { // its dQ kernel: the union over about 32 rows; per token: its own chunks
@@ -272,7 +273,7 @@ TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
             std::string::npos);
   EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
   KernelSpec selected = spec(Branch::Selected);
-  ASSERT_EQ(defaultTileConfig(selected).warps, 4);
+  ASSERT_EQ(defaultTileConfig(selected).warps, 2); // 2 tokens of G = 16: no whole warpgroup
   ASSERT_EQ(compileKernel(selected, r), "");
   EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
 }

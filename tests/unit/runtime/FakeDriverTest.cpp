@@ -637,7 +637,7 @@ TEST_F(FakeGpu, LaunchFailuresAreDriverErrors) {
   Tensors t(cfg, Branch::Selected, 1, 64);
   fake.fakecuda_set_launch_result(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES);
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_DRIVER_ERROR, "cuLaunchKernel(nsa_selected_fwd",
-                    "grid (16, 4, 1)", // 64 tokens, 4 per CTA (the union schedule)
+                    "grid (32, 4, 1)", // 64 tokens, 2 per CTA (the union schedule)
                     "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (too many resources requested for launch)");
   fake.fakecuda_set_launch_result(CUDA_ERROR_OUT_OF_MEMORY);
   EXPECT_ERROR_WITH(selected(ctx, t, 1, 64), NSAJIT_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY");

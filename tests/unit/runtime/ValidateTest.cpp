@@ -82,8 +82,8 @@ TEST(Validate, SelectedLaunchMatchesTheKernelAbi) {
   KernelSpec expect = withDefaultTiles(specFromConfig(&r.cfg, Branch::Selected, Arch::SM90a));
   EXPECT_EQ(p.spec, expect);
   EXPECT_EQ(p.spec.arch, Arch::SM90a);
-  EXPECT_EQ(p.spec.tile.tokensPerCta, 4); // the union schedule over 64 rows of G = 16
-  EXPECT_EQ(p.grid[0], 250u);             // ceil(T / 4)
+  EXPECT_EQ(p.spec.tile.tokensPerCta, 2); // the union schedule over 32 rows of G = 16
+  EXPECT_EQ(p.grid[0], 500u);             // ceil(T / 2)
   EXPECT_EQ(p.grid[1], 4u);    // H
   EXPECT_EQ(p.grid[2], 3u);    // B
   EXPECT_EQ(p.threads, static_cast<unsigned>(threadsPerCta(p.spec)));
