@@ -72,6 +72,9 @@ TEST(KernelSpec, DefaultTilesCoverTheGroup) {
         if (b == Branch::Selected) { // the union schedule over about 32 rows, at least 2 tokens
           EXPECT_EQ(s.tile.tokensPerCta, std::clamp(32 / g, 2, kMaxUnionTokens)) << s.str();
           EXPECT_EQ(s.tile.kvChunk, dk > 128 ? 32 : 64) << s.str();
+          KernelSpec perToken = spec(b, dk, 64, g); // one token a CTA keeps 32-key chunks
+          perToken.tile.tokensPerCta = 1;
+          EXPECT_EQ(withDefaultTiles(perToken).tile.kvChunk, 32) << perToken.str();
           EXPECT_EQ(s.tile.warps, (s.tile.tokensPerCta * g + 15) / 16) << s.str();
         }
         if (b == Branch::Selected) { // its dQ kernel: the union over about 32 rows; per token: its own chunks
