@@ -81,8 +81,8 @@ private:
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * Dk)); }
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
-  // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync on
-  // padded rows. Not the selected branch: with G = 16 a warpgroup spans 4
+  // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync (K/V
+  // swizzled, Q in padded rows). Not the selected branch: with G = 16 a warpgroup spans 4
   // tokens and computes every block any of them selected, where a warp skips
   // the blocks of other tokens (H100, T = 64k, random indices: 26.4 ms
   // against 24.0 with mma.sync; local 11.7 against 12.3).
