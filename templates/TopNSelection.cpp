@@ -38,7 +38,7 @@ public:
   TopNKernelBuilder(OpBuilder &b, Location loc, const KernelSpec &spec, StringRef name)
       : name(name.str()), h(b, loc), mma(h, spec.dtype), wg(h, spec.dtype), spec(spec), Dk(spec.headDimQK), G(spec.group),
         W(spec.tile.warps), TPC(spec.tile.tokensPerCta), C(spec.tile.kvChunk), N(spec.slcCount),
-        win(topNWindow(spec)) {}
+        a(spec.slcBlock / spec.cmpStride), bb(spec.cmpBlock / spec.cmpStride), win(topNWindow(spec)) {}
 
   LogicalResult build();
 
@@ -86,7 +86,7 @@ private:
   void scoreWindow(Value w, Value J0, Value nBlocks, Value totalChunks, Value keysEnd);
   // The first key of chunk g of the stream of compressed keys (see scoreWindow).
   Value chunkKey(Value g) {
-    return h.sub(h.mul(g, h.c32(C)), h.c32(spec.slcBlock / spec.cmpStride - 1));
+    return h.sub(h.mul(g, h.c32(C)), h.c32(a - 1));
   }
   // Rows of the chunk from keyStart: keys below 0 or from keysEnd are zeros.
   RowOffsetFn keyRows(Value keyStart, Value keysEnd) {
@@ -173,6 +173,9 @@ private:
   WarpgroupMma wg;
   const KernelSpec &spec;
   const int Dk, G, W, TPC, C, N;
+  // eq. 9's l' / d and l / d: compressed tokens a selection block strides over and a compressed
+  // block spans (bb - 1 of them are shared by two windows' block sums).
+  const int a, bb;
   TopNWindow win;
   // Shared memory: Q rows and the key chunk (two with wgmma; in 16-bit elements), then per-token
   // arrays (byte offsets): compressed-token scores [TPC][cmpCapacity], block
@@ -202,7 +205,6 @@ private:
 // first chunk arrives during the merge. (Before, the paper's windows of 257 keys
 // took five 64-key chunks, the last holding one key, and restarted the copies.)
 void TopNKernelBuilder::scoreWindow(Value w, Value J0, Value nBlocks, Value totalChunks, Value keysEnd) {
-  const int a = spec.slcBlock / spec.cmpStride, bb = spec.cmpBlock / spec.cmpStride;
   const int carried = bb - 1, chunksPerWindow = a * win.blocks / C;
   Value zero = h.cf(0.0f);
   // Position 0 of the window's scores is key iBase; positions 0 .. carried - 1
@@ -289,7 +291,7 @@ void TopNKernelBuilder::scoreWindow(Value w, Value J0, Value nBlocks, Value tota
 // from position a x blocks on. After the merge, which keeps its survivors'
 // indices in the first `blocks` positions (below a x blocks).
 void TopNKernelBuilder::carryWindowTail() {
-  const int a = spec.slcBlock / spec.cmpStride, carried = spec.cmpBlock / spec.cmpStride - 1;
+  const int carried = bb - 1;
   if (carried == 0) return;
   forOwnTokens([&](Value tl, Value) {
     Value cmpRow = h.mul(tl, h.c32(win.cmpCapacity));
@@ -709,7 +711,7 @@ LogicalResult TopNKernelBuilder::build() {
   forThreads(h.c32(TPC), [&](Value tl) { stI(thrOff, tl, h.c32(keyOf(kEmpty))); });
 
   // Windows of the selection blocks the last token sees (earlier tokens see a prefix).
-  const int a = spec.slcBlock / spec.cmpStride, carried = spec.cmpBlock / spec.cmpStride - 1;
+  const int carried = bb - 1;
   Value blocks = h.add(h.divs(tLast, h.c32(spec.slcBlock)), h.c32(1));
   Value windows = h.ceilDiv(blocks, h.c32(win.blocks));
   // The keys scored: those the last token sees, up to the last block's a x j.
