@@ -3,6 +3,7 @@
 #include "IRBuilderHelpers.h"
 #include "KernelCommon.h"
 #include "SelectedBlockUnion.h"
+#include "SharedBarrier.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -59,12 +60,22 @@ private:
                  bool wait = true, bool commit = true);
   // Starts the copies of the K and V rows keyStart .. keyStart + C - 1 into
   // buffer `buf` (nothing when !active) as one cp.async group.
-  void stageChunk(Value buf, Value keyStart, Value active);
+  void stageChunk(Value buf, Value keyStart, Value active) { stageChunk(buf, keyStart, active, ids, W * 32); }
+  // The same copies by `threads` threads numbered by who.tid.
+  void stageChunk(Value buf, Value keyStart, Value active, const ThreadIds &who, int threads);
   // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
   // log2 of each row's multiplicity of the chunk's block, added to its scores.
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
   // The online softmax over the CTA's chunks (see its comment).
   SoftmaxState walkChunks(const SoftmaxState &init);
+  // Warp specialisation (forwardWarpSpecialised): the producer warp's copies
+  // and the consumer warpgroups' online softmax over the ring of chunks,
+  // handed over by a `full` and an `empty` mbarrier a buffer.
+  void produceChunks();
+  SoftmaxState consumeChunks(const SoftmaxState &init);
+  SharedBarrier ringBarrier(Value buf, bool full) {
+    return SharedBarrier(h, smem, h.add(h.c32(barrierBase), h.mul(h.add(buf, h.c32(full ? 0 : stages)), h.c32(8))));
+  }
   std::pair<Value, Value> chunkAt(Value c);
   // The tensor-core products of a chunk step: S = Q K^T (C/8 tiles of this
   // warp's 16 rows) and O += P V with P as A fragments (C/16 of them).
@@ -100,6 +111,8 @@ private:
   // Shared layout, in elements: Q rows, then the `stages` K/V chunk buffers,
   // then the union.
   int qPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
+  const bool specialised = forwardWarpSpecialised(spec);
+  int barrierBase = 0; // bytes: the ring's mbarriers (specialised)
   Params p;
   ThreadIds ids;
   Value group, tig, batch, kvHead, t0, smem;
@@ -113,7 +126,7 @@ void ForwardKernelBuilder::stageRows(Value smemElemBase, int pitch, int rows, in
   tpl::stageRows(h, ids, W * 32, smem, smemElemBase, pitch, rows, dim, src, rowOffset, wait, commit);
 }
 
-void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
+void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active, const ThreadIds &who, int threads) {
   // Zeros outside [0, kvLen).
   auto keyRow = [&](Value strides[3]) {
     return [&, strides](Value row) -> std::pair<Value, Value> {
@@ -131,9 +144,9 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active) {
   // them: H100, T = 64k, NSA [paper], the L2-bound selected forward 28.6 -> 21.8
   // ms with the panels; bench/results/2026-11-26-h100-session10/s10run6.)
   scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
-    stageSwizzledPanels(h, ids, W * 32, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
+    stageSwizzledPanels(h, who, threads, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
                         /*commit=*/false);
-    stageSwizzledPanels(h, ids, W * 32, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
+    stageSwizzledPanels(h, who, threads, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
                         /*commit=*/false);
     scf::YieldOp::create(h.b, h.loc);
   });
@@ -383,6 +396,70 @@ SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
   return SoftmaxState::unflatten(loop.getResults(), oTiles);
 }
 
+void ForwardKernelBuilder::produceChunks() {
+  // Chunk c goes into buffer c % S once the consumers released that buffer's
+  // previous chunk (its (c / S - 1)-th `empty` phase). The lanes then wait for
+  // chunk c - (S - 2), make it visible to wgmma's async proxy and announce it
+  // (32 arrivals complete a `full` phase): S - 2 chunks stay in flight behind
+  // the one being announced.
+  const int S = stages;
+  ThreadIds lanes = ids;
+  lanes.tid = ids.lane;
+  auto announce = [&](Value c) {
+    fenceAsyncProxy(h);
+    ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).arrive();
+  };
+  scf::ForOp::create(h.b, h.loc, h.c32(0), numChunks, h.c32(1), ValueRange{},
+                     [&](OpBuilder &, Location, Value c, ValueRange) {
+                       Value buf = h.rems(c, h.c32(S));
+                       scf::IfOp::create(h.b, h.loc, h.ge(c, h.c32(S)), [&](OpBuilder &, Location) {
+                         ringBarrier(buf, /*full=*/false).wait(h.band(h.sub(h.divs(c, h.c32(S)), h.c32(1)), h.c32(1)));
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+                       auto [start, active] = chunkAt(c);
+                       stageChunk(buf, start, active, lanes, 32);
+                       waitStaged(h, S - 2);
+                       Value ready = h.sub(c, h.c32(S - 2));
+                       scf::IfOp::create(h.b, h.loc, h.ge(ready, h.c32(0)), [&](OpBuilder &, Location) {
+                         announce(ready);
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+  // The last S - 2 chunks.
+  waitStaged(h);
+  scf::ForOp::create(h.b, h.loc, h.maxs(h.sub(numChunks, h.c32(S - 2)), h.c32(0)), numChunks, h.c32(1),
+                     ValueRange{}, [&](OpBuilder &, Location, Value c, ValueRange) {
+                       announce(c);
+                       scf::YieldOp::create(h.b, h.loc);
+                     });
+}
+
+SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
+  // Chunk c: wait for its `full` phase, compute, and release the buffer (one
+  // arrival a consumer warp: wgmma's reads are complete after its wait).
+  const int S = stages;
+  auto loop = scf::ForOp::create(
+      h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
+        Value buf = h.rems(c, h.c32(S));
+        ringBarrier(buf, /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1)));
+        auto [keyStart, compute] = chunkAt(c);
+        SoftmaxState cur = SoftmaxState::unflatten(it, Dv / 8);
+        auto step = scf::IfOp::create(
+            h.b, h.loc, compute,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart, buf, nullptr).flatten());
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+          ringBarrier(buf, /*full=*/false).arrive();
+          scf::YieldOp::create(h.b, h.loc);
+        });
+        scf::YieldOp::create(h.b, h.loc, step.getResults());
+      });
+  return SoftmaxState::unflatten(loop.getResults(), Dv / 8);
+}
+
 void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {
   const float ln2 = 0.6931471805599453f;
   Value zero = h.cf(0.0f);
@@ -430,8 +507,10 @@ LogicalResult ForwardKernelBuilder::build() {
   const int pad = warpgroupMma() ? 0 : 8;
   qPitch = Dk + pad;
   qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (Dk + Dv);
+  barrierBase = 2 * (kBase + stages * bufElems);
+  const int threads = W * 32 + (specialised ? 32 : 0);
 
-  Block &entry = *createKernelFunction(h, name, 6, 18, 2, W * 32);
+  Block &entry = *createKernelFunction(h, name, 6, 18, 2, threads);
   // As many CTAs an SM as their shared memory allows, where that leaves ptxas
   // 128 registers a thread or more: a few more registers (Dk = 192 wgmma: 133;
   // the [main] selected union kernel: 130) would cost a CTA.
@@ -477,7 +556,20 @@ LogicalResult ForwardKernelBuilder::build() {
                       h.mul(h.ext64(rowHead(r)), p.qs[2]));
     return {off, rowExists(r)};
   };
-  if (warpgroupMma()) {
+  if (specialised) {
+    // Every thread stages Q; thread 0 sets up the ring's barriers (`full`: the
+    // producer's 32 lanes, `empty`: one arrival a consumer warp).
+    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+      for (int i = 0; i < stages; ++i) {
+        ringBarrier(h.c32(i), /*full=*/true).init(32);
+        ringBarrier(h.c32(i), /*full=*/false).init(W);
+      }
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    stageSwizzledPanels(h, ids, threads, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
+    fenceAsyncProxy(h);
+    h.barrier();
+  } else if (warpgroupMma()) {
     stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
     fenceAsyncProxy(h);
   } else {
@@ -500,7 +592,20 @@ LogicalResult ForwardKernelBuilder::build() {
                       p.seqLen, p.kvLen);
   }
   numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
-  storeOutputs(walkChunks(init));
+  if (specialised) {
+    scf::IfOp::create(
+        h.b, h.loc, h.eq(warp, h.c32(W)),
+        [&](OpBuilder &, Location) {
+          produceChunks();
+          scf::YieldOp::create(h.b, h.loc);
+        },
+        [&](OpBuilder &, Location) {
+          storeOutputs(consumeChunks(init));
+          scf::YieldOp::create(h.b, h.loc);
+        });
+  } else {
+    storeOutputs(walkChunks(init));
+  }
   gpu::ReturnOp::create(b, h.loc);
   return success();
 }

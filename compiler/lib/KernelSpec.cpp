@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fmt/format.h>
 
 namespace nsajit {
@@ -242,6 +243,13 @@ std::string validate(const KernelSpec &s) {
   return {};
 }
 
+namespace {
+// EXPERIMENT knobs (removed before the final commit).
+bool experimentWs() { const char *e = std::getenv("NSAJIT_EXP_WS"); return e && *e == '1'; }
+int experimentWsChunk() { const char *e = std::getenv("NSAJIT_EXP_WS_CHUNK"); return e ? std::atoi(e) : 128; }
+int experimentWsStages() { const char *e = std::getenv("NSAJIT_EXP_WS_STAGES"); return e ? std::atoi(e) : 2; }
+} // namespace
+
 TileConfig defaultTileConfig(const KernelSpec &s) {
   TileConfig t = s.tile;
   int chunkCap = s.headDimQK > 128 ? 32 : 64;
@@ -334,7 +342,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // CTA stayed slower (4.39 / 4.13).
     if (!t.warps) t.warps = std::max(8, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
-    if (!t.kvChunk) t.kvChunk = 32;
+    if (!t.kvChunk) t.kvChunk = experimentWs() ? experimentWsChunk() : 32;
   } else {
     // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
     // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
@@ -359,7 +367,11 @@ KernelSpec withDefaultTiles(KernelSpec spec) {
 TopNWindow topNWindow(const KernelSpec &s) { return topNWindowFor(s, defaultTileConfig(s)); }
 
 int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 16; }
-int threadsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 32; }
+int threadsPerCta(const KernelSpec &s) {
+  KernelSpec filled = s;
+  filled.tile = defaultTileConfig(s);
+  return filled.tile.warps * 32 + (forwardWarpSpecialised(filled) ? 32 : 0);
+}
 
 int selectedUnionSharedBytes(int tokens, int n) {
   auto roundUp16 = [](int bytes) { return (bytes + 15) / 16 * 16; };
@@ -396,6 +408,12 @@ bool forwardUsesWarpgroupMma(const KernelSpec &s) {
          s.branch != Branch::Selected;
 }
 
+bool forwardWarpSpecialised(const KernelSpec &s) {
+  KernelSpec filled = s;
+  filled.tile = defaultTileConfig(s);
+  return experimentWs() && forwardUsesWarpgroupMma(filled);
+}
+
 namespace {
 int warpgroupForwardBytes(const TileConfig &t, const KernelSpec &s, int stages) {
   return t.warps * 16 * s.headDimQK * 2 + stages * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
@@ -411,6 +429,8 @@ int forwardStages(const KernelSpec &s) {
   filled.tile = defaultTileConfig(s);
   if (!forwardUsesWarpgroupMma(filled))
     return 2;
+  if (forwardWarpSpecialised(s))
+    return experimentWsStages();
   const int two = warpgroupForwardBytes(filled.tile, s, 2), three = warpgroupForwardBytes(filled.tile, s, 3);
   const bool keepsTwoCtas = three <= kSharedBytesForTwoCtas || two > kSharedBytesForTwoCtas;
   return keepsTwoCtas && three <= kMaxSharedBytes ? 3 : 2;
@@ -422,6 +442,8 @@ int forwardMinCtasPerSm(const KernelSpec &s) {
   KernelSpec filled = s;
   filled.tile = defaultTileConfig(s);
   const int threads = filled.tile.warps * 32;
+  if (forwardWarpSpecialised(s))
+    return 0;
   if (threads <= 0 || kRegistersPerSm % (128 * threads) != 0)
     return 0;
   const int ctas = kRegistersPerSm / (128 * threads);
@@ -438,7 +460,7 @@ int sharedMemoryBytes(const KernelSpec &s) {
     KernelSpec filled = s;
     filled.tile = t;
     if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
-      return warpgroupForwardBytes(t, s, forwardStages(s));
+      return warpgroupForwardBytes(t, s, forwardStages(s)) + (forwardWarpSpecialised(s) ? 16 * forwardStages(s) : 0);
     // Padded Q rows (ldmatrix), K/V chunks in swizzled panels.
     int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)

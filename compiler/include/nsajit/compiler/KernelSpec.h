@@ -106,6 +106,9 @@ bool topNUsesWarpgroupMma(const KernelSpec &spec);
 // warpgroups, a dense branch (compressed or window). Its shared tiles are then
 // unpadded swizzled panels in a ring of forwardStages() K/V chunk buffers.
 bool forwardUsesWarpgroupMma(const KernelSpec &spec);
+// The wgmma forward with a producer warp: warp `warps` stages the K/V chunks and
+// hands them to the consumer warpgroups through mbarriers (one CTA an SM).
+bool forwardWarpSpecialised(const KernelSpec &spec);
 int forwardStages(const KernelSpec &spec);
 // The CTAs an SM the forward kernel asks ptxas to leave registers for
 // (nvvm.minctasm; 0: no bound): those that fill the register file at 128
