@@ -14,6 +14,7 @@
 
 #include <cassert>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 using namespace mlir;
@@ -66,6 +67,21 @@ private:
   // One chunk's online-softmax step from buffer `buf`. `bias` (union schedule):
   // log2 of each row's multiplicity of the chunk's block, added to its scores.
   SoftmaxState chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias);
+  // The softmax part of a chunk step: the probabilities P (fp32, in the
+  // layout of the scores `s`), the new row maxima and sums, and the factor
+  // alpha that rescales the output accumulated so far.
+  struct ChunkProbabilities {
+    std::vector<Frag4> p;
+    Value m[2], l[2], alpha[2];
+  };
+  // P as the A fragments of O += P V (C / 16 of them).
+  std::vector<Frag4> packProbabilities(const std::vector<Frag4> &p);
+  ChunkProbabilities probabilities(const SoftmaxState &in, std::vector<Frag4> s, Value keyStart, const Value *bias);
+  // wgmma issued and committed, not waited for (warp specialisation's overlap).
+  // `fenced`: the registers passed through wgmma.fence already.
+  std::vector<Value> issueScores(Value kB, std::vector<Value> acc = {});
+  std::vector<Value> issueAccumulate(const std::vector<Frag4> &o, const std::vector<Frag4> &p, Value vB,
+                                     bool fenced = false);
   // The online softmax over the CTA's chunks (see its comment).
   SoftmaxState walkChunks(const SoftmaxState &init);
   // Warp specialisation (forwardWarpSpecialised): the producer warp's copies
@@ -185,10 +201,7 @@ std::vector<Frag4> ForwardKernelBuilder::scoresSync(Value kB) {
 
 std::vector<Frag4> ForwardKernelBuilder::scoresWarpgroup(Value kB) {
   // Q (this warpgroup's 64 of the W * 16 rows) against the C keys.
-  std::vector<Value> acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
-  Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
-  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
-  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+  return WarpgroupMma::tiles(wg.wait(issueScores(kB), 0));
 }
 
 std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
@@ -214,14 +227,7 @@ std::vector<Frag4> ForwardKernelBuilder::accumulateSync(std::vector<Frag4> o, co
 std::vector<Frag4> ForwardKernelBuilder::accumulateWarpgroup(std::vector<Frag4> o, const std::vector<Frag4> &pFrags,
                                                              Value vB) {
   // V [key][dim] is B stored N-major: its rows are the K = C keys.
-  std::vector<Value> regs = WarpgroupMma::flatten(o);
-  const size_t nAcc = regs.size();
-  for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
-  regs = wg.fence(regs);
-  std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
-  std::vector<Frag4> a = WarpgroupMma::tiles(ArrayRef<Value>(regs).drop_front(nAcc));
-  acc = wg.issueProductAB(acc, a, smem, {h.mul(vB, h.c32(2)), C});
-  return WarpgroupMma::tiles(wg.commitAndWait(acc));
+  return WarpgroupMma::tiles(wg.wait(issueAccumulate(o, pFrags, vB), 0));
 }
 
 Frag4 ForwardKernelBuilder::queryFragment(int kk) {
@@ -236,9 +242,42 @@ Frag4 ForwardKernelBuilder::queryFragment(int kk) {
 
 SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keyStart, Value buf, const Value *bias) {
   Value kB = kBaseOf(buf), vB = vBaseOf(buf);
+  ChunkProbabilities pr = probabilities(in, warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB), keyStart, bias);
+  SoftmaxState out;
+  for (int r = 0; r < 2; ++r) out.m[r] = pr.m[r], out.l[r] = pr.l[r];
+  out.o = in.o;
+  for (auto &f : out.o)
+    for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], pr.alpha[e / 2]);
+  std::vector<Frag4> pFrags = packProbabilities(pr.p);
+  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
+  return out;
+}
+
+std::vector<Value> ForwardKernelBuilder::issueScores(Value kB, std::vector<Value> acc) {
+  if (acc.empty())
+    acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
+  Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
+  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
+  return wg.commit(acc);
+}
+
+std::vector<Value> ForwardKernelBuilder::issueAccumulate(const std::vector<Frag4> &o, const std::vector<Frag4> &pFrags,
+                                                         Value vB, bool fenced) {
+  std::vector<Value> regs = WarpgroupMma::flatten(o);
+  const size_t nAcc = regs.size();
+  for (auto &f : pFrags) regs.insert(regs.end(), f.begin(), f.end());
+  if (!fenced)
+    regs = wg.fence(regs);
+  std::vector<Value> acc(regs.begin(), regs.begin() + nAcc);
+  std::vector<Frag4> a = WarpgroupMma::tiles(ArrayRef<Value>(regs).drop_front(nAcc));
+  return wg.commit(wg.issueProductAB(acc, a, smem, {h.mul(vB, h.c32(2)), C}));
+}
+
+ForwardKernelBuilder::ChunkProbabilities ForwardKernelBuilder::probabilities(const SoftmaxState &in,
+                                                                             std::vector<Frag4> s, Value keyStart,
+                                                                             const Value *bias) {
   const int nTiles = C / 8;
   Value zero = h.cf(0.0f);
-  std::vector<Frag4> s = warpgroupMma() ? scoresWarpgroup(kB) : scoresSync(kB);
 
   // Scores stay raw until the exponent: the scale is positive, so a row's maximum is
   // taken on the raw (masked) scores and scaled once, and each probability is
@@ -278,8 +317,8 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
 
   // Online softmax: rescale by 2^(m_old - m_new); a row with no visible key
   // so far keeps m = -inf and uses 0 as its reference to avoid inf - inf.
-  SoftmaxState out;
-  Value alpha[2], mUse[2], offset[2];
+  ChunkProbabilities out;
+  Value *alpha = out.alpha, mUse[2], offset[2];
   for (int r = 0; r < 2; ++r) {
     Value mx = rowMax[r];
     mx = h.fmax(mx, h.shflXor(mx, 1));
@@ -299,18 +338,18 @@ SoftmaxState ForwardKernelBuilder::chunkStep(const SoftmaxState &in, Value keySt
       rowSum[r] = h.fadd(rowSum[r], s[n][e]);
     }
   for (int r = 0; r < 2; ++r) out.l[r] = h.fadd(h.fmul(in.l[r], alpha[r]), rowSum[r]);
-  out.o = in.o;
-  for (auto &f : out.o)
-    for (int e = 0; e < 4; ++e) f[e] = h.fmul(f[e], alpha[e / 2]);
-
-  // O += P V: the C fragments of two adjacent S tiles form one A fragment.
-  std::vector<Frag4> pFrags;
-  for (int kk = 0; kk < C / 16; ++kk)
-    pFrags.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
-                      mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                      mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
-  out.o = warpgroupMma() ? accumulateWarpgroup(out.o, pFrags, vB) : accumulateSync(out.o, pFrags, vB);
+  out.p = std::move(s);
   return out;
+}
+
+std::vector<Frag4> ForwardKernelBuilder::packProbabilities(const std::vector<Frag4> &s) {
+  // The C fragments of two adjacent S tiles form one A fragment.
+  std::vector<Frag4> p;
+  for (int kk = 0; kk < C / 16; ++kk)
+    p.push_back({mma.packFloats(s[2 * kk][0], s[2 * kk][1]), mma.packFloats(s[2 * kk][2], s[2 * kk][3]),
+                 mma.packFloats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                 mma.packFloats(s[2 * kk + 1][2], s[2 * kk + 1][3])});
+  return p;
 }
 
 std::pair<Value, Value> ForwardKernelBuilder::chunkAt(Value c) {
@@ -437,27 +476,85 @@ void ForwardKernelBuilder::produceChunks() {
 
 SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
   // Chunk c: wait for its `full` phase, compute, and release the buffer (one
-  // arrival a consumer warp: wgmma's reads are complete after its wait).
+  // arrival a consumer warp, after wgmma's reads of it are complete).
   const int S = stages;
-  auto loop = scf::ForOp::create(
-      h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
-        Value buf = h.rems(c, h.c32(S));
-        ringBarrier(buf, /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1)));
-        auto [keyStart, compute] = chunkAt(c);
-        SoftmaxState cur = SoftmaxState::unflatten(it, Dv / 8);
-        auto step = scf::IfOp::create(
-            h.b, h.loc, compute,
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(h.b, h.loc, chunkStep(cur, keyStart, buf, nullptr).flatten());
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
-        scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-          ringBarrier(buf, /*full=*/false).arrive();
-          scf::YieldOp::create(h.b, h.loc);
+  auto waitFull = [&](Value c) { ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1))); };
+  auto release = [&](Value c) {
+    scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+      ringBarrier(h.rems(c, h.c32(S)), /*full=*/false).arrive();
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  };
+  const char *ov = std::getenv("NSAJIT_EXP_WS_OVERLAP");
+  if (ov && *ov == '0') {
+    auto loop = scf::ForOp::create(
+        h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
+          waitFull(c);
+          SoftmaxState cur = SoftmaxState::unflatten(it, Dv / 8);
+          SoftmaxState next = chunkStep(cur, chunkAt(c).first, h.rems(c, h.c32(S)), nullptr);
+          release(c);
+          scf::YieldOp::create(h.b, h.loc, next.flatten());
         });
-        scf::YieldOp::create(h.b, h.loc, step.getResults());
-      });
-  return SoftmaxState::unflatten(loop.getResults(), Dv / 8);
+    return SoftmaxState::unflatten(loop.getResults(), Dv / 8);
+  }
+  // FA3's overlap inside a warpgroup: chunk c's scores and chunk c - 1's P V
+  // are issued together, and chunk c's softmax runs while P V is computed.
+  // The first chunk's softmax and the last chunk's P V are peeled off, so that
+  // no in-flight accumulator crosses a branch. Every chunk of the dense
+  // branches holds keys (chunkAt's flag is true).
+  const int oTiles = Dv / 8, pTiles = C / 16;
+  auto any = scf::IfOp::create(
+      h.b, h.loc, h.gt(numChunks, h.c32(0)),
+      [&](OpBuilder &, Location) {
+        Value c0 = h.c32(0);
+        waitFull(c0);
+        ChunkProbabilities first =
+            probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(c0)), 0)), chunkAt(c0).first, nullptr);
+        SmallVector<Value> carried{first.m[0], first.m[1], first.l[0], first.l[1]};
+        for (auto &f : init.o) carried.append(f.begin(), f.end()); // zeros: no rescale
+        for (auto &f : packProbabilities(first.p)) carried.append(f.begin(), f.end());
+        auto loop = scf::ForOp::create(
+            h.b, h.loc, h.c32(1), numChunks, h.c32(1), carried, [&](OpBuilder &, Location, Value c, ValueRange it) {
+              SoftmaxState cur = SoftmaxState::unflatten(it, oTiles);
+              std::vector<Frag4> pPrev = WarpgroupMma::tiles(SmallVector<Value>(it.drop_front(4 + 4 * oTiles)));
+              Value prev = h.sub(c, h.c32(1));
+              waitFull(c);
+              // One fence for both products: every register they read is
+              // written before the first is issued (else ptxas serialises them).
+              std::vector<Value> regs(C / 2, h.cf(0.0f));
+              for (auto &f : cur.o) regs.insert(regs.end(), f.begin(), f.end());
+              for (auto &f : pPrev) regs.insert(regs.end(), f.begin(), f.end());
+              regs = wg.fence(regs);
+              std::vector<Value> sAcc =
+                  issueScores(kBaseOf(h.rems(c, h.c32(S))), std::vector<Value>(regs.begin(), regs.begin() + C / 2));
+              ArrayRef<Value> rest = ArrayRef<Value>(regs).drop_front(C / 2);
+              std::vector<Value> oAcc =
+                  issueAccumulate(WarpgroupMma::tiles(rest.take_front(4 * oTiles)),
+                                  WarpgroupMma::tiles(rest.drop_front(4 * oTiles)), vBaseOf(h.rems(prev, h.c32(S))),
+                                  /*fenced=*/true);
+              sAcc = wg.wait(sAcc, 1);
+              ChunkProbabilities pr = probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, nullptr);
+              oAcc = wg.wait(oAcc, 0);
+              release(prev);
+              // P is packed only now: its registers are the A operand of the P V
+              // just completed (writing them while it runs serialises the wgmma).
+              SmallVector<Value> next{pr.m[0], pr.m[1], pr.l[0], pr.l[1]};
+              for (size_t i = 0; i < oAcc.size(); ++i) next.push_back(h.fmul(oAcc[i], pr.alpha[(i % 4) / 2]));
+              for (auto &f : packProbabilities(pr.p)) next.append(f.begin(), f.end());
+              scf::YieldOp::create(h.b, h.loc, next);
+            });
+        SoftmaxState last = SoftmaxState::unflatten(loop.getResults(), oTiles);
+        std::vector<Frag4> pLast =
+            WarpgroupMma::tiles(SmallVector<Value>(loop.getResults().drop_front(4 + 4 * oTiles)));
+        assert(static_cast<int>(pLast.size()) == pTiles);
+        Value lastC = h.sub(numChunks, h.c32(1));
+        last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(h.rems(lastC, h.c32(S)))), 0));
+        release(lastC);
+        scf::YieldOp::create(h.b, h.loc, last.flatten());
+      },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, init.flatten()); });
+  (void)pTiles;
+  return SoftmaxState::unflatten(any.getResults(), oTiles);
 }
 
 void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {

@@ -113,6 +113,14 @@ std::vector<Value> WarpgroupMma::commitAndWait(ArrayRef<Value> acc) {
   return passThrough("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;", acc, {}, {});
 }
 
+std::vector<Value> WarpgroupMma::commit(ArrayRef<Value> acc) {
+  return passThrough("wgmma.commit_group.sync.aligned;", acc, {}, {});
+}
+
+std::vector<Value> WarpgroupMma::wait(ArrayRef<Value> acc, int pending) {
+  return passThrough(fmt::format("wgmma.wait_group.sync.aligned {};", pending), acc, {}, {});
+}
+
 std::vector<Value> WarpgroupMma::flatten(const std::vector<Frag4> &tiles) {
   std::vector<Value> flat;
   for (auto &t : tiles) flat.insert(flat.end(), t.begin(), t.end());

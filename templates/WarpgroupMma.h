@@ -70,6 +70,11 @@ public:
 
   // wgmma.commit_group then wait_group 0: every mma issued so far is complete.
   std::vector<mlir::Value> commitAndWait(llvm::ArrayRef<mlir::Value> acc);
+  // wgmma.commit_group: the mmas issued since the last commit form a group.
+  std::vector<mlir::Value> commit(llvm::ArrayRef<mlir::Value> acc);
+  // wgmma.wait_group `pending`: all but the `pending` most recent groups are
+  // complete; `acc` (the accumulators of the completed ones) passes through.
+  std::vector<mlir::Value> wait(llvm::ArrayRef<mlir::Value> acc, int pending);
 
   // Flattening between the m16n8 tiles of the templates and wgmma operands.
   static std::vector<mlir::Value> flatten(const std::vector<Frag4> &tiles);
