@@ -437,17 +437,12 @@ SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
 
 void ForwardKernelBuilder::produceChunks() {
   // Chunk c goes into buffer c % S once the consumers released that buffer's
-  // previous chunk (its (c / S - 1)-th `empty` phase). The lanes then wait for
-  // chunk c - (S - 2), make it visible to wgmma's async proxy and announce it
-  // (32 arrivals complete a `full` phase): S - 2 chunks stay in flight behind
-  // the one being announced.
+  // previous chunk (its (c / S - 1)-th `empty` phase). Each lane's copies
+  // arrive on the buffer's `full` barrier when they land (32 arrivals complete
+  // a phase): the warp never waits for its copies, only for free buffers.
   const int S = stages;
   ThreadIds lanes = ids;
   lanes.tid = ids.lane;
-  auto announce = [&](Value c) {
-    fenceAsyncProxy(h);
-    ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).arrive();
-  };
   scf::ForOp::create(h.b, h.loc, h.c32(0), numChunks, h.c32(1), ValueRange{},
                      [&](OpBuilder &, Location, Value c, ValueRange) {
                        Value buf = h.rems(c, h.c32(S));
@@ -457,28 +452,22 @@ void ForwardKernelBuilder::produceChunks() {
                        });
                        auto [start, active] = chunkAt(c);
                        stageChunk(buf, start, active, lanes, 32);
-                       waitStaged(h, S - 2);
-                       Value ready = h.sub(c, h.c32(S - 2));
-                       scf::IfOp::create(h.b, h.loc, h.ge(ready, h.c32(0)), [&](OpBuilder &, Location) {
-                         announce(ready);
-                         scf::YieldOp::create(h.b, h.loc);
-                       });
+                       ringBarrier(buf, /*full=*/true).arriveWhenCopiesLand();
                        scf::YieldOp::create(h.b, h.loc);
                      });
-  // The last S - 2 chunks.
-  waitStaged(h);
-  scf::ForOp::create(h.b, h.loc, h.maxs(h.sub(numChunks, h.c32(S - 2)), h.c32(0)), numChunks, h.c32(1),
-                     ValueRange{}, [&](OpBuilder &, Location, Value c, ValueRange) {
-                       announce(c);
-                       scf::YieldOp::create(h.b, h.loc);
-                     });
+  waitStaged(h); // nothing in flight when the warp exits
 }
 
 SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
   // Chunk c: wait for its `full` phase, compute, and release the buffer (one
   // arrival a consumer warp, after wgmma's reads of it are complete).
   const int S = stages;
-  auto waitFull = [&](Value c) { ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1))); };
+  // The copies landed in the generic proxy; this thread's proxy fence after
+  // the wait orders them before its wgmma's async-proxy reads.
+  auto waitFull = [&](Value c) {
+    ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1)));
+    fenceAsyncProxy(h);
+  };
   auto release = [&](Value c) {
     scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
       ringBarrier(h.rems(c, h.c32(S)), /*full=*/false).arrive();

@@ -17,6 +17,10 @@ void SharedBarrier::arrive() {
   h.inlineAsm({}, {address}, "mbarrier.arrive.shared::cta.b64 _, [$0];", "r");
 }
 
+void SharedBarrier::arriveWhenCopiesLand() {
+  h.inlineAsm({}, {address}, "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [$0];", "r");
+}
+
 void SharedBarrier::wait(Value parity) {
   // try_wait suspends the thread for a while before it reports false; the
   // labels are local to the braces, so the loop may be emitted many times.

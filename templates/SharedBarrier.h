@@ -22,6 +22,9 @@ public:
   // CTA meets must follow before any other use.
   void init(int count);
   void arrive();
+  // An arrival once every cp.async this thread issued so far has landed (the
+  // thread goes on at once; `count` includes these arrivals).
+  void arriveWhenCopiesLand();
   void wait(mlir::Value parity);
 
 private:
