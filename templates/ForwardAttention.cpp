@@ -9,6 +9,7 @@
 
 #include "nsajit/compiler/KernelAbi.h"
 
+#include "fmt/format.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
@@ -129,6 +130,8 @@ private:
   int qPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   const bool specialised = forwardWarpSpecialised(spec);
   int barrierBase = 0; // bytes: the ring's mbarriers (specialised)
+  const int producerThreads = forwardProducerThreads(spec);
+  const int producerRegs = producerThreads == 128 ? 40 : 0, consumerRegs = producerThreads == 128 ? 232 : 0;
   Params p;
   ThreadIds ids;
   Value group, tig, batch, kvHead, t0, smem;
@@ -442,7 +445,7 @@ void ForwardKernelBuilder::produceChunks() {
   // a phase): the warp never waits for its copies, only for free buffers.
   const int S = stages;
   ThreadIds lanes = ids;
-  lanes.tid = ids.lane;
+  lanes.tid = h.sub(ids.tid, h.c32(W * 32));
   scf::ForOp::create(h.b, h.loc, h.c32(0), numChunks, h.c32(1), ValueRange{},
                      [&](OpBuilder &, Location, Value c, ValueRange) {
                        Value buf = h.rems(c, h.c32(S));
@@ -451,7 +454,7 @@ void ForwardKernelBuilder::produceChunks() {
                          scf::YieldOp::create(h.b, h.loc);
                        });
                        auto [start, active] = chunkAt(c);
-                       stageChunk(buf, start, active, lanes, 32);
+                       stageChunk(buf, start, active, lanes, producerThreads);
                        ringBarrier(buf, /*full=*/true).arriveWhenCopiesLand();
                        scf::YieldOp::create(h.b, h.loc);
                      });
@@ -594,7 +597,7 @@ LogicalResult ForwardKernelBuilder::build() {
   qPitch = Dk + pad;
   qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (Dk + Dv);
   barrierBase = 2 * (kBase + stages * bufElems);
-  const int threads = W * 32 + (specialised ? 32 : 0);
+  const int threads = W * 32 + (specialised ? producerThreads : 0);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, threads);
   // As many CTAs an SM as their shared memory allows, where that leaves ptxas
@@ -647,7 +650,7 @@ LogicalResult ForwardKernelBuilder::build() {
     // producer's 32 lanes, `empty`: one arrival a consumer warp).
     scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
       for (int i = 0; i < stages; ++i) {
-        ringBarrier(h.c32(i), /*full=*/true).init(32);
+        ringBarrier(h.c32(i), /*full=*/true).init(producerThreads);
         ringBarrier(h.c32(i), /*full=*/false).init(W);
       }
       scf::YieldOp::create(h.b, h.loc);
@@ -680,12 +683,16 @@ LogicalResult ForwardKernelBuilder::build() {
   numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
   if (specialised) {
     scf::IfOp::create(
-        h.b, h.loc, h.eq(warp, h.c32(W)),
+        h.b, h.loc, h.ge(warp, h.c32(W)),
         [&](OpBuilder &, Location) {
+          if (producerRegs)
+            h.inlineAsm({}, {}, fmt::format("setmaxnreg.dec.sync.aligned.u32 {};", producerRegs), "");
           produceChunks();
           scf::YieldOp::create(h.b, h.loc);
         },
         [&](OpBuilder &, Location) {
+          if (consumerRegs)
+            h.inlineAsm({}, {}, fmt::format("setmaxnreg.inc.sync.aligned.u32 {};", consumerRegs), "");
           storeOutputs(consumeChunks(init));
           scf::YieldOp::create(h.b, h.loc);
         });

@@ -370,7 +370,7 @@ int queryRowsPerCta(const KernelSpec &s) { return defaultTileConfig(s).warps * 1
 int threadsPerCta(const KernelSpec &s) {
   KernelSpec filled = s;
   filled.tile = defaultTileConfig(s);
-  return filled.tile.warps * 32 + (forwardWarpSpecialised(filled) ? 32 : 0);
+  return filled.tile.warps * 32 + forwardProducerThreads(filled);
 }
 
 int selectedUnionSharedBytes(int tokens, int n) {
@@ -406,6 +406,13 @@ bool backwardUsesWarpgroupMma(const KernelSpec &s) {
 bool forwardUsesWarpgroupMma(const KernelSpec &s) {
   return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.tile.warps % 4 == 0 &&
          s.branch != Branch::Selected;
+}
+
+int forwardProducerThreads(const KernelSpec &s) {
+  if (!forwardWarpSpecialised(s))
+    return 0;
+  const char *e = std::getenv("NSAJIT_EXP_WS_PRODUCERS");
+  return e ? std::atoi(e) : 32;
 }
 
 bool forwardWarpSpecialised(const KernelSpec &s) {

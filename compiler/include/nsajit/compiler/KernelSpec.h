@@ -109,6 +109,9 @@ bool forwardUsesWarpgroupMma(const KernelSpec &spec);
 // The wgmma forward with a producer warp: warp `warps` stages the K/V chunks and
 // hands them to the consumer warpgroups through mbarriers (one CTA an SM).
 bool forwardWarpSpecialised(const KernelSpec &spec);
+// Its producer threads: one warp, or a warpgroup that gives registers to the
+// consumers (setmaxnreg).
+int forwardProducerThreads(const KernelSpec &spec);
 int forwardStages(const KernelSpec &spec);
 // The CTAs an SM the forward kernel asks ptxas to leave registers for
 // (nvvm.minctasm; 0: no bound): those that fill the register file at 128
