@@ -88,8 +88,24 @@ private:
   // Warp specialisation (forwardWarpSpecialised): the producer warp's copies
   // and the consumer warpgroups' online softmax over the ring of chunks,
   // handed over by a `full` and an `empty` mbarrier a buffer.
-  void produceChunks();
-  SoftmaxState consumeChunks(const SoftmaxState &init);
+  // `g`: the chunks the CTA walked in its earlier tiles (the ring's position).
+  void produceChunks(Value g);
+  SoftmaxState consumeChunks(const SoftmaxState &init, Value g);
+  // The CTA's tiles (forwardTilesPerCta): the producer stages each tile's Q
+  // (two buffers) and chunks, the consumers compute and store each tile.
+  void produceTiles(Value firstTile);
+  void consumeTiles(Value firstTile, const SoftmaxState &init);
+  SharedBarrier queryBarrier(Value buf, bool full) {
+    return SharedBarrier(h, smem,
+                         h.add(h.c32(barrierBase + 16 * stages), h.mul(h.add(buf, h.c32(full ? 0 : 2)), h.c32(8))));
+  }
+  // The tile of tokens t0 .. t0 + TQ - 1: t0, tMax, the branch's keys, this
+  // thread's rows and (not the union schedule) numChunks.
+  void setTile(Value tileT0);
+  Value rowToken(Value r) { return h.add(t0, h.divs(r, h.c32(G))); }
+  Value rowHead(Value r) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G))); }
+  Value rowExists(Value r) { return h.band(h.lt(h.divs(r, h.c32(G)), h.c32(TQ)), h.lt(rowToken(r), p.seqLen)); }
+  RowOffsetFn queryRows();
   SharedBarrier ringBarrier(Value buf, bool full) {
     return SharedBarrier(h, smem, h.add(h.c32(barrierBase), h.mul(h.add(buf, h.c32(full ? 0 : stages)), h.c32(8))));
   }
@@ -134,7 +150,8 @@ private:
   const int producerRegs = producerThreads == 128 ? 40 : 0, consumerRegs = producerThreads == 128 ? 232 : 0;
   Params p;
   ThreadIds ids;
-  Value group, tig, batch, kvHead, t0, smem;
+  Value group, tig, batch, kvHead, t0, tMax, smem;
+  Value qTileBytes; // the Q tile the scores read (wgmma)
   Value tok[2], head[2], rowValid[2], rowInWarp[2];
   std::unique_ptr<BranchKeys> keys;
   std::unique_ptr<SelectedBlockUnion> blockUnion;
@@ -260,7 +277,7 @@ std::vector<Value> ForwardKernelBuilder::issueScores(Value kB, std::vector<Value
   if (acc.empty())
     acc = wg.fence(std::vector<Value>(C / 2, h.cf(0.0f)));
   Value warpgroupRows = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
-  acc = wg.issueProductABt(acc, smem, {h.c32(2 * qBase), W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
+  acc = wg.issueProductABt(acc, smem, {qTileBytes, W * 16}, warpgroupRows, {h.mul(kB, h.c32(2)), C}, Dk);
   return wg.commit(acc);
 }
 
@@ -438,7 +455,7 @@ SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
   return SoftmaxState::unflatten(loop.getResults(), oTiles);
 }
 
-void ForwardKernelBuilder::produceChunks() {
+void ForwardKernelBuilder::produceChunks(Value g) {
   // Chunk c goes into buffer c % S once the consumers released that buffer's
   // previous chunk (its (c / S - 1)-th `empty` phase). Each lane's copies
   // arrive on the buffer's `full` barrier when they land (32 arrivals complete
@@ -448,9 +465,10 @@ void ForwardKernelBuilder::produceChunks() {
   lanes.tid = h.sub(ids.tid, h.c32(W * 32));
   scf::ForOp::create(h.b, h.loc, h.c32(0), numChunks, h.c32(1), ValueRange{},
                      [&](OpBuilder &, Location, Value c, ValueRange) {
-                       Value buf = h.rems(c, h.c32(S));
-                       scf::IfOp::create(h.b, h.loc, h.ge(c, h.c32(S)), [&](OpBuilder &, Location) {
-                         ringBarrier(buf, /*full=*/false).wait(h.band(h.sub(h.divs(c, h.c32(S)), h.c32(1)), h.c32(1)));
+                       Value ring = h.add(g, c);
+                       Value buf = h.rems(ring, h.c32(S));
+                       scf::IfOp::create(h.b, h.loc, h.ge(ring, h.c32(S)), [&](OpBuilder &, Location) {
+                         ringBarrier(buf, /*full=*/false).wait(h.band(h.sub(h.divs(ring, h.c32(S)), h.c32(1)), h.c32(1)));
                          scf::YieldOp::create(h.b, h.loc);
                        });
                        auto [start, active] = chunkAt(c);
@@ -458,22 +476,23 @@ void ForwardKernelBuilder::produceChunks() {
                        ringBarrier(buf, /*full=*/true).arriveWhenCopiesLand();
                        scf::YieldOp::create(h.b, h.loc);
                      });
-  waitStaged(h); // nothing in flight when the warp exits
 }
 
-SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
+SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value g) {
   // Chunk c: wait for its `full` phase, compute, and release the buffer (one
   // arrival a consumer warp, after wgmma's reads of it are complete).
   const int S = stages;
   // The copies landed in the generic proxy; this thread's proxy fence after
   // the wait orders them before its wgmma's async-proxy reads.
   auto waitFull = [&](Value c) {
-    ringBarrier(h.rems(c, h.c32(S)), /*full=*/true).wait(h.band(h.divs(c, h.c32(S)), h.c32(1)));
+    Value ring = h.add(g, c);
+    ringBarrier(h.rems(ring, h.c32(S)), /*full=*/true).wait(h.band(h.divs(ring, h.c32(S)), h.c32(1)));
     fenceAsyncProxy(h);
   };
+  auto bufOf = [&](Value c) { return h.rems(h.add(g, c), h.c32(S)); };
   auto release = [&](Value c) {
     scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-      ringBarrier(h.rems(c, h.c32(S)), /*full=*/false).arrive();
+      ringBarrier(bufOf(c), /*full=*/false).arrive();
       scf::YieldOp::create(h.b, h.loc);
     });
   };
@@ -483,7 +502,7 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
         h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
           waitFull(c);
           SoftmaxState cur = SoftmaxState::unflatten(it, Dv / 8);
-          SoftmaxState next = chunkStep(cur, chunkAt(c).first, h.rems(c, h.c32(S)), nullptr);
+          SoftmaxState next = chunkStep(cur, chunkAt(c).first, bufOf(c), nullptr);
           release(c);
           scf::YieldOp::create(h.b, h.loc, next.flatten());
         });
@@ -501,7 +520,7 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
         Value c0 = h.c32(0);
         waitFull(c0);
         ChunkProbabilities first =
-            probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(c0)), 0)), chunkAt(c0).first, nullptr);
+            probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(bufOf(c0))), 0)), chunkAt(c0).first, nullptr);
         SmallVector<Value> carried{first.m[0], first.m[1], first.l[0], first.l[1]};
         for (auto &f : init.o) carried.append(f.begin(), f.end()); // zeros: no rescale
         for (auto &f : packProbabilities(first.p)) carried.append(f.begin(), f.end());
@@ -518,11 +537,11 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
               for (auto &f : pPrev) regs.insert(regs.end(), f.begin(), f.end());
               regs = wg.fence(regs);
               std::vector<Value> sAcc =
-                  issueScores(kBaseOf(h.rems(c, h.c32(S))), std::vector<Value>(regs.begin(), regs.begin() + C / 2));
+                  issueScores(kBaseOf(bufOf(c)), std::vector<Value>(regs.begin(), regs.begin() + C / 2));
               ArrayRef<Value> rest = ArrayRef<Value>(regs).drop_front(C / 2);
               std::vector<Value> oAcc =
                   issueAccumulate(WarpgroupMma::tiles(rest.take_front(4 * oTiles)),
-                                  WarpgroupMma::tiles(rest.drop_front(4 * oTiles)), vBaseOf(h.rems(prev, h.c32(S))),
+                                  WarpgroupMma::tiles(rest.drop_front(4 * oTiles)), vBaseOf(bufOf(prev)),
                                   /*fenced=*/true);
               sAcc = wg.wait(sAcc, 1);
               ChunkProbabilities pr = probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, nullptr);
@@ -540,13 +559,95 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init) {
             WarpgroupMma::tiles(SmallVector<Value>(loop.getResults().drop_front(4 + 4 * oTiles)));
         assert(static_cast<int>(pLast.size()) == pTiles);
         Value lastC = h.sub(numChunks, h.c32(1));
-        last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(h.rems(lastC, h.c32(S)))), 0));
+        last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(bufOf(lastC))), 0));
         release(lastC);
         scf::YieldOp::create(h.b, h.loc, last.flatten());
       },
       [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, init.flatten()); });
   (void)pTiles;
   return SoftmaxState::unflatten(any.getResults(), oTiles);
+}
+
+void ForwardKernelBuilder::produceTiles(Value firstTile) {
+  // Tile j's Q goes into buffer j % 2 once the consumers released its tile j - 2.
+  ThreadIds lanes = ids;
+  lanes.tid = h.sub(ids.tid, h.c32(W * 32));
+  const int tiles = forwardTilesPerCta(spec);
+  scf::ForOp::create(
+      h.b, h.loc, h.c32(0), h.c32(tiles), h.c32(1), ValueRange{h.c32(0)},
+      [&](OpBuilder &, Location, Value j, ValueRange it) {
+        Value tileT0 = h.mul(h.add(firstTile, j), h.c32(TQ));
+        auto tile = scf::IfOp::create(
+            h.b, h.loc, h.lt(tileT0, p.seqLen),
+            [&](OpBuilder &, Location) {
+              setTile(tileT0);
+              Value qb = h.rems(j, h.c32(2));
+              scf::IfOp::create(h.b, h.loc, h.ge(j, h.c32(2)), [&](OpBuilder &, Location) {
+                queryBarrier(qb, /*full=*/false).wait(h.band(h.sub(h.divs(j, h.c32(2)), h.c32(1)), h.c32(1)));
+                scf::YieldOp::create(h.b, h.loc);
+              });
+              stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q,
+                                  queryRows(), /*wait=*/false);
+              queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
+              produceChunks(it[0]);
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], numChunks)});
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        scf::YieldOp::create(h.b, h.loc, tile.getResults());
+      });
+  waitStaged(h); // nothing in flight when the warps exit
+}
+
+void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &init) {
+  const int tiles = forwardTilesPerCta(spec);
+  scf::ForOp::create(
+      h.b, h.loc, h.c32(0), h.c32(tiles), h.c32(1), ValueRange{h.c32(0)},
+      [&](OpBuilder &, Location, Value j, ValueRange it) {
+        Value tileT0 = h.mul(h.add(firstTile, j), h.c32(TQ));
+        auto tile = scf::IfOp::create(
+            h.b, h.loc, h.lt(tileT0, p.seqLen),
+            [&](OpBuilder &, Location) {
+              setTile(tileT0);
+              Value qb = h.rems(j, h.c32(2));
+              queryBarrier(qb, /*full=*/true).wait(h.band(h.divs(j, h.c32(2)), h.c32(1)));
+              fenceAsyncProxy(h);
+              qTileBytes = h.mul(qb, h.c32(2 * W * 16 * Dk));
+              SoftmaxState state = consumeChunks(init, it[0]);
+              // The tile's scores are complete: its Q buffer is free.
+              scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+                queryBarrier(qb, /*full=*/false).arrive();
+                scf::YieldOp::create(h.b, h.loc);
+              });
+              storeOutputs(state);
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], numChunks)});
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        scf::YieldOp::create(h.b, h.loc, tile.getResults());
+      });
+}
+
+void ForwardKernelBuilder::setTile(Value tileT0) {
+  t0 = tileT0;
+  tMax = h.mins(h.sub(p.seqLen, h.c32(1)), h.add(t0, h.c32(TQ - 1)));
+  keys = std::make_unique<BranchKeys>(h, spec, BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}},
+                                      p.kvLen, batch, kvHead, t0, tMax);
+  // Row r of the CTA tile is (token t0 + r / G, query head kvHead * G + r % G).
+  for (int r = 0; r < 2; ++r) {
+    rowInWarp[r] = h.add(h.mul(ids.warp, h.c32(16)), h.add(group, h.c32(8 * r)));
+    tok[r] = rowToken(rowInWarp[r]);
+    head[r] = rowHead(rowInWarp[r]);
+    rowValid[r] = rowExists(rowInWarp[r]);
+  }
+  if (!unionSchedule())
+    numChunks = keys->numChunks();
+}
+
+RowOffsetFn ForwardKernelBuilder::queryRows() {
+  return [this](Value r) -> std::pair<Value, Value> {
+    Value off = h.add(h.add(h.mul(h.ext64(batch), p.qs[0]), h.mul(h.ext64(rowToken(r)), p.qs[1])),
+                      h.mul(h.ext64(rowHead(r)), p.qs[2]));
+    return {off, rowExists(r)};
+  };
 }
 
 void ForwardKernelBuilder::storeOutputs(const SoftmaxState &s) {
@@ -595,7 +696,9 @@ LogicalResult ForwardKernelBuilder::build() {
   // 128-byte aligned: W * 16 * (Dk + 8) * 2 bytes with Dk a multiple of 64).
   const int pad = warpgroupMma() ? 0 : 8;
   qPitch = Dk + pad;
-  qBase = 0, kBase = W * 16 * qPitch, bufElems = C * (Dk + Dv);
+  // Warp specialisation keeps two Q tiles (the next tile's is staged while
+  // this one is computed).
+  qBase = 0, kBase = (specialised ? 2 : 1) * W * 16 * qPitch, bufElems = C * (Dk + Dv);
   barrierBase = 2 * (kBase + stages * bufElems);
   const int threads = W * 32 + (specialised ? producerThreads : 0);
 
@@ -618,52 +721,10 @@ LogicalResult ForwardKernelBuilder::build() {
   ids = ThreadIds::read(h);
   group = ids.group, tig = ids.tig;
   Value warp = ids.warp;
-  t0 = h.mul(h.blockIdX(), h.c32(TQ));
   kvHead = h.blockIdY();
   batch = h.blockIdZ();
-  Value tMax = h.mins(h.sub(p.seqLen, h.c32(1)), h.add(t0, h.c32(TQ - 1)));
   smem = sharedMemoryBase(h, gpuModule);
-  keys = std::make_unique<BranchKeys>(h, spec, BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}},
-                                      p.kvLen, batch, kvHead, t0, tMax);
-
-  // Row r of the CTA tile is (token t0 + r / G, query head kvHead * G + r % G).
-  auto rowToken = [&](Value r) { return h.add(t0, h.divs(r, h.c32(G))); };
-  auto rowHead = [&](Value r) { return h.add(h.mul(kvHead, h.c32(G)), h.rems(r, h.c32(G))); };
-  auto rowExists = [&](Value r) {
-    return h.band(h.lt(h.divs(r, h.c32(G)), h.c32(TQ)), h.lt(rowToken(r), p.seqLen));
-  };
-  for (int r = 0; r < 2; ++r) {
-    rowInWarp[r] = h.add(h.mul(warp, h.c32(16)), h.add(group, h.c32(8 * r)));
-    tok[r] = rowToken(rowInWarp[r]);
-    head[r] = rowHead(rowInWarp[r]);
-    rowValid[r] = rowExists(rowInWarp[r]);
-  }
-
-  // Stage the CTA's query rows once (as core matrices for wgmma).
-  RowOffsetFn queryRow = [&](Value r) -> std::pair<Value, Value> {
-    Value off = h.add(h.add(h.mul(h.ext64(batch), p.qs[0]), h.mul(h.ext64(rowToken(r)), p.qs[1])),
-                      h.mul(h.ext64(rowHead(r)), p.qs[2]));
-    return {off, rowExists(r)};
-  };
-  if (specialised) {
-    // Every thread stages Q; thread 0 sets up the ring's barriers (`full`: the
-    // producer's 32 lanes, `empty`: one arrival a consumer warp).
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
-      for (int i = 0; i < stages; ++i) {
-        ringBarrier(h.c32(i), /*full=*/true).init(producerThreads);
-        ringBarrier(h.c32(i), /*full=*/false).init(W);
-      }
-      scf::YieldOp::create(h.b, h.loc);
-    });
-    stageSwizzledPanels(h, ids, threads, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
-    fenceAsyncProxy(h);
-    h.barrier();
-  } else if (warpgroupMma()) {
-    stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRow);
-    fenceAsyncProxy(h);
-  } else {
-    stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, queryRow);
-  }
+  qTileBytes = h.c32(2 * qBase);
 
   SoftmaxState init;
   Value negInf = h.cf(-std::numeric_limits<float>::infinity()), zero = h.cf(0.0f);
@@ -671,34 +732,62 @@ LogicalResult ForwardKernelBuilder::build() {
   init.l[0] = init.l[1] = zero;
   init.o.assign(Dv / 8, Frag4{zero, zero, zero, zero});
 
-  // The chunks the CTA walks: the branch's key range, or with the union
-  // schedule the chunks of the distinct blocks its tokens selected.
-  const int chunksPerBlock = spec.slcBlock / C;
-  if (unionSchedule()) {
-    int unionBase = 2 * (kBase + stages * bufElems);
-    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
-    blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
-                      p.seqLen, p.kvLen);
-  }
-  numChunks = unionSchedule() ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys->numChunks();
   if (specialised) {
+    // Thread 0 sets up the barriers: the ring's (`full`: the producer's lanes,
+    // `empty`: one arrival a consumer warp) and the two Q tiles' (the same).
+    scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+      for (int i = 0; i < stages; ++i) {
+        ringBarrier(h.c32(i), /*full=*/true).init(producerThreads);
+        ringBarrier(h.c32(i), /*full=*/false).init(W);
+      }
+      for (int i = 0; i < 2; ++i) {
+        queryBarrier(h.c32(i), /*full=*/true).init(producerThreads);
+        queryBarrier(h.c32(i), /*full=*/false).init(W);
+      }
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    h.barrier();
+    // The CTAs of the last tokens (the most keys, compressed) start first.
+    Value cta = h.sub(h.sub(h.gridDimX(), h.c32(1)), h.blockIdX());
+    Value firstTile = h.mul(cta, h.c32(forwardTilesPerCta(spec)));
     scf::IfOp::create(
         h.b, h.loc, h.ge(warp, h.c32(W)),
         [&](OpBuilder &, Location) {
           if (producerRegs)
             h.inlineAsm({}, {}, fmt::format("setmaxnreg.dec.sync.aligned.u32 {};", producerRegs), "");
-          produceChunks();
+          produceTiles(firstTile);
           scf::YieldOp::create(h.b, h.loc);
         },
         [&](OpBuilder &, Location) {
           if (consumerRegs)
             h.inlineAsm({}, {}, fmt::format("setmaxnreg.inc.sync.aligned.u32 {};", consumerRegs), "");
-          storeOutputs(consumeChunks(init));
+          consumeTiles(firstTile, init);
           scf::YieldOp::create(h.b, h.loc);
         });
-  } else {
-    storeOutputs(walkChunks(init));
+    gpu::ReturnOp::create(b, h.loc);
+    return success();
   }
+
+  setTile(h.mul(h.blockIdX(), h.c32(TQ)));
+  // Stage the CTA's query rows once (as core matrices for wgmma).
+  if (warpgroupMma()) {
+    stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRows());
+    fenceAsyncProxy(h);
+  } else {
+    stageRows(h.c32(qBase), qPitch, W * 16, Dk, p.q, queryRows());
+  }
+
+  // The chunks the CTA walks: the branch's key range, or with the union
+  // schedule the chunks of the distinct blocks its tokens selected.
+  if (unionSchedule()) {
+    const int chunksPerBlock = spec.slcBlock / C;
+    int unionBase = 2 * (kBase + stages * bufElems);
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
+    blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
+                      p.seqLen, p.kvLen);
+    numChunks = h.mul(blockUnion->count(), h.c32(chunksPerBlock));
+  }
+  storeOutputs(walkChunks(init));
   gpu::ReturnOp::create(b, h.loc);
   return success();
 }

@@ -408,6 +408,13 @@ bool forwardUsesWarpgroupMma(const KernelSpec &s) {
          s.branch != Branch::Selected;
 }
 
+int forwardTilesPerCta(const KernelSpec &s) {
+  if (!forwardWarpSpecialised(s))
+    return 1;
+  const char *e = std::getenv("NSAJIT_EXP_WS_TILES");
+  return e ? std::atoi(e) : 8;
+}
+
 int forwardProducerThreads(const KernelSpec &s) {
   if (!forwardWarpSpecialised(s))
     return 0;
@@ -467,7 +474,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
     KernelSpec filled = s;
     filled.tile = t;
     if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
-      return warpgroupForwardBytes(t, s, forwardStages(s)) + (forwardWarpSpecialised(s) ? 16 * forwardStages(s) : 0);
+      return warpgroupForwardBytes(t, s, forwardStages(s)) +
+             (forwardWarpSpecialised(s) ? t.warps * 16 * s.headDimQK * 2 + 16 * (forwardStages(s) + 2) : 0);
     // Padded Q rows (ldmatrix), K/V chunks in swizzled panels.
     int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)

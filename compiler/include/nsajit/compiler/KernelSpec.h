@@ -112,6 +112,8 @@ bool forwardWarpSpecialised(const KernelSpec &spec);
 // Its producer threads: one warp, or a warpgroup that gives registers to the
 // consumers (setmaxnreg).
 int forwardProducerThreads(const KernelSpec &spec);
+// Token tiles a CTA walks in turn (1 unless warp-specialised).
+int forwardTilesPerCta(const KernelSpec &spec);
 int forwardStages(const KernelSpec &spec);
 // The CTAs an SM the forward kernel asks ptxas to leave registers for
 // (nvvm.minctasm; 0: no bound): those that fill the register file at 128
