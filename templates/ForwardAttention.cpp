@@ -15,7 +15,6 @@
 
 #include <cassert>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 
 using namespace mlir;
@@ -147,7 +146,9 @@ private:
   const bool specialised = forwardWarpSpecialised(spec);
   int barrierBase = 0; // bytes: the ring's mbarriers (specialised)
   const int producerThreads = forwardProducerThreads(spec);
-  const int producerRegs = producerThreads == 128 ? 40 : 0, consumerRegs = producerThreads == 128 ? 232 : 0;
+  // setmaxnreg: the producer warpgroup gives registers to the consumers (the CTA
+  // starts at 168 a thread: 384 threads; 4 x 40 + 8 x 232 fit an SM's 64K).
+  static constexpr int producerRegs = 40, consumerRegs = 232;
   Params p;
   ThreadIds ids;
   Value group, tig, batch, kvHead, t0, tMax, smem;
@@ -496,18 +497,6 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
       scf::YieldOp::create(h.b, h.loc);
     });
   };
-  const char *ov = std::getenv("NSAJIT_EXP_WS_OVERLAP");
-  if (ov && *ov == '0') {
-    auto loop = scf::ForOp::create(
-        h.b, h.loc, h.c32(0), numChunks, h.c32(1), init.flatten(), [&](OpBuilder &, Location, Value c, ValueRange it) {
-          waitFull(c);
-          SoftmaxState cur = SoftmaxState::unflatten(it, Dv / 8);
-          SoftmaxState next = chunkStep(cur, chunkAt(c).first, bufOf(c), nullptr);
-          release(c);
-          scf::YieldOp::create(h.b, h.loc, next.flatten());
-        });
-    return SoftmaxState::unflatten(loop.getResults(), Dv / 8);
-  }
   // FA3's overlap inside a warpgroup: chunk c's scores and chunk c - 1's P V
   // are issued together, and chunk c's softmax runs while P V is computed.
   // The first chunk's softmax and the last chunk's P V are peeled off, so that
@@ -753,14 +742,12 @@ LogicalResult ForwardKernelBuilder::build() {
     scf::IfOp::create(
         h.b, h.loc, h.ge(warp, h.c32(W)),
         [&](OpBuilder &, Location) {
-          if (producerRegs)
-            h.inlineAsm({}, {}, fmt::format("setmaxnreg.dec.sync.aligned.u32 {};", producerRegs), "");
+          h.inlineAsm({}, {}, fmt::format("setmaxnreg.dec.sync.aligned.u32 {};", producerRegs), "");
           produceTiles(firstTile);
           scf::YieldOp::create(h.b, h.loc);
         },
         [&](OpBuilder &, Location) {
-          if (consumerRegs)
-            h.inlineAsm({}, {}, fmt::format("setmaxnreg.inc.sync.aligned.u32 {};", consumerRegs), "");
+          h.inlineAsm({}, {}, fmt::format("setmaxnreg.inc.sync.aligned.u32 {};", consumerRegs), "");
           consumeTiles(firstTile, init);
           scf::YieldOp::create(h.b, h.loc);
         });

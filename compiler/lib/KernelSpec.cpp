@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <fmt/format.h>
 
 namespace nsajit {
@@ -244,10 +243,23 @@ std::string validate(const KernelSpec &s) {
 }
 
 namespace {
-// EXPERIMENT knobs (removed before the final commit).
-bool experimentWs() { const char *e = std::getenv("NSAJIT_EXP_WS"); return e && *e == '1'; }
-int experimentWsChunk() { const char *e = std::getenv("NSAJIT_EXP_WS_CHUNK"); return e ? std::atoi(e) : 128; }
-int experimentWsStages() { const char *e = std::getenv("NSAJIT_EXP_WS_STAGES"); return e ? std::atoi(e) : 2; }
+// The warp-specialised forward (forwardWarpSpecialised): a ring of three K/V
+// chunks (its consumers hold two at a time), 8 token tiles a CTA, a producer
+// warpgroup.
+constexpr int kSpecialisedStages = 3, kSpecialisedTiles = 8, kProducerThreads = 128;
+
+// Its shared memory: two Q tiles, the ring, and the mbarriers (a `full` and an
+// `empty` one a buffer and a Q tile).
+int specialisedForwardBytes(const KernelSpec &s, const TileConfig &t) {
+  return 2 * t.warps * 16 * s.headDimQK * 2 + kSpecialisedStages * t.kvChunk * (s.headDimQK + s.headDimV) * 2 +
+         16 * (kSpecialisedStages + 2);
+}
+
+// Two consumer warpgroups, and the shared memory fits one CTA an SM.
+bool specialisedForwardFits(const KernelSpec &s, const TileConfig &t) {
+  return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.branch != Branch::Selected && t.warps == 8 &&
+         t.kvChunk > 0 && specialisedForwardBytes(s, t) <= kMaxSharedBytes;
+}
 } // namespace
 
 TileConfig defaultTileConfig(const KernelSpec &s) {
@@ -336,13 +348,21 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
   } else if (s.pass == KernelPass::Forward && s.arch == Arch::SM90a) {
     // wgmma: two warpgroups share each staged chunk (H100, T = 64k, G = 16, Dk = 128:
     // window 3.55 ms, compressed 3.34, against 4.29 / 4.21 with one warpgroup, and
-    // 4.83 / 4.78 with mma.sync). 32-key chunks in a ring of three buffers
-    // (forwardStages) for every Dk: with Dk = 128, 64-key chunks in two buffers took
+    // 4.83 / 4.78 with mma.sync).
+    // Warp-specialised where its shared memory fits: 64-key chunks (the consumers'
+    // softmax of one chunk overlaps the P V of the one before; 32-key chunks in a
+    // ring of 6 took 15.9 / 4.56 ms for compressed [paper] / [main] against 14.0 /
+    // 4.19 with a one-warp producer, s11run3). Else 32-key chunks in a ring of three
+    // buffers (forwardStages): with Dk = 128, 64-key chunks in two buffers took
     // 4.80 / 4.66 ms against 3.35 / 3.19 (s9run3, launch included); one warpgroup a
     // CTA stayed slower (4.39 / 4.13).
     if (!t.warps) t.warps = std::max(8, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
-    if (!t.kvChunk) t.kvChunk = experimentWs() ? experimentWsChunk() : 32;
+    if (!t.kvChunk) {
+      TileConfig wide = t;
+      wide.kvChunk = 64;
+      t.kvChunk = specialisedForwardFits(s, wide) ? 64 : 32;
+    }
   } else {
     // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
     // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
@@ -408,24 +428,21 @@ bool forwardUsesWarpgroupMma(const KernelSpec &s) {
          s.branch != Branch::Selected;
 }
 
+bool forwardWarpSpecialised(const KernelSpec &s) { return specialisedForwardFits(s, defaultTileConfig(s)); }
+
 int forwardTilesPerCta(const KernelSpec &s) {
-  if (!forwardWarpSpecialised(s))
-    return 1;
-  const char *e = std::getenv("NSAJIT_EXP_WS_TILES");
-  return e ? std::atoi(e) : 8;
+  // A CTA walks 8 token tiles, so a tile's Q and first chunks are staged while
+  // the consumers finish the tile before (one CTA an SM exposed each CTA's start
+  // and end). H100, T = 64k, window / compressed [paper] ms, 1 / 4 / 8 / 16
+  // tiles: 3.57 / 3.34 / 3.30 / 3.46 and 11.1 / 11.0 / 10.5 / 10.8 (s11run5).
+  return forwardWarpSpecialised(s) ? kSpecialisedTiles : 1;
 }
 
 int forwardProducerThreads(const KernelSpec &s) {
-  if (!forwardWarpSpecialised(s))
-    return 0;
-  const char *e = std::getenv("NSAJIT_EXP_WS_PRODUCERS");
-  return e ? std::atoi(e) : 32;
-}
-
-bool forwardWarpSpecialised(const KernelSpec &s) {
-  KernelSpec filled = s;
-  filled.tile = defaultTileConfig(s);
-  return experimentWs() && forwardUsesWarpgroupMma(filled);
+  // A warpgroup: setmaxnreg moves registers in warpgroups, and 128 threads
+  // issue a chunk's copies fast enough (one warp kept the consumers waiting:
+  // compressed [paper] 14.0 ms against 10.6 with four; s11run3, s11run4).
+  return forwardWarpSpecialised(s) ? kProducerThreads : 0;
 }
 
 namespace {
@@ -444,7 +461,7 @@ int forwardStages(const KernelSpec &s) {
   if (!forwardUsesWarpgroupMma(filled))
     return 2;
   if (forwardWarpSpecialised(s))
-    return experimentWsStages();
+    return kSpecialisedStages;
   const int two = warpgroupForwardBytes(filled.tile, s, 2), three = warpgroupForwardBytes(filled.tile, s, 3);
   const bool keepsTwoCtas = three <= kSharedBytesForTwoCtas || two > kSharedBytesForTwoCtas;
   return keepsTwoCtas && three <= kMaxSharedBytes ? 3 : 2;
@@ -456,7 +473,7 @@ int forwardMinCtasPerSm(const KernelSpec &s) {
   KernelSpec filled = s;
   filled.tile = defaultTileConfig(s);
   const int threads = filled.tile.warps * 32;
-  if (forwardWarpSpecialised(s))
+  if (forwardWarpSpecialised(s)) // one CTA an SM by design
     return 0;
   if (threads <= 0 || kRegistersPerSm % (128 * threads) != 0)
     return 0;
@@ -473,9 +490,10 @@ int sharedMemoryBytes(const KernelSpec &s) {
   case KernelPass::Forward: {
     KernelSpec filled = s;
     filled.tile = t;
+    if (forwardWarpSpecialised(filled))
+      return specialisedForwardBytes(s, t);
     if (forwardUsesWarpgroupMma(filled)) // unpadded panels, a ring of K/V chunks
-      return warpgroupForwardBytes(t, s, forwardStages(s)) +
-             (forwardWarpSpecialised(s) ? t.warps * 16 * s.headDimQK * 2 + 16 * (forwardStages(s) + 2) : 0);
+      return warpgroupForwardBytes(t, s, forwardStages(s));
     // Padded Q rows (ldmatrix), K/V chunks in swizzled panels.
     int bytes = t.warps * 16 * kRow + forwardStages(s) * t.kvChunk * (s.headDimQK + s.headDimV) * 2;
     if (s.branch == Branch::Selected && t.tokensPerCta > 1)

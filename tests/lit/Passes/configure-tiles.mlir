@@ -26,10 +26,11 @@ func.func @selected_g32_small_blocks(%q: tensor<?x?x32x64xf16>, %k: tensor<?x?x1
 }
 
 // Dense branches pack several query tokens into the rows of the CTA: on
-// sm_90a 128 rows (two warpgroups for wgmma) and 32-key chunks; on sm_80 64
-// rows (4 warps) and 32-key chunks for the two-stage pipeline.
+// sm_90a 128 rows (two warpgroups for wgmma) and 64-key chunks (the
+// warp-specialised kernel); on sm_80 64 rows (4 warps) and 32-key chunks for
+// the two-stage pipeline.
 // CHECK-LABEL: func.func @window_g4
-// CHECK: tile = #nsa.tile<warps = 8, tokens = 32, kv_chunk = 32>
+// CHECK: tile = #nsa.tile<warps = 8, tokens = 32, kv_chunk = 64>
 // SM80-LABEL: func.func @window_g4
 // SM80: tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>
 func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v: tensor<?x?x2x128xbf16>)
@@ -40,9 +41,10 @@ func.func @window_g4(%q: tensor<?x?x8x128xbf16>, %k: tensor<?x?x2x128xbf16>, %v:
   return %o, %lse : tensor<?x?x8x128xbf16>, tensor<?x?x8xf32>
 }
 
-// Dk = 192 caps the chunk at 32 keys to keep shared memory and registers in budget.
+// Dk = 192: sm_90a still takes 64-key chunks (two Q tiles and a ring of three
+// fit 227 KB); sm_80 caps them at 32 keys for shared memory and registers.
 // CHECK-LABEL: func.func @compressed_g32_dk192
-// CHECK: tile = #nsa.tile<warps = 8, tokens = 4, kv_chunk = 32>
+// CHECK: tile = #nsa.tile<warps = 8, tokens = 4, kv_chunk = 64>
 // SM80-LABEL: func.func @compressed_g32_dk192
 // SM80: tile = #nsa.tile<warps = 4, tokens = 2, kv_chunk = 32>
 func.func @compressed_g32_dk192(%q: tensor<?x?x32x192xbf16>, %k: tensor<?x?x1x192xbf16>, %v: tensor<?x?x1x128xbf16>)

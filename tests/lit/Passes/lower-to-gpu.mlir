@@ -56,14 +56,80 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 
 // -----
 
-// fp16 inputs use the f16 mma. sm_90a: the window kernel has 8 warps (two
-// warpgroups) and wgmma: Q and K from swizzled shared memory (the copies fenced
-// for the async proxy, the next chunk's copies started behind the fence), then
-// P from registers with V transposed; sm_80: 4 warps and mma.sync.
-// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>, nvvm.minctasm = 2 : i32}
-// (Two CTAs an SM fit its shared memory: ptxas keeps to 128 registers.)
-// The staging swizzles each row's 16-byte chunks by the row (chunk ^ row % 8);
-// a thread walks rows, one row offset a row:
+// fp16 inputs use the f16 mma. sm_90a: the window kernel is warp-specialised:
+// 8 consumer warps (two warpgroups, wgmma) and a producer warpgroup (384
+// threads, one CTA an SM, so no nvvm.minctasm); sm_80: 4 warps and mma.sync.
+// CHECK: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 384, 1, 1>}
+// Thread 0 sets up the mbarriers (a full and an empty one for each of the 3
+// ring buffers and the 2 Q tiles); the one CTA barrier follows.
+// CHECK-COUNT-10: mbarrier.init.shared::cta.b64
+// CHECK: nvvm.barrier0
+// CHECK-NOT: nvvm.barrier0
+// The producer gives registers away, then walks the CTA's tiles: a tile's Q
+// once its buffer is free, then the chunks, each into a ring buffer the
+// consumers released; the copies arrive on the buffer's barrier as they land
+// (the swizzled staging: chunk ^ row % 8, a thread walking rows).
+// CHECK: setmaxnreg.dec.sync.aligned.u32 40;
+// CHECK: scf.for
+// CHECK: mbarrier.try_wait.parity.shared::cta.b64
+// CHECK: arith.xori
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
+// CHECK: scf.for
+// CHECK: mbarrier.try_wait.parity.shared::cta.b64
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
+// CHECK: nvvm.cp.async.wait.group 0
+// The consumers take the registers, wait for a tile's Q and fence the async
+// proxy (the copies landed in the generic one).
+// CHECK: setmaxnreg.inc.sync.aligned.u32 232;
+// CHECK: mbarrier.try_wait.parity.shared::cta.b64
+// CHECK: "fence.proxy.async.shared::cta;"
+// The first chunk: S = Q K^T (64 keys, from shared memory) and its softmax.
+// CHECK: mbarrier.try_wait.parity.shared::cta.b64
+// CHECK: "fence.proxy.async.shared::cta;"
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
+// CHECK: wgmma.wait_group.sync.aligned 0;
+// CHECK: cvt.rn.f16x2.f32
+// Then each chunk's S and the previous chunk's P V (P from registers, V
+// transposed) in flight together: the softmax runs once S is complete (wait 1),
+// the buffer is released after P V (wait 0), and P is packed only then.
+// CHECK: scf.for
+// CHECK: mbarrier.try_wait.parity.shared::cta.b64
+// CHECK: "wgmma.fence.sync.aligned;"
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
+// CHECK: wgmma.commit_group.sync.aligned;
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
+// CHECK: wgmma.commit_group.sync.aligned;
+// CHECK: wgmma.wait_group.sync.aligned 1;
+// CHECK: llvm.intr.maxnum
+// CHECK: wgmma.wait_group.sync.aligned 0;
+// CHECK: mbarrier.arrive.shared::cta.b64 _,
+// CHECK: cvt.rn.f16x2.f32
+// The last chunk's P V, the buffer and the Q tile released, the outputs stored.
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
+// CHECK: wgmma.wait_group.sync.aligned 0;
+// CHECK: mbarrier.arrive.shared::cta.b64 _,
+// CHECK: mbarrier.arrive.shared::cta.b64 _,
+// CHECK: llvm.store
+// SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
+// SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
+// SM80-NOT: wgmma
+func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
+    -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}
+      : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
+      -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
+  return %o, %lse : tensor<?x?x4x64xf16>, tensor<?x?x4xf32>
+}
+
+// -----
+
+// A tile of one warpgroup is not warp-specialised: its warps copy and compute,
+// 4 CTAs an SM (ptxas keeps to 128 registers). The staging swizzles each row's
+// 16-byte chunks by the row (chunk ^ row % 8), fenced for the async proxy.
+// CHECK: gpu.func @win_one_warpgroup({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
+// CHECK-NOT: mbarrier
 // CHECK: scf.for
 // CHECK: arith.xori
 // CHECK: nvvm.cp.async.shared.global
@@ -77,15 +143,14 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: "wgmma.fence.sync.aligned;"
 // CHECK: wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {{.*}}, p, 1, 1, 0, 0;
-// CHECK: wgmma.commit_group.sync.aligned;\0Awgmma.wait_group.sync.aligned 0;
+// CHECK: wgmma.wait_group.sync.aligned 0;
 // CHECK: cvt.rn.f16x2.f32
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, p, 1, 1, 1;
-// SM80: gpu.func @win({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
-// SM80: nvvm.mma.sync {{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (vector<2xf16>, vector<2xf16>, f32)
-// SM80-NOT: wgmma
-func.func @win(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
+// SM80: gpu.func @win_one_warpgroup({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 4 : i32}
+func.func @win_one_warpgroup(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>, %v: tensor<?x?x1x64xf16>)
     -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>) {
-  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>}
+  %o, %lse = nsa.window_attention %q, %k, %v {gather = #nsa.window<size = 64>,
+                                              tile = #nsa.tile<warps = 4, tokens = 16, kv_chunk = 32>}
       : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
       -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
   return %o, %lse : tensor<?x?x4x64xf16>, tensor<?x?x4xf32>

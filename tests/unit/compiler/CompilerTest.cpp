@@ -213,10 +213,10 @@ TEST(Compiler, EveryBranchProducesTensorCorePtx) {
       EXPECT_NE(r.ptx.find(".entry " + s.kernelName()), std::string::npos);
       EXPECT_NE(r.ptx.find(std::string(".target ") + archName(arch)), std::string::npos);
       // sm_90a, dense branches: the default forward tiles are two warpgroups (8 warps,
-      // 32 keys a chunk), so wgmma with K (K-major) and V (transposed) from shared
-      // memory; the selected branch and sm_80: mma.sync.
+      // 64 keys a chunk, warp-specialised), so wgmma with K (K-major) and V
+      // (transposed) from shared memory; the selected branch and sm_80: mma.sync.
       if (arch == Arch::SM90a && b != Branch::Selected) {
-        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos) << s.str();
+        EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos) << s.str();
         EXPECT_NE(r.ptx.find(", p, 1, 1, 1;"), std::string::npos) << "V is not transposed: " << s.str();
         EXPECT_NE(r.ptx.find("wgmma.fence.sync.aligned"), std::string::npos);
         EXPECT_NE(r.ptx.find("wgmma.wait_group.sync.aligned 0"), std::string::npos);
@@ -244,7 +244,7 @@ TEST(Compiler, Fp16UsesHalfMma) {
   EXPECT_NE(r.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), std::string::npos);
   s.arch = Arch::SM90a;
   ASSERT_EQ(compileKernel(s, r), "");
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), std::string::npos);
 }
 
 // On sm_90a a dense forward tile takes wgmma only when it is made of whole
@@ -253,7 +253,7 @@ TEST(Compiler, Fp16UsesHalfMma) {
 // O). The selected branch stays on mma.sync (a warp skips other tokens' blocks).
 TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   KernelSpec s = spec(Branch::Window);
-  EXPECT_EQ(defaultTileConfig(s), (TileConfig{8, 8, 32}));
+  EXPECT_EQ(defaultTileConfig(s), (TileConfig{8, 8, 64}));
   s.arch = Arch::SM80;
   EXPECT_EQ(defaultTileConfig(s), (TileConfig{4, 4, 32}));
   s.arch = Arch::SM90a;
@@ -267,11 +267,19 @@ TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".maxntid 128, 1, 1"), std::string::npos);
   EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
-  s.tile = {};
+  // Two warpgroups whose ring of 128-key chunks does not fit beside two Q
+  // tiles: one CTA of 8 warps that copy and compute.
+  s.tile = {8, 8, 128};
+  ASSERT_FALSE(forwardWarpSpecialised(s));
   ASSERT_EQ(compileKernel(s, r), "");
   EXPECT_NE(r.ptx.find(".maxntid 256, 1, 1"), std::string::npos);
-  EXPECT_NE(r.ptx.find(".minnctapersm 2"), std::string::npos) << "two CTAs an SM: at most 128 registers";
-  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"), std::string::npos);
+  EXPECT_EQ(r.ptx.find("mbarrier"), std::string::npos);
+  // The default: warp-specialised (see WarpSpecialisedForward).
+  s.tile = {};
+  ASSERT_EQ(compileKernel(s, r), "");
+  EXPECT_NE(r.ptx.find(".maxntid 384, 1, 1"), std::string::npos);
+  EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
   EXPECT_NE(r.ptx.find("wgmma.mma_async.sync.aligned.m64n" + std::to_string(s.headDimV) + "k16.f32.bf16.bf16"),
             std::string::npos);
   EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
@@ -279,6 +287,39 @@ TEST(Compiler, WarpgroupMmaNeedsWholeWarpgroups) {
   ASSERT_EQ(defaultTileConfig(selected).warps, 2); // 2 tokens of G = 16: no whole warpgroup
   ASSERT_EQ(compileKernel(selected, r), "");
   EXPECT_EQ(r.ptx.find("wgmma"), std::string::npos);
+}
+
+// The sm_90a dense forward by default: a producer warpgroup stages Q tiles and
+// K/V chunks (cp.async, arriving on mbarriers as they land) for two consumer
+// warpgroups, which take registers from it (setmaxnreg) and overlap a chunk's
+// softmax with the P V of the chunk before (two wgmma groups in flight).
+TEST(Compiler, WarpSpecialisedForward) {
+  for (Branch b : {Branch::Compressed, Branch::Window})
+    for (int dk : {128, 192}) {
+      KernelSpec s = spec(b, dk, 128, 16);
+      ASSERT_TRUE(forwardWarpSpecialised(s)) << s.str();
+      EXPECT_EQ(threadsPerCta(s), 384);
+      EXPECT_EQ(forwardProducerThreads(s), 128);
+      EXPECT_EQ(forwardStages(s), 3);
+      EXPECT_EQ(forwardTilesPerCta(s), 8);
+      EXPECT_EQ(forwardMinCtasPerSm(s), 0);
+      // Two Q tiles, three chunks of 64 keys, 10 mbarriers.
+      EXPECT_EQ(sharedMemoryBytes(s), 2 * 128 * dk * 2 + 3 * 64 * (dk + 128) * 2 + 80);
+      CompileResult r;
+      ASSERT_EQ(compileKernel(s, r), "") << s.str();
+      for (const char *needle :
+           {"setmaxnreg.dec.sync.aligned.u32 40", "setmaxnreg.inc.sync.aligned.u32 232", "mbarrier.init.shared::cta.b64",
+            "cp.async.mbarrier.arrive.noinc.shared::cta.b64", "mbarrier.try_wait.parity.shared::cta.b64",
+            "mbarrier.arrive.shared::cta.b64", "wgmma.wait_group.sync.aligned 1", "fence.proxy.async.shared::cta"})
+        EXPECT_NE(r.ptx.find(needle), std::string::npos) << needle << " in " << s.str();
+      EXPECT_EQ(r.ptx.find("bar.sync"), r.ptx.rfind("bar.sync")) << "one CTA barrier, after the mbarriers' set-up";
+    }
+  // The selected branch and sm_80 are not specialised.
+  EXPECT_FALSE(forwardWarpSpecialised(spec(Branch::Selected)));
+  KernelSpec sm80 = spec(Branch::Window);
+  sm80.arch = Arch::SM80;
+  EXPECT_FALSE(forwardWarpSpecialised(sm80));
+  EXPECT_EQ(forwardTilesPerCta(sm80), 1);
 }
 
 TEST(Compiler, SpecializesPerConfiguration) {

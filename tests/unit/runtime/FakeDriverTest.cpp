@@ -229,7 +229,8 @@ TEST_F(FakeGpu, CompressedAndWindowForward) {
   KernelSpec spec = specFromConfig(&cfg, Branch::Compressed, Arch::SM90a);
   EXPECT_STREQ(l.kernel_name, "nsa_compressed_fwd");
   EXPECT_EQ(l.i32[1], (T - 32) / 16 + 1);
-  EXPECT_EQ(l.grid[0], unsigned((T + spec.tile.tokensPerCta - 1) / spec.tile.tokensPerCta));
+  const int tokensPerCta = spec.tile.tokensPerCta * forwardTilesPerCta(spec);
+  EXPECT_EQ(l.grid[0], unsigned((T + tokensPerCta - 1) / tokensPerCta));
   EXPECT_EQ(l.u64[3], 0u); // no indices
   EXPECT_EQ(l.u64[1], c.tk.data);
   // More than 48 KiB of shared memory: opted in on the function before the launch.

@@ -118,7 +118,8 @@ TEST(Validate, CompressedUsesTcKeysAndTileTokens) {
   EXPECT_EQ(p.args.seqLen, 1000);
   EXPECT_EQ(p.args.idx, 0u);
   EXPECT_EQ(p.args.idxs.batch, 0);
-  int tokens = p.spec.tile.tokensPerCta;
+  // A CTA walks forwardTilesPerCta tiles of tokensPerCta tokens.
+  int tokens = p.spec.tile.tokensPerCta * forwardTilesPerCta(p.spec);
   ASSERT_GE(tokens, 1);
   EXPECT_EQ(p.grid[0], static_cast<unsigned>((1000 + tokens - 1) / tokens));
   EXPECT_EQ(p.spans.count, 5);
