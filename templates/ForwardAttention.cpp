@@ -458,9 +458,11 @@ SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
 
 void ForwardKernelBuilder::produceChunks(Value g) {
   // Chunk c goes into buffer c % S once the consumers released that buffer's
-  // previous chunk (its (c / S - 1)-th `empty` phase). Each lane's copies
-  // arrive on the buffer's `full` barrier when they land (32 arrivals complete
-  // a phase): the warp never waits for its copies, only for free buffers.
+  // previous chunk (its (c / S - 1)-th `empty` phase). Each producer thread's
+  // copies arrive on the buffer's `full` barrier when they land (one arrival a
+  // thread completes a phase): the producer never waits for its copies, only
+  // for free buffers. (A producer that waited for chunk c - 1's copies before
+  // announcing it, after staging chunk c, held the consumers back: s11run2.)
   const int S = stages;
   ThreadIds lanes = ids;
   lanes.tid = h.sub(ids.tid, h.c32(W * 32));
@@ -502,7 +504,7 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
   // The first chunk's softmax and the last chunk's P V are peeled off, so that
   // no in-flight accumulator crosses a branch. Every chunk of the dense
   // branches holds keys (chunkAt's flag is true).
-  const int oTiles = Dv / 8, pTiles = C / 16;
+  const int oTiles = Dv / 8;
   auto any = scf::IfOp::create(
       h.b, h.loc, h.gt(numChunks, h.c32(0)),
       [&](OpBuilder &, Location) {
@@ -546,14 +548,12 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
         SoftmaxState last = SoftmaxState::unflatten(loop.getResults(), oTiles);
         std::vector<Frag4> pLast =
             WarpgroupMma::tiles(SmallVector<Value>(loop.getResults().drop_front(4 + 4 * oTiles)));
-        assert(static_cast<int>(pLast.size()) == pTiles);
         Value lastC = h.sub(numChunks, h.c32(1));
         last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(bufOf(lastC))), 0));
         release(lastC);
         scf::YieldOp::create(h.b, h.loc, last.flatten());
       },
       [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, init.flatten()); });
-  (void)pTiles;
   return SoftmaxState::unflatten(any.getResults(), oTiles);
 }
 
