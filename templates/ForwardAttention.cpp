@@ -15,7 +15,6 @@
 
 #include <cassert>
 #include <cmath>
-#include <functional>
 #include <limits>
 
 using namespace mlir;
@@ -77,18 +76,6 @@ private:
   };
   // P as the A fragments of O += P V (C / 16 of them).
   std::vector<Frag4> packProbabilities(const std::vector<Frag4> &p);
-  // A row's C / 2 values combined pairwise: a chain of C / 2 dependent fmax or
-  // fadd was the warp-specialised forward's largest stall after the wgmma wait
-  // (Nsight Compute, s11run12: FMNMX 11 % of the samples).
-  Value treeReduce(std::vector<Value> vals, const std::function<Value(Value, Value)> &combine) {
-    while (vals.size() > 1) {
-      std::vector<Value> next;
-      for (size_t k = 0; k + 1 < vals.size(); k += 2) next.push_back(combine(vals[k], vals[k + 1]));
-      if (vals.size() % 2) next.push_back(vals.back());
-      vals = std::move(next);
-    }
-    return vals[0];
-  }
   ChunkProbabilities probabilities(const SoftmaxState &in, std::vector<Frag4> s, Value keyStart, const Value *bias);
   // wgmma issued and committed, not waited for (warp specialisation's overlap).
   // `fenced`: the registers passed through wgmma.fence already.
@@ -325,7 +312,7 @@ ForwardKernelBuilder::ChunkProbabilities ForwardKernelBuilder::probabilities(con
   auto maskScores = [&](bool mask) {
     SmallVector<Value> v; // the C/2 scores, then the two row maxima
     Value keyBase = h.add(keyStart, h.mul(tig, h.c32(2)));
-    std::vector<Value> rowScores[2];
+    Value rowMax[2] = {negInf, negInf};
     for (int n = 0; n < nTiles; ++n)
       for (int e = 0; e < 4; ++e) {
         int r = e / 2;
@@ -336,10 +323,8 @@ ForwardKernelBuilder::ChunkProbabilities ForwardKernelBuilder::probabilities(con
           raw = h.select(h.band(inRange, keys->visible(tok[r], key)), raw, negInf);
         }
         v.push_back(raw);
-        rowScores[r].push_back(raw);
+        rowMax[r] = h.fmax(rowMax[r], raw);
       }
-    Value rowMax[2] = {treeReduce(rowScores[0], [&](Value a, Value b) { return h.fmax(a, b); }),
-                       treeReduce(rowScores[1], [&](Value a, Value b) { return h.fmax(a, b); })};
     v.push_back(rowMax[0]);
     v.push_back(rowMax[1]);
     return v;
@@ -366,15 +351,13 @@ ForwardKernelBuilder::ChunkProbabilities ForwardKernelBuilder::probabilities(con
     alpha[r] = h.exp2(h.fsub(in.m[r], mUse[r]));
     offset[r] = bias ? h.fsub(bias[r], mUse[r]) : h.fsub(h.cf(0.0f), mUse[r]);
   }
-  std::vector<Value> rowTerms[2];
+  Value rowSum[2] = {zero, zero};
   for (int n = 0; n < nTiles; ++n)
     for (int e = 0; e < 4; ++e) {
       int r = e / 2;
       s[n][e] = h.exp2(h.fma(s[n][e], scaleC, offset[r]));
-      rowTerms[r].push_back(s[n][e]);
+      rowSum[r] = h.fadd(rowSum[r], s[n][e]);
     }
-  auto add = [&](Value a, Value b) { return h.fadd(a, b); };
-  Value rowSum[2] = {treeReduce(rowTerms[0], add), treeReduce(rowTerms[1], add)};
   for (int r = 0; r < 2; ++r) out.l[r] = h.fadd(h.fmul(in.l[r], alpha[r]), rowSum[r]);
   out.p = std::move(s);
   return out;
