@@ -15,6 +15,7 @@
 
 #include <cassert>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 using namespace mlir;
@@ -94,6 +95,9 @@ private:
   // (two buffers) and chunks, the consumers compute and store each tile.
   void produceTiles(Value firstTile);
   void consumeTiles(Value firstTile, const SoftmaxState &init);
+  // The loop both roles share: for each of the CTA's tiles that holds tokens,
+  // setTile, then tileBody(j, the ring position of its first chunk).
+  void walkTiles(Value firstTile, const std::function<void(Value, Value)> &tileBody);
   SharedBarrier queryBarrier(Value buf, bool full) {
     return SharedBarrier(h, smem,
                          h.add(h.c32(barrierBase + 16 * stages), h.mul(h.add(buf, h.c32(full ? 0 : 2)), h.c32(8))));
@@ -557,62 +561,57 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
   return SoftmaxState::unflatten(any.getResults(), oTiles);
 }
 
+void ForwardKernelBuilder::walkTiles(Value firstTile, const std::function<void(Value, Value)> &tileBody) {
+  // Both roles walk the same tiles and skip the same ones (past the sequence),
+  // so the barriers' phases and the ring position agree between them.
+  scf::ForOp::create(
+      h.b, h.loc, h.c32(0), h.c32(forwardTilesPerCta(spec)), h.c32(1), ValueRange{h.c32(0)},
+      [&](OpBuilder &, Location, Value j, ValueRange it) {
+        Value tileT0 = h.mul(h.add(firstTile, j), h.c32(TQ));
+        auto tile = scf::IfOp::create(
+            h.b, h.loc, h.lt(tileT0, p.seqLen),
+            [&](OpBuilder &, Location) {
+              setTile(tileT0);
+              tileBody(j, it[0]);
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], numChunks)});
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
+        scf::YieldOp::create(h.b, h.loc, tile.getResults());
+      });
+}
+
 void ForwardKernelBuilder::produceTiles(Value firstTile) {
   // Tile j's Q goes into buffer j % 2 once the consumers released its tile j - 2.
   ThreadIds lanes = ids;
   lanes.tid = h.sub(ids.tid, h.c32(W * 32));
-  const int tiles = forwardTilesPerCta(spec);
-  scf::ForOp::create(
-      h.b, h.loc, h.c32(0), h.c32(tiles), h.c32(1), ValueRange{h.c32(0)},
-      [&](OpBuilder &, Location, Value j, ValueRange it) {
-        Value tileT0 = h.mul(h.add(firstTile, j), h.c32(TQ));
-        auto tile = scf::IfOp::create(
-            h.b, h.loc, h.lt(tileT0, p.seqLen),
-            [&](OpBuilder &, Location) {
-              setTile(tileT0);
-              Value qb = h.rems(j, h.c32(2));
-              scf::IfOp::create(h.b, h.loc, h.ge(j, h.c32(2)), [&](OpBuilder &, Location) {
-                queryBarrier(qb, /*full=*/false).wait(h.band(h.sub(h.divs(j, h.c32(2)), h.c32(1)), h.c32(1)));
-                scf::YieldOp::create(h.b, h.loc);
-              });
-              stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q,
-                                  queryRows(), /*wait=*/false);
-              queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
-              produceChunks(it[0]);
-              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], numChunks)});
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
-        scf::YieldOp::create(h.b, h.loc, tile.getResults());
-      });
+  walkTiles(firstTile, [&](Value j, Value ringPos) {
+    Value qb = h.rems(j, h.c32(2));
+    scf::IfOp::create(h.b, h.loc, h.ge(j, h.c32(2)), [&](OpBuilder &, Location) {
+      queryBarrier(qb, /*full=*/false).wait(h.band(h.sub(h.divs(j, h.c32(2)), h.c32(1)), h.c32(1)));
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q, queryRows(),
+                        /*wait=*/false);
+    queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
+    produceChunks(ringPos);
+  });
   waitStaged(h); // nothing in flight when the warps exit
 }
 
 void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &init) {
-  const int tiles = forwardTilesPerCta(spec);
-  scf::ForOp::create(
-      h.b, h.loc, h.c32(0), h.c32(tiles), h.c32(1), ValueRange{h.c32(0)},
-      [&](OpBuilder &, Location, Value j, ValueRange it) {
-        Value tileT0 = h.mul(h.add(firstTile, j), h.c32(TQ));
-        auto tile = scf::IfOp::create(
-            h.b, h.loc, h.lt(tileT0, p.seqLen),
-            [&](OpBuilder &, Location) {
-              setTile(tileT0);
-              Value qb = h.rems(j, h.c32(2));
-              queryBarrier(qb, /*full=*/true).wait(h.band(h.divs(j, h.c32(2)), h.c32(1)));
-              fenceAsyncProxy(h);
-              qTileBytes = h.mul(qb, h.c32(2 * W * 16 * Dk));
-              SoftmaxState state = consumeChunks(init, it[0]);
-              // The tile's scores are complete: its Q buffer is free.
-              scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-                queryBarrier(qb, /*full=*/false).arrive();
-                scf::YieldOp::create(h.b, h.loc);
-              });
-              storeOutputs(state);
-              scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(it[0], numChunks)});
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, it); });
-        scf::YieldOp::create(h.b, h.loc, tile.getResults());
-      });
+  walkTiles(firstTile, [&](Value j, Value ringPos) {
+    Value qb = h.rems(j, h.c32(2));
+    queryBarrier(qb, /*full=*/true).wait(h.band(h.divs(j, h.c32(2)), h.c32(1)));
+    fenceAsyncProxy(h);
+    qTileBytes = h.mul(qb, h.c32(2 * W * 16 * Dk));
+    SoftmaxState state = consumeChunks(init, ringPos);
+    // The tile's scores are complete: its Q buffer is free.
+    scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+      queryBarrier(qb, /*full=*/false).arrive();
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    storeOutputs(state);
+  });
 }
 
 void ForwardKernelBuilder::setTile(Value tileT0) {
