@@ -279,9 +279,9 @@ LaunchDims launchDims(const KernelSpec &spec, const ProblemShape &p) {
   LaunchDims d;
   d.spec = spec;
   const bool keys = spec.pass == KernelPass::BackwardDKDV;
+  // A warp-specialised forward CTA walks several token tiles (1 for every other kernel).
   const std::int64_t perCta =
-      keys ? spec.tile.kvChunk
-           : std::int64_t{spec.tile.tokensPerCta} * (spec.pass == KernelPass::Forward ? forwardTilesPerCta(spec) : 1);
+      keys ? spec.tile.kvChunk : std::int64_t{spec.tile.tokensPerCta} * forwardTilesPerCta(spec);
   const std::int64_t extent = keys ? p.Tkv : p.T;
   if (perCta < 1)
     fail(NSAJIT_ERROR_INTERNAL, "tile {} per CTA is {} after defaults for {}", keys ? "keys" : "tokens", perCta,
