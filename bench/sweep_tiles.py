@@ -7,6 +7,9 @@ times random inputs only). Selected: random and local block indices (bench_nsa's
 --arch 80,90 times each tile with the sm_80 kernels (mma.sync) and the sm_90a ones (wgmma where
 the tile is whole warpgroups) on the same GPU (90 needs compute capability 9.0).
 
+Every tile's output is compared with the first tile's on the same inputs (max_abs_diff: another
+tile sums the same terms in another order, so a few bf16 ulps; a wrong kernel shows as O(1)).
+
 --backward also times the branch's three backward kernels (bwd_ms) after each forward: the tile's
 tokens also pick the selected dQ kernel's schedule (1: per token, more: the union of their blocks).
 """
@@ -79,6 +82,7 @@ def main():
         tc = (a.T - a.l) // a.d + 1
         kk, vv = k[:, :tc].contiguous(), v[:, :tc].contiguous()
     results = []
+    first_out = {}  # index kind -> the first tile's output
     ctx = nt.context()
     for arch, (w, t, c) in ((int(x), tile) for x in a.arch.split(",") for tile in parse_tiles(a.tiles)):
         ctx.set_arch(arch)
@@ -90,15 +94,18 @@ def main():
             bwd_ms = None
             try:
                 ms = time_ms(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
+                o = nt._forward(branch, cfg, q, kk, vv, idx)[0].float()
+                first = first_out.setdefault(kind, o)
+                diff = (o - first).abs().max().item()
                 if a.backward:
                     o, lse = nt._forward(branch, cfg, q, kk, vv, idx)
                     dout = torch.randn_like(o)
                     bwd_ms = time_ms(lambda: nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None))
                 err = None
             except Exception as e:  # an illegal tile: report and go on
-                ms, err = None, str(e)
+                ms, err, diff = None, str(e), None
             line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms,
-                    "bwd_ms": bwd_ms, "error": err}
+                    "max_abs_diff": diff, "bwd_ms": bwd_ms, "error": err}
             results.append(line)
             print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
     if a.out:

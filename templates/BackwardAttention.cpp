@@ -401,7 +401,7 @@ void BackwardKernelBuilder::buildDq() {
   std::unique_ptr<SelectedBlockUnion> blockUnion;
   if (unionSchedule) {
     const int unionBase = 2 * (kvBase + 2 * bufElems);
-    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, h.c32(unionBase), spec, TQ);
     blockUnion->build(BranchKeys::IndexInput{p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}},
                       batch, kvHead, t0, p.seqLen, p.kvLen);
   }

@@ -124,6 +124,17 @@ private:
   // Union schedule: the row biases of chunk c, and whether any row of the warp
   // takes part in it.
   std::pair<std::array<Value, 2>, Value> unionRowBias(Value c);
+  // The biases chunkStep and probabilities take: chunk c's row biases (held in
+  // `store`) with the union schedule, else none.
+  const Value *chunkBias(Value c, std::array<Value, 2> &store) {
+    if (!unionSchedule())
+      return nullptr;
+    store = unionRowBias(c).first;
+    return store.data();
+  }
+  // Warp specialisation with the union schedule: the union of the tile in Q
+  // buffer qb, which the producer builds next to that tile's Q.
+  std::unique_ptr<SelectedBlockUnion> tileUnion(Value qb, bool producer);
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * Dk)); }
@@ -149,6 +160,8 @@ private:
   int qPitch = 0, qBase = 0, kBase = 0, bufElems = 0;
   const bool specialised = forwardWarpSpecialised(spec);
   int barrierBase = 0; // bytes: the ring's mbarriers (specialised)
+  int unionBase = 0;   // bytes: the union scratch (two with warp specialisation)
+  ThreadIds producerIds; // the producer warpgroup's threads, numbered from 0
   const int producerThreads = forwardProducerThreads(spec);
   // setmaxnreg: the producer warpgroup gives registers to the consumers (the CTA
   // starts at 168 a thread: 384 threads; 4 x 40 + 8 x 232 fit an SM's 64K).
@@ -468,8 +481,7 @@ void ForwardKernelBuilder::produceChunks(Value g) {
   // for free buffers. (A producer that waited for chunk c - 1's copies before
   // announcing it, after staging chunk c, held the consumers back: s11run2.)
   const int S = stages;
-  ThreadIds lanes = ids;
-  lanes.tid = h.sub(ids.tid, h.c32(W * 32));
+  const ThreadIds &lanes = producerIds;
   scf::ForOp::create(h.b, h.loc, h.c32(0), numChunks, h.c32(1), ValueRange{},
                      [&](OpBuilder &, Location, Value c, ValueRange) {
                        Value ring = h.add(g, c);
@@ -506,16 +518,17 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
   // FA3's overlap inside a warpgroup: chunk c's scores and chunk c - 1's P V
   // are issued together, and chunk c's softmax runs while P V is computed.
   // The first chunk's softmax and the last chunk's P V are peeled off, so that
-  // no in-flight accumulator crosses a branch. Every chunk of the dense
-  // branches holds keys (chunkAt's flag is true).
+  // no in-flight accumulator crosses a branch. Every chunk holds keys
+  // (chunkAt's flag is true: the dense branches' range, the union's blocks).
   const int oTiles = Dv / 8;
   auto any = scf::IfOp::create(
       h.b, h.loc, h.gt(numChunks, h.c32(0)),
       [&](OpBuilder &, Location) {
         Value c0 = h.c32(0);
         waitFull(c0);
-        ChunkProbabilities first =
-            probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(bufOf(c0))), 0)), chunkAt(c0).first, nullptr);
+        std::array<Value, 2> bias;
+        ChunkProbabilities first = probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(bufOf(c0))), 0)),
+                                                 chunkAt(c0).first, chunkBias(c0, bias));
         SmallVector<Value> carried{first.m[0], first.m[1], first.l[0], first.l[1]};
         for (auto &f : init.o) carried.append(f.begin(), f.end()); // zeros: no rescale
         for (auto &f : packProbabilities(first.p)) carried.append(f.begin(), f.end());
@@ -539,7 +552,8 @@ SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value
                                   WarpgroupMma::tiles(rest.drop_front(4 * oTiles)), vBaseOf(bufOf(prev)),
                                   /*fenced=*/true);
               sAcc = wg.wait(sAcc, 1);
-              ChunkProbabilities pr = probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, nullptr);
+              ChunkProbabilities pr =
+                  probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, chunkBias(c, bias));
               oAcc = wg.wait(oAcc, 0);
               release(prev);
               // P is packed only now: its registers are the A operand of the P V
@@ -580,10 +594,19 @@ void ForwardKernelBuilder::walkTiles(Value firstTile, const std::function<void(V
       });
 }
 
+std::unique_ptr<SelectedBlockUnion> ForwardKernelBuilder::tileUnion(Value qb, bool producer) {
+  Value base = h.add(h.c32(unionBase), h.mul(qb, h.c32(selectedUnionSharedBytes(TQ, spec.slcCount))));
+  if (!producer)
+    return std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, base, spec, TQ);
+  // Barrier 0 is the CTA's; the producer warpgroup meets at barrier 1.
+  return std::make_unique<SelectedBlockUnion>(h, producerIds, producerThreads, smem, base, spec, TQ,
+                                              [this] { h.namedBarrier(1, producerThreads); });
+}
+
 void ForwardKernelBuilder::produceTiles(Value firstTile) {
-  // Tile j's Q goes into buffer j % 2 once the consumers released its tile j - 2.
-  ThreadIds lanes = ids;
-  lanes.tid = h.sub(ids.tid, h.c32(W * 32));
+  // Tile j's Q (and with the union schedule its union) goes into buffer j % 2
+  // once the consumers released its tile j - 2.
+  const ThreadIds &lanes = producerIds;
   walkTiles(firstTile, [&](Value j, Value ringPos) {
     Value qb = h.rems(j, h.c32(2));
     scf::IfOp::create(h.b, h.loc, h.ge(j, h.c32(2)), [&](OpBuilder &, Location) {
@@ -592,6 +615,15 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
     });
     stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q, queryRows(),
                         /*wait=*/false);
+    if (unionSchedule()) {
+      // Built while the Q copies fly; the plain arrival releases its stores
+      // to the consumers (the barrier expects two arrivals a producer thread).
+      blockUnion = tileUnion(qb, /*producer=*/true);
+      blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
+                        p.seqLen, p.kvLen);
+      numChunks = h.mul(blockUnion->count(), h.c32(spec.slcBlock / C));
+      queryBarrier(qb, /*full=*/true).arrive();
+    }
     queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
     produceChunks(ringPos);
   });
@@ -604,6 +636,10 @@ void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &ini
     queryBarrier(qb, /*full=*/true).wait(h.band(h.divs(j, h.c32(2)), h.c32(1)));
     fenceAsyncProxy(h);
     qTileBytes = h.mul(qb, h.c32(2 * W * 16 * Dk));
+    if (unionSchedule()) {
+      blockUnion = tileUnion(qb, /*producer=*/false);
+      numChunks = h.mul(blockUnion->count(), h.c32(spec.slcBlock / C));
+    }
     SoftmaxState state = consumeChunks(init, ringPos);
     // The tile's scores are complete: its Q buffer is free.
     scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
@@ -688,6 +724,7 @@ LogicalResult ForwardKernelBuilder::build() {
   // this one is computed).
   qBase = 0, kBase = (specialised ? 2 : 1) * W * 16 * qPitch, bufElems = C * (Dk + Dv);
   barrierBase = 2 * (kBase + stages * bufElems);
+  unionBase = specialised ? barrierBase + 16 * (stages + 2) : barrierBase;
   const int threads = W * 32 + (specialised ? producerThreads : 0);
 
   Block &entry = *createKernelFunction(h, name, 6, 18, 2, threads);
@@ -707,6 +744,8 @@ LogicalResult ForwardKernelBuilder::build() {
   p.seqLen = args[24], p.kvLen = args[25];
 
   ids = ThreadIds::read(h);
+  producerIds = ids;
+  producerIds.tid = h.sub(ids.tid, h.c32(W * 32));
   group = ids.group, tig = ids.tig;
   Value warp = ids.warp;
   kvHead = h.blockIdY();
@@ -729,7 +768,7 @@ LogicalResult ForwardKernelBuilder::build() {
         ringBarrier(h.c32(i), /*full=*/false).init(W);
       }
       for (int i = 0; i < 2; ++i) {
-        queryBarrier(h.c32(i), /*full=*/true).init(producerThreads);
+        queryBarrier(h.c32(i), /*full=*/true).init(unionSchedule() ? 2 * producerThreads : producerThreads);
         queryBarrier(h.c32(i), /*full=*/false).init(W);
       }
       scf::YieldOp::create(h.b, h.loc);
@@ -767,8 +806,7 @@ LogicalResult ForwardKernelBuilder::build() {
   // schedule the chunks of the distinct blocks its tokens selected.
   if (unionSchedule()) {
     const int chunksPerBlock = spec.slcBlock / C;
-    int unionBase = 2 * (kBase + stages * bufElems);
-    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, unionBase, spec, TQ);
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, h.c32(unionBase), spec, TQ);
     blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
                       p.seqLen, p.kvLen);
     numChunks = h.mul(blockUnion->count(), h.c32(chunksPerBlock));

@@ -8,6 +8,8 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Builders.h"
 
+#include <string>
+
 namespace nsajit::tpl {
 
 // Address spaces of the NVPTX back end.
@@ -105,6 +107,11 @@ public:
   mlir::Value gridDimY() { return mlir::NVVM::GridDimYOp::create(b, loc, i32()); }
   mlir::Value gridDimZ() { return mlir::NVVM::GridDimZOp::create(b, loc, i32()); }
   void barrier() { mlir::NVVM::Barrier0Op::create(b, loc); }
+  // Named barrier `id` (1..15) that `threads` threads (whole warps) meet: the
+  // warps of one role in a warp-specialised kernel, without the others.
+  void namedBarrier(int id, int threads) {
+    inlineAsm({}, {}, "bar.sync " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
+  }
   // __syncwarp(): orders the shared-memory accesses of the lanes of a warp.
   void syncWarp() { mlir::NVVM::SyncWarpOp::create(b, loc, c32(-1)); }
   // Butterfly shuffle across the full warp.

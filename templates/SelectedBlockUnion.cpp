@@ -18,9 +18,10 @@ int roundUp16(int bytes) { return (bytes + 15) / 16 * 16; }
 // blocks, ascending), mult[N][tokens] (bytes), count.
 
 SelectedBlockUnion::SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem,
-                                       int byteBase, const KernelSpec &spec, int tokens)
+                                       Value byteBase, const KernelSpec &spec, int tokens,
+                                       std::function<void()> barrier)
     : h(h), ids(ids), threads(threads), smem(smem), base(byteBase), T(tokens), n(spec.slcCount), N(tokens * n),
-      blockSize(spec.slcBlock) {
+      blockSize(spec.slcBlock), barrier(barrier ? std::move(barrier) : std::function<void()>([helpers = &h] { helpers->barrier(); })) {
   rawOff = 0;
   firstOff = rawOff + roundUp16(4 * N);
   listOff = firstOff + roundUp16(4 * N);
@@ -32,7 +33,7 @@ SelectedBlockUnion::SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids
 }
 
 Value SelectedBlockUnion::at(int region, Value i) {
-  return h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + region)), h.i32(), i);
+  return h.gep(h.gep(smem, h.b.getI8Type(), h.add(base, h.c32(region))), h.i32(), i);
 }
 
 void SelectedBlockUnion::forItems(int count, const std::function<void(Value)> &body) {
@@ -73,7 +74,7 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
     st(countOff, h.c32(0), h.c32(0));
     scf::YieldOp::create(h.b, h.loc);
   });
-  h.barrier();
+  barrier();
 
   // 2. First occurrences in the whole CTA.
   forItems(N, [&](Value i) {
@@ -81,7 +82,7 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
     Value earlier = countIf(h.c32(0), i, [&](Value, Value r) { return h.eq(r, v); });
     st(firstOff, i, h.zext32(h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)))));
   });
-  h.barrier();
+  barrier();
 
   // 3. The rank of each valid entry's block among the distinct blocks; the first
   // occurrence writes the list (and the largest block the count), the first
@@ -114,14 +115,14 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
       scf::IfOp::create(h.b, h.loc, h.eq(earlierInList, h.c32(0)), [&](OpBuilder &, Location) {
         Value times = countIf(i, h.add(listStart, h.c32(n)), [&](Value, Value r) { return h.eq(r, v); });
         Value cell = h.add(h.mul(below, h.c32(T)), tokenInCta);
-        Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + multOff)), h.b.getI8Type(), cell);
+        Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.add(base, h.c32(multOff))), h.b.getI8Type(), cell);
         h.store(arith::TruncIOp::create(h.b, h.loc, h.b.getI8Type(), times), p, 1);
         scf::YieldOp::create(h.b, h.loc);
       });
       scf::YieldOp::create(h.b, h.loc);
     });
   });
-  h.barrier();
+  barrier();
 }
 
 Value SelectedBlockUnion::count() { return ld(countOff, h.c32(0)); }
@@ -130,7 +131,7 @@ Value SelectedBlockUnion::block(Value u) { return ld(listOff, u); }
 
 Value SelectedBlockUnion::multiplicity(Value u, Value tokenInCta) {
   Value cell = h.add(h.mul(u, h.c32(T)), tokenInCta);
-  Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.c32(base + multOff)), h.b.getI8Type(), cell);
+  Value p = h.gep(h.gep(smem, h.b.getI8Type(), h.add(base, h.c32(multOff))), h.b.getI8Type(), cell);
   return h.zext32(h.load(h.b.getI8Type(), p, 1));
 }
 

@@ -11,6 +11,7 @@
 #include "nsajit/compiler/KernelSpec.h"
 
 #include <array>
+#include <functional>
 #include <utility>
 
 namespace nsajit::tpl {
@@ -19,13 +20,16 @@ class SelectedBlockUnion {
 public:
   // `byteBase`: where the union's shared scratch starts (16-byte aligned); the
   // scratch takes selectedUnionSharedBytes(tokens, n) bytes (KernelSpec.h).
-  SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, int byteBase,
-                     const KernelSpec &spec, int tokens);
+  // `threads` threads numbered by ids.tid build it; `barrier` makes them meet
+  // (the CTA's barrier unless given: a producer warpgroup builds alone).
+  SelectedBlockUnion(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem, mlir::Value byteBase,
+                     const KernelSpec &spec, int tokens, std::function<void()> barrier = {});
 
   // Reads the index lists of tokens t0 .. t0 + tokens - 1 and builds, in shared
   // memory, the ascending distinct valid blocks and every token's multiplicity
   // of each. An entry counts when 0 <= j, j * l' < kvLen and j * l' <= t (the
-  // reference's rule; a token sees at least key 0 of its own block). All threads must call it; it ends with a barrier.
+  // reference's rule; a token sees at least key 0 of its own block). All
+  // `threads` threads must call it; it ends with a barrier.
   void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
              mlir::Value seqLen, mlir::Value kvLen);
 
@@ -49,8 +53,9 @@ private:
   IRBuilderHelpers &h;
   const ThreadIds &ids;
   const int threads;
-  mlir::Value smem;
-  const int base, T, n, N, blockSize;
+  mlir::Value smem, base;
+  const int T, n, N, blockSize;
+  std::function<void()> barrier;
   int rawOff, firstOff, listOff, multOff, countOff; // byte offsets from base
 };
 

@@ -248,17 +248,25 @@ namespace {
 // warpgroup.
 constexpr int kSpecialisedStages = 3, kSpecialisedTiles = 8, kProducerThreads = 128;
 
-// Its shared memory: two Q tiles, the ring, and the mbarriers (a `full` and an
-// `empty` one a buffer and a Q tile).
+// Its shared memory: two Q tiles, the ring, the mbarriers (a `full` and an
+// `empty` one a buffer and a Q tile) and, for the selected branch, the unions
+// of the two tiles.
 int specialisedForwardBytes(const KernelSpec &s, const TileConfig &t) {
+  const int unions = s.branch == Branch::Selected ? 2 * selectedUnionSharedBytes(t.tokensPerCta, s.slcCount) : 0;
   return 2 * t.warps * 16 * s.headDimQK * 2 + kSpecialisedStages * t.kvChunk * (s.headDimQK + s.headDimV) * 2 +
-         16 * (kSpecialisedStages + 2);
+         16 * (kSpecialisedStages + 2) + unions;
 }
 
-// Two consumer warpgroups, and the shared memory fits one CTA an SM.
+// Two consumer warpgroups, and the shared memory fits one CTA an SM. The
+// selected branch: the union schedule over tiles whose tokens fill the 128 rows
+// (tokens x G = 128), in chunks that split a block evenly.
 bool specialisedForwardFits(const KernelSpec &s, const TileConfig &t) {
-  return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.branch != Branch::Selected && t.warps == 8 &&
-         t.kvChunk > 0 && specialisedForwardBytes(s, t) <= kMaxSharedBytes;
+  if (s.pass != KernelPass::Forward || s.arch != Arch::SM90a || t.warps != 8 || t.kvChunk <= 0)
+    return false;
+  if (s.branch == Branch::Selected &&
+      (t.tokensPerCta < 2 || t.tokensPerCta * s.group != t.warps * 16 || s.slcBlock % t.kvChunk != 0))
+    return false;
+  return specialisedForwardBytes(s, t) <= kMaxSharedBytes;
 }
 } // namespace
 
@@ -424,8 +432,9 @@ bool backwardUsesWarpgroupMma(const KernelSpec &s) {
 }
 
 bool forwardUsesWarpgroupMma(const KernelSpec &s) {
-  return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.tile.warps % 4 == 0 &&
-         s.branch != Branch::Selected;
+  if (s.branch == Branch::Selected) // only its warp-specialised union tiles
+    return forwardWarpSpecialised(s);
+  return s.pass == KernelPass::Forward && s.arch == Arch::SM90a && s.tile.warps % 4 == 0;
 }
 
 bool forwardWarpSpecialised(const KernelSpec &s) { return specialisedForwardFits(s, defaultTileConfig(s)); }

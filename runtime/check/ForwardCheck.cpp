@@ -27,6 +27,7 @@ std::string Case::label() const {
   if (padded) s += " strided";
   if (tileTokens) s += " tile-tokens=" + std::to_string(tileTokens);
   if (tileWarps) s += " tile-warps=" + std::to_string(tileWarps);
+  if (tileKvChunk) s += " tile-kv-chunk=" + std::to_string(tileKvChunk);
   if (arch) s += " sm_" + std::to_string(arch);
   return s;
 }
@@ -148,6 +149,7 @@ nsajit_config configFor(const Case &c) {
   cfg.cmp_block = c.l, cfg.cmp_stride = c.d, cfg.slc_block = c.lsel, cfg.slc_count = c.n, cfg.window = c.w;
   cfg.tile_tokens = c.tileTokens;
   cfg.tile_warps = c.tileWarps;
+  cfg.tile_kv_chunk = c.tileKvChunk;
   return cfg;
 }
 

@@ -30,6 +30,7 @@ struct Case {
   std::uint32_t seed = 0;
   int tileTokens = 0; // tile override (0: default); selected branch > 1: the union schedule
   int tileWarps = 0;  // tile override (0: default); dense branches on sm_90a: a multiple of 4 takes wgmma
+  int tileKvChunk = 0; // tile override (0: default): keys a chunk
   int arch = 0;       // 0: the GPU's kernels; 80: force the sm_80 (mma.sync) kernels
 
   int hq() const { return h * g; }

@@ -98,6 +98,20 @@ std::vector<Case> matrix() {
           cases.push_back(c);
         }
       }
+  // The selected branch's warp-specialised union tiles (sm_90a; elsewhere the
+  // same tiles run on mma.sync): 8 warps whose tokens fill the 128 rows, with
+  // 64- and 32-key chunks, several tiles a CTA and a partial last one, every
+  // kind of indices, G = 16 and 32, Dk up to 256.
+  const std::pair<int, int> wsDims[] = {{128, 128}, {192, 128}, {256, 256}, {64, 64}};
+  for (int i = 0; i < (quick ? 2 : 4); ++i)
+    for (int g : {16, 32})
+      for (IndexMode mode : {IndexMode::Local, IndexMode::Valid, IndexMode::Hostile}) {
+        Case c{Br::Slc, i % 2 == 1, wsDims[i].first, wsDims[i].second, g, 2, 2, 0};
+        c.lsel = 64, c.n = i == 3 ? 4 : 16, c.tileWarps = 8, c.tileTokens = 128 / g;
+        c.tileKvChunk = i == 1 ? 32 : 64, c.indices = mode, c.padded = (i == 2);
+        c.t = mode == IndexMode::Local ? 1100 : 333, c.seed = seed++;
+        cases.push_back(c);
+      }
   return cases;
 }
 

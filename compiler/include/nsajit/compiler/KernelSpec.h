@@ -103,11 +103,14 @@ bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 // Whether the top-n kernel (its tile filled in) scores with wgmma: sm_90a and whole warpgroups.
 bool topNUsesWarpgroupMma(const KernelSpec &spec);
 // Whether the forward kernel (its tile filled in) uses wgmma: sm_90a, whole
-// warpgroups, a dense branch (compressed or window). Its shared tiles are then
-// unpadded swizzled panels in a ring of forwardStages() K/V chunk buffers.
+// warpgroups, a dense branch (compressed or window), or the selected branch's
+// warp-specialised union tiles. Its shared tiles are then unpadded swizzled
+// panels in a ring of forwardStages() K/V chunk buffers.
 bool forwardUsesWarpgroupMma(const KernelSpec &spec);
-// The wgmma forward with a producer warp: warp `warps` stages the K/V chunks and
-// hands them to the consumer warpgroups through mbarriers (one CTA an SM).
+// The wgmma forward with a producer warpgroup: warps `warps`.. stage Q and the
+// K/V chunks and hand them to two consumer warpgroups through mbarriers (one CTA
+// an SM). The dense branches where it fits; the selected branch for union tiles
+// of 8 warps whose tokens fill the 128 rows (e.g. 8 tokens of G = 16).
 bool forwardWarpSpecialised(const KernelSpec &spec);
 // Its producer threads: one warp, or a warpgroup that gives registers to the
 // consumers (setmaxnreg).
