@@ -39,6 +39,7 @@ struct Options {
   int T = 1000, B = 1;
   bool tSet = false;
   int repeats = 20;
+  std::string indices = "valid"; // check: the selected branch's index lists
 };
 
 void usage(FILE *f) {
@@ -51,6 +52,7 @@ void usage(FILE *f) {
                "  --tile-warps N --tile-tokens N --tile-kv-chunk N   compile/check: the forward's tile (0: default)\n"
                "  --ptx                 compile: print the PTX too\n"
                "  --T N --B N           check/tune: sequence length and batch (default 1000 / 16384, 1)\n"
+               "  --indices valid|local|hostile   check: the selected branch's index lists (default valid)\n"
                "  --repeats N           tune: timed launches per tile (default 20)\n"
                "The defaults are the paper's: bf16, Dk=Dv=128, H=4, G=16, l=32, d=16, l'=64, n=16, w=512.\n");
 }
@@ -101,6 +103,14 @@ bool parse(int argc, char **argv, Options &o) {
       if (!v) return false;
       (a == "--T" ? o.T : o.B) = std::atoi(v);
       o.tSet = o.tSet || a == "--T";
+    } else if (a == "--indices") {
+      const char *v = value();
+      if (!v) return false;
+      o.indices = v;
+      if (o.indices != "valid" && o.indices != "local" && o.indices != "hostile") {
+        std::fprintf(stderr, "nsajit: --indices %s is not supported; allowed: valid, local, hostile\n", v);
+        return false;
+      }
     } else if (a == "--repeats") {
       const char *v = value();
       if (!v) return false;
@@ -231,6 +241,8 @@ int cmdCheck(const Options &o) {
            o.B, o.T};
     c.l = o.cfg.cmp_block, c.d = o.cfg.cmp_stride, c.lsel = o.cfg.slc_block, c.n = o.cfg.slc_count;
     c.w = o.cfg.window, c.seed = 12345;
+    c.tileWarps = o.cfg.tile_warps, c.tileTokens = o.cfg.tile_tokens, c.tileKvChunk = o.cfg.tile_kv_chunk;
+    c.indices = o.indices == "local" ? IndexMode::Local : o.indices == "hostile" ? IndexMode::Hostile : IndexMode::Valid;
     std::printf("%-10s computing the float64 reference...\r", name);
     std::fflush(stdout);
     Outcome r;
