@@ -25,7 +25,7 @@ namespace {
 
 // Kernel parameters in KernelAbi.h order.
 struct Params {
-  Value q, k, v, idx, o, lse;
+  Value q, k, v, idx, o, lse, tokenDone;
   Value qs[3], ks[3], vs[3], idxs[3], os[3], lses[3];
   Value seqLen, kvLen;
 };
@@ -85,6 +85,8 @@ private:
                                      bool fenced = false);
   // The online softmax over the CTA's chunks (see its comment).
   SoftmaxState walkChunks(const SoftmaxState &init);
+  // The CTA's tile without warp specialisation: stage Q, (union) walk, store.
+  void buildTile(const SoftmaxState &init);
   // Warp specialisation (forwardWarpSpecialised): the producer warp's copies
   // and the consumer warpgroups' online softmax over the ring of chunks,
   // handed over by a `full` and an `empty` mbarrier a buffer.
@@ -135,6 +137,24 @@ private:
   // Warp specialisation with the union schedule: the union of the tile in Q
   // buffer qb, which the producer builds next to that tile's Q.
   std::unique_ptr<SelectedBlockUnion> tileUnion(Value qb, bool producer);
+  // The two-kernel schedule (KernelAbi.h, tokenDone): whether a tile of
+  // `unionBlocks` distinct blocks is left to the kernel launched next, the
+  // chunks this kernel walks for it (none if left), and the tile's tokenDone
+  // entries (1: computed here).
+  Value leftToNextKernel(Value unionBlocks) {
+    return h.band(h.nonNull(p.tokenDone), h.gt(unionBlocks, h.c32(selectedUnionLimit(spec))));
+  }
+  Value tileChunks(Value unionBlocks) {
+    return h.select(leftToNextKernel(unionBlocks), h.c32(0), h.mul(unionBlocks, h.c32(spec.slcBlock / C)));
+  }
+  void markTokens(Value computed);
+  // Whether the kernel launched before this one computed every token of the
+  // CTA (all their tokenDone entries are 1; false without tokenDone).
+  Value tokensAlreadyDone();
+  Value tokenDoneAt(Value t) {
+    Value row = h.add(h.mul(h.ext64(batch), h.ext64(h.gridDimY())), h.ext64(kvHead));
+    return h.gep(p.tokenDone, h.b.getI8Type(), h.add(h.mul(row, h.ext64(p.seqLen)), h.ext64(t)));
+  }
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * Dk)); }
@@ -603,6 +623,36 @@ std::unique_ptr<SelectedBlockUnion> ForwardKernelBuilder::tileUnion(Value qb, bo
                                               [this] { h.namedBarrier(1, producerThreads); });
 }
 
+void ForwardKernelBuilder::markTokens(Value computed) {
+  scf::IfOp::create(h.b, h.loc, h.nonNull(p.tokenDone), [&](OpBuilder &, Location) {
+    Value t = h.add(t0, ids.tid);
+    scf::IfOp::create(h.b, h.loc, h.band(h.lt(ids.tid, h.c32(TQ)), h.lt(t, p.seqLen)), [&](OpBuilder &, Location) {
+      h.store(arith::TruncIOp::create(h.b, h.loc, h.b.getI8Type(), h.zext32(computed)), tokenDoneAt(t), 1);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+Value ForwardKernelBuilder::tokensAlreadyDone() {
+  auto done = scf::IfOp::create(
+      h.b, h.loc, h.nonNull(p.tokenDone),
+      [&](OpBuilder &, Location) {
+        auto all = scf::ForOp::create(
+            h.b, h.loc, h.c32(0), h.c32(TQ), h.c32(1), ValueRange{h.cbool(true)},
+            [&](OpBuilder &, Location, Value k, ValueRange acc) {
+              Value t = h.add(t0, k);
+              Value inSeq = h.lt(t, p.seqLen);
+              Value flag = h.load(h.b.getI8Type(), tokenDoneAt(h.select(inSeq, t, t0)), 1);
+              Value tokenDone = h.bor(h.bnot(inSeq), h.ne(h.zext32(flag), h.c32(0)));
+              scf::YieldOp::create(h.b, h.loc, ValueRange{h.band(acc[0], tokenDone)});
+            });
+        scf::YieldOp::create(h.b, h.loc, all.getResults());
+      },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.cbool(false)}); });
+  return done.getResult(0);
+}
+
 void ForwardKernelBuilder::produceTiles(Value firstTile) {
   // Tile j's Q (and with the union schedule its union) goes into buffer j % 2
   // once the consumers released its tile j - 2.
@@ -618,10 +668,13 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
     if (unionSchedule()) {
       // Built while the Q copies fly; the plain arrival releases its stores
       // to the consumers (the barrier expects two arrivals a producer thread).
+      // A tile left to the next kernel is only counted.
       blockUnion = tileUnion(qb, /*producer=*/true);
+      Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
+                             h.c32(std::numeric_limits<std::int32_t>::max()));
       blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
-                        p.seqLen, p.kvLen);
-      numChunks = h.mul(blockUnion->count(), h.c32(spec.slcBlock / C));
+                        p.seqLen, p.kvLen, limit);
+      numChunks = tileChunks(blockUnion->count());
       queryBarrier(qb, /*full=*/true).arrive();
     }
     queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
@@ -636,9 +689,11 @@ void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &ini
     queryBarrier(qb, /*full=*/true).wait(h.band(h.divs(j, h.c32(2)), h.c32(1)));
     fenceAsyncProxy(h);
     qTileBytes = h.mul(qb, h.c32(2 * W * 16 * Dk));
+    Value computed = h.cbool(true);
     if (unionSchedule()) {
       blockUnion = tileUnion(qb, /*producer=*/false);
-      numChunks = h.mul(blockUnion->count(), h.c32(spec.slcBlock / C));
+      numChunks = tileChunks(blockUnion->count());
+      computed = h.bnot(leftToNextKernel(blockUnion->count()));
     }
     SoftmaxState state = consumeChunks(init, ringPos);
     // The tile's scores are complete: its Q buffer is free.
@@ -646,7 +701,12 @@ void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &ini
       queryBarrier(qb, /*full=*/false).arrive();
       scf::YieldOp::create(h.b, h.loc);
     });
-    storeOutputs(state);
+    scf::IfOp::create(h.b, h.loc, computed, [&](OpBuilder &, Location) {
+      storeOutputs(state);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+    if (unionSchedule())
+      markTokens(computed);
   });
 }
 
@@ -727,7 +787,7 @@ LogicalResult ForwardKernelBuilder::build() {
   unionBase = specialised ? barrierBase + 16 * (stages + 2) : barrierBase;
   const int threads = W * 32 + (specialised ? producerThreads : 0);
 
-  Block &entry = *createKernelFunction(h, name, 6, 18, 2, threads);
+  Block &entry = *createKernelFunction(h, name, 7, 18, 2, threads);
   // As many CTAs an SM as their shared memory allows, where that leaves ptxas
   // 128 registers a thread or more: a few more registers (Dk = 192 wgmma: 133;
   // the [main] selected union kernel: 130) would cost a CTA.
@@ -738,10 +798,11 @@ LogicalResult ForwardKernelBuilder::build() {
 
   auto args = entry.getArguments();
   p.q = args[0], p.k = args[1], p.v = args[2], p.idx = args[3], p.o = args[4], p.lse = args[5];
+  p.tokenDone = args[6];
   Value *strideSets[6] = {p.qs, p.ks, p.vs, p.idxs, p.os, p.lses};
   for (int t = 0; t < 6; ++t)
-    for (int d = 0; d < 3; ++d) strideSets[t][d] = args[6 + 3 * t + d];
-  p.seqLen = args[24], p.kvLen = args[25];
+    for (int d = 0; d < 3; ++d) strideSets[t][d] = args[7 + 3 * t + d];
+  p.seqLen = args[25], p.kvLen = args[26];
 
   ids = ThreadIds::read(h);
   producerIds = ids;
@@ -794,6 +855,21 @@ LogicalResult ForwardKernelBuilder::build() {
   }
 
   setTile(h.mul(h.blockIdX(), h.c32(TQ)));
+  // The selected branch's second kernel of the two-kernel schedule computes
+  // only the CTAs the first left (a uniform branch: the CTA returns at once).
+  if (spec.branch == Branch::Selected) {
+    scf::IfOp::create(h.b, h.loc, h.bnot(tokensAlreadyDone()), [&](OpBuilder &, Location) {
+      buildTile(init);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  } else {
+    buildTile(init);
+  }
+  gpu::ReturnOp::create(b, h.loc);
+  return success();
+}
+
+void ForwardKernelBuilder::buildTile(const SoftmaxState &init) {
   // Stage the CTA's query rows once (as core matrices for wgmma).
   if (warpgroupMma()) {
     stageSwizzledPanels(h, ids, W * 32, smem, h.c32(qBase), W * 16, Dk, p.q, queryRows());
@@ -812,8 +888,6 @@ LogicalResult ForwardKernelBuilder::build() {
     numChunks = h.mul(blockUnion->count(), h.c32(chunksPerBlock));
   }
   storeOutputs(walkChunks(init));
-  gpu::ReturnOp::create(b, h.loc);
-  return success();
 }
 
 } // namespace

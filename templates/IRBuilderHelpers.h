@@ -48,6 +48,7 @@ public:
   mlir::Value shl(mlir::Value x, mlir::Value y) { return mlir::arith::ShLIOp::create(b, loc, x, y); }
   mlir::Value bor(mlir::Value x, mlir::Value y) { return mlir::arith::OrIOp::create(b, loc, x, y); }
   mlir::Value band(mlir::Value x, mlir::Value y) { return mlir::arith::AndIOp::create(b, loc, x, y); }
+  mlir::Value bnot(mlir::Value x) { return mlir::arith::XOrIOp::create(b, loc, x, cbool(true)); } // an i1
   mlir::Value ext64(mlir::Value x) { return mlir::arith::ExtSIOp::create(b, loc, b.getI64Type(), x); }
   mlir::Value zext32(mlir::Value x) { return mlir::arith::ExtUIOp::create(b, loc, b.getI32Type(), x); }
   mlir::Value lt(mlir::Value x, mlir::Value y) {
@@ -108,9 +109,12 @@ public:
   mlir::Value gridDimZ() { return mlir::NVVM::GridDimZOp::create(b, loc, i32()); }
   void barrier() { mlir::NVVM::Barrier0Op::create(b, loc); }
   // Named barrier `id` (1..15) that `threads` threads (whole warps) meet: the
-  // warps of one role in a warp-specialised kernel, without the others.
+  // warps of one role in a warp-specialised kernel, without the others. Not
+  // bar.sync (barrier.sync.aligned): LLVM may copy the inline asm into both
+  // sides of a branch the lanes of a warp diverge on, and an aligned barrier
+  // reached from two places hangs (it did, s12run1).
   void namedBarrier(int id, int threads) {
-    inlineAsm({}, {}, "bar.sync " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
+    inlineAsm({}, {}, "barrier.sync " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
   }
   // __syncwarp(): orders the shared-memory accesses of the lanes of a warp.
   void syncWarp() { mlir::NVVM::SyncWarpOp::create(b, loc, c32(-1)); }

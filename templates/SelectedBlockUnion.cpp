@@ -54,7 +54,7 @@ Value SelectedBlockUnion::countIf(Value lo, Value hi, const std::function<Value(
 }
 
 void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kvHead, Value t0, Value seqLen,
-                               Value kvLen) {
+                               Value kvLen, Value limit) {
   // 1. The raw lists, with entries that contribute nothing replaced by -1; the
   // multiplicity table and the count start at zero.
   forItems(N, [&](Value i) {
@@ -76,37 +76,44 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
   });
   barrier();
 
-  // 2. First occurrences in the whole CTA.
+  // 2. First occurrences in the whole CTA; each adds one to the count.
   forItems(N, [&](Value i) {
     Value v = ld(rawOff, i);
     Value earlier = countIf(h.c32(0), i, [&](Value, Value r) { return h.eq(r, v); });
-    st(firstOff, i, h.zext32(h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)))));
+    Value first = h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)));
+    st(firstOff, i, h.zext32(first));
+    scf::IfOp::create(h.b, h.loc, first, [&](OpBuilder &, Location) {
+      LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), h.c32(1),
+                                LLVM::AtomicOrdering::monotonic);
+      scf::YieldOp::create(h.b, h.loc);
+    });
   });
   barrier();
+  if (!limit) {
+    buildList();
+    return;
+  }
+  // A union past the limit is not listed (a uniform branch: every thread reads the count).
+  scf::IfOp::create(h.b, h.loc, h.le(count(), limit), [&](OpBuilder &, Location) {
+    buildList();
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
 
+void SelectedBlockUnion::buildList() {
   // 3. The rank of each valid entry's block among the distinct blocks; the first
-  // occurrence writes the list (and the largest block the count), the first
-  // occurrence inside a token's own list writes that token's multiplicity.
+  // occurrence writes the list, the first occurrence inside a token's own list
+  // writes that token's multiplicity.
   forItems(N, [&](Value i) {
     Value v = ld(rawOff, i);
     scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
-      // Distinct blocks below and above v, in one pass.
-      auto ranks = scf::ForOp::create(
-          h.b, h.loc, h.c32(0), h.c32(N), h.c32(1), ValueRange{h.c32(0), h.c32(0)},
-          [&](OpBuilder &, Location, Value j, ValueRange acc) {
-            Value first = h.ne(ld(firstOff, j), h.c32(0)), r = ld(rawOff, j);
-            scf::YieldOp::create(h.b, h.loc,
-                                 ValueRange{h.add(acc[0], h.zext32(h.band(first, h.lt(r, v)))),
-                                            h.add(acc[1], h.zext32(h.band(first, h.gt(r, v))))});
-          });
-      Value below = ranks.getResult(0), above = ranks.getResult(1);
+      // Distinct blocks below v: its rank.
+      Value below = countIf(h.c32(0), h.c32(N), [&](Value j, Value r) {
+        return h.band(h.ne(ld(firstOff, j), h.c32(0)), h.lt(r, v));
+      });
       Value isFirst = h.ne(ld(firstOff, i), h.c32(0));
       scf::IfOp::create(h.b, h.loc, isFirst, [&](OpBuilder &, Location) {
         st(listOff, below, v);
-        scf::IfOp::create(h.b, h.loc, h.eq(above, h.c32(0)), [&](OpBuilder &, Location) {
-          st(countOff, h.c32(0), h.add(below, h.c32(1)));
-          scf::YieldOp::create(h.b, h.loc);
-        });
         scf::YieldOp::create(h.b, h.loc);
       });
       Value tokenInCta = h.divs(i, h.c32(n));

@@ -29,9 +29,11 @@ public:
   // memory, the ascending distinct valid blocks and every token's multiplicity
   // of each. An entry counts when 0 <= j, j * l' < kvLen and j * l' <= t (the
   // reference's rule; a token sees at least key 0 of its own block). All
-  // `threads` threads must call it; it ends with a barrier.
+  // `threads` threads must call it; it ends with a barrier. With `limit` (i32),
+  // a union of more distinct blocks than that is only counted: count() holds
+  // its size, block() and multiplicity() nothing.
   void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
-             mlir::Value seqLen, mlir::Value kvLen);
+             mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {});
 
   mlir::Value count();                                   // distinct blocks (uniform across the CTA)
   mlir::Value block(mlir::Value u);                      // the u-th smallest, 0 <= u < count()
@@ -47,6 +49,7 @@ private:
   mlir::Value ld(int region, mlir::Value i) { return h.load(h.i32(), at(region, i), 4); }
   void st(int region, mlir::Value i, mlir::Value v) { h.store(v, at(region, i), 4); }
   void forItems(int count, const std::function<void(mlir::Value)> &body);
+  void buildList(); // step 3 of build: the list and the multiplicities
   // count of j in [lo, hi) with pred(j, raw[j]); an scf.for carrying the count.
   mlir::Value countIf(mlir::Value lo, mlir::Value hi, const std::function<mlir::Value(mlir::Value, mlir::Value)> &pred);
 

@@ -401,6 +401,23 @@ int threadsPerCta(const KernelSpec &s) {
   return filled.tile.warps * 32 + forwardProducerThreads(filled);
 }
 
+TileConfig selectedSpecialisedTile(const KernelSpec &s) {
+  TileConfig t{8, s.group > 0 ? 128 / s.group : 0, 64};
+  if (s.branch != Branch::Selected || s.pass != KernelPass::Forward || s.group <= 0 || 128 % s.group != 0 ||
+      t.tokensPerCta > kMaxUnionTokens || !specialisedForwardFits(s, t))
+    return TileConfig{0, 0, 0};
+  return t;
+}
+
+int selectedUnionLimit(const KernelSpec &s) {
+  // A tile's cost grows with its union (every row computes every block of it,
+  // masked), the mma.sync kernel's far less: H100, T = 64k, G = 16, union of 8
+  // tokens on local / random indices (32.5 / about 100 blocks on average):
+  // Dk = 128 10.9 / 30.9 ms against 13.3 / 18.2 for the 2-token union, Dk = 192
+  // 12.6 / 36.1 against 17.0 / 22.8 (s12run1). Even at about 40 blocks for n = 16.
+  return 5 * s.slcCount / 2;
+}
+
 int selectedUnionSharedBytes(int tokens, int n) {
   auto roundUp16 = [](int bytes) { return (bytes + 15) / 16 * 16; };
   const int entries = tokens * n;

@@ -94,6 +94,7 @@ std::unique_ptr<nsajit_context> createContext(int ordinal) {
   ctx->workspaces = std::make_unique<StreamWorkspaces>(*drv);
   const char *tuningEnv = std::getenv("NSAJIT_TUNING");
   ctx->useTuning = !(tuningEnv && (!std::strcmp(tuningEnv, "off") || !std::strcmp(tuningEnv, "0")));
+  ctx->selectedTwoKernel = envFlag("NSAJIT_SELECTED_TWO_KERNEL", true);
   std::shared_ptr<DiskCache> disk = DiskCache::global();
   std::string dbPath;
   if (disk->mode() == DiskCache::Mode::ReadWrite || disk->mode() == DiskCache::Mode::ReadOnly)
@@ -181,28 +182,56 @@ std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec 
   return ctx.tuning->lookup(tuningKey(spec), static_cast<std::int64_t>(batch) * seqLen);
 }
 
+std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const KernelSpec &spec) {
+  if (!ctx.selectedTwoKernel || spec.branch != Branch::Selected || spec.pass != KernelPass::Forward ||
+      spec.arch != Arch::SM90a)
+    return std::nullopt;
+  KernelSpec first = spec;
+  first.tile = selectedSpecialisedTile(spec);
+  if (!first.tile.warps)
+    return std::nullopt;
+  return first;
+}
+
+namespace {
+PreparedLaunch prepareWithTile(const ForwardRequest &req, const nsajit_config &c, const TileConfig &t, Arch arch) {
+  nsajit_config tc = c;
+  tc.tile_warps = t.warps;
+  tc.tile_tokens = t.tokensPerCta;
+  tc.tile_kv_chunk = t.kvChunk;
+  ForwardRequest r = req;
+  r.config = &tc;
+  return prepareForward(r, arch);
+}
+} // namespace
+
 void launchForward(nsajit_context &ctx, const ForwardRequest &req, void *stream) {
   // Everything that needs no GPU first, against the context's architecture
   // (on a GPU nsajit cannot serve, report argument errors before that).
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareForward(req, a); });
   PreparedLaunch p = prepareForward(req, arch);
   const nsajit_config c = readConfig(req.config);
+  std::optional<PreparedLaunch> first; // the two-kernel schedule's first kernel
   if (!c.tile_warps && !c.tile_tokens && !c.tile_kv_chunk) {
-    if (std::optional<TileConfig> tuned = tunedTile(ctx, p.spec, req.batch, req.seqLen)) {
-      nsajit_config tc = c;
-      tc.tile_warps = tuned->warps;
-      tc.tile_tokens = tuned->tokensPerCta;
-      tc.tile_kv_chunk = tuned->kvChunk;
-      ForwardRequest r = req;
-      r.config = &tc;
-      p = prepareForward(r, arch);
-    }
+    if (std::optional<KernelSpec> s = selectedFirstKernel(ctx, p.spec))
+      first = prepareWithTile(req, c, s->tile, arch);
+    if (std::optional<TileConfig> tuned = tunedTile(ctx, p.spec, req.batch, req.seqLen))
+      p = prepareWithTile(req, c, *tuned, arch);
   }
   const LoadedKernel &k = ctx.kernels->get(p.spec);
-  auto params = kernelParams(p.args);
+  const LoadedKernel *firstKernel = first ? &ctx.kernels->get(first->spec) : nullptr;
   ScopedContext scope(*ctx.drv, ctx.cuContext);
   if (ctx.checkPointers)
     checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
+  if (first) {
+    // [B, H, T] bytes, written by the first kernel before the second reads them.
+    const std::uint64_t bytes =
+        std::uint64_t(req.batch) * std::uint64_t(std::max(c.num_kv_heads, 1)) * std::uint64_t(req.seqLen);
+    first->args.tokenDone = p.args.tokenDone = ctx.workspaces->get(stream, bytes);
+    auto firstParams = kernelParams(first->args);
+    launchKernel(ctx, *firstKernel, first->grid, first->threads, first->sharedBytes, firstParams.data(), stream);
+  }
+  auto params = kernelParams(p.args);
   launchKernel(ctx, k, p.grid, p.threads, p.sharedBytes, params.data(), stream);
 }
 

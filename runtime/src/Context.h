@@ -27,6 +27,7 @@ struct nsajit_context {
   std::unique_ptr<nsajit::rt::StreamWorkspaces> workspaces; // freed before the context is released
   std::shared_ptr<nsajit::rt::TuningDb> tuning; // never null
   bool useTuning = true;                         // NSAJIT_TUNING != off
+  bool selectedTwoKernel = true;                 // NSAJIT_SELECTED_TWO_KERNEL != 0 (selectedFirstKernel)
 
   ~nsajit_context();
 };
@@ -51,6 +52,13 @@ template <typename Check> Arch archAfterArgumentChecks(const nsajit_context &ctx
 void setContextArch(nsajit_context &ctx, int arch);
 
 std::string describeDevice(const nsajit_context &ctx);
+
+// The selected forward's two-kernel schedule (sm_90a, a config without a
+// tile): the warp-specialised union kernel runs first and computes the tiles
+// of 128 query rows whose union of blocks is small (local selections); the
+// default or tuned kernel runs after it, on the CTAs it left (KernelAbi.h,
+// tokenDone). Its spec for the forward spec `spec`, if the schedule applies.
+std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const KernelSpec &spec);
 
 // The tuned tile for the forward of `spec` at batch x seqLen, if the context has one (and uses them).
 std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen);

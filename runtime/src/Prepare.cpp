@@ -25,7 +25,11 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
   for (Branch b : {Branch::Compressed, Branch::Selected, Branch::Window}) {
     if (flags & NSAJIT_PREPARE_FORWARD) {
       KernelSpec s = specFromConfig(&c, b, arch);
-      if (!c.tile_warps && !c.tile_tokens && !c.tile_kv_chunk && seqLen > 0)
+      const bool defaultTile = !c.tile_warps && !c.tile_tokens && !c.tile_kv_chunk;
+      if (defaultTile)
+        if (std::optional<KernelSpec> first = selectedFirstKernel(ctx, s))
+          specs.push_back(*first); // the two-kernel schedule's
+      if (defaultTile && seqLen > 0)
         if (std::optional<TileConfig> t = tunedTile(ctx, s, std::max(batch, 1), seqLen))
           s.tile = *t;
       specs.push_back(s);

@@ -486,7 +486,7 @@ TensorSpan checkIndicesView(const nsajit_config *config, int batch, int seqLen, 
 
 std::array<void *, kForwardKernelParamCount> kernelParams(ForwardKernelArgs &a) {
   std::array<void *, kForwardKernelParamCount> p = {
-      &a.q,          &a.k,         &a.v,          &a.idx,         &a.o,          &a.lse,
+      &a.q,          &a.k,         &a.v,          &a.idx,         &a.o,          &a.lse,         &a.tokenDone,
       &a.qs.batch,   &a.qs.token,  &a.qs.head,    &a.ks.batch,    &a.ks.token,   &a.ks.head,
       &a.vs.batch,   &a.vs.token,  &a.vs.head,    &a.idxs.batch,  &a.idxs.token, &a.idxs.head,
       &a.os.batch,   &a.os.token,  &a.os.head,    &a.lses.batch,  &a.lses.token, &a.lses.head,

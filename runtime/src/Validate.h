@@ -143,7 +143,7 @@ PreparedLaunch prepareForward(const ForwardRequest &req, Arch arch);
 TensorSpan checkIndicesView(const nsajit_config *config, int batch, int seqLen, const nsajit_tensor *indices,
                             KernelSpec &specOut);
 
-// The scalar kernel parameters in ForwardKernelArgs order (6 u64, 18 i64, 2 i32),
+// The scalar kernel parameters in ForwardKernelArgs order (7 u64, 18 i64, 2 i32),
 // as cuLaunchKernel wants them: an array of pointers into `args`.
 std::array<void *, kForwardKernelParamCount> kernelParams(ForwardKernelArgs &args);
 

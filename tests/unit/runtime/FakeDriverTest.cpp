@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -204,10 +206,11 @@ TEST_F(FakeGpu, SelectedForwardLaunchesWithTheKernelAbi) {
   const nsajit_tensor *views[6] = {&t.tq, &t.tk, &t.tv, &t.ti, &t.to, &t.tl};
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(l.u64[i], views[i]->data) << "pointer " << i;
-    EXPECT_EQ(static_cast<std::int64_t>(l.u64[6 + 3 * i]), views[i]->stride_batch) << "tensor " << i;
-    EXPECT_EQ(static_cast<std::int64_t>(l.u64[7 + 3 * i]), views[i]->stride_token) << "tensor " << i;
-    EXPECT_EQ(static_cast<std::int64_t>(l.u64[8 + 3 * i]), views[i]->stride_head) << "tensor " << i;
+    EXPECT_EQ(static_cast<std::int64_t>(l.u64[7 + 3 * i]), views[i]->stride_batch) << "tensor " << i;
+    EXPECT_EQ(static_cast<std::int64_t>(l.u64[8 + 3 * i]), views[i]->stride_token) << "tensor " << i;
+    EXPECT_EQ(static_cast<std::int64_t>(l.u64[9 + 3 * i]), views[i]->stride_head) << "tensor " << i;
   }
+  EXPECT_EQ(l.u64[6], 0u); // tokenDone: one kernel computes every token
   EXPECT_EQ(l.i32[0], T);
   EXPECT_EQ(l.i32[1], T);
   // The caller's (empty) current context is restored.
@@ -217,6 +220,50 @@ TEST_F(FakeGpu, SelectedForwardLaunchesWithTheKernelAbi) {
   // The kernel was generated for this GPU's arch.
   EXPECT_EQ(compiler.calls, 1);
   EXPECT_EQ(compiler.lastSpec, spec);
+}
+
+TEST_F(FakeGpu, SelectedForwardRunsTwoKernelsOnHopper) {
+  // The warp-specialised union kernel first, then the default kernel on the
+  // CTAs it left, through one tokenDone buffer (the other tests turn the
+  // schedule off; the context reads the switch when it is created).
+  ::setenv("NSAJIT_SELECTED_TWO_KERNEL", "1", 1);
+  nsajit_context *ctx = create();
+  ::setenv("NSAJIT_SELECTED_TWO_KERNEL", "0", 1);
+  const int B = 2, T = 300;
+  Tensors t(cfg, Branch::Selected, B, T);
+  ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
+  std::vector<FakeCudaLaunch> all = fake.launches();
+  ASSERT_EQ(all.size(), 2u);
+  const KernelSpec spec = specFromConfig(&cfg, Branch::Selected, Arch::SM90a);
+  KernelSpec first = spec;
+  first.tile = selectedSpecialisedTile(spec);
+  ASSERT_EQ(first.tile.warps, 8);
+  EXPECT_EQ(first.tile.tokensPerCta, 128 / cfg.group);
+  EXPECT_EQ(first.tile.kvChunk, 64);
+  EXPECT_TRUE(forwardWarpSpecialised(first));
+  const unsigned perCta = unsigned(first.tile.tokensPerCta * forwardTilesPerCta(first));
+  EXPECT_EQ(all[0].grid[0], (T + perCta - 1) / perCta);
+  EXPECT_EQ(all[0].block[0], unsigned(threadsPerCta(first)));
+  EXPECT_EQ(all[0].shared, unsigned(sharedMemoryBytes(first)));
+  EXPECT_EQ(all[1].block[0], unsigned(threadsPerCta(spec)));
+  EXPECT_EQ(all[1].grid[0], unsigned((T + spec.tile.tokensPerCta - 1) / spec.tile.tokensPerCta));
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(all[0].u64[i], all[1].u64[i]) << "pointer " << i; // the same inputs and outputs
+  EXPECT_NE(all[0].u64[6], 0u);
+  EXPECT_EQ(all[1].u64[6], all[0].u64[6]);
+  EXPECT_EQ(compiler.calls, 2);
+
+  // A config's own tile runs just that kernel, for every token.
+  cfg.tile_warps = 2, cfg.tile_tokens = 2, cfg.tile_kv_chunk = 64;
+  ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(fake.launches().size(), 3u);
+  EXPECT_EQ(fake.lastLaunch().u64[6], 0u);
+  // So do the sm_80 kernels.
+  cfg.tile_warps = cfg.tile_tokens = cfg.tile_kv_chunk = 0;
+  ASSERT_EQ(nsajit_context_set_arch(ctx, 80), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(selected(ctx, t, B, T), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(fake.launches().size(), 4u);
+  EXPECT_EQ(fake.lastLaunch().u64[6], 0u);
 }
 
 TEST_F(FakeGpu, CompressedAndWindowForward) {

@@ -160,7 +160,7 @@ TEST(Validate, WindowLaunch) {
 
 TEST(Validate, KernelParamsPointAtTheFieldsInAbiOrder) {
   ForwardKernelArgs a;
-  a.q = 1, a.k = 2, a.v = 3, a.idx = 4, a.o = 5, a.lse = 6;
+  a.q = 1, a.k = 2, a.v = 3, a.idx = 4, a.o = 5, a.lse = 6, a.tokenDone = 7;
   std::int64_t s = 100;
   for (TensorStrides3 *t : {&a.qs, &a.ks, &a.vs, &a.idxs, &a.os, &a.lses}) {
     t->batch = s++;
@@ -170,13 +170,13 @@ TEST(Validate, KernelParamsPointAtTheFieldsInAbiOrder) {
   a.seqLen = 7777;
   a.kvLen = 8888;
   auto params = kernelParams(a);
-  ASSERT_EQ(params.size(), 26u);
-  for (int i = 0; i < 6; ++i)
+  ASSERT_EQ(params.size(), 27u);
+  for (int i = 0; i < 7; ++i)
     EXPECT_EQ(*static_cast<std::uint64_t *>(params[i]), std::uint64_t(i + 1));
   for (int i = 0; i < 18; ++i)
-    EXPECT_EQ(*static_cast<std::int64_t *>(params[6 + i]), 100 + i) << "stride parameter " << i;
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[24]), 7777);
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[25]), 8888);
+    EXPECT_EQ(*static_cast<std::int64_t *>(params[7 + i]), 100 + i) << "stride parameter " << i;
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[25]), 7777);
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[26]), 8888);
 }
 
 TEST(Validate, ConfigErrors) {

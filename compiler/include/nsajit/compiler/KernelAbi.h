@@ -20,13 +20,20 @@ struct ForwardKernelArgs {
   std::uint64_t idx = 0;   // [B, T, H, n] int32 (selected branch; 0 otherwise)
   std::uint64_t o = 0;     // [B, T, HQ, Dv]  bf16/fp16
   std::uint64_t lse = 0;   // [B, T, HQ] fp32, natural log; -inf where a row sees no key
+  // [B, H, T] uint8, or 0 (selected branch): the hand-over of the two-kernel
+  // schedule (selectedUnionLimit). The warp-specialised union kernel writes 1
+  // for the tokens of every tile it computed and 0 for those of the tiles it
+  // left (its union was larger than the limit); the kernel launched after it
+  // computes only the CTAs whose tokens are not all 1. 0: every kernel
+  // computes all its tokens.
+  std::uint64_t tokenDone = 0;
   TensorStrides3 qs, ks, vs, idxs, os, lses;
   std::int32_t seqLen = 0;   // T
   std::int32_t kvLen = 0;    // Tkv: T (selected, window) or Tc (compressed)
 };
 
-// Number of scalar kernel parameters, in order: 6 pointers, 18 strides, 2 ints.
-inline constexpr int kForwardKernelParamCount = 6 + 18 + 2;
+// Number of scalar kernel parameters, in order: 7 pointers, 18 strides, 2 ints.
+inline constexpr int kForwardKernelParamCount = 7 + 18 + 2;
 
 // Grid: x = ceil(T / tile.tokensPerCta), y = H (KV heads), z = B.
 // Block: threadsPerCta(spec); dynamic shared memory: sharedMemoryBytes(spec).

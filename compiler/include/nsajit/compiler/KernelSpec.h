@@ -129,6 +129,14 @@ int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 // per-CTA block lists grow as tokens^2 x n), and the shared bytes of those lists.
 inline constexpr int kMaxUnionTokens = 16;
 int selectedUnionSharedBytes(int tokens, int n);
+// The selected forward's two-kernel schedule on sm_90a (runtime/src/Context.cpp):
+// the warp-specialised union tile of the spec's shape (8 warps, 128 / G tokens,
+// 64-key chunks), or a tile of 0 warps where it does not apply (G not dividing
+// 128 into 2..16 tokens, l' not a multiple of 64, shared memory).
+TileConfig selectedSpecialisedTile(const KernelSpec &spec);
+// The distinct blocks above which the union kernel leaves a tile to the
+// kernel launched after it (KernelAbi.h, tokenDone).
+int selectedUnionLimit(const KernelSpec &spec);
 
 // The top-n kernel scores selection blocks a window at a time. With
 // a = l'/d and b = l/d, block j sums compressed tokens a*j - s for
