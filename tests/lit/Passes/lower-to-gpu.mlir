@@ -4,13 +4,13 @@
 // BADCHIP: chip = 'sm_70' is unknown; allowed: sm_80, sm_90a
 
 // The func becomes a kernel of the same name in one gpu.module, with the
-// pointer + element-stride ABI (6 pointers, 18 strides, T and Tkv), launch
+// pointer + element-stride ABI (7 pointers, 18 strides, T and Tkv), launch
 // bounds from the tile, dynamic shared memory and tensor-core mma.
 // CHECK: module attributes {gpu.container_module}
 // CHECK-NOT: func.func
 // CHECK: gpu.module @nsa_kernels
 // CHECK: llvm.mlir.global external @nsa_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
-// CHECK: gpu.func @nsa_selected_fwd(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i64
+// CHECK: gpu.func @nsa_selected_fwd(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: i64
 // CHECK-SAME: %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>}
 // (Eight CTAs of 64 threads would fill the register file at 128 registers a
 // thread, but the shared memory holds four: no register bound. The sm_80 window
@@ -154,6 +154,39 @@ func.func @win_one_warpgroup(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>,
       : (tensor<?x?x4x64xf16>, tensor<?x?x1x64xf16>, tensor<?x?x1x64xf16>)
       -> (tensor<?x?x4x64xf16>, tensor<?x?x4xf32>)
   return %o, %lse : tensor<?x?x4x64xf16>, tensor<?x?x4xf32>
+}
+
+// -----
+
+// The selected branch's warp-specialised union tile (8 warps, 8 tokens of G =
+// 16, 64-key chunks; sm_90a): the producer warpgroup stages a tile's Q, builds
+// its union meanwhile at its own named barrier (the count by shared atomics, a
+// union past the limit only counted when tokenDone is given) and hands both
+// over (a plain arrival besides the copies'), then the union's chunks. The
+// consumers compute only the tiles they were not told to leave, and mark the
+// tokens of each tile in tokenDone.
+// CHECK: gpu.func @slc_ws({{.*}}) kernel attributes {known_block_size = array<i32: 384, 1, 1>}
+// CHECK-COUNT-10: mbarrier.init.shared::cta.b64
+// CHECK: setmaxnreg.dec.sync.aligned.u32 40;
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: llvm.atomicrmw add
+// CHECK: "barrier.sync 1, 128;"
+// CHECK: "mbarrier.arrive.shared::cta.b64 _, [$0];"
+// CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
+// CHECK: setmaxnreg.inc.sync.aligned.u32 232;
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK: wgmma.wait_group.sync.aligned 1;
+// CHECK: llvm.store {{.*}} : i8, !llvm.ptr<1>
+// SM80: gpu.func @slc_ws({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>
+// SM80-NOT: mbarrier
+// SM80: nvvm.mma.sync
+func.func @slc_ws(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16>, %v: tensor<?x?x1x64xbf16>,
+                  %i: tensor<?x?x1x16xi32>) -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.selected_attention %q, %k, %v, %i {gather = #nsa.selected<block = 64, count = 16>,
+                                                    tile = #nsa.tile<warps = 8, tokens = 8, kv_chunk = 64>}
+      : (tensor<?x?x16x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x64xbf16>, tensor<?x?x1x16xi32>)
+      -> (tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x64xbf16>, tensor<?x?x16xf32>
 }
 
 // -----

@@ -314,12 +314,57 @@ TEST(Compiler, WarpSpecialisedForward) {
         EXPECT_NE(r.ptx.find(needle), std::string::npos) << needle << " in " << s.str();
       EXPECT_EQ(r.ptx.find("bar.sync"), r.ptx.rfind("bar.sync")) << "one CTA barrier, after the mbarriers' set-up";
     }
-  // The selected branch and sm_80 are not specialised.
+  // The selected branch's default tile (see WarpSpecialisedSelectedUnion) and sm_80 are not specialised.
   EXPECT_FALSE(forwardWarpSpecialised(spec(Branch::Selected)));
   KernelSpec sm80 = spec(Branch::Window);
   sm80.arch = Arch::SM80;
   EXPECT_FALSE(forwardWarpSpecialised(sm80));
   EXPECT_EQ(forwardTilesPerCta(sm80), 1);
+}
+
+// The selected forward's warp-specialised union tiles (8 warps, tokens x G =
+// 128): the producer warpgroup builds each tile's union at its own named
+// barrier (not bar.sync, which LLVM may duplicate into divergent paths) and
+// hands it over with the tile's Q; the kernel of the two-kernel schedule.
+TEST(Compiler, WarpSpecialisedSelectedUnion) {
+  for (int g : {16, 32})
+    for (int dk : {128, 192}) {
+      KernelSpec s = spec(Branch::Selected, dk, 128, g);
+      TileConfig t = selectedSpecialisedTile(s);
+      ASSERT_EQ(t.warps, 8) << s.str();
+      EXPECT_EQ(t.tokensPerCta, 128 / g);
+      EXPECT_EQ(t.kvChunk, 64);
+      s.tile = t;
+      ASSERT_TRUE(forwardWarpSpecialised(s)) << s.str();
+      EXPECT_TRUE(forwardUsesWarpgroupMma(s));
+      EXPECT_EQ(threadsPerCta(s), 384);
+      EXPECT_EQ(forwardTilesPerCta(s), 8);
+      // Two Q tiles, three chunks, 10 mbarriers, two unions.
+      EXPECT_EQ(sharedMemoryBytes(s), 2 * 128 * dk * 2 + 3 * 64 * (dk + 128) * 2 + 80 +
+                                          2 * selectedUnionSharedBytes(128 / g, s.slcCount));
+      CompileResult r;
+      ASSERT_EQ(compileKernel(s, r), "") << s.str();
+      for (const char *needle : {"setmaxnreg.dec.sync.aligned.u32 40", "barrier.sync 1, 128;",
+                                 "cp.async.mbarrier.arrive.noinc.shared::cta.b64", "mbarrier.arrive.shared::cta.b64",
+                                 "wgmma.wait_group.sync.aligned 1", "atom.shared.add.u32"})
+        EXPECT_NE(r.ptx.find(needle), std::string::npos) << needle << " in " << s.str();
+      EXPECT_EQ(r.ptx.find("bar.sync 1"), std::string::npos) << "the named barrier is not aligned";
+      EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
+    }
+  // Where it does not apply: G not dividing 128 into 2..16 tokens, blocks not
+  // a multiple of the 64-key chunk, shared memory, sm_80, other branches.
+  EXPECT_EQ(selectedSpecialisedTile(spec(Branch::Selected, 128, 128, 12)).warps, 0);
+  EXPECT_EQ(selectedSpecialisedTile(spec(Branch::Selected, 128, 128, 4)).warps, 0);   // 32 tokens
+  EXPECT_EQ(selectedSpecialisedTile(spec(Branch::Selected, 128, 128, 128)).warps, 0); // 1 token
+  KernelSpec small = spec(Branch::Selected);
+  small.slcBlock = 32;
+  EXPECT_EQ(selectedSpecialisedTile(small).warps, 0);
+  EXPECT_EQ(selectedSpecialisedTile(spec(Branch::Selected, 256, 256, 16)).warps, 0);
+  KernelSpec sm80 = spec(Branch::Selected);
+  sm80.arch = Arch::SM80;
+  EXPECT_EQ(selectedSpecialisedTile(sm80).warps, 0);
+  EXPECT_EQ(selectedSpecialisedTile(spec(Branch::Window)).warps, 0);
+  EXPECT_EQ(selectedUnionLimit(spec(Branch::Selected)), 5 * spec(Branch::Selected).slcCount / 2);
 }
 
 TEST(Compiler, SpecializesPerConfiguration) {
