@@ -672,8 +672,9 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
       blockUnion = tileUnion(qb, /*producer=*/true);
       Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
                              h.c32(std::numeric_limits<std::int32_t>::max()));
+      Value bitmap = h.c32(unionBase + 2 * selectedUnionSharedBytes(TQ, spec.slcCount));
       blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
-                        p.seqLen, p.kvLen, limit);
+                        p.seqLen, p.kvLen, limit, bitmap);
       numChunks = tileChunks(blockUnion->count());
       queryBarrier(qb, /*full=*/true).arrive();
     }

@@ -54,7 +54,8 @@ Value SelectedBlockUnion::countIf(Value lo, Value hi, const std::function<Value(
 }
 
 void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kvHead, Value t0, Value seqLen,
-                               Value kvLen, Value limit) {
+                               Value kvLen, Value limit, Value bitmapBytes) {
+  bitmap = bitmapBytes;
   // 1. The raw lists, with entries that contribute nothing replaced by -1; the
   // multiplicity table and the count start at zero.
   forItems(N, [&](Value i) {
@@ -70,34 +71,84 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
     st(rawOff, i, h.select(ok, j, h.c32(-1)));
   });
   forItems(roundUp16(N * T) / 4, [&](Value i) { st(multOff, i, h.c32(0)); });
+  if (bitmap)
+    forItems(kUnionBitmapWords, [&](Value w) { h.store(h.c32(0), bitmapWord(w), 4); });
   scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
     st(countOff, h.c32(0), h.c32(0));
     scf::YieldOp::create(h.b, h.loc);
   });
   barrier();
+  if (!limit) {
+    firstOccurrences(/*count=*/true);
+    buildList();
+    return;
+  }
+  // A union past the limit is only counted (uniform branches: every thread
+  // reads the count). The bitmap counts it in a few steps where the tile's
+  // blocks fit it (the pairwise count costs a thread O(N) steps, and most
+  // tiles of random indices are past the limit: s12run3).
+  auto listIfSmall = [&] {
+    scf::IfOp::create(h.b, h.loc, h.le(count(), limit), [&](OpBuilder &, Location) {
+      if (bitmap)
+        firstOccurrences(/*count=*/false);
+      buildList();
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  };
+  if (!bitmap) {
+    firstOccurrences(/*count=*/true);
+    listIfSmall();
+    return;
+  }
+  Value tEnd = h.mins(seqLen, h.add(t0, h.c32(T)));
+  Value lastTileBlock = h.divs(h.sub(h.mins(kvLen, tEnd), h.c32(1)), h.c32(blockSize));
+  Value fits = h.lt(lastTileBlock, h.c32(32 * kUnionBitmapWords));
+  scf::IfOp::create(
+      h.b, h.loc, fits,
+      [&](OpBuilder &, Location) {
+        forItems(N, [&](Value i) {
+          Value v = ld(rawOff, i);
+          scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
+            LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or, bitmapWord(h.divs(v, h.c32(32))),
+                                      h.shl(h.c32(1), h.rems(v, h.c32(32))), LLVM::AtomicOrdering::monotonic);
+            scf::YieldOp::create(h.b, h.loc);
+          });
+        });
+        barrier();
+        forItems(kUnionBitmapWords, [&](Value w) {
+          Value bits = LLVM::CtPopOp::create(h.b, h.loc, h.load(h.i32(), bitmapWord(w), 4)).getResult();
+          scf::IfOp::create(h.b, h.loc, h.ne(bits, h.c32(0)), [&](OpBuilder &, Location) {
+            LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), bits,
+                                      LLVM::AtomicOrdering::monotonic);
+            scf::YieldOp::create(h.b, h.loc);
+          });
+        });
+        barrier();
+        listIfSmall();
+        scf::YieldOp::create(h.b, h.loc);
+      },
+      [&](OpBuilder &, Location) {
+        firstOccurrences(/*count=*/true);
+        listIfSmall();
+        scf::YieldOp::create(h.b, h.loc);
+      });
+}
 
-  // 2. First occurrences in the whole CTA; each adds one to the count.
+void SelectedBlockUnion::firstOccurrences(bool count) {
+  // 2. First occurrences in the whole CTA (each adds one to the count).
   forItems(N, [&](Value i) {
     Value v = ld(rawOff, i);
     Value earlier = countIf(h.c32(0), i, [&](Value, Value r) { return h.eq(r, v); });
     Value first = h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)));
     st(firstOff, i, h.zext32(first));
-    scf::IfOp::create(h.b, h.loc, first, [&](OpBuilder &, Location) {
-      LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), h.c32(1),
-                                LLVM::AtomicOrdering::monotonic);
-      scf::YieldOp::create(h.b, h.loc);
-    });
+    if (count)
+      scf::IfOp::create(h.b, h.loc, first, [&](OpBuilder &, Location) {
+        LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), h.c32(1),
+                                  LLVM::AtomicOrdering::monotonic);
+        scf::YieldOp::create(h.b, h.loc);
+      });
   });
   barrier();
-  if (!limit) {
-    buildList();
-    return;
-  }
-  // A union past the limit is not listed (a uniform branch: every thread reads the count).
-  scf::IfOp::create(h.b, h.loc, h.le(count(), limit), [&](OpBuilder &, Location) {
-    buildList();
-    scf::YieldOp::create(h.b, h.loc);
-  });
 }
 
 void SelectedBlockUnion::buildList() {

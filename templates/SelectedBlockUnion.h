@@ -31,9 +31,11 @@ public:
   // reference's rule; a token sees at least key 0 of its own block). All
   // `threads` threads must call it; it ends with a barrier. With `limit` (i32),
   // a union of more distinct blocks than that is only counted: count() holds
-  // its size, block() and multiplicity() nothing.
+  // its size, block() and multiplicity() nothing; with `bitmap` (the byte
+  // offset of kUnionBitmapWords words of shared scratch) counted in it.
+  // Passes the barriers of both paths uniformly.
   void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
-             mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {});
+             mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {}, mlir::Value bitmap = {});
 
   mlir::Value count();                                   // distinct blocks (uniform across the CTA)
   mlir::Value block(mlir::Value u);                      // the u-th smallest, 0 <= u < count()
@@ -49,7 +51,9 @@ private:
   mlir::Value ld(int region, mlir::Value i) { return h.load(h.i32(), at(region, i), 4); }
   void st(int region, mlir::Value i, mlir::Value v) { h.store(v, at(region, i), 4); }
   void forItems(int count, const std::function<void(mlir::Value)> &body);
-  void buildList(); // step 3 of build: the list and the multiplicities
+  void firstOccurrences(bool count); // step 2 of build (adding to the count if `count`)
+  void buildList();                  // step 3 of build: the list and the multiplicities
+  mlir::Value bitmapWord(mlir::Value w) { return h.gep(h.gep(smem, h.b.getI8Type(), bitmap), h.i32(), w); }
   // count of j in [lo, hi) with pred(j, raw[j]); an scf.for carrying the count.
   mlir::Value countIf(mlir::Value lo, mlir::Value hi, const std::function<mlir::Value(mlir::Value, mlir::Value)> &pred);
 
@@ -59,6 +63,7 @@ private:
   mlir::Value smem, base;
   const int T, n, N, blockSize;
   std::function<void()> barrier;
+  mlir::Value bitmap; // build's, while it runs
   int rawOff, firstOff, listOff, multOff, countOff; // byte offsets from base
 };
 

@@ -339,9 +339,9 @@ TEST(Compiler, WarpSpecialisedSelectedUnion) {
       EXPECT_TRUE(forwardUsesWarpgroupMma(s));
       EXPECT_EQ(threadsPerCta(s), 384);
       EXPECT_EQ(forwardTilesPerCta(s), 8);
-      // Two Q tiles, three chunks, 10 mbarriers, two unions.
+      // Two Q tiles, three chunks, 10 mbarriers, two unions, the bitmap.
       EXPECT_EQ(sharedMemoryBytes(s), 2 * 128 * dk * 2 + 3 * 64 * (dk + 128) * 2 + 80 +
-                                          2 * selectedUnionSharedBytes(128 / g, s.slcCount));
+                                          2 * selectedUnionSharedBytes(128 / g, s.slcCount) + 4 * kUnionBitmapWords);
       CompileResult r;
       ASSERT_EQ(compileKernel(s, r), "") << s.str();
       for (const char *needle : {"setmaxnreg.dec.sync.aligned.u32 40", "barrier.sync 1, 128;",
