@@ -91,15 +91,11 @@ private:
   // and the consumer warpgroups' online softmax over the ring of chunks,
   // handed over by a `full` and an `empty` mbarrier a buffer.
   // `g`: the chunks the CTA walked in its earlier tiles (the ring's position).
-  void produceChunks(Value g, const std::function<void(Value)> &afterChunk = {});
+  void produceChunks(Value g);
   SoftmaxState consumeChunks(const SoftmaxState &init, Value g);
   // The CTA's tiles (forwardTilesPerCta): the producer stages each tile's Q
   // (two buffers) and chunks, the consumers compute and store each tile.
   void produceTiles(Value firstTile);
-  // The union schedule's producer: tile j + 1's Q and union are staged and
-  // built once tile j's first chunks fill the ring (prepareTile).
-  void produceUnionTiles(Value firstTile);
-  void prepareTile(Value k, Value tileT0);
   void consumeTiles(Value firstTile, const SoftmaxState &init);
   // The loop both roles share: for each of the CTA's tiles that holds tokens,
   // setTile, then tileBody(j, the ring position of its first chunk).
@@ -497,7 +493,7 @@ SoftmaxState ForwardKernelBuilder::walkChunks(const SoftmaxState &init) {
   return SoftmaxState::unflatten(loop.getResults(), oTiles);
 }
 
-void ForwardKernelBuilder::produceChunks(Value g, const std::function<void(Value)> &afterChunk) {
+void ForwardKernelBuilder::produceChunks(Value g) {
   // Chunk c goes into buffer c % S once the consumers released that buffer's
   // previous chunk (its (c / S - 1)-th `empty` phase). Each producer thread's
   // copies arrive on the buffer's `full` barrier when they land (one arrival a
@@ -517,8 +513,6 @@ void ForwardKernelBuilder::produceChunks(Value g, const std::function<void(Value
                        auto [start, active] = chunkAt(c);
                        stageChunk(buf, start, active, lanes, producerThreads);
                        ringBarrier(buf, /*full=*/true).arriveWhenCopiesLand();
-                       if (afterChunk)
-                         afterChunk(c);
                        scf::YieldOp::create(h.b, h.loc);
                      });
 }
@@ -659,68 +653,9 @@ Value ForwardKernelBuilder::tokensAlreadyDone() {
   return done.getResult(0);
 }
 
-void ForwardKernelBuilder::prepareTile(Value k, Value tileT0) {
-  // Tile k's Q and union go into buffer k % 2 once the consumers released its
-  // tile k - 2. The union is built while the Q copies fly; the plain arrival
-  // releases its stores to the consumers (the barrier expects two arrivals a
-  // producer thread). A tile left to the next kernel is only counted.
-  Value qb = h.rems(k, h.c32(2));
-  scf::IfOp::create(h.b, h.loc, h.ge(k, h.c32(2)), [&](OpBuilder &, Location) {
-    queryBarrier(qb, /*full=*/false).wait(h.band(h.sub(h.divs(k, h.c32(2)), h.c32(1)), h.c32(1)));
-    scf::YieldOp::create(h.b, h.loc);
-  });
-  Value tileJT0 = t0; // the tile whose chunks are staged meanwhile
-  t0 = tileT0;
-  stageSwizzledPanels(h, producerIds, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q,
-                      queryRows(), /*wait=*/false);
-  std::unique_ptr<SelectedBlockUnion> u = tileUnion(qb, /*producer=*/true);
-  Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
-                         h.c32(std::numeric_limits<std::int32_t>::max()));
-  Value bitmap = h.c32(unionBase + 2 * selectedUnionSharedBytes(TQ, spec.slcCount));
-  u->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0, p.seqLen, p.kvLen,
-           limit, bitmap);
-  queryBarrier(qb, /*full=*/true).arrive();
-  queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
-  t0 = tileJT0;
-}
-
-void ForwardKernelBuilder::produceUnionTiles(Value firstTile) {
-  // A union takes the producer microseconds to build; built at its tile's
-  // start, it held the consumers back (s12run4). So tile j + 1's is built
-  // while tile j's first chunks fill the ring.
-  const int S = stages, tiles = forwardTilesPerCta(spec);
-  auto tileT0Of = [&](Value j) { return h.mul(h.add(firstTile, j), h.c32(TQ)); };
-  auto exists = [&](Value j) { return h.band(h.lt(j, h.c32(tiles)), h.lt(tileT0Of(j), p.seqLen)); };
-  prepareTile(h.c32(0), tileT0Of(h.c32(0))); // a CTA's first tile holds tokens
-  walkTiles(firstTile, [&](Value j, Value ringPos) {
-    blockUnion = tileUnion(h.rems(j, h.c32(2)), /*producer=*/true); // prepared before
-    numChunks = tileChunks(blockUnion->count());
-    Value next = h.add(j, h.c32(1));
-    auto prepareNext = [&] {
-      scf::IfOp::create(h.b, h.loc, exists(next), [&](OpBuilder &, Location) {
-        prepareTile(next, tileT0Of(next));
-        scf::YieldOp::create(h.b, h.loc);
-      });
-    };
-    Value ringFull = h.sub(h.mins(numChunks, h.c32(S)), h.c32(1));
-    produceChunks(ringPos, [&](Value c) {
-      scf::IfOp::create(h.b, h.loc, h.eq(c, ringFull), [&](OpBuilder &, Location) {
-        prepareNext();
-        scf::YieldOp::create(h.b, h.loc);
-      });
-    });
-    scf::IfOp::create(h.b, h.loc, h.eq(numChunks, h.c32(0)), [&](OpBuilder &, Location) {
-      prepareNext();
-      scf::YieldOp::create(h.b, h.loc);
-    });
-  });
-  waitStaged(h); // nothing in flight when the warps exit
-}
-
 void ForwardKernelBuilder::produceTiles(Value firstTile) {
-  // Tile j's Q goes into buffer j % 2 once the consumers released its tile j - 2.
-  if (unionSchedule())
-    return produceUnionTiles(firstTile);
+  // Tile j's Q (and with the union schedule its union) goes into buffer j % 2
+  // once the consumers released its tile j - 2.
   const ThreadIds &lanes = producerIds;
   walkTiles(firstTile, [&](Value j, Value ringPos) {
     Value qb = h.rems(j, h.c32(2));
@@ -730,6 +665,19 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
     });
     stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q, queryRows(),
                         /*wait=*/false);
+    if (unionSchedule()) {
+      // Built while the Q copies fly; the plain arrival releases its stores
+      // to the consumers (the barrier expects two arrivals a producer thread).
+      // A tile left to the next kernel is only counted.
+      blockUnion = tileUnion(qb, /*producer=*/true);
+      Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
+                             h.c32(std::numeric_limits<std::int32_t>::max()));
+      Value bitmap = h.c32(unionBase + 2 * selectedUnionSharedBytes(TQ, spec.slcCount));
+      blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
+                        p.seqLen, p.kvLen, limit, bitmap);
+      numChunks = tileChunks(blockUnion->count());
+      queryBarrier(qb, /*full=*/true).arrive();
+    }
     queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
     produceChunks(ringPos);
   });
