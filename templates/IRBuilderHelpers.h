@@ -46,6 +46,7 @@ public:
   mlir::Value mins(mlir::Value x, mlir::Value y) { return mlir::arith::MinSIOp::create(b, loc, x, y); }
   mlir::Value maxs(mlir::Value x, mlir::Value y) { return mlir::arith::MaxSIOp::create(b, loc, x, y); }
   mlir::Value shl(mlir::Value x, mlir::Value y) { return mlir::arith::ShLIOp::create(b, loc, x, y); }
+  mlir::Value shrui(mlir::Value x, mlir::Value y) { return mlir::arith::ShRUIOp::create(b, loc, x, y); }
   mlir::Value bor(mlir::Value x, mlir::Value y) { return mlir::arith::OrIOp::create(b, loc, x, y); }
   mlir::Value band(mlir::Value x, mlir::Value y) { return mlir::arith::AndIOp::create(b, loc, x, y); }
   mlir::Value bnot(mlir::Value x) { return mlir::arith::XOrIOp::create(b, loc, x, cbool(true)); } // an i1

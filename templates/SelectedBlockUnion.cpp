@@ -89,13 +89,11 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
   // tiles of random indices are past the limit: s12run3).
   auto listIfSmall = [&] {
     scf::IfOp::create(h.b, h.loc, h.le(count(), limit), [&](OpBuilder &, Location) {
-      if (bitmap)
-        firstOccurrences(/*count=*/false);
       buildList();
       scf::YieldOp::create(h.b, h.loc);
     });
   };
-  if (!bitmap) {
+  if (!bitmap || threads != 128) {
     firstOccurrences(/*count=*/true);
     listIfSmall();
     return;
@@ -106,25 +104,7 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
   scf::IfOp::create(
       h.b, h.loc, fits,
       [&](OpBuilder &, Location) {
-        forItems(N, [&](Value i) {
-          Value v = ld(rawOff, i);
-          scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
-            LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or, bitmapWord(h.divs(v, h.c32(32))),
-                                      h.shl(h.c32(1), h.rems(v, h.c32(32))), LLVM::AtomicOrdering::monotonic);
-            scf::YieldOp::create(h.b, h.loc);
-          });
-        });
-        barrier();
-        forItems(kUnionBitmapWords, [&](Value w) {
-          Value bits = LLVM::CtPopOp::create(h.b, h.loc, h.load(h.i32(), bitmapWord(w), 4)).getResult();
-          scf::IfOp::create(h.b, h.loc, h.ne(bits, h.c32(0)), [&](OpBuilder &, Location) {
-            LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), bits,
-                                      LLVM::AtomicOrdering::monotonic);
-            scf::YieldOp::create(h.b, h.loc);
-          });
-        });
-        barrier();
-        listIfSmall();
+        buildFromBitmap(limit);
         scf::YieldOp::create(h.b, h.loc);
       },
       [&](OpBuilder &, Location) {
@@ -132,6 +112,89 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
         listIfSmall();
         scf::YieldOp::create(h.b, h.loc);
       });
+}
+
+void SelectedBlockUnion::buildFromBitmap(Value limit) {
+  // 1. One bit a distinct block.
+  forItems(N, [&](Value i) {
+    Value v = ld(rawOff, i);
+    scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
+      LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::_or, bitmapWord(h.divs(v, h.c32(32))),
+                                h.shl(h.c32(1), h.rems(v, h.c32(32))), LLVM::AtomicOrdering::monotonic);
+      scf::YieldOp::create(h.b, h.loc);
+    });
+  });
+  barrier();
+  // 2. Each word's rank, a prefix sum of the set bits: a thread's words, its
+  // warp's scan (shuffles), the earlier warps' totals; the total is the count.
+  constexpr int perThread = kUnionBitmapWords / 128, warps = 128 / 32;
+  Value lane = h.rems(ids.tid, h.c32(32)), warp = h.divs(ids.tid, h.c32(32));
+  auto popc = [&](Value x) { return LLVM::CtPopOp::create(h.b, h.loc, x).getResult(); };
+  Value first = h.mul(ids.tid, h.c32(perThread));
+  Value mine = h.c32(0);
+  for (int k = 0; k < perThread; ++k)
+    mine = h.add(mine, popc(h.load(h.i32(), bitmapWord(h.add(first, h.c32(k))), 4)));
+  Value scan = mine;
+  for (int d = 1; d < 32; d *= 2) {
+    Value up = h.shflUp(scan, d);
+    scan = h.select(h.ge(lane, h.c32(d)), h.add(scan, up), scan);
+  }
+  scf::IfOp::create(h.b, h.loc, h.eq(lane, h.c32(31)), [&](OpBuilder &, Location) {
+    h.store(scan, bitmapWord(warp, 2), 4);
+    scf::YieldOp::create(h.b, h.loc);
+  });
+  barrier();
+  Value before = h.sub(scan, mine), total = h.c32(0);
+  for (int w = 0; w < warps; ++w) {
+    Value t = h.load(h.i32(), bitmapWord(h.c32(w), 2), 4);
+    before = h.add(before, h.select(h.lt(h.c32(w), warp), t, h.c32(0)));
+    total = h.add(total, t);
+  }
+  for (int k = 0; k < perThread; ++k) {
+    Value w = h.add(first, h.c32(k));
+    h.store(before, bitmapWord(w, 1), 4);
+    before = h.add(before, popc(h.load(h.i32(), bitmapWord(w), 4)));
+  }
+  scf::IfOp::create(h.b, h.loc, h.eq(ids.tid, h.c32(0)), [&](OpBuilder &, Location) {
+    st(countOff, h.c32(0), total);
+    scf::YieldOp::create(h.b, h.loc);
+  });
+  barrier();
+  // 3. Within the limit: the list (each thread the set bits of its words, in
+  // order from their ranks) and the multiplicities (each entry adds one to its
+  // token's byte of its block's rank; a byte holds at most n).
+  scf::IfOp::create(h.b, h.loc, h.le(total, limit), [&](OpBuilder &, Location) {
+    for (int k = 0; k < perThread; ++k) {
+      Value w = h.add(first, h.c32(k));
+      Value bits = h.load(h.i32(), bitmapWord(w), 4), rank = h.load(h.i32(), bitmapWord(w, 1), 4);
+      scf::ForOp::create(h.b, h.loc, h.c32(0), h.c32(32), h.c32(1), ValueRange{rank},
+                         [&](OpBuilder &, Location, Value b, ValueRange acc) {
+                           Value set = h.ne(h.band(h.shrui(bits, b), h.c32(1)), h.c32(0));
+                           scf::IfOp::create(h.b, h.loc, set, [&](OpBuilder &, Location) {
+                             st(listOff, acc[0], h.add(h.mul(w, h.c32(32)), b));
+                             scf::YieldOp::create(h.b, h.loc);
+                           });
+                           scf::YieldOp::create(h.b, h.loc, ValueRange{h.add(acc[0], h.zext32(set))});
+                         });
+    }
+    forItems(N, [&](Value i) {
+      Value v = ld(rawOff, i);
+      scf::IfOp::create(h.b, h.loc, h.ge(v, h.c32(0)), [&](OpBuilder &, Location) {
+        Value w = h.divs(v, h.c32(32));
+        Value below = h.sub(h.shl(h.c32(1), h.rems(v, h.c32(32))), h.c32(1));
+        Value u = h.add(h.load(h.i32(), bitmapWord(w, 1), 4),
+                        popc(h.band(h.load(h.i32(), bitmapWord(w), 4), below)));
+        Value cell = h.add(h.mul(u, h.c32(T)), h.divs(i, h.c32(n)));
+        Value byteInWord = h.mul(h.rems(cell, h.c32(4)), h.c32(8));
+        Value word = h.gep(h.gep(smem, h.b.getI8Type(), h.add(base, h.c32(multOff))), h.i32(), h.divs(cell, h.c32(4)));
+        LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, word, h.shl(h.c32(1), byteInWord),
+                                  LLVM::AtomicOrdering::monotonic);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+    });
+    barrier();
+    scf::YieldOp::create(h.b, h.loc);
+  });
 }
 
 void SelectedBlockUnion::firstOccurrences(bool count) {

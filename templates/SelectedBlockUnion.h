@@ -31,9 +31,11 @@ public:
   // reference's rule; a token sees at least key 0 of its own block). All
   // `threads` threads must call it; it ends with a barrier. With `limit` (i32),
   // a union of more distinct blocks than that is only counted: count() holds
-  // its size, block() and multiplicity() nothing; with `bitmap` (the byte
-  // offset of kUnionBitmapWords words of shared scratch) counted in it.
-  // Passes the barriers of both paths uniformly.
+  // its size, block() and multiplicity() nothing. With `bitmap` (the byte
+  // offset of kUnionBitmapBytes of shared scratch; 128 threads) the union is
+  // built in a bitmap of blocks where the tile's fit it: a few steps a thread
+  // instead of the pairwise compares' O(N). Every path passes its barriers
+  // uniformly.
   void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
              mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {}, mlir::Value bitmap = {});
 
@@ -53,7 +55,11 @@ private:
   void forItems(int count, const std::function<void(mlir::Value)> &body);
   void firstOccurrences(bool count); // step 2 of build (adding to the count if `count`)
   void buildList();                  // step 3 of build: the list and the multiplicities
-  mlir::Value bitmapWord(mlir::Value w) { return h.gep(h.gep(smem, h.b.getI8Type(), bitmap), h.i32(), w); }
+  // The bitmap's regions: the words, each word's rank (set bits below it), the warps' totals.
+  mlir::Value bitmapWord(mlir::Value w, int region = 0) {
+    return h.gep(h.gep(smem, h.b.getI8Type(), bitmap), h.i32(), h.add(w, h.c32(region * kUnionBitmapWords)));
+  }
+  void buildFromBitmap(mlir::Value limit); // the union of the raw lists, through the bitmap
   // count of j in [lo, hi) with pred(j, raw[j]); an scf.for carrying the count.
   mlir::Value countIf(mlir::Value lo, mlir::Value hi, const std::function<mlir::Value(mlir::Value, mlir::Value)> &pred);
 

@@ -250,10 +250,10 @@ constexpr int kSpecialisedStages = 3, kSpecialisedTiles = 8, kProducerThreads = 
 
 // Its shared memory: two Q tiles, the ring, the mbarriers (a `full` and an
 // `empty` one a buffer and a Q tile) and, for the selected branch, the unions
-// of the two tiles and the bitmap that counts a union.
+// of the two tiles and the bitmap that builds a union.
 int specialisedForwardBytes(const KernelSpec &s, const TileConfig &t) {
   const int unions = s.branch == Branch::Selected
-                         ? 2 * selectedUnionSharedBytes(t.tokensPerCta, s.slcCount) + 4 * kUnionBitmapWords
+                         ? 2 * selectedUnionSharedBytes(t.tokensPerCta, s.slcCount) + kUnionBitmapBytes
                          : 0;
   return 2 * t.warps * 16 * s.headDimQK * 2 + kSpecialisedStages * t.kvChunk * (s.headDimQK + s.headDimV) * 2 +
          16 * (kSpecialisedStages + 2) + unions;

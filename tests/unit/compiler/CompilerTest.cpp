@@ -341,7 +341,7 @@ TEST(Compiler, WarpSpecialisedSelectedUnion) {
       EXPECT_EQ(forwardTilesPerCta(s), 8);
       // Two Q tiles, three chunks, 10 mbarriers, two unions, the bitmap.
       EXPECT_EQ(sharedMemoryBytes(s), 2 * 128 * dk * 2 + 3 * 64 * (dk + 128) * 2 + 80 +
-                                          2 * selectedUnionSharedBytes(128 / g, s.slcCount) + 4 * kUnionBitmapWords);
+                                          2 * selectedUnionSharedBytes(128 / g, s.slcCount) + kUnionBitmapBytes);
       CompileResult r;
       ASSERT_EQ(compileKernel(s, r), "") << s.str();
       for (const char *needle : {"setmaxnreg.dec.sync.aligned.u32 40", "barrier.sync 1, 128;",

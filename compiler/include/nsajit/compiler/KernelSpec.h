@@ -128,9 +128,11 @@ int queryRowsPerCta(const KernelSpec &spec);  // = warps * 16
 // The selected forward's union schedule: at most this many tokens per CTA (its
 // per-CTA block lists grow as tokens^2 x n), and the shared bytes of those lists.
 inline constexpr int kMaxUnionTokens = 16;
-// The warp-specialised union kernel counts a tile's distinct blocks in a bitmap
-// of this many 32-bit words (blocks 0 .. 8191; past them it counts by pairs).
+// The warp-specialised union kernel builds a tile's union in a bitmap of this
+// many 32-bit words (blocks 0 .. 8191; past them by pairwise compares), with
+// each word's rank and 32 words of warp totals: kUnionBitmapBytes of scratch.
 inline constexpr int kUnionBitmapWords = 256;
+inline constexpr int kUnionBitmapBytes = 4 * (2 * kUnionBitmapWords + 32);
 int selectedUnionSharedBytes(int tokens, int n);
 // The selected forward's two-kernel schedule on sm_90a (runtime/src/Context.cpp):
 // the warp-specialised union tile of the spec's shape (8 warps, 128 / G tokens,
