@@ -5,7 +5,9 @@
 // that see no complete compressed block, hostile selection indices, the
 // selected branch's union schedule (several tokens per CTA) on local indices,
 // and on sm_90a GPUs both tensor-core paths of the dense branches (wgmma for
-// tiles of whole warpgroups, one or two, and the sm_80 mma.sync kernels).
+// tiles of whole warpgroups, one or two, and the sm_80 mma.sync kernels), the
+// selected branch's warp-specialised union tiles, and (its cases with default
+// tiles) its two-kernel schedule.
 // Without a GPU every test prints "no CUDA device" and is skipped.
 //
 // NSAJIT_GPU_TEST_JSON=<file> writes one JSON record per case;
@@ -42,6 +44,21 @@ std::vector<Case> matrix() {
   std::vector<Case> cases;
   std::uint32_t seed = 1;
   int variant = 0;
+  // First (a run cut short by its time limit still covers them): the selected
+  // branch's warp-specialised union tiles (sm_90a; elsewhere the
+  // same tiles run on mma.sync): 8 warps whose tokens fill the 128 rows, with
+  // 64- and 32-key chunks, several tiles a CTA and a partial last one, every
+  // kind of indices, G = 16 and 32, Dk up to 256.
+  const std::pair<int, int> wsDims[] = {{128, 128}, {192, 128}, {256, 256}, {64, 64}};
+  for (int i = 0; i < (quick ? 2 : 4); ++i)
+    for (int g : {16, 32})
+      for (IndexMode mode : {IndexMode::Local, IndexMode::Valid, IndexMode::Hostile}) {
+        Case c{Br::Slc, i % 2 == 1, wsDims[i].first, wsDims[i].second, g, 2, 2, 0};
+        c.lsel = 64, c.n = i == 3 ? 4 : 16, c.tileWarps = 8, c.tileTokens = 128 / g;
+        c.tileKvChunk = i == 1 ? 32 : 64, c.indices = mode, c.padded = (i == 2);
+        c.t = mode == IndexMode::Local ? 1100 : 333, c.seed = seed++;
+        cases.push_back(c);
+      }
   for (bool fp16 : {false, true})
     for (auto [dk, dv] : dims)
       for (int g : groups) {
@@ -97,20 +114,6 @@ std::vector<Case> matrix() {
           c.indices = modes[(variant + t) % 3];
           cases.push_back(c);
         }
-      }
-  // The selected branch's warp-specialised union tiles (sm_90a; elsewhere the
-  // same tiles run on mma.sync): 8 warps whose tokens fill the 128 rows, with
-  // 64- and 32-key chunks, several tiles a CTA and a partial last one, every
-  // kind of indices, G = 16 and 32, Dk up to 256.
-  const std::pair<int, int> wsDims[] = {{128, 128}, {192, 128}, {256, 256}, {64, 64}};
-  for (int i = 0; i < (quick ? 2 : 4); ++i)
-    for (int g : {16, 32})
-      for (IndexMode mode : {IndexMode::Local, IndexMode::Valid, IndexMode::Hostile}) {
-        Case c{Br::Slc, i % 2 == 1, wsDims[i].first, wsDims[i].second, g, 2, 2, 0};
-        c.lsel = 64, c.n = i == 3 ? 4 : 16, c.tileWarps = 8, c.tileTokens = 128 / g;
-        c.tileKvChunk = i == 1 ? 32 : 64, c.indices = mode, c.padded = (i == 2);
-        c.t = mode == IndexMode::Local ? 1100 : 333, c.seed = seed++;
-        cases.push_back(c);
       }
   return cases;
 }
