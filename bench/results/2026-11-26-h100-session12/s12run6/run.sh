@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Session 12, run 6 (H100): the union kernel preparing the next tile early (commit in BUILD_INFO): the quick
+# forward matrix, the default selected forward with the two-kernel schedule off and on, the Python
+# GPU tests (the torch path takes the schedule), and the benchmark (nsajit, cuDNN, compile).
+out="$1"; mkdir -p "$out"
+W=$(mktemp -d); tar -C "$W" -xJf .carry/nsajit-gpu.tar.xz
+export PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD/python
+export NSAJIT_LIBRARY=$W/nsajit/lib/libnsajit.so NSAJIT_CACHE_DIR=$W/cache
+cat $W/nsajit/BUILD_INFO; nvidia-smi --query-gpu=name --format=csv,noheader
+NSAJIT_GPU_TEST_QUICK=1 timeout 120 $W/nsajit/bin/gpu_tests --gtest_filter='GpuForward.MatrixAgainstReference' > $out/fwd_quick.log 2>&1
+echo "fwd quick rc=$?"; grep -c "\] PASS" $out/fwd_quick.log; grep "\] FAIL" $out/fwd_quick.log | head; tail -2 $out/fwd_quick.log
+for two in 0 1; do for dk in 128 192; do
+  NSAJIT_SELECTED_TWO_KERNEL=$two timeout 60 python3 bench/sweep_tiles.py --branch selected --T 65536 --dk $dk --tiles 0x0x0,8x8x64 2>&1 | sed "s/^/two=$two dk=$dk /" | tee -a $out/sweep.log
+done; done
+# (pytest: s12run4)
+export NSAJIT_GIT_COMMIT="$(sed -n 's/^commit: //p' "$W/nsajit/BUILD_INFO")"
+timeout 300 python3 bench/bench_nsa.py --quick --T 64k --profile --only "nsajit,cudnn,compile" --max-minutes 4.5 --out "$out/bench.json" --png "$out/bench.png" > "$out/bench.log" 2>&1
+echo "bench rc=$?"; grep -E "PASS|MISS|not measured" $out/bench.log | tail -14
