@@ -160,10 +160,11 @@ private:
   Value vBaseOf(Value buf) { return h.add(kBaseOf(buf), h.c32(C * Dk)); }
   bool unionSchedule() const { return spec.branch == Branch::Selected && TQ > 1; }
   // sm_90a with whole warpgroups: wgmma on swizzled tiles, else mma.sync (K/V
-  // swizzled, Q in padded rows). Not the selected branch: with G = 16 a warpgroup spans 4
-  // tokens and computes every block any of them selected, where a warp skips
-  // the blocks of other tokens (H100, T = 64k, random indices: 26.4 ms
-  // against 24.0 with mma.sync; local 11.7 against 12.3).
+  // swizzled, Q in padded rows). The selected branch only in its
+  // warp-specialised union tiles: with G = 16 a warpgroup spans 4 tokens and
+  // computes every block any of them selected, where a warp skips the blocks
+  // of other tokens, so it pays only on local indices (the runtime's
+  // two-kernel schedule leaves it the tiles of small unions).
   bool warpgroupMma() const { return forwardUsesWarpgroupMma(spec); }
 
   std::string name;
