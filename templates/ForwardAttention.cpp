@@ -664,20 +664,33 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
       queryBarrier(qb, /*full=*/false).wait(h.band(h.sub(h.divs(j, h.c32(2)), h.c32(1)), h.c32(1)));
       scf::YieldOp::create(h.b, h.loc);
     });
-    stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q, queryRows(),
-                        /*wait=*/false);
+    auto stageQuery = [&] {
+      stageSwizzledPanels(h, lanes, producerThreads, smem, h.mul(qb, h.c32(W * 16 * Dk)), W * 16, Dk, p.q,
+                          queryRows(), /*wait=*/false);
+    };
     if (unionSchedule()) {
-      // Built while the Q copies fly; the plain arrival releases its stores
-      // to the consumers (the barrier expects two arrivals a producer thread).
-      // A tile left to the next kernel is only counted.
+      // The Q copies of a tile it computes fly while the union's list is
+      // built; a tile left to the next kernel is only counted, its Q not
+      // loaded (that took most of the schedule's cost on random indices:
+      // 1.6 GB of Q for the paper's shape). The plain arrival releases the
+      // union's stores to the consumers (the barrier expects two arrivals a
+      // producer thread).
       blockUnion = tileUnion(qb, /*producer=*/true);
       Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
                              h.c32(std::numeric_limits<std::int32_t>::max()));
       Value bitmap = h.c32(unionBase + 2 * selectedUnionSharedBytes(TQ, spec.slcCount));
       blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
-                        p.seqLen, p.kvLen, limit, bitmap);
+                        p.seqLen, p.kvLen, limit, bitmap, [&](Value unionBlocks) {
+                          scf::IfOp::create(h.b, h.loc, h.bnot(leftToNextKernel(unionBlocks)),
+                                            [&](OpBuilder &, Location) {
+                                              stageQuery();
+                                              scf::YieldOp::create(h.b, h.loc);
+                                            });
+                        });
       numChunks = tileChunks(blockUnion->count());
       queryBarrier(qb, /*full=*/true).arrive();
+    } else {
+      stageQuery();
     }
     queryBarrier(qb, /*full=*/true).arriveWhenCopiesLand();
     produceChunks(ringPos);

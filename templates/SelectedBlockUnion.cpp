@@ -54,8 +54,10 @@ Value SelectedBlockUnion::countIf(Value lo, Value hi, const std::function<Value(
 }
 
 void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kvHead, Value t0, Value seqLen,
-                               Value kvLen, Value limit, Value bitmapBytes) {
+                               Value kvLen, Value limit, Value bitmapBytes,
+                               const std::function<void(Value)> &counted) {
   bitmap = bitmapBytes;
+  afterCount = counted;
   // 1. The raw lists, with entries that contribute nothing replaced by -1; the
   // multiplicity table and the count start at zero.
   forItems(N, [&](Value i) {
@@ -80,6 +82,8 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
   barrier();
   if (!limit) {
     firstOccurrences(/*count=*/true);
+    if (afterCount)
+      afterCount(count());
     buildList();
     return;
   }
@@ -95,6 +99,8 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
   };
   if (!bitmap || threads != 128) {
     firstOccurrences(/*count=*/true);
+    if (afterCount)
+      afterCount(count());
     listIfSmall();
     return;
   }
@@ -109,6 +115,8 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
       },
       [&](OpBuilder &, Location) {
         firstOccurrences(/*count=*/true);
+        if (afterCount)
+          afterCount(count());
         listIfSmall();
         scf::YieldOp::create(h.b, h.loc);
       });
@@ -160,6 +168,8 @@ void SelectedBlockUnion::buildFromBitmap(Value limit) {
     scf::YieldOp::create(h.b, h.loc);
   });
   barrier();
+  if (afterCount)
+    afterCount(total);
   // 3. Within the limit: the list (each thread the set bits of its words, in
   // order from their ranks) and the multiplicities (each entry adds one to its
   // token's byte of its block's rank; a byte holds at most n).

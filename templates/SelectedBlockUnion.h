@@ -35,9 +35,11 @@ public:
   // offset of kUnionBitmapBytes of shared scratch; 128 threads) the union is
   // built in a bitmap of blocks where the tile's fit it: a few steps a thread
   // instead of the pairwise compares' O(N). Every path passes its barriers
-  // uniformly.
+  // uniformly. `counted` runs (uniformly, every thread) once the count is
+  // known, before the list is built.
   void build(BranchKeys::IndexInput idx, mlir::Value batch, mlir::Value kvHead, mlir::Value t0,
-             mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {}, mlir::Value bitmap = {});
+             mlir::Value seqLen, mlir::Value kvLen, mlir::Value limit = {}, mlir::Value bitmap = {},
+             const std::function<void(mlir::Value)> &counted = {});
 
   mlir::Value count();                                   // distinct blocks (uniform across the CTA)
   mlir::Value block(mlir::Value u);                      // the u-th smallest, 0 <= u < count()
@@ -70,6 +72,7 @@ private:
   const int T, n, N, blockSize;
   std::function<void()> barrier;
   mlir::Value bitmap; // build's, while it runs
+  std::function<void(mlir::Value)> afterCount;
   int rawOff, firstOff, listOff, multOff, countOff; // byte offsets from base
 };
 

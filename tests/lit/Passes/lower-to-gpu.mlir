@@ -159,18 +159,19 @@ func.func @win_one_warpgroup(%q: tensor<?x?x4x64xf16>, %k: tensor<?x?x1x64xf16>,
 // -----
 
 // The selected branch's warp-specialised union tile (8 warps, 8 tokens of G =
-// 16, 64-key chunks; sm_90a): the producer warpgroup stages a tile's Q, builds
-// its union meanwhile at its own named barrier (the count by shared atomics, a
-// union past the limit only counted when tokenDone is given) and hands both
-// over (a plain arrival besides the copies'), then the union's chunks. The
-// consumers compute only the tiles they were not told to leave, and mark the
-// tokens of each tile in tokenDone.
+// 16, 64-key chunks; sm_90a): the producer warpgroup builds a tile's union at
+// its own named barrier (a bitmap of blocks set by shared atomics; a union
+// past the limit is only counted when tokenDone is given), stages the tile's Q
+// once it knows the tile is computed here, and hands both over (a plain
+// arrival besides the copies'), then the union's chunks. The consumers compute
+// only the tiles they were not told to leave, and mark the tokens of each tile
+// in tokenDone.
 // CHECK: gpu.func @slc_ws({{.*}}) kernel attributes {known_block_size = array<i32: 384, 1, 1>}
 // CHECK-COUNT-10: mbarrier.init.shared::cta.b64
 // CHECK: setmaxnreg.dec.sync.aligned.u32 40;
-// CHECK: nvvm.cp.async.shared.global
-// CHECK: llvm.atomicrmw add
+// CHECK: llvm.atomicrmw _or
 // CHECK: "barrier.sync 1, 128;"
+// CHECK: nvvm.cp.async.shared.global
 // CHECK: "mbarrier.arrive.shared::cta.b64 _, [$0];"
 // CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
 // CHECK: setmaxnreg.inc.sync.aligned.u32 232;
