@@ -141,9 +141,11 @@ private:
   // `unionBlocks` distinct blocks is left to the kernel launched next, the
   // chunks this kernel walks for it (none if left), and the tile's tokenDone
   // entries (1: computed here).
-  Value leftToNextKernel(Value unionBlocks) {
-    return h.band(h.nonNull(p.tokenDone), h.gt(unionBlocks, h.c32(selectedUnionLimit(spec))));
+  Value unionLimit() {
+    return h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
+                    h.c32(std::numeric_limits<std::int32_t>::max()));
   }
+  Value leftToNextKernel(Value unionBlocks) { return h.gt(unionBlocks, unionLimit()); }
   Value tileChunks(Value unionBlocks) {
     return h.select(leftToNextKernel(unionBlocks), h.c32(0), h.mul(unionBlocks, h.c32(spec.slcBlock / C)));
   }
@@ -676,11 +678,9 @@ void ForwardKernelBuilder::produceTiles(Value firstTile) {
       // union's stores to the consumers (the barrier expects two arrivals a
       // producer thread).
       blockUnion = tileUnion(qb, /*producer=*/true);
-      Value limit = h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
-                             h.c32(std::numeric_limits<std::int32_t>::max()));
       Value bitmap = h.c32(unionBase + 2 * selectedUnionSharedBytes(TQ, spec.slcCount));
       blockUnion->build(BranchKeys::IndexInput{p.idx, {p.idxs[0], p.idxs[1], p.idxs[2]}}, batch, kvHead, t0,
-                        p.seqLen, p.kvLen, limit, bitmap, [&](Value unionBlocks) {
+                        p.seqLen, p.kvLen, unionLimit(), bitmap, [&](Value unionBlocks) {
                           scf::IfOp::create(h.b, h.loc, h.bnot(leftToNextKernel(unionBlocks)),
                                             [&](OpBuilder &, Location) {
                                               stageQuery();

@@ -80,28 +80,26 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
     scf::YieldOp::create(h.b, h.loc);
   });
   barrier();
-  if (!limit) {
-    firstOccurrences(/*count=*/true);
+  // Pairwise: count the first occurrences, then list the union (a union past
+  // the limit is only counted; uniform branches: every thread reads the count).
+  auto pairwise = [&] {
+    firstOccurrences();
     if (afterCount)
       afterCount(count());
-    buildList();
-    return;
-  }
-  // A union past the limit is only counted (uniform branches: every thread
-  // reads the count). The bitmap counts it in a few steps where the tile's
-  // blocks fit it (the pairwise count costs a thread O(N) steps, and most
-  // tiles of random indices are past the limit: s12run3).
-  auto listIfSmall = [&] {
+    if (!limit) {
+      buildList();
+      return;
+    }
     scf::IfOp::create(h.b, h.loc, h.le(count(), limit), [&](OpBuilder &, Location) {
       buildList();
       scf::YieldOp::create(h.b, h.loc);
     });
   };
-  if (!bitmap || threads != 128) {
-    firstOccurrences(/*count=*/true);
-    if (afterCount)
-      afterCount(count());
-    listIfSmall();
+  // The bitmap builds it in a few steps a thread where the tile's blocks fit it
+  // (the pairwise build costs a thread O(N) steps, at every tile's start of the
+  // warp-specialised kernel: s12run4).
+  if (!limit || !bitmap || threads != 128) {
+    pairwise();
     return;
   }
   Value tEnd = h.mins(seqLen, h.add(t0, h.c32(T)));
@@ -114,10 +112,7 @@ void SelectedBlockUnion::build(BranchKeys::IndexInput idx, Value batch, Value kv
         scf::YieldOp::create(h.b, h.loc);
       },
       [&](OpBuilder &, Location) {
-        firstOccurrences(/*count=*/true);
-        if (afterCount)
-          afterCount(count());
-        listIfSmall();
+        pairwise();
         scf::YieldOp::create(h.b, h.loc);
       });
 }
@@ -207,19 +202,18 @@ void SelectedBlockUnion::buildFromBitmap(Value limit) {
   });
 }
 
-void SelectedBlockUnion::firstOccurrences(bool count) {
-  // 2. First occurrences in the whole CTA (each adds one to the count).
+void SelectedBlockUnion::firstOccurrences() {
+  // 2. First occurrences in the whole CTA; each adds one to the count.
   forItems(N, [&](Value i) {
     Value v = ld(rawOff, i);
     Value earlier = countIf(h.c32(0), i, [&](Value, Value r) { return h.eq(r, v); });
     Value first = h.band(h.ge(v, h.c32(0)), h.eq(earlier, h.c32(0)));
     st(firstOff, i, h.zext32(first));
-    if (count)
-      scf::IfOp::create(h.b, h.loc, first, [&](OpBuilder &, Location) {
-        LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), h.c32(1),
-                                  LLVM::AtomicOrdering::monotonic);
-        scf::YieldOp::create(h.b, h.loc);
-      });
+    scf::IfOp::create(h.b, h.loc, first, [&](OpBuilder &, Location) {
+      LLVM::AtomicRMWOp::create(h.b, h.loc, LLVM::AtomicBinOp::add, at(countOff, h.c32(0)), h.c32(1),
+                                LLVM::AtomicOrdering::monotonic);
+      scf::YieldOp::create(h.b, h.loc);
+    });
   });
   barrier();
 }

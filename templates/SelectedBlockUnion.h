@@ -55,7 +55,7 @@ private:
   mlir::Value ld(int region, mlir::Value i) { return h.load(h.i32(), at(region, i), 4); }
   void st(int region, mlir::Value i, mlir::Value v) { h.store(v, at(region, i), 4); }
   void forItems(int count, const std::function<void(mlir::Value)> &body);
-  void firstOccurrences(bool count); // step 2 of build (adding to the count if `count`)
+  void firstOccurrences();           // step 2 of build: the first occurrences and the count
   void buildList();                  // step 3 of build: the list and the multiplicities
   // The bitmap's regions: the words, each word's rank (set bits below it), the warps' totals.
   mlir::Value bitmapWord(mlir::Value w, int region = 0) {

@@ -412,11 +412,12 @@ TileConfig selectedSpecialisedTile(const KernelSpec &s) {
 }
 
 int selectedUnionLimit(const KernelSpec &s) {
-  // A tile's cost grows with its union (every row computes every block of it,
-  // masked), the mma.sync kernel's far less: H100, T = 64k, G = 16, union of 8
-  // tokens on local / random indices (32.5 / about 100 blocks on average):
-  // Dk = 128 10.9 / 30.9 ms against 13.3 / 18.2 for the 2-token union, Dk = 192
-  // 12.6 / 36.1 against 17.0 / 22.8 (s12run1). Even at about 40 blocks for n = 16.
+  // The union kernel's cost grows with a tile's union (every row computes every
+  // block of it, masked), the mma.sync kernel's far less. H100, T = 64k, G = 16,
+  // the union of 8 tokens on local / random indices (32.5 / about 100 blocks):
+  // Dk = 128 10.9 / 30.9 ms against 13.3 / 18.2 for the 2-token mma.sync union,
+  // Dk = 192 12.6 / 36.1 against 17.0 / 22.8 (s12run1). About 0.33 ms a block of
+  // the average union, so the two break even at 40-57 blocks: 5n/2 = 40 for n = 16.
   return 5 * s.slcCount / 2;
 }
 

@@ -183,11 +183,10 @@ std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec 
 }
 
 std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const KernelSpec &spec) {
-  if (!ctx.selectedTwoKernel || spec.branch != Branch::Selected || spec.pass != KernelPass::Forward ||
-      spec.arch != Arch::SM90a)
+  if (!ctx.selectedTwoKernel)
     return std::nullopt;
   KernelSpec first = spec;
-  first.tile = selectedSpecialisedTile(spec);
+  first.tile = selectedSpecialisedTile(spec); // none but for the selected sm_90a forward
   if (!first.tile.warps)
     return std::nullopt;
   return first;
