@@ -11,7 +11,8 @@ Every tile's output is compared with the first tile's on the same inputs (max_ab
 tile sums the same terms in another order, so a few bf16 ulps; a wrong kernel shows as O(1)).
 
 --backward also times the branch's three backward kernels (bwd_ms) after each forward: the tile's
-tokens also pick the selected dQ kernel's schedule (1: per token, more: the union of their blocks).
+tokens also pick the selected dQ kernel's schedule (1: per token, more: the union of their blocks,
+with the tile's chunk). bwd_max_abs_diff compares dq, dk and dv with the first tile's.
 """
 import argparse
 import json
@@ -83,6 +84,7 @@ def main():
         kk, vv = k[:, :tc].contiguous(), v[:, :tc].contiguous()
     results = []
     first_out = {}  # index kind -> the first tile's output
+    first_bwd = {}  # index kind -> the first tile's dq, dk, dv
     ctx = nt.context()
     for arch, (w, t, c) in ((int(x), tile) for x in a.arch.split(",") for tile in parse_tiles(a.tiles)):
         ctx.set_arch(arch)
@@ -91,7 +93,9 @@ def main():
                                 cmp_stride=a.d, tile_warps=w, tile_tokens=t, tile_kv_chunk=c)
         for kind, idx in index_sets.items():
             t0 = time.time()
-            bwd_ms = None
+            bwd_ms = bwd_diff = None
+            gen_dout = torch.Generator(device=dev)
+            gen_dout.manual_seed(1)
             try:
                 ms = time_ms(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
                 o = nt._forward(branch, cfg, q, kk, vv, idx)[0].float()
@@ -99,13 +103,17 @@ def main():
                 diff = (o - first).abs().max().item()
                 if a.backward:
                     o, lse = nt._forward(branch, cfg, q, kk, vv, idx)
-                    dout = torch.randn_like(o)
+                    dout = torch.randn(o.shape, device=dev, dtype=o.dtype, generator=gen_dout)
                     bwd_ms = time_ms(lambda: nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None))
+                    # The same dout for every tile: the gradients compare like the outputs.
+                    grads = nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None)[:3]
+                    first_grads = first_bwd.setdefault(kind, [g.float() for g in grads])
+                    bwd_diff = max((g.float() - f).abs().max().item() for g, f in zip(grads, first_grads))
                 err = None
             except Exception as e:  # an illegal tile: report and go on
                 ms, err, diff = None, str(e), None
             line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms,
-                    "max_abs_diff": diff, "bwd_ms": bwd_ms, "error": err}
+                    "max_abs_diff": diff, "bwd_ms": bwd_ms, "bwd_max_abs_diff": bwd_diff, "error": err}
             results.append(line)
             print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
     if a.out:

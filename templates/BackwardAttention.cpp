@@ -76,6 +76,19 @@ private:
   Value matRow() { return h.rems(ids.lane, h.c32(8)); }
   Value matLo() { return h.rems(h.divs(ids.lane, h.c32(8)), h.c32(2)); }
   Value matHi() { return h.divs(ids.lane, h.c32(16)); }
+  // Whether `pred` holds for a thread of this warpgroup (named barrier 1 + its
+  // number; 0 is the CTA's).
+  Value warpgroupAny(Value pred) {
+    Value any = h.cbool(false);
+    for (int g = 0; g < W / 4; ++g) {
+      auto mine = scf::IfOp::create(
+          h.b, h.loc, h.eq(h.divs(ids.warp, h.c32(4)), h.c32(g)),
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.anyAtBarrier(pred, 1 + g, 128)}); },
+          [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{any}); });
+      any = mine.getResult(0);
+    }
+    return any;
+  }
   // wgmma (backwardUsesWarpgroupMma), else mma.sync.
   bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
   // Shared tiles are 128-byte-swizzled panels on sm_90a (wgmma needs them; for
@@ -472,7 +485,11 @@ void BackwardKernelBuilder::buildDq() {
         if (unionSchedule) {
           auto [rowBias, takesPart] = unionBias(c);
           bias = rowBias;
-          compute = h.band(compute, takesPart); // skip blocks no row of the warp selected
+          // Skip blocks no row of the warp selected; wgmma is a warpgroup's, so
+          // there of the warpgroup (named barrier 1 + its number; 0 is the CTA's).
+          if (warpgroupMma())
+            takesPart = warpgroupAny(takesPart);
+          compute = h.band(compute, takesPart);
         }
         auto ifOp = scf::IfOp::create(
             h.b, h.loc, compute,

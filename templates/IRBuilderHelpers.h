@@ -117,6 +117,19 @@ public:
   void namedBarrier(int id, int threads) {
     inlineAsm({}, {}, "barrier.sync " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
   }
+  // Whether `pred` holds for any of the `threads` threads (whole warps) that
+  // meet at named barrier `id` (1..15): barrier.red.or (not the aligned
+  // bar.red, for the reason namedBarrier gives). An immediate id: with a
+  // register one ptxas reserves all 16 barriers, so one CTA an SM.
+  mlir::Value anyAtBarrier(mlir::Value pred, int id, int threads) {
+    mlir::Value in = mlir::arith::ExtUIOp::create(b, loc, i32(), pred);
+    mlir::Value out = inlineAsm({i32()}, {in},
+                                "{ .reg .pred p, q; setp.ne.u32 p, $1, 0; barrier.red.or.pred q, " +
+                                    std::to_string(id) + ", " + std::to_string(threads) + ", p; selp.u32 $0, 1, 0, q; }",
+                                "=r,r")
+                          .getResult(0);
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::ne, out, c32(0));
+  }
   // __syncwarp(): orders the shared-memory accesses of the lanes of a warp.
   void syncWarp() { mlir::NVVM::SyncWarpOp::create(b, loc, c32(-1)); }
   // Butterfly shuffle across the full warp.

@@ -348,7 +348,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // (The dQ kernel's per-token schedule keeps its larger chunks: one buffer, one warp for G = 16.)
     const bool perTokenDq = s.pass == KernelPass::BackwardDQ && t.tokensPerCta == 1;
     // (One token a CTA keeps 32-key chunks: with 64, Dk = 128 took 20.6 / 20.3 ms against 17.0 / 15.8.)
-    const int unionChunk = s.pass == KernelPass::Forward && s.headDimQK <= 128 && t.tokensPerCta > 1 ? 64 : 32;
+    // The dQ kernel's wgmma union tiles take 64 keys (two warpgroups share each staged chunk).
+    KernelSpec filled = s;
+    filled.tile = t;
+    filled.tile.kvChunk = 64;
+    const bool wideChunk = (s.pass == KernelPass::Forward && s.headDimQK <= 128 && t.tokensPerCta > 1) ||
+                           selectedDqWarpgroupTile(filled);
+    const int unionChunk = wideChunk ? 64 : 32;
     if (!t.kvChunk)
       t.kvChunk = perTokenDq ? std::min(s.slcBlock, chunkCap) : std::min({s.slcBlock, chunkCap, unionChunk});
   } else if (s.branch == Branch::Selected && s.pass != KernelPass::BackwardPreprocess) {
@@ -443,11 +449,19 @@ int selectedUnionSharedBytes(int tokens, int n) {
 //   top-n:      see topNSharedBytes.
 bool topNUsesWarpgroupMma(const KernelSpec &s) { return topNWarpgroupTile(s, defaultTileConfig(s)); }
 
+bool selectedDqWarpgroupTile(const KernelSpec &s) {
+  // The union schedule over whole warpgroups whose rows are all tokens' (8 tokens of G = 16).
+  const TileConfig &t = s.tile;
+  return s.branch == Branch::Selected && s.pass == KernelPass::BackwardDQ && s.arch == Arch::SM90a &&
+         t.warps % 4 == 0 && t.tokensPerCta > 1 && t.tokensPerCta * s.group == t.warps * 16 &&
+         s.headDimQK + s.headDimV <= 320;
+}
+
 bool backwardUsesWarpgroupMma(const KernelSpec &s) {
   if (s.arch != Arch::SM90a || s.tile.warps % 4 != 0)
     return false;
   if (s.pass == KernelPass::BackwardDQ)
-    return s.branch != Branch::Selected;
+    return s.branch != Branch::Selected || selectedDqWarpgroupTile(s);
   return s.pass == KernelPass::BackwardDKDV && s.headDimQK + s.headDimV <= 320;
 }
 

@@ -59,6 +59,18 @@ std::vector<BwdCase> matrix() {
           cases.push_back({c, (variant + int(br)) % 2 == 0});
         }
       }
+  // The selected dQ kernel's wgmma union tile (sm_90a; mma.sync elsewhere): 128 rows of
+  // 128 / G tokens, 64-key chunks (the config's tile, which the dQ kernel follows), on
+  // valid, local and hostile index lists.
+  const IndexMode modes[] = {IndexMode::Valid, IndexMode::Local, IndexMode::Hostile};
+  int m = 0;
+  for (auto [dk, dv] : {std::pair{64, 64}, std::pair{128, 128}, std::pair{192, 128}})
+    for (int g : {16, 32}) {
+      Case c{Br::Slc, dk == 64, dk, dv, g, 1, 1, 700};
+      c.lsel = 64, c.n = 8, c.seed = seed++, c.indices = modes[m++ % 3];
+      c.tileTokens = 128 / g, c.tileKvChunk = 64;
+      cases.push_back({c, g == 16});
+    }
   // The other selection block sizes once each.
   for (int lsel : {16, 32, 128}) {
     Case c{Br::Slc, false, 128, 128, 16, 1, 2, 333};

@@ -96,10 +96,14 @@ KernelSpec withDefaultTiles(KernelSpec spec);
 int threadsPerCta(const KernelSpec &spec);
 int sharedMemoryBytes(const KernelSpec &spec);
 // Whether a backward kernel (its tile filled in) uses sm_90a's wgmma: whole
-// warpgroups, not the selected dQ kernel (one-warp CTAs), dK/dV accumulators
-// of at most Dk + Dv = 320 columns (wider ones, with the step's scores, would
-// not fit the registers). Its shared tiles are then unpadded swizzled panels.
+// warpgroups, dK/dV accumulators of at most Dk + Dv = 320 columns (wider ones,
+// with the step's scores, would not fit the registers), and of the selected dQ
+// kernels only selectedDqWarpgroupTile's. Its shared tiles are then unpadded
+// swizzled panels.
 bool backwardUsesWarpgroupMma(const KernelSpec &spec);
+// Whether a selected dQ tile (filled in) is a wgmma union tile: sm_90a, whole
+// warpgroups whose rows are all tokens' (tokens x G = warps x 16, 2 tokens or more).
+bool selectedDqWarpgroupTile(const KernelSpec &spec);
 // Whether the top-n kernel (its tile filled in) scores with wgmma: sm_90a and whole warpgroups.
 bool topNUsesWarpgroupMma(const KernelSpec &spec);
 // Whether the forward kernel (its tile filled in) uses wgmma: sm_90a, whole
