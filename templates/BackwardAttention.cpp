@@ -5,6 +5,7 @@
 #include "OrderedSplitSum.h"
 #include "SelectedBlockUnion.h"
 #include "SelectionMap.h"
+#include "TokenDone.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -31,6 +32,7 @@ enum Arg { Q, K, V, IDX, O, LSE, DO, GATE, DELTA, DQ, DK, DV, DGATE, kNumTensors
 struct BwdParams {
   Value ptr[kNumTensors];
   Value workspace; // bwd_dkdv with split walks: the tiles' state, then fp32 partial sums
+  Value tokenDone; // selected bwd_dq: the two-kernel schedule's hand-over (TokenDone.h), or null
   Value stride[kNumTensors][3];
   Value seqLen, kvLen;
   Value mapWords; // words a selection map row; 0: no map
@@ -47,6 +49,7 @@ public:
 private:
   void buildPreprocess();
   void buildDq();
+  void buildDqTile();
   void buildDkdv();
 
   // bwd_dkdv: the CTA's chunk of keys, its split, and the query tokens tLo .. tHi it walks.
@@ -358,6 +361,21 @@ void BackwardKernelBuilder::buildPreprocess() {
 // staged once, and a row's probabilities carry its multiplicity of the block
 // (2^(log2 m) in the exponent; 0 for a block it did not select).
 void BackwardKernelBuilder::buildDq() {
+  // The selected dQ kernel's two-kernel schedule (TokenDone.h): a default
+  // kernel after the wgmma union tile computes only the CTAs that one left.
+  if (spec.branch == Branch::Selected && !selectedDqWarpgroupTile(spec)) {
+    TokenDone handOver(h, p.tokenDone, batch, kvHead, p.seqLen);
+    scf::IfOp::create(h.b, h.loc, h.bnot(handOver.allDone(h.mul(h.blockIdX(), h.c32(TQ)), TQ)),
+                      [&](OpBuilder &, Location) {
+                        buildDqTile();
+                        scf::YieldOp::create(h.b, h.loc);
+                      });
+    return;
+  }
+  buildDqTile();
+}
+
+void BackwardKernelBuilder::buildDqTile() {
   const int qPitch = Dk + rowPad(), dPitch = Dv + rowPad(), kPitch = Dk + rowPad(), vPitch = Dv + rowPad();
   const int R = W * 16;
   const int qBase = 0, dBase = R * qPitch, kvBase = dBase + R * dPitch, bufElems = C * (kPitch + vPitch);
@@ -400,8 +418,36 @@ void BackwardKernelBuilder::buildDq() {
     };
   };
   const Tile qTile{h.c32(qBase), qPitch, R}, dTile{h.c32(dBase), dPitch, R};
-  stageTileAsync(qTile, Dk, Q, qRow(Q));
-  stageTileAsync(dTile, Dv, DO, qRow(DO));
+  auto stageQueries = [&] {
+    stageTileAsync(qTile, Dk, Q, qRow(Q));
+    stageTileAsync(dTile, Dv, DO, qRow(DO));
+  };
+  // The wgmma union tile is the first kernel of the two-kernel schedule: it
+  // counts the union first and stages Q and dO only for a tile it computes
+  // (`left`: one it leaves to the default kernel).
+  const bool unionFirst = unionSchedule && warpgroupMma();
+  TokenDone handOver(h, p.tokenDone, batch, kvHead, p.seqLen);
+  const int unionLimit = selectedUnionLimit(spec);
+  const int unionBase = 2 * (kvBase + 2 * bufElems);
+  BranchKeys::IndexInput indexInput{p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}};
+  std::unique_ptr<SelectedBlockUnion> blockUnion;
+  Value left = h.cbool(false);
+  if (unionFirst) {
+    blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, h.c32(unionBase), spec, TQ);
+    // The bitmap build takes 128 threads (one warpgroup, the default tile).
+    Value bitmap = W * 32 == 128 ? h.c32(unionBase + selectedUnionSharedBytes(TQ, spec.slcCount)) : Value();
+    blockUnion->build(indexInput, batch, kvHead, t0, p.seqLen, p.kvLen, handOver.unionLimit(unionLimit), bitmap,
+                      [&](Value unionBlocks) {
+                        scf::IfOp::create(h.b, h.loc, h.bnot(handOver.leaves(unionBlocks, unionLimit)),
+                                          [&](OpBuilder &, Location) {
+                                            stageQueries();
+                                            scf::YieldOp::create(h.b, h.loc);
+                                          });
+                      });
+    left = handOver.leaves(blockUnion->count(), unionLimit);
+  } else {
+    stageQueries();
+  }
   commitStaged(h);
   waitStaged(h);
 
@@ -411,14 +457,12 @@ void BackwardKernelBuilder::buildDq() {
   for (auto &f : init) flat.append(f.begin(), f.end());
   const float scaleLog2 = spec.effectiveScale() * kLog2e;
 
-  std::unique_ptr<SelectedBlockUnion> blockUnion;
-  if (unionSchedule) {
-    const int unionBase = 2 * (kvBase + 2 * bufElems);
+  if (unionSchedule && !unionFirst) {
     blockUnion = std::make_unique<SelectedBlockUnion>(h, ids, W * 32, smem, h.c32(unionBase), spec, TQ);
-    blockUnion->build(BranchKeys::IndexInput{p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}},
-                      batch, kvHead, t0, p.seqLen, p.kvLen);
+    blockUnion->build(indexInput, batch, kvHead, t0, p.seqLen, p.kvLen);
   }
-  Value numChunks = unionSchedule ? h.mul(blockUnion->count(), h.c32(chunksPerBlock)) : keys.numChunks();
+  Value numChunks = unionSchedule ? h.select(left, h.c32(0), h.mul(blockUnion->count(), h.c32(chunksPerBlock)))
+                                  : keys.numChunks();
   // First key of chunk c and whether it holds keys (false past the last chunk).
   auto chunkAt = [&](Value c) -> std::pair<Value, Value> {
     Value inRange = h.lt(c, numChunks);
@@ -534,10 +578,12 @@ void BackwardKernelBuilder::buildDq() {
   for (int n = 0; n < Dk / 8; ++n)
     acc.push_back({loop.getResult(4 * n), loop.getResult(4 * n + 1), loop.getResult(4 * n + 2), loop.getResult(4 * n + 3)});
   for (int r = 0; r < 2; ++r)
-    scf::IfOp::create(h.b, h.loc, valid[r], [&](OpBuilder &, Location) {
+    scf::IfOp::create(h.b, h.loc, h.band(valid[r], h.bnot(left)), [&](OpBuilder &, Location) {
       storePairs(DQ, offset(DQ, batch, tok[r], head[r]), acc, r, spec.effectiveScale());
       scf::YieldOp::create(h.b, h.loc);
     });
+  if (unionFirst)
+    handOver.mark(ids, t0, TQ, h.bnot(left));
 }
 
 // Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
@@ -982,16 +1028,17 @@ LogicalResult BackwardKernelBuilder::build() {
     return emitError(h.loc, "the dK/dV tile needs tokens x G % 16 == 0 and kv_chunk = warps x 16: ") << spec.str();
   declareSharedMemory(h, gpuModule);
 
-  Block &entry = *createKernelFunction(h, name, kNumTensors + 1, 3 * kNumTensors, 3, W * 32);
+  Block &entry = *createKernelFunction(h, name, kNumTensors + 2, 3 * kNumTensors, 3, W * 32);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   auto args = entry.getArguments();
   p.workspace = args[kNumTensors];
+  p.tokenDone = args[kNumTensors + 1];
   for (int t = 0; t < kNumTensors; ++t) {
     p.ptr[t] = args[t];
-    for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 1 + 3 * t + d];
+    for (int d = 0; d < 3; ++d) p.stride[t][d] = args[kNumTensors + 2 + 3 * t + d];
   }
-  p.seqLen = args[4 * kNumTensors + 1], p.kvLen = args[4 * kNumTensors + 2], p.mapWords = args[4 * kNumTensors + 3];
+  p.seqLen = args[4 * kNumTensors + 2], p.kvLen = args[4 * kNumTensors + 3], p.mapWords = args[4 * kNumTensors + 4];
 
   ids = ThreadIds::read(h);
   kvHead = h.blockIdY();

@@ -4,6 +4,7 @@
 #include "KernelCommon.h"
 #include "SelectedBlockUnion.h"
 #include "SharedBarrier.h"
+#include "TokenDone.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
 
@@ -137,25 +138,14 @@ private:
   // Warp specialisation with the union schedule: the union of the tile in Q
   // buffer qb, which the producer builds next to that tile's Q.
   std::unique_ptr<SelectedBlockUnion> tileUnion(Value qb, bool producer);
-  // The two-kernel schedule (KernelAbi.h, tokenDone): whether a tile of
-  // `unionBlocks` distinct blocks is left to the kernel launched next, the
-  // chunks this kernel walks for it (none if left), and the tile's tokenDone
-  // entries (1: computed here).
-  Value unionLimit() {
-    return h.select(h.nonNull(p.tokenDone), h.c32(selectedUnionLimit(spec)),
-                    h.c32(std::numeric_limits<std::int32_t>::max()));
-  }
-  Value leftToNextKernel(Value unionBlocks) { return h.gt(unionBlocks, unionLimit()); }
+  // The two-kernel schedule (TokenDone.h): the union limit, whether a tile of
+  // `unionBlocks` distinct blocks is left to the kernel launched next, and the
+  // chunks this kernel walks for it (none if left).
+  TokenDone handOver() { return TokenDone(h, p.tokenDone, batch, kvHead, p.seqLen); }
+  Value unionLimit() { return handOver().unionLimit(selectedUnionLimit(spec)); }
+  Value leftToNextKernel(Value unionBlocks) { return handOver().leaves(unionBlocks, selectedUnionLimit(spec)); }
   Value tileChunks(Value unionBlocks) {
     return h.select(leftToNextKernel(unionBlocks), h.c32(0), h.mul(unionBlocks, h.c32(spec.slcBlock / C)));
-  }
-  void markTokens(Value computed);
-  // Whether the kernel launched before this one computed every token of the
-  // CTA (all their tokenDone entries are 1; false without tokenDone).
-  Value tokensAlreadyDone();
-  Value tokenDoneAt(Value t) {
-    Value row = h.add(h.mul(h.ext64(batch), h.ext64(h.gridDimY())), h.ext64(kvHead));
-    return h.gep(p.tokenDone, h.b.getI8Type(), h.add(h.mul(row, h.ext64(p.seqLen)), h.ext64(t)));
   }
   void storeOutputs(const SoftmaxState &s);
   Value kBaseOf(Value buf) { return h.add(h.c32(kBase), h.mul(buf, h.c32(bufElems))); }
@@ -626,36 +616,6 @@ std::unique_ptr<SelectedBlockUnion> ForwardKernelBuilder::tileUnion(Value qb, bo
                                               [this] { h.namedBarrier(1, producerThreads); });
 }
 
-void ForwardKernelBuilder::markTokens(Value computed) {
-  scf::IfOp::create(h.b, h.loc, h.nonNull(p.tokenDone), [&](OpBuilder &, Location) {
-    Value t = h.add(t0, ids.tid);
-    scf::IfOp::create(h.b, h.loc, h.band(h.lt(ids.tid, h.c32(TQ)), h.lt(t, p.seqLen)), [&](OpBuilder &, Location) {
-      h.store(arith::TruncIOp::create(h.b, h.loc, h.b.getI8Type(), h.zext32(computed)), tokenDoneAt(t), 1);
-      scf::YieldOp::create(h.b, h.loc);
-    });
-    scf::YieldOp::create(h.b, h.loc);
-  });
-}
-
-Value ForwardKernelBuilder::tokensAlreadyDone() {
-  auto done = scf::IfOp::create(
-      h.b, h.loc, h.nonNull(p.tokenDone),
-      [&](OpBuilder &, Location) {
-        auto all = scf::ForOp::create(
-            h.b, h.loc, h.c32(0), h.c32(TQ), h.c32(1), ValueRange{h.cbool(true)},
-            [&](OpBuilder &, Location, Value k, ValueRange acc) {
-              Value t = h.add(t0, k);
-              Value inSeq = h.lt(t, p.seqLen);
-              Value flag = h.load(h.b.getI8Type(), tokenDoneAt(h.select(inSeq, t, t0)), 1);
-              Value tokenDone = h.bor(h.bnot(inSeq), h.ne(h.zext32(flag), h.c32(0)));
-              scf::YieldOp::create(h.b, h.loc, ValueRange{h.band(acc[0], tokenDone)});
-            });
-        scf::YieldOp::create(h.b, h.loc, all.getResults());
-      },
-      [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, ValueRange{h.cbool(false)}); });
-  return done.getResult(0);
-}
-
 void ForwardKernelBuilder::produceTiles(Value firstTile) {
   // Tile j's Q (and with the union schedule its union) goes into buffer j % 2
   // once the consumers released its tile j - 2.
@@ -721,7 +681,7 @@ void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &ini
       scf::YieldOp::create(h.b, h.loc);
     });
     if (unionSchedule())
-      markTokens(computed);
+      handOver().mark(ids, t0, TQ, computed);
   });
 }
 
@@ -873,7 +833,7 @@ LogicalResult ForwardKernelBuilder::build() {
   // The selected branch's second kernel of the two-kernel schedule computes
   // only the CTAs the first left (a uniform branch: the CTA returns at once).
   if (spec.branch == Branch::Selected) {
-    scf::IfOp::create(h.b, h.loc, h.bnot(tokensAlreadyDone()), [&](OpBuilder &, Location) {
+    scf::IfOp::create(h.b, h.loc, h.bnot(handOver().allDone(t0, TQ)), [&](OpBuilder &, Location) {
       buildTile(init);
       scf::YieldOp::create(h.b, h.loc);
     });

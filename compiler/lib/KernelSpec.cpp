@@ -417,6 +417,27 @@ TileConfig selectedSpecialisedTile(const KernelSpec &s) {
   return t;
 }
 
+TileConfig selectedDqUnionTile(const KernelSpec &s) {
+  // One warpgroup of 64 rows (4 tokens of G = 16): its union is smaller than 8
+  // tokens' (local indices: 25.6 against 32.5 blocks), and two CTAs fit an SM.
+  // H100, T = 64k, G = 16, bwd_pre + bwd_dq + bwd_dkdv in ms, random / local
+  // indices (s13run1): Dk = 128 the default 2-token mma.sync union 40.3 / 36.9,
+  // 8 tokens (two warpgroups) 50.5 / 33.6, 4 tokens 42.9 / 31.8; Dk = 192
+  // 52.3 / 46.6, 68.9 / 42.8, 58.5 / 41.5.
+  KernelSpec u = s;
+  u.tile = {4, s.group > 0 ? 64 / s.group : 0, 64};
+  if (s.branch != Branch::Selected || s.pass != KernelPass::BackwardDQ || s.group <= 0 || 64 % s.group != 0 ||
+      u.tile.tokensPerCta < 2 || u.tile.tokensPerCta > kMaxUnionTokens || s.slcBlock % 64 != 0 ||
+      !selectedDqWarpgroupTile(u))
+    return TileConfig{0, 0, 0};
+  return u.tile;
+}
+
+TileConfig selectedFirstTile(const KernelSpec &s) {
+  TileConfig t = selectedSpecialisedTile(s);
+  return t.warps ? t : selectedDqUnionTile(s);
+}
+
 int selectedUnionLimit(const KernelSpec &s) {
   // The union kernel's cost grows with a tile's union (every row computes every
   // block of it, masked), the mma.sync kernel's far less. H100, T = 64k, G = 16,
@@ -551,6 +572,10 @@ int sharedMemoryBytes(const KernelSpec &s) {
     int bytes = t.warps * 16 * rowBytes + (perToken ? 1 : 2) * t.kvChunk * rowBytes;
     if (s.branch == Branch::Selected && !perToken)
       bytes += selectedUnionSharedBytes(t.tokensPerCta, s.slcCount);
+    KernelSpec filled = s;
+    filled.tile = t;
+    if (selectedDqWarpgroupTile(filled) && t.warps * 32 == 128) // its union's bitmap build (one warpgroup)
+      bytes += kUnionBitmapBytes;
     return bytes;
   }
   case KernelPass::BackwardDKDV: {

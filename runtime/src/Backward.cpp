@@ -130,6 +130,12 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
                                            static_cast<int>(ps.Dv));
     p.workspaceZeroedBytes += dkdvWorkspaceStateBytes(B, H, n);
   }
+  if (options.dqFirst && slc && !readConfig(req.config).tile_tokens) {
+    // [B, H, T] bytes after the rest (not zeroed: the first kernel writes every token's).
+    p.dqFirst = launchDims(*options.dqFirst, ps);
+    p.tokenDoneOffset = (p.workspaceBytes + 255) / 256 * 256;
+    p.workspaceBytes = p.tokenDoneOffset + std::uint64_t(ps.B) * std::uint64_t(ps.H) * std::uint64_t(ps.T);
+  }
   // Without keys (compressed branch, T < l) dq is all zeros (bwd_dq writes it)
   // and dk/dv are empty: there is no bwd_dkdv CTA to launch.
   p.numKernels = ps.Tkv > 0 ? kBackwardKernels : kBackwardKernels - 1;
@@ -140,7 +146,7 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
   std::array<void *, kBackwardKernelParamCount> p = {
       &a.q,           &a.k,           &a.v,           &a.idx,         &a.o,           &a.lse,
       &a.dout,        &a.gate,        &a.delta,       &a.dq,          &a.dk,          &a.dv,
-      &a.dgate,       &a.workspace,
+      &a.dgate,       &a.workspace,   &a.tokenDone,
       &a.qs.batch,    &a.qs.token,    &a.qs.head,     &a.ks.batch,    &a.ks.token,    &a.ks.head,
       &a.vs.batch,    &a.vs.token,    &a.vs.head,     &a.idxs.batch,  &a.idxs.token,  &a.idxs.head,
       &a.os.batch,    &a.os.token,    &a.os.head,     &a.lses.batch,  &a.lses.token,  &a.lses.head,
@@ -157,12 +163,15 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
   options.splitTokens = ctx.backwardSplitTokens.load();
   options.selectionMapLimit = ctx.selectionMapLimit.load();
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, options); });
+  if (req.branch == Branch::Selected)
+    options.dqFirst = selectedFirstKernel(ctx, specFromConfig(req.config, req.branch, arch, KernelPass::BackwardDQ));
   PreparedBackward p = prepareBackward(req, arch, options);
   // Load every kernel before the first launch: a compile or JIT failure leaves
   // nothing half-done on the stream.
   std::array<const LoadedKernel *, kBackwardKernels> kernels{};
   for (int i = 0; i < p.numKernels; ++i)
     kernels[static_cast<std::size_t>(i)] = &ctx.kernels->get(p.kernels[static_cast<std::size_t>(i)].spec);
+  const LoadedKernel *dqFirst = p.dqFirst ? &ctx.kernels->get(p.dqFirst->spec) : nullptr;
   auto params = kernelParams(p.args);
   const CudaDriver &drv = *ctx.drv;
   ScopedContext scope(drv, ctx.cuContext);
@@ -170,16 +179,22 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
     checkDeviceSpans(ctx, p.spans); // cuMemGetAddressRange wants a current context
   if (p.workspaceBytes > 0 && p.numKernels == kBackwardKernels) {
     p.args.workspace = ctx.workspaces->get(stream, p.workspaceBytes);
+    if (p.dqFirst)
+      p.args.tokenDone = p.args.workspace + p.tokenDoneOffset;
     // The selection map and the split walk's per-tile state start at zero (on the stream: after any earlier use).
     CUresult r = drv.cuMemsetD8Async(p.args.workspace, 0, p.workspaceZeroedBytes, static_cast<CUstream>(stream));
     if (r != CUDA_SUCCESS)
       fail(CudaDriver::statusFor(r), "zeroing the backward workspace ({} bytes) failed: {}", p.workspaceZeroedBytes,
            drv.errorText(r));
   }
+  const char *launched = " (the earlier backward kernels of this call were launched)";
   for (int i = 0; i < p.numKernels; ++i) {
     const LaunchDims &d = p.kernels[static_cast<std::size_t>(i)];
+    if (i == 1 && dqFirst) // the dQ schedule's first kernel, then bwd_dq on the CTAs it left
+      launchKernel(ctx, *dqFirst, p.dqFirst->grid, p.dqFirst->threads, p.dqFirst->sharedBytes, params.data(), stream,
+                   launched);
     launchKernel(ctx, *kernels[static_cast<std::size_t>(i)], d.grid, d.threads, d.sharedBytes, params.data(), stream,
-                 i == 0 ? "" : " (the earlier backward kernels of this call were launched)");
+                 i == 0 ? "" : launched);
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include "Validate.h"
 
+#include <optional>
+
 struct nsajit_context;
 
 namespace nsajit::rt {
@@ -37,6 +39,11 @@ struct PreparedBackward {
   BackwardKernelArgs args;                      // the parameter block all three kernels take
   std::array<LaunchDims, kBackwardKernels> kernels; // bwd_pre, bwd_dq, bwd_dkdv
   int numKernels = kBackwardKernels;            // 2 when Tkv == 0: no key, so no dk/dv to write
+  // The selected dQ kernels' two-kernel schedule (selectedFirstKernel): the
+  // wgmma union kernel launched before bwd_dq, its hand-over (args.tokenDone)
+  // at tokenDoneOffset of the workspace.
+  std::optional<LaunchDims> dqFirst;
+  std::uint64_t tokenDoneOffset = 0;
   int dkdvSplits = 1;                           // CTAs a key chunk's token walk is split over
   std::uint64_t workspaceBytes = 0;             // the selection map, then bwd_dkdv's split sums (S > 1)
   std::uint64_t workspaceZeroedBytes = 0;       // its head (the map, the split state), zeroed before bwd_pre
@@ -46,6 +53,8 @@ struct PreparedBackward {
 // The context's backward settings.
 struct BackwardOptions {
   int splitTokens = 0; // see dkdvSplits
+  // The dQ kernel's first kernel (selectedFirstKernel), if the schedule applies.
+  std::optional<KernelSpec> dqFirst;
   // The most bytes the selected branch's selection map may take (KernelAbi.h);
   // a larger map (long sequences), or a limit of 0, makes bwd_dkdv scan the
   // index lists instead (H100, T = 64k, paper head dims, random indices:
@@ -78,7 +87,7 @@ inline constexpr int kMaxDkdvSplits = 64;
 inline constexpr std::int64_t kDkdvTargetCtas = 2048;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0);
 
-// The scalar kernel parameters in BackwardKernelArgs order (14 u64, 39 i64,
+// The scalar kernel parameters in BackwardKernelArgs order (15 u64, 39 i64,
 // 3 i32), as cuLaunchKernel wants them: an array of pointers into `args`.
 std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &args);
 

@@ -186,7 +186,7 @@ std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const K
   if (!ctx.selectedTwoKernel)
     return std::nullopt;
   KernelSpec first = spec;
-  first.tile = selectedSpecialisedTile(spec); // none but for the selected sm_90a forward
+  first.tile = selectedFirstTile(spec); // none but for the selected sm_90a forward and dQ kernels
   if (!first.tile.warps)
     return std::nullopt;
   return first;

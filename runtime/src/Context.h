@@ -53,11 +53,12 @@ void setContextArch(nsajit_context &ctx, int arch);
 
 std::string describeDevice(const nsajit_context &ctx);
 
-// The selected forward's two-kernel schedule (sm_90a, a config without a
-// tile): the warp-specialised union kernel runs first and computes the tiles
-// of 128 query rows whose union of blocks is small (local selections); the
-// default or tuned kernel runs after it, on the CTAs it left (KernelAbi.h,
-// tokenDone). Its spec for the forward spec `spec`, if the schedule applies.
+// The selected branch's two-kernel schedules (sm_90a, a config without a
+// tile), forward and dQ: a wgmma union kernel runs first and computes the
+// tiles whose union of blocks is small (local selections); the default or
+// tuned kernel runs after it, on the CTAs it left (KernelAbi.h, tokenDone).
+// The first kernel's spec for the forward or dQ spec `spec`, if the schedule
+// applies (and NSAJIT_SELECTED_TWO_KERNEL does not turn it off).
 std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const KernelSpec &spec);
 
 // The tuned tile for the forward of `spec` at batch x seqLen, if the context has one (and uses them).

@@ -35,8 +35,13 @@ std::vector<KernelSpec> kernelsOfConfig(const nsajit_context &ctx, const nsajit_
       specs.push_back(s);
     }
     if (flags & NSAJIT_PREPARE_BACKWARD)
-      for (KernelPass p : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV})
-        specs.push_back(specFromConfig(&c, b, arch, p));
+      for (KernelPass p : {KernelPass::BackwardPreprocess, KernelPass::BackwardDQ, KernelPass::BackwardDKDV}) {
+        KernelSpec s = specFromConfig(&c, b, arch, p);
+        if (p == KernelPass::BackwardDQ && !c.tile_tokens)
+          if (std::optional<KernelSpec> first = selectedFirstKernel(ctx, s))
+            specs.push_back(*first); // the dQ two-kernel schedule's
+        specs.push_back(s);
+      }
   }
   auto addUnique = [&](const KernelSpec &s) {
     if (std::find(specs.begin(), specs.end(), s) == specs.end())

@@ -71,6 +71,14 @@ std::vector<BwdCase> matrix() {
       c.tileTokens = 128 / g, c.tileKvChunk = 64;
       cases.push_back({c, g == 16});
     }
+  // The default dQ schedule on sm_90a (two kernels, TokenDone.h) where some tiles'
+  // unions pass the limit (5n/2 = 40 blocks) and are left to the second kernel: 16 and 8
+  // tokens a tile (G = 4, 8) drawing n = 16 of the 43 blocks of T = 2700.
+  for (int g : {4, 8}) {
+    Case c{Br::Slc, false, 128, 128, g, 1, 1, 2700};
+    c.lsel = 64, c.n = 16, c.seed = seed++;
+    cases.push_back({c, g == 4});
+  }
   // The other selection block sizes once each.
   for (int lsel : {16, 32, 128}) {
     Case c{Br::Slc, false, 128, 128, 16, 1, 2, 333};

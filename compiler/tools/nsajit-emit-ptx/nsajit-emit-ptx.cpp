@@ -75,10 +75,10 @@ int main(int argc, char **argv) {
         withPass.tile.tokensPerCta =
             pass == KernelPass::Forward ? std::min(kMaxUnionTokens, std::max(2, 128 / s.group)) : 1;
         specs.push_back(withPass);
-        if (pass == KernelPass::BackwardDQ && 128 % s.group == 0 && 128 / s.group >= 2 &&
-            128 / s.group <= kMaxUnionTokens) {
-          // The dQ kernel's wgmma union tile (sm_90a; mma.sync elsewhere): 128 rows of 128 / G tokens.
-          withPass.tile = {0, 128 / s.group, 64};
+        if (pass == KernelPass::BackwardDQ && 64 % s.group == 0 && 64 / s.group >= 2 &&
+            64 / s.group <= kMaxUnionTokens) {
+          // The dQ schedule's first kernel (sm_90a: wgmma; mma.sync elsewhere): 64 rows of 64 / G tokens.
+          withPass.tile = {4, 64 / s.group, 64};
           specs.push_back(withPass);
         }
         withPass.tile = {};

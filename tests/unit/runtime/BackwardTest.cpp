@@ -248,17 +248,19 @@ TEST(BackwardValidate, KernelParamsPointAtTheFieldsInAbiOrder) {
   a.seqLen = 7777;
   a.kvLen = 8888;
   a.workspace = 4242;
+  a.tokenDone = 4343;
   a.selectionMapWords = 99;
   auto params = kernelParams(a);
-  ASSERT_EQ(params.size(), 56u);
+  ASSERT_EQ(params.size(), 57u);
   for (int i = 0; i < 13; ++i)
     EXPECT_EQ(*static_cast<std::uint64_t *>(params[i]), std::uint64_t(i + 1)) << "pointer parameter " << i;
   EXPECT_EQ(*static_cast<std::uint64_t *>(params[13]), 4242u); // the dK/dV workspace
+  EXPECT_EQ(*static_cast<std::uint64_t *>(params[14]), 4343u); // the dQ schedule's hand-over
   for (int i = 0; i < 39; ++i)
-    EXPECT_EQ(*static_cast<std::int64_t *>(params[14 + i]), 100 + i) << "stride parameter " << i;
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[53]), 7777);
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[54]), 8888);
-  EXPECT_EQ(*static_cast<std::int32_t *>(params[55]), 99);
+    EXPECT_EQ(*static_cast<std::int64_t *>(params[15 + i]), 100 + i) << "stride parameter " << i;
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[54]), 7777);
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[55]), 8888);
+  EXPECT_EQ(*static_cast<std::int32_t *>(params[56]), 99);
 }
 
 TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
@@ -555,21 +557,23 @@ protected:
   }
   // The exact parameter block a launch must carry: 13 pointers, the workspace
   // (0 unless the dK/dV walk is split or the selected branch has a selection
-  // map), 39 strides, T, Tkv, the map's row words (selected: ceil(T / 32)).
+  // map), tokenDone (0: the dQ two-kernel schedule is off in these tests),
+  // 39 strides, T, Tkv, the map's row words (selected: ceil(T / 32)).
   void expectParameterBlock(const FakeCudaLaunch &l, Branch branch, const nsajit_tensor (&t)[kNumArgs], bool gated,
                             int T, int Tkv, bool workspace = false) {
-    ASSERT_EQ(l.num_u64, 53);
+    ASSERT_EQ(l.num_u64, 54);
     ASSERT_EQ(l.num_i32, 3);
     for (int a = 0; a < kNumArgs; ++a) {
       SCOPED_TRACE(kArgs[a].name);
       const bool used = argUsed(branch, a, gated);
       EXPECT_EQ(l.u64[a], used ? t[a].data : 0u);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[14 + 3 * a]), used ? t[a].stride_batch : 0);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[15 + 3 * a]), used ? t[a].stride_token : 0);
-      EXPECT_EQ(static_cast<std::int64_t>(l.u64[16 + 3 * a]), used ? t[a].stride_head : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[15 + 3 * a]), used ? t[a].stride_batch : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[16 + 3 * a]), used ? t[a].stride_token : 0);
+      EXPECT_EQ(static_cast<std::int64_t>(l.u64[17 + 3 * a]), used ? t[a].stride_head : 0);
     }
     const bool map = branch == Branch::Selected; // the default limit holds these small maps
     EXPECT_EQ(l.u64[13] != 0, workspace || map);
+    EXPECT_EQ(l.u64[14], 0u);
     EXPECT_EQ(l.i32[0], T);
     EXPECT_EQ(l.i32[1], Tkv);
     EXPECT_EQ(l.i32[2], map ? (T + 31) / 32 : 0);
@@ -620,6 +624,58 @@ TEST_F(FakeGpuBackward, SelectedLaunchesThreeKernelsInOrderWithTheKernelAbi) {
   CUcontext current = reinterpret_cast<CUcontext>(0x1);
   fake.ctxGetCurrent(&current);
   EXPECT_EQ(current, nullptr); // the caller's (empty) current context is restored
+}
+
+TEST_F(FakeGpuBackward, SelectedDqRunsTwoKernelsOnHopper) {
+  // The dQ kernels' two-kernel schedule: the wgmma union kernel before bwd_dq,
+  // both handed the same tokenDone bytes after the rest of the workspace (the
+  // other tests turn the schedule off; the context reads the switch when it is created).
+  ::setenv("NSAJIT_SELECTED_TWO_KERNEL", "1", 1);
+  nsajit_context *ctx = create();
+  ::setenv("NSAJIT_SELECTED_TWO_KERNEL", "0", 1);
+  const int B = 2, T = 300;
+  DeviceTensors d(cfg, Branch::Selected, B, T);
+  ASSERT_EQ(backward(ctx, Branch::Selected, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  std::vector<FakeCudaLaunch> all = fake.launches();
+  ASSERT_EQ(all.size(), 4u);
+  const KernelSpec dq = specFromConfig(&cfg, Branch::Selected, Arch::SM90a, KernelPass::BackwardDQ);
+  KernelSpec first = dq;
+  first.tile = selectedDqUnionTile(dq);
+  ASSERT_EQ(first.tile.warps, 4);
+  EXPECT_EQ(first.tile.tokensPerCta, 64 / cfg.group);
+  EXPECT_EQ(first.tile.kvChunk, 64);
+  EXPECT_TRUE(backwardUsesWarpgroupMma(first));
+  EXPECT_FALSE(backwardUsesWarpgroupMma(dq)); // the default 2-token tile: mma.sync
+  const char *names[4] = {"nsa_selected_bwd_pre", "nsa_selected_bwd_dq", "nsa_selected_bwd_dq",
+                          "nsa_selected_bwd_dkdv"};
+  for (int i = 0; i < 4; ++i)
+    EXPECT_STREQ(all[static_cast<std::size_t>(i)].kernel_name, names[i]);
+  EXPECT_EQ(all[1].grid[0], ceilDiv(T, first.tile.tokensPerCta));
+  EXPECT_EQ(all[1].block[0], unsigned(threadsPerCta(first)));
+  EXPECT_EQ(all[1].shared, unsigned(sharedMemoryBytes(first)));
+  EXPECT_EQ(all[2].grid[0], ceilDiv(T, dq.tile.tokensPerCta));
+  EXPECT_EQ(all[2].shared, unsigned(sharedMemoryBytes(dq)));
+  const std::uint64_t ws = all[0].u64[13], done = all[1].u64[14];
+  EXPECT_NE(ws, 0u);
+  EXPECT_GT(done, ws); // after the selection map
+  EXPECT_EQ(done % 256, 0u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(all[static_cast<std::size_t>(i)].u64[13], ws);
+    EXPECT_EQ(all[static_cast<std::size_t>(i)].u64[14], done); // one parameter block for all
+  }
+  EXPECT_EQ(compiler.calls, 4);
+
+  // A config's tile (its tokens, which the dQ kernel follows) runs bwd_dq alone.
+  cfg.tile_tokens = 2;
+  ASSERT_EQ(backward(ctx, Branch::Selected, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(fake.launches().size(), 7u);
+  EXPECT_EQ(fake.lastLaunch().u64[14], 0u);
+  // So do the sm_80 kernels.
+  cfg.tile_tokens = 0;
+  ASSERT_EQ(nsajit_context_set_arch(ctx, 80), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(backward(ctx, Branch::Selected, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  ASSERT_EQ(fake.launches().size(), 10u);
+  EXPECT_EQ(fake.lastLaunch().u64[14], 0u);
 }
 
 TEST_F(FakeGpuBackward, CompressedAndWindowWithoutGates) {
@@ -1032,7 +1088,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
                                     ptx.data(), ptx.size(), &len),
                 NSAJIT_OK);
       ptx.resize(len);
-      // The entry the launcher looks up, declaring the 56 parameters of BackwardKernelArgs.
+      // The entry the launcher looks up, declaring the 57 parameters of BackwardKernelArgs.
       const std::string entry = ".entry " + spec.kernelName() + "(";
       std::size_t at = ptx.find(entry);
       ASSERT_NE(at, std::string::npos);
@@ -1042,7 +1098,7 @@ TEST_F(NoDriverBackward, RealCompilerProducesTheBackwardKernels) {
         ++u64;
       for (std::size_t p = params.find(".param .u32"); p != std::string::npos; p = params.find(".param .u32", p + 1))
         ++u32;
-      EXPECT_EQ(u64, 53);
+      EXPECT_EQ(u64, 54);
       EXPECT_EQ(u32, 3);
       EXPECT_NE(ptx.find("sm_90a"), std::string::npos);
     }

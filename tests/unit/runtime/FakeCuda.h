@@ -20,7 +20,7 @@ typedef struct FakeCudaLaunch {
   unsigned grid[3], block[3], shared;
   void *stream;
   int num_u64, num_i32;  /* parameters the kernel declares, by size */
-  uint64_t u64[64];      /* forward: 7 pointers, 18 strides; backward: 14 pointers, 39 strides */
+  uint64_t u64[64];      /* forward: 7 pointers, 18 strides; backward: 15 pointers, 39 strides */
   int32_t i32[8];        /* seqLen, kvLen */
   char kernel_name[64];
 } FakeCudaLaunch;

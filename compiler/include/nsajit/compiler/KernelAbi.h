@@ -61,14 +61,19 @@ struct BackwardKernelArgs {
   std::uint64_t q = 0, k = 0, v = 0, idx = 0, o = 0, lse = 0, dout = 0, gate = 0, delta = 0;
   std::uint64_t dq = 0, dk = 0, dv = 0, dgate = 0;
   std::uint64_t workspace = 0; // bwd_dkdv with S > 1 only
+  // [B, H, T] uint8, or 0: the selected dQ kernels' two-kernel schedule, as the
+  // forward's (ForwardKernelArgs::tokenDone): its wgmma union tile computes the
+  // tiles whose union has at most selectedUnionLimit blocks, the default dQ
+  // kernel after it the CTAs whose tokens are not all done.
+  std::uint64_t tokenDone = 0;
   TensorStrides3 qs, ks, vs, idxs, os, lses, douts, gates, deltas, dqs, dks, dvs, dgates;
   std::int32_t seqLen = 0;
   std::int32_t kvLen = 0;
   std::int32_t selectionMapWords = 0; // words a selection map row (ceil(T / 32)); 0: no map
 };
 
-// 14 pointers, 39 strides, 3 ints.
-inline constexpr int kBackwardKernelParamCount = 14 + 39 + 3;
+// 15 pointers, 39 strides, 3 ints.
+inline constexpr int kBackwardKernelParamCount = 15 + 39 + 3;
 
 // The selected branch's selection map: a row of `words` 32-bit words (a bit
 // per query token) for each (batch, KV head, selection block), padded to 256

@@ -104,6 +104,13 @@ bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 // Whether a selected dQ tile (filled in) is a wgmma union tile: sm_90a, whole
 // warpgroups whose rows are all tokens' (tokens x G = warps x 16, 2 tokens or more).
 bool selectedDqWarpgroupTile(const KernelSpec &spec);
+// The first kernel of the selected dQ kernels' two-kernel schedule (KernelAbi.h,
+// BackwardKernelArgs::tokenDone) for the dQ spec `spec`: a wgmma union tile of
+// one warpgroup (64 / G tokens, 64-key chunks), or all zeros where none applies.
+TileConfig selectedDqUnionTile(const KernelSpec &spec);
+// The first kernel's tile of either two-kernel schedule (the forward's or the
+// dQ kernels'), for the forward or dQ spec `spec`; all zeros where none applies.
+TileConfig selectedFirstTile(const KernelSpec &spec);
 // Whether the top-n kernel (its tile filled in) scores with wgmma: sm_90a and whole warpgroups.
 bool topNUsesWarpgroupMma(const KernelSpec &spec);
 // Whether the forward kernel (its tile filled in) uses wgmma: sm_90a, whole
