@@ -51,6 +51,22 @@ def time_ms(fn, reps=10):
     return times[len(times) // 2]
 
 
+def kernel_launches(fn):
+    """GPU ms of each kernel launch of one call of fn, in launch order (torch.profiler): two
+    kernels of one name (a two-kernel schedule's) show apart."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out = []
+    for e in prof.events():
+        us = getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0)
+        if us and us > 0 and e.name.startswith("nsa_"):
+            out.append([e.name, round(us / 1000.0, 3)])
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--branch", choices=["selected", "window", "compressed"], default="selected")
@@ -64,6 +80,8 @@ def main():
     p.add_argument("--tiles", required=True, help="warps x tokens x kv_chunk, comma-separated (0 = default)")
     p.add_argument("--arch", default="0", help="comma-separated: 0 (the GPU's), 80, 90")
     p.add_argument("--backward", action="store_true", help="also time the backward kernels (bwd_ms)")
+    p.add_argument("--kernels", action="store_true",
+                   help="also list each kernel launch of one forward (and backward) call with its GPU ms")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     dev = "cuda"
@@ -94,10 +112,13 @@ def main():
         for kind, idx in index_sets.items():
             t0 = time.time()
             bwd_ms = bwd_diff = None
+            launches = None
             gen_dout = torch.Generator(device=dev)
             gen_dout.manual_seed(1)
             try:
                 ms = time_ms(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
+                if a.kernels:
+                    launches = kernel_launches(lambda: nt._forward(branch, cfg, q, kk, vv, idx))
                 o = nt._forward(branch, cfg, q, kk, vv, idx)[0].float()
                 first = first_out.setdefault(kind, o)
                 diff = (o - first).abs().max().item()
@@ -109,11 +130,16 @@ def main():
                     grads = nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None)[:3]
                     first_grads = first_bwd.setdefault(kind, [g.float() for g in grads])
                     bwd_diff = max((g.float() - f).abs().max().item() for g, f in zip(grads, first_grads))
+                    if a.kernels:
+                        launches += kernel_launches(
+                            lambda: nt._backward(branch, cfg, q, kk, vv, idx, o, lse, dout, None))
                 err = None
             except Exception as e:  # an illegal tile: report and go on
                 ms, err, diff = None, str(e), None
             line = {"branch": a.branch, "arch": arch, "indices": kind, "tile": [w, t, c], "fwd_ms": ms,
                     "max_abs_diff": diff, "bwd_ms": bwd_ms, "bwd_max_abs_diff": bwd_diff, "error": err}
+            if launches is not None:
+                line["kernels"] = launches
             results.append(line)
             print(json.dumps(line), f"({time.time() - t0:.1f} s)", flush=True)
     if a.out:
