@@ -61,7 +61,9 @@ def kernel_launches(fn):
         torch.cuda.synchronize()
     out = []
     for e in prof.events():
-        us = getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0)
+        us = getattr(e, "device_time", None)
+        if us is None:  # older torch
+            us = getattr(e, "cuda_time", 0.0)
         if us and us > 0 and e.name.startswith("nsa_"):
             out.append([e.name, round(us / 1000.0, 3)])
     return out
