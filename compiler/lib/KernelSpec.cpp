@@ -419,15 +419,19 @@ TileConfig selectedSpecialisedTile(const KernelSpec &s) {
 
 TileConfig selectedDqUnionTile(const KernelSpec &s) {
   // One warpgroup of 64 rows (4 tokens of G = 16): its union is smaller than 8
-  // tokens' (local indices: 25.6 against 32.5 blocks), and two CTAs fit an SM.
-  // H100, T = 64k, G = 16, bwd_pre + bwd_dq + bwd_dkdv in ms, random / local
-  // indices (s13run1): Dk = 128 the default 2-token mma.sync union 40.3 / 36.9,
-  // 8 tokens (two warpgroups) 50.5 / 33.6, 4 tokens 42.9 / 31.8; Dk = 192
-  // 52.3 / 46.6, 68.9 / 42.8, 58.5 / 41.5.
+  // tokens' (local indices: 25.6 against 32.5 blocks). H100, T = 64k, G = 16,
+  // bwd_pre + bwd_dq + bwd_dkdv in ms, random / local indices (s13run1): Dk =
+  // 128 the default 2-token mma.sync union 40.3 / 36.9, 8 tokens (two
+  // warpgroups) 50.5 / 33.6, 4 tokens 42.9 / 31.8; Dk = 192 52.3 / 46.6, 68.9
+  // / 42.8, 58.5 / 41.5. Its chunk is the dQ default's: 32 keys for Dk > 128,
+  // where two CTAs then fit an SM (the first kernel on local [paper] indices:
+  // 16.6-16.9 ms against 20.4-20.6 with 64 keys and one CTA; s13run4, s13run5).
+  if (s.branch != Branch::Selected || s.pass != KernelPass::BackwardDQ || s.group <= 0 || 64 % s.group != 0)
+    return TileConfig{0, 0, 0};
   KernelSpec u = s;
-  u.tile = {4, s.group > 0 ? 64 / s.group : 0, 64};
-  if (s.branch != Branch::Selected || s.pass != KernelPass::BackwardDQ || s.group <= 0 || 64 % s.group != 0 ||
-      u.tile.tokensPerCta < 2 || u.tile.tokensPerCta > kMaxUnionTokens || s.slcBlock % 64 != 0 ||
+  u.tile = {4, 64 / s.group, 0};
+  u.tile = defaultTileConfig(u);
+  if (u.tile.tokensPerCta < 2 || u.tile.tokensPerCta > kMaxUnionTokens || s.slcBlock % u.tile.kvChunk != 0 ||
       !selectedDqWarpgroupTile(u))
     return TileConfig{0, 0, 0};
   return u.tile;

@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
         if (pass == KernelPass::BackwardDQ && 64 % s.group == 0 && 64 / s.group >= 2 &&
             64 / s.group <= kMaxUnionTokens) {
           // The dQ schedule's first kernel (sm_90a: wgmma; mma.sync elsewhere): 64 rows of 64 / G tokens.
-          withPass.tile = {4, 64 / s.group, 64};
+          withPass.tile = {4, 64 / s.group, 0};
           specs.push_back(withPass);
         }
         withPass.tile = {};

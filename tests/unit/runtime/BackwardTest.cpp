@@ -643,7 +643,7 @@ TEST_F(FakeGpuBackward, SelectedDqRunsTwoKernelsOnHopper) {
   first.tile = selectedDqUnionTile(dq);
   ASSERT_EQ(first.tile.warps, 4);
   EXPECT_EQ(first.tile.tokensPerCta, 64 / cfg.group);
-  EXPECT_EQ(first.tile.kvChunk, 64);
+  EXPECT_EQ(first.tile.kvChunk, cfg.head_dim_qk > 128 ? 32 : 64); // the dQ default's chunk
   EXPECT_TRUE(backwardUsesWarpgroupMma(first));
   EXPECT_FALSE(backwardUsesWarpgroupMma(dq)); // the default 2-token tile: mma.sync
   const char *names[4] = {"nsa_selected_bwd_pre", "nsa_selected_bwd_dq", "nsa_selected_bwd_dq",

@@ -106,7 +106,7 @@ bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 bool selectedDqWarpgroupTile(const KernelSpec &spec);
 // The first kernel of the selected dQ kernels' two-kernel schedule (KernelAbi.h,
 // BackwardKernelArgs::tokenDone) for the dQ spec `spec`: a wgmma union tile of
-// one warpgroup (64 / G tokens, 64-key chunks), or all zeros where none applies.
+// one warpgroup (64 / G tokens, the dQ default's chunk), or all zeros where none applies.
 TileConfig selectedDqUnionTile(const KernelSpec &spec);
 // The first kernel's tile of either two-kernel schedule (the forward's or the
 // dQ kernels'), for the forward or dQ spec `spec`; all zeros where none applies.
