@@ -322,6 +322,59 @@ TEST(Compiler, WarpSpecialisedForward) {
   EXPECT_EQ(forwardTilesPerCta(sm80), 1);
 }
 
+// The first kernel of the selected dQ kernels' two-kernel schedule: one
+// warpgroup of 64 rows with wgmma, the dQ default's chunk, a block skipped
+// after a vote at the warpgroup's own named barrier (barrier.red with an
+// immediate id: a register id makes ptxas reserve all 16 barriers).
+TEST(Compiler, SelectedDqUnionTile) {
+  for (int g : {4, 8, 16, 32})
+    for (auto [dk, dv] : {std::pair{64, 64}, std::pair{128, 128}, std::pair{192, 128}}) {
+      KernelSpec s = spec(Branch::Selected, dk, dv, g);
+      s.pass = KernelPass::BackwardDQ;
+      TileConfig t = selectedDqUnionTile(s);
+      ASSERT_EQ(t.warps, 4) << s.str();
+      EXPECT_EQ(t.tokensPerCta, 64 / g);
+      EXPECT_EQ(t.kvChunk, dk > 128 ? 32 : 64);
+      EXPECT_EQ(selectedFirstTile(s), t);
+      s.tile = t;
+      EXPECT_TRUE(selectedDqWarpgroupTile(s));
+      EXPECT_TRUE(backwardUsesWarpgroupMma(s));
+      // Q, dO, two K/V buffers, the union and its bitmap.
+      EXPECT_EQ(sharedMemoryBytes(s), 64 * (dk + dv) * 2 + 2 * t.kvChunk * (dk + dv) * 2 +
+                                          selectedUnionSharedBytes(64 / g, s.slcCount) + kUnionBitmapBytes);
+      if (g != 16)
+        continue; // one compile per head dims
+      CompileResult r;
+      ASSERT_EQ(compileKernel(s, r), "") << s.str();
+      for (const char *needle : {"wgmma.mma_async", "barrier.red.or.pred q, 1, 128, p;", "atom.shared.or.b32"})
+        EXPECT_NE(r.ptx.find(needle), std::string::npos) << needle << " in " << s.str();
+      EXPECT_EQ(r.ptx.find("bar.red"), std::string::npos) << "the vote's barrier is not aligned";
+      EXPECT_EQ(r.ptx.find("mma.sync.aligned"), std::string::npos);
+    }
+  // The default dQ tile (2 tokens of G = 16: half a warpgroup) stays on mma.sync.
+  KernelSpec dq = spec(Branch::Selected);
+  dq.pass = KernelPass::BackwardDQ;
+  EXPECT_FALSE(backwardUsesWarpgroupMma(withDefaultTiles(dq)));
+  // Where the schedule does not apply: G = 1, 2 (64 / G > 16 tokens), 64 (one
+  // token), Dk + Dv > 320, sm_80, the forward (its own first tile), other branches.
+  for (int g : {1, 2, 64}) {
+    KernelSpec s = spec(Branch::Selected, 128, 128, g);
+    s.pass = KernelPass::BackwardDQ;
+    EXPECT_EQ(selectedDqUnionTile(s).warps, 0) << g;
+  }
+  KernelSpec wide = spec(Branch::Selected, 256, 256);
+  wide.pass = KernelPass::BackwardDQ;
+  EXPECT_EQ(selectedDqUnionTile(wide).warps, 0);
+  KernelSpec sm80 = dq;
+  sm80.arch = Arch::SM80;
+  EXPECT_EQ(selectedDqUnionTile(sm80).warps, 0);
+  EXPECT_EQ(selectedDqUnionTile(spec(Branch::Selected)).warps, 0);
+  EXPECT_EQ(selectedFirstTile(spec(Branch::Selected)), selectedSpecialisedTile(spec(Branch::Selected)));
+  KernelSpec window = spec(Branch::Window);
+  window.pass = KernelPass::BackwardDQ;
+  EXPECT_EQ(selectedDqUnionTile(window).warps, 0);
+}
+
 // The selected forward's warp-specialised union tiles (8 warps, tokens x G =
 // 128): the producer warpgroup builds each tile's union at its own named
 // barrier (not bar.sync, which LLVM may duplicate into divergent paths) and
