@@ -348,7 +348,8 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // (The dQ kernel's per-token schedule keeps its larger chunks: one buffer, one warp for G = 16.)
     const bool perTokenDq = s.pass == KernelPass::BackwardDQ && t.tokensPerCta == 1;
     // (One token a CTA keeps 32-key chunks: with 64, Dk = 128 took 20.6 / 20.3 ms against 17.0 / 15.8.)
-    // The dQ kernel's wgmma union tiles take 64 keys (two warpgroups share each staged chunk).
+    // The dQ kernel's wgmma union tiles take 64 keys where chunkCap allows (Dk <= 128; 32
+    // above, where two one-warpgroup CTAs then fit an SM: see selectedDqUnionTile).
     KernelSpec filled = s;
     filled.tile = t;
     filled.tile.kvChunk = 64;
@@ -449,6 +450,8 @@ int selectedUnionLimit(const KernelSpec &s) {
   // Dk = 128 10.9 / 30.9 ms against 13.3 / 18.2 for the 2-token mma.sync union,
   // Dk = 192 12.6 / 36.1 against 17.0 / 22.8 (s12run1). About 0.33 ms a block of
   // the average union, so the two break even at 40-57 blocks: 5n/2 = 40 for n = 16.
+  // The dQ schedule's first kernel (unions of 4 tokens) takes the same limit;
+  // its own break-even was not measured.
   return 5 * s.slcCount / 2;
 }
 
