@@ -352,7 +352,6 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // above, where two one-warpgroup CTAs then fit an SM: see selectedDqUnionTile).
     KernelSpec filled = s;
     filled.tile = t;
-    filled.tile.kvChunk = 64;
     const bool wideChunk = (s.pass == KernelPass::Forward && s.headDimQK <= 128 && t.tokensPerCta > 1) ||
                            selectedDqWarpgroupTile(filled);
     const int unionChunk = wideChunk ? 64 : 32;

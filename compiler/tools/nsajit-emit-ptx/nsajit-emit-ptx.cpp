@@ -75,11 +75,11 @@ int main(int argc, char **argv) {
         withPass.tile.tokensPerCta =
             pass == KernelPass::Forward ? std::min(kMaxUnionTokens, std::max(2, 128 / s.group)) : 1;
         specs.push_back(withPass);
-        if (pass == KernelPass::BackwardDQ && 64 % s.group == 0 && 64 / s.group >= 2 &&
-            64 / s.group <= kMaxUnionTokens) {
-          // The dQ schedule's first kernel (sm_90a: wgmma; mma.sync elsewhere): 64 rows of 64 / G tokens.
-          withPass.tile = {4, 64 / s.group, 0};
-          specs.push_back(withPass);
+        if (pass == KernelPass::BackwardDQ) {
+          // The dQ schedule's first kernel where it applies (its tile; compiled for every arch).
+          withPass.tile = selectedDqUnionTile(withPass);
+          if (withPass.tile.warps)
+            specs.push_back(withPass);
         }
         withPass.tile = {};
       }
