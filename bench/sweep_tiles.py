@@ -84,6 +84,8 @@ def main():
     p.add_argument("--backward", action="store_true", help="also time the backward kernels (bwd_ms)")
     p.add_argument("--kernels", action="store_true",
                    help="also list each kernel launch of one forward (and backward) call with its GPU ms")
+    p.add_argument("--backward-split", type=int, default=0,
+                   help="the most query tokens one dK/dV CTA walks (0: the runtime's choice)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     dev = "cuda"
@@ -106,6 +108,7 @@ def main():
     first_out = {}  # index kind -> the first tile's output
     first_bwd = {}  # index kind -> the first tile's dq, dk, dv
     ctx = nt.context()
+    ctx.set_backward_split(a.backward_split)
     for arch, (w, t, c) in ((int(x), tile) for x in a.arch.split(",") for tile in parse_tiles(a.tiles)):
         ctx.set_arch(arch)
         cfg = _capi.make_config(dtype=int(_capi.DType.BF16), head_dim_qk=a.dk, head_dim_v=a.dv, num_kv_heads=a.H,

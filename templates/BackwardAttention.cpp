@@ -586,17 +586,25 @@ void BackwardKernelBuilder::buildDqTile() {
     handOver.mark(ids, t0, TQ, h.bnot(left));
 }
 
-// Grid x = chunks x splits, the splits of a chunk adjacent (OrderedSplitSum):
-// split s walks segment S - 1 - s of the chunk's query tokens, so the sums run
-// from the last tokens to the first. A split waits for the splits before it,
-// and the heavy segment of a selected block (its neighbours, which select it)
-// is its first: it comes last and waits for the light ones, not they for it.
+// Grid x = chunks x splits (OrderedSplitSum): split s walks segment S - 1 - s
+// of the chunk's query tokens, so the sums run from the last tokens to the
+// first. A split waits for the splits before it, and the heavy segment of a
+// selected block (its neighbours, which select it) is its first: it comes last
+// and waits for the light ones, not they for it.
+// The selected and window branches: the splits of a chunk adjacent along x,
+// segments of the chunk's own span. The compressed branch: segment-major
+// (x = split x chunks + chunk) over segments of the first chunk's span, the
+// same token ranges for every chunk, so the CTAs that run together read the
+// same Q and dO rows together and L2 serves all but the first: chunk-relative
+// segments at different offsets had every CTA read its rows from DRAM (L2 hit
+// rate 12 %, DRAM 44 % busy; H100, T = 32k, [paper], s14run1).
 BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
   DkdvWalk w;
+  const bool segmentMajor = spec.branch == Branch::Compressed;
   w.numChunks = h.ceilDiv(p.kvLen, h.c32(C));
   w.splits = h.maxs(h.divs(h.gridDimX(), w.numChunks), h.c32(1));
-  w.chunk = h.divs(h.blockIdX(), w.splits);
-  w.split = h.rems(h.blockIdX(), w.splits);
+  w.chunk = segmentMajor ? h.rems(h.blockIdX(), w.numChunks) : h.divs(h.blockIdX(), w.splits);
+  w.split = segmentMajor ? h.divs(h.blockIdX(), w.numChunks) : h.rems(h.blockIdX(), w.splits);
   w.k0 = h.mul(w.chunk, h.c32(C));
   // The query tokens that can see keys k0 .. k0 + C - 1.
   Value tLo, tHi = h.sub(p.seqLen, h.c32(1));
@@ -612,12 +620,15 @@ BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
     tLo = h.mul(h.divs(w.k0, h.c32(spec.slcBlock)), h.c32(spec.slcBlock));
     break;
   }
-  // This split's segment: whole steps of TQ tokens, the last segment shorter.
-  Value span = h.maxs(h.add(h.sub(tHi, tLo), h.c32(1)), h.c32(0));
+  // This split's segment: whole steps of TQ tokens, the last segment shorter
+  // (segment-major: of the first chunk's span, clipped to this chunk's).
+  Value base = segmentMajor ? h.c32(spec.cmpBlock - 1) : tLo;
+  Value span = h.maxs(h.add(h.sub(tHi, base), h.c32(1)), h.c32(0));
   Value segLen = h.mul(h.ceilDiv(h.ceilDiv(span, w.splits), h.c32(TQ)), h.c32(TQ));
   Value segment = h.sub(h.sub(w.splits, h.c32(1)), w.split);
-  w.tLo = h.add(tLo, h.mul(segment, segLen));
-  w.tHi = h.mins(tHi, h.sub(h.add(w.tLo, segLen), h.c32(1)));
+  Value segStart = h.add(base, h.mul(segment, segLen));
+  w.tLo = h.maxs(tLo, segStart);
+  w.tHi = h.mins(tHi, h.sub(h.add(segStart, segLen), h.c32(1)));
   return w;
 }
 
@@ -861,18 +872,36 @@ void BackwardKernelBuilder::buildDkdv() {
   Value contributed; // whether any step ran (else the partial sums are zeros)
   if (spec.branch != Branch::Selected) {
     // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
+    // The window's walk is rotated so that step j reads the tokens t with
+    // t / TQ = j (mod steps): the CTAs of neighbouring chunks, which run
+    // together and share most of their tokens (C + w - 1 of them), read each
+    // step's Q and dO rows together, and L2 serves all but the first. Walked
+    // from tLo, a chunk read a token (C / TQ) x (its distance) steps after its
+    // neighbour, long evicted (L2 hit rate 4 %; H100, T = 32k, s14run1).
     contributed = h.gt(numSteps, h.c32(0));
-    StepFn stepToken = [&](Value step) -> SlotFn {
-      return [&, step](Value slot) -> std::pair<Value, Value> {
-        Value t = h.add(h.add(tLo, h.mul(step, h.c32(TQ))), slot);
+    Value rotation = h.c32(0);
+    if (spec.branch == Branch::Window) {
+      Value steps = h.maxs(numSteps, h.c32(1));
+      rotation = h.rems(h.sub(steps, h.rems(h.divs(tLo, h.c32(TQ)), steps)), steps);
+    }
+    // The first token of step `step` (past the last step: any, its slots take no part).
+    auto stepFirst = [&, rotation](Value step) {
+      if (spec.branch != Branch::Window)
+        return h.add(tLo, h.mul(step, h.c32(TQ)));
+      Value rotated = h.rems(h.add(step, rotation), h.maxs(numSteps, h.c32(1)));
+      return h.add(tLo, h.mul(rotated, h.c32(TQ)));
+    };
+    StepFn stepToken = [&, stepFirst](Value step) -> SlotFn {
+      return [&, step, stepFirst](Value slot) -> std::pair<Value, Value> {
+        Value t = h.add(stepFirst(step), slot);
         return {t, h.band(h.lt(step, numSteps), h.band(h.le(t, tHi), h.lt(t, p.seqLen)))};
       };
     };
     StepMultFn stepMult = [&](Value step) -> std::function<Value(Value)> {
       return [&, step](Value slot) { return h.select(stepToken(step)(slot).second, h.c32(1), h.c32(0)); };
     };
-    auto fullyVisible = [&](Value step) {
-      Value first = h.add(tLo, h.mul(step, h.c32(TQ)));
+    auto fullyVisible = [&, stepFirst](Value step) {
+      Value first = stepFirst(step);
       BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
                           batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
       return stepKeys.chunkFullyVisible(k0, C);

@@ -14,9 +14,10 @@
 // launcher zeroes the masks and flags before each launch. The additions happen
 // in split order, so the bits of the result do not depend on timing.
 //
-// Progress: a split waits only for earlier splits, and the splits of a tile
-// are consecutive blocks along grid x, dispatched before it (the hardware
-// dispatches CTAs in linear block order), so they finish.
+// Progress: a split waits only for earlier splits, which lie before it along
+// grid x (consecutive blocks, or a segment-major grid's earlier segments) and
+// were dispatched before it (the hardware dispatches CTAs in linear block
+// order), so they finish.
 #pragma once
 
 #include "IRBuilderHelpers.h"

@@ -390,7 +390,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // The forward kernels keep two chunks in flight: 32 keys a chunk (H100, T = 64k,
     // G = 16, Dk = 128, the tuner: window 5.02 vs 5.73 ms, compressed 4.81 vs 5.62 ms
     // with 64-key chunks).
-    if (!t.kvChunk) t.kvChunk = s.pass == KernelPass::Forward ? std::min(chunkCap, 32) : chunkCap;
+    if (!t.kvChunk) t.kvChunk = s.pass == KernelPass::Forward ? std::min(chunkCap, 32) : wideDq ? 64 : chunkCap;
   }
   return t;
 }
