@@ -594,10 +594,15 @@ void BackwardKernelBuilder::buildDqTile() {
 // The selected and window branches: the splits of a chunk adjacent along x,
 // segments of the chunk's own span. The compressed branch: segment-major
 // (x = split x chunks + chunk) over segments of the first chunk's span, the
-// same token ranges for every chunk, so the CTAs that run together read the
-// same Q and dO rows together and L2 serves all but the first: chunk-relative
-// segments at different offsets had every CTA read its rows from DRAM (L2 hit
-// rate 12 %, DRAM 44 % busy; H100, T = 32k, [paper], s14run1).
+// same token ranges for every chunk. A split then waits for earlier splits
+// dispatched long before it (adjacent ones ran alongside it), and the CTAs
+// that run together read the same Q and dO rows (L2 hit rate 12 -> 78 %).
+// H100, T = 64k, [paper], ms (s14run3): chunk-relative segments of 4096 /
+// 2048 / 1024 tokens 25.1 / 27.6 / 34.7, segment-major 25.6 / 23.7 / 23.8;
+// l = d = 64: 5.4-5.7 / 5.4-5.6 / 7.0, segment-major 5.6-5.7 / 5.6 / 5.3.
+// (The window's walk rotated so that neighbouring chunks read each step
+// together raised its L2 hit rate 4 -> 64 % but took 8.6 ms against 7.9:
+// these kernels wait on latency and barriers, not on DRAM; s14run2.)
 BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
   DkdvWalk w;
   const bool segmentMajor = spec.branch == Branch::Compressed;
@@ -872,36 +877,18 @@ void BackwardKernelBuilder::buildDkdv() {
   Value contributed; // whether any step ran (else the partial sums are zeros)
   if (spec.branch != Branch::Selected) {
     // Every token of tLo .. tHi sees the keys: steps of TQ consecutive tokens.
-    // The window's walk is rotated so that step j reads the tokens t with
-    // t / TQ = j (mod steps): the CTAs of neighbouring chunks, which run
-    // together and share most of their tokens (C + w - 1 of them), read each
-    // step's Q and dO rows together, and L2 serves all but the first. Walked
-    // from tLo, a chunk read a token (C / TQ) x (its distance) steps after its
-    // neighbour, long evicted (L2 hit rate 4 %; H100, T = 32k, s14run1).
     contributed = h.gt(numSteps, h.c32(0));
-    Value rotation = h.c32(0);
-    if (spec.branch == Branch::Window) {
-      Value steps = h.maxs(numSteps, h.c32(1));
-      rotation = h.rems(h.sub(steps, h.rems(h.divs(tLo, h.c32(TQ)), steps)), steps);
-    }
-    // The first token of step `step` (past the last step: any, its slots take no part).
-    auto stepFirst = [&, rotation](Value step) {
-      if (spec.branch != Branch::Window)
-        return h.add(tLo, h.mul(step, h.c32(TQ)));
-      Value rotated = h.rems(h.add(step, rotation), h.maxs(numSteps, h.c32(1)));
-      return h.add(tLo, h.mul(rotated, h.c32(TQ)));
-    };
-    StepFn stepToken = [&, stepFirst](Value step) -> SlotFn {
-      return [&, step, stepFirst](Value slot) -> std::pair<Value, Value> {
-        Value t = h.add(stepFirst(step), slot);
+    StepFn stepToken = [&](Value step) -> SlotFn {
+      return [&, step](Value slot) -> std::pair<Value, Value> {
+        Value t = h.add(h.add(tLo, h.mul(step, h.c32(TQ))), slot);
         return {t, h.band(h.lt(step, numSteps), h.band(h.le(t, tHi), h.lt(t, p.seqLen)))};
       };
     };
     StepMultFn stepMult = [&](Value step) -> std::function<Value(Value)> {
       return [&, step](Value slot) { return h.select(stepToken(step)(slot).second, h.c32(1), h.c32(0)); };
     };
-    auto fullyVisible = [&, stepFirst](Value step) {
-      Value first = stepFirst(step);
+    auto fullyVisible = [&](Value step) {
+      Value first = h.add(tLo, h.mul(step, h.c32(TQ)));
       BranchKeys stepKeys(h, spec, {p.ptr[IDX], {p.stride[IDX][0], p.stride[IDX][1], p.stride[IDX][2]}}, p.kvLen,
                           batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
       return stepKeys.chunkFullyVisible(k0, C);

@@ -389,7 +389,10 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
     // The forward kernels keep two chunks in flight: 32 keys a chunk (H100, T = 64k,
     // G = 16, Dk = 128, the tuner: window 5.02 vs 5.73 ms, compressed 4.81 vs 5.62 ms
-    // with 64-key chunks).
+    // with 64-key chunks). Those wide dQ kernels take 64 keys: with 32, S = Q K^T and
+    // dP = dO V^T were m64n32k16 with both operands in shared memory, 3 KB of reads
+    // (24 cycles) for 16 cycles of tensor work. H100, T = 64k: compressed [paper]
+    // 19.4-20.1 -> 17.1-17.3 ms, window Dk = 192 6.2 -> 5.7-5.9 (s14run1, s14run2).
     if (!t.kvChunk) t.kvChunk = s.pass == KernelPass::Forward ? std::min(chunkCap, 32) : wideDq ? 64 : chunkCap;
   }
   return t;

@@ -67,8 +67,8 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
 // that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
-// 0 is automatic: 2048 tokens for the compressed and window branches (a window
-// walk is shorter: no split) and 8192 for the selected one. Without splits the
+// 0 is automatic: 1024 tokens for the compressed branch (below), 2048 for the
+// window (a window walk is shorter: no split) and 8192 for the selected one. Without splits the
 // CTA of the first compressed keys walks the whole sequence alone (H100,
 // T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward), and so
 // does the CTA of a block every token selects (the NSA's initial block).
@@ -83,7 +83,12 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // the wgmma kernels, compressed l = 32, d = 16 (256 unsplit CTAs): 34.8 ms at 2048
 // tokens, 33.2 at 8192 (bench/results/2026-11-26-h100-session6/s6run11), while
 // l = d = 64 (64 unsplit CTAs) keeps 2048.
+// Since the compressed walk is segment-major (the same token segments for every
+// chunk, templates/BackwardAttention.cpp dkdvWalk), its segments are 1024 tokens
+// with no growth (many of its CTAs find no work): [paper] 25.1 -> 23.8 ms,
+// l = d = 64 5.4-5.7 -> 5.3 (H100, T = 64k, s14run3).
 inline constexpr int kMaxDkdvSplits = 64;
+inline constexpr int kCompressedSplitTokens = 1024;
 inline constexpr std::int64_t kDkdvTargetCtas = 2048;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0);
 

@@ -267,17 +267,17 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   nsajit_config c{};
   nsajit_config_init(&c);
   auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
-  // Automatic: 2048 tokens a CTA for the dense branches, 8192 for the selected one, at most 64 CTAs.
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), 32);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 2); // (4096 - 31) / 2048 rounded up
+  // Automatic: 1024 tokens a CTA for the compressed branch (segment-major, no growth), 2048 for
+  // the window, 8192 for the selected one, at most 64 CTAs.
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), kMaxDkdvSplits);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 1 << 20, 0), kMaxDkdvSplits);
-  // Given the unsplit CTAs, the dense split stops near 2048 CTAs (segments of 2048 to 8192 tokens).
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 64), 32);   // l = d = 64: 16 chunks x 4 heads
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 256), 8);   // l = 32, d = 16: 64 chunks x 4 heads
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 100000), 8); // never beyond 8192 tokens
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0, 4), 2);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 1024, 100000), 64); // explicit lengths stay
+  // The unsplit CTAs do not shorten the compressed split (most of its CTAs find no work).
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 256), kMaxDkdvSplits);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 100000), kMaxDkdvSplits);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0, 4), 4);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 8192, 100000), 8); // explicit lengths stay
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
