@@ -600,6 +600,11 @@ void BackwardKernelBuilder::buildDqTile() {
 // H100, T = 64k, [paper], ms (s14run3): chunk-relative segments of 4096 /
 // 2048 / 1024 tokens 25.1 / 27.6 / 34.7, segment-major 25.6 / 23.7 / 23.8;
 // l = d = 64: 5.4-5.7 / 5.4-5.6 / 7.0, segment-major 5.6-5.7 / 5.6 / 5.3.
+// The selected walk segment-major (8192-token segments) took random indices
+// 19.3 -> 17.4 ms but local ones 21.6 -> 23.6 ([paper]; [main] 14.5 -> 13.0,
+// 16.1 -> 18.4; s14run4): a local block's tokens lie in one or two segments,
+// so most of its CTAs stage K/V and scan the map for nothing; it stays
+// chunk-relative.
 // (The window's walk rotated so that neighbouring chunks read each step
 // together raised its L2 hit rate 4 -> 64 % but took 8.6 ms against 7.9:
 // these kernels wait on latency and barriers, not on DRAM; s14run2.)
