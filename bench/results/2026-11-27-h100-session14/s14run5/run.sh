@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 14, run 5 (H100): the final code (commit in BUILD_INFO): the backward matrices (automatic
 # and split walks), the benchmark's rows against the targets (part 1), then the Python GPU tests
-# (part 2): run.sh OUT 1|2.
+# and the compile rows once more (part 2): run.sh OUT 1|2.
 out="$1"; part="$2"; mkdir -p "$out"
 W=$(mktemp -d); tar -C "$W" -xJf .carry/nsajit-gpu.tar.xz
 export PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD/python
@@ -16,4 +16,7 @@ echo "bench rc=$?"; grep -E "PASS|MISS|not measured" $out/bench.log | tail -14
 fi
 if [ "$part" = 2 ]; then
 timeout 400 python3 -m pytest -q -x python/tests > $out/pytest_gpu.log 2>&1; echo "pytest rc=$?"; tail -2 $out/pytest_gpu.log
+export NSAJIT_GIT_COMMIT="$(sed -n 's/^commit: //p' "$W/nsajit/BUILD_INFO")"
+timeout 100 python3 bench/bench_nsa.py --quick --T 64k --only compile --out "$out/bench-compile.json" > "$out/bench-compile.log" 2>&1
+echo "compile rc=$?"; grep -E "compile (cold|cached)" $out/bench-compile.log
 fi
