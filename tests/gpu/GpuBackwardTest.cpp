@@ -79,6 +79,20 @@ std::vector<BwdCase> matrix() {
     c.lsel = 64, c.n = 16, c.seed = seed++;
     cases.push_back({c, g == 4});
   }
+  // The compressed dK/dV walk over several key chunks (segment-major: every chunk's CTAs
+  // split the same token segments, and the later chunks' first segments hold no token):
+  // T = 2700 gives 167 compressed keys with l = 32, d = 16 (2 chunks of 128 on sm_90a, 3 of
+  // 64 on sm_80) and 336 with l = 16, d = 8, in 3 segments (64 in the split matrix).
+  {
+    struct Cmp {
+      int dk, dv, g, h, l, d, arch;
+    };
+    for (Cmp k : {Cmp{192, 128, 16, 1, 32, 16, 0}, Cmp{128, 128, 4, 2, 16, 8, 0}, Cmp{128, 128, 16, 1, 32, 16, 80}}) {
+      Case c{Br::Cmp, false, k.dk, k.dv, k.g, k.h, 1, 2700};
+      c.l = k.l, c.d = k.d, c.arch = k.arch, c.seed = seed++;
+      cases.push_back({c, k.g == 16});
+    }
+  }
   // The other selection block sizes once each.
   for (int lsel : {16, 32, 128}) {
     Case c{Br::Slc, false, 128, 128, 16, 1, 2, 333};
