@@ -637,7 +637,7 @@ BackwardKernelBuilder::DkdvWalk BackwardKernelBuilder::dkdvWalk() {
   Value segLen = h.mul(h.ceilDiv(h.ceilDiv(span, w.splits), h.c32(TQ)), h.c32(TQ));
   Value segment = h.sub(h.sub(w.splits, h.c32(1)), w.split);
   Value segStart = h.add(base, h.mul(segment, segLen));
-  w.tLo = h.maxs(tLo, segStart);
+  w.tLo = segmentMajor ? h.maxs(tLo, segStart) : segStart; // (a chunk's own segments start at tLo or later)
   w.tHi = h.mins(tHi, h.sub(h.add(segStart, segLen), h.c32(1)));
   return w;
 }
