@@ -37,10 +37,12 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::i
   case Branch::Selected: break;
   }
   auto splitsOf = [&](std::int64_t segment) { return (walk + segment - 1) / segment; };
-  if (splitTokens == 0 && s.branch == Branch::Compressed)
-    return static_cast<int>(std::clamp<std::int64_t>(splitsOf(kCompressedSplitTokens), 1, kMaxDkdvSplits));
-  std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : s.branch == Branch::Selected ? 8192 : 2048);
-  if (splitTokens == 0 && s.branch != Branch::Selected && unsplitCtas > 0)
+  const std::int64_t automatic = s.branch == Branch::Compressed ? kCompressedSplitTokens
+                                 : s.branch == Branch::Selected  ? 8192
+                                                                 : 2048;
+  std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : automatic);
+  // (Not the compressed walk: segment-major, many of its CTAs find no work.)
+  if (splitTokens == 0 && s.branch == Branch::Window && unsplitCtas > 0)
     // Enough CTAs already (many heads or key chunks): longer segments, up to 8192 tokens.
     splits = std::max(splitsOf(8192), std::min(splits, (kDkdvTargetCtas + unsplitCtas - 1) / unsplitCtas));
   return static_cast<int>(std::clamp<std::int64_t>(splits, 1, kMaxDkdvSplits));

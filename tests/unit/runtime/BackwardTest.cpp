@@ -278,6 +278,14 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0, 100000), kMaxDkdvSplits);
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0, 4), 4);
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 8192, 100000), 8); // explicit lengths stay
+  // Given the unsplit CTAs, the window's split stops near 2048 CTAs (segments of 2048 to 8192
+  // tokens): a window of 16384 is seen by 128 + 16383 tokens a chunk.
+  c.window = 16384;
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 9);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 4), 9);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 512), 4);    // 2048 / 512 CTAs
+  EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 100000), 3); // never beyond 8192 tokens
+  c.window = 512;
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 8);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
