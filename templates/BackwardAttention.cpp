@@ -94,6 +94,49 @@ private:
   }
   // wgmma (backwardUsesWarpgroupMma), else mma.sync.
   bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
+  // FA3's ping-pong for the dense kernels of two warpgroups on wgmma (dK/dV;
+  // dQ for Dk > 128): the warpgroups take turns issuing their batches of
+  // products, so one computes P and dS while the other's products run. In
+  // lockstep both issued together and then both left the tensor cores idle
+  // for their elementwise work (Nsight, compressed [paper] dK/dV: issue slots
+  // 26 % busy, 43 % of stalls at the CTA barrier; s14run1).
+  // Warpgroup g waits at barrier kTurnBarrier + g before a batch and, once the
+  // batch is issued, arrives at the other's. The walk starts with warpgroup 1
+  // arriving at warpgroup 0's (startTurns) and ends with warpgroup 0 taking
+  // the turn warpgroup 1 passed last (endTurns).
+  static constexpr int kTurnBarrier = 3;
+  bool pingPong() const { return warpgroupMma() && W == 8 && spec.branch != Branch::Selected; }
+  // Runs body(g) in warpgroup g, with g an immediate (a register barrier id
+  // makes ptxas reserve all 16 barriers).
+  void perWarpgroup(const std::function<void(int)> &body) {
+    for (int g = 0; g < 2; ++g)
+      scf::IfOp::create(h.b, h.loc, h.eq(h.divs(ids.warp, h.c32(4)), h.c32(g)), [&](OpBuilder &, Location) {
+        body(g);
+        scf::YieldOp::create(h.b, h.loc);
+      });
+  }
+  void takeTurn() {
+    if (pingPong())
+      perWarpgroup([&](int g) { h.namedBarrier(kTurnBarrier + g, 256); });
+  }
+  void passTurn() {
+    if (pingPong())
+      perWarpgroup([&](int g) { h.namedArrive(kTurnBarrier + 1 - g, 256); });
+  }
+  void startTurns() {
+    if (pingPong())
+      perWarpgroup([&](int g) {
+        if (g == 1)
+          h.namedArrive(kTurnBarrier, 256);
+      });
+  }
+  void endTurns() {
+    if (pingPong())
+      perWarpgroup([&](int g) {
+        if (g == 0)
+          h.namedBarrier(kTurnBarrier, 256);
+      });
+  }
   // Shared tiles are 128-byte-swizzled panels on sm_90a (wgmma needs them; for
   // mma.sync's ldmatrix they also keep a row's copies on whole 128-byte lines:
   // padded rows cost 1.5x the ideal L2 sectors, see stageChunk in
@@ -221,6 +264,7 @@ std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std:
   // One batch: every product issued, then one wait.
   size_t total = 0;
   for (auto &op : ops) total += std::get<1>(op).rows / 2;
+  takeTurn();
   std::vector<Value> regs = wg.fence(std::vector<Value>(total, zero)), issued;
   Value warpgroupRow = h.mul(h.divs(ids.warp, h.c32(4)), h.c32(64));
   size_t at = 0;
@@ -231,7 +275,13 @@ std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std:
     issued.insert(issued.end(), acc.begin(), acc.end());
     at += n;
   }
-  issued = wg.commitAndWait(issued);
+  if (pingPong()) {
+    issued = wg.commit(issued);
+    passTurn();
+    issued = wg.wait(issued, 0);
+  } else {
+    issued = wg.commitAndWait(issued);
+  }
   at = 0;
   for (auto &op : ops) {
     const size_t n = std::get<1>(op).rows / 2;
@@ -266,6 +316,7 @@ void BackwardKernelBuilder::accumulateAB(ArrayRef<std::vector<Frag4> *> acc, Arr
     auto f = WarpgroupMma::flatten(frags);
     regs.insert(regs.end(), f.begin(), f.end());
   }
+  takeTurn();
   regs = wg.fence(regs);
   std::vector<Value> issued;
   size_t at = 0, aAt = nAcc;
@@ -277,7 +328,13 @@ void BackwardKernelBuilder::accumulateAB(ArrayRef<std::vector<Frag4> *> acc, Arr
     issued.insert(issued.end(), out.begin(), out.end());
     at += n, aAt += an;
   }
-  issued = wg.commitAndWait(issued);
+  if (pingPong()) {
+    issued = wg.commit(issued);
+    passTurn();
+    issued = wg.wait(issued, 0);
+  } else {
+    issued = wg.commitAndWait(issued);
+  }
   at = 0;
   for (auto *d : acc) {
     const size_t n = 4 * d->size();
@@ -501,6 +558,7 @@ void BackwardKernelBuilder::buildDqTile() {
   loopInit.push_back(start0);
   loopInit.push_back(active0);
   const int accSize = static_cast<int>(flat.size());
+  startTurns();
   auto loop = scf::ForOp::create(
       h.b, h.loc, h.c32(0), numChunks, h.c32(1), loopInit, [&](OpBuilder &, Location, Value c, ValueRange loopIter) {
         ValueRange iter = loopIter.take_front(accSize);
@@ -572,6 +630,7 @@ void BackwardKernelBuilder::buildDqTile() {
         next.push_back(nextActive);
         scf::YieldOp::create(h.b, h.loc, next);
       });
+  endTurns();
   waitStaged(h); // the copy issued past the last chunk is empty; leave nothing in flight
 
   std::vector<Frag4> acc;
@@ -898,7 +957,9 @@ void BackwardKernelBuilder::buildDkdv() {
                           batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
       return stepKeys.chunkFullyVisible(k0, C);
     };
+    startTurns();
     results = runSteps(numSteps, stepToken, stepMult, fullyVisible, flat);
+    endTurns();
   } else {
     // The selected branch: only the tokens whose index list names this block
     // see its keys (SelectionMap::walk finds them window by window); each

@@ -117,6 +117,11 @@ public:
   void namedBarrier(int id, int threads) {
     inlineAsm({}, {}, "barrier.sync " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
   }
+  // Arrives at named barrier `id` without waiting: the other `threads` minus
+  // these wait there (barrier.arrive, not the aligned bar.arrive: see above).
+  void namedArrive(int id, int threads) {
+    inlineAsm({}, {}, "barrier.arrive " + std::to_string(id) + ", " + std::to_string(threads) + ";", "");
+  }
   // Whether `pred` holds for any of the `threads` threads (whole warps) that
   // meet at named barrier `id` (1..15): barrier.red.or (not the aligned
   // bar.red, for the reason namedBarrier gives). An immediate id: with a
