@@ -94,18 +94,25 @@ private:
   }
   // wgmma (backwardUsesWarpgroupMma), else mma.sync.
   bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
-  // FA3's ping-pong for the dense kernels of two warpgroups on wgmma (dK/dV;
-  // dQ for Dk > 128): the warpgroups take turns issuing their batches of
+  // FA3's ping-pong for the wide dQ kernels (two warpgroups on wgmma, Dk >
+  // 128, dense branches): the warpgroups take turns issuing their batches of
   // products, so one computes P and dS while the other's products run. In
   // lockstep both issued together and then both left the tensor cores idle
-  // for their elementwise work (Nsight, compressed [paper] dK/dV: issue slots
-  // 26 % busy, 43 % of stalls at the CTA barrier; s14run1).
+  // for their elementwise work. H100, T = 64k (s15run1): compressed [paper]
+  // dQ 17.1-17.3 -> 16.0 ms, window Dk = 192 dQ 5.7-5.8 -> 5.5 ms.
+  // Not for dK/dV: the same turns there made the kernels slower (compressed
+  // [paper] 23.8 -> 25.9, Dk = 128 5.1 -> 5.5, window Dk = 192 7.8-7.9 -> 8.3,
+  // Dk = 128 5.6-5.9 -> 6.1 ms): their batches (S^T and dP^T, then dV and dK)
+  // are longer than the elementwise work between them, so the turns only
+  // serialise the tensor cores.
   // Warpgroup g waits at barrier kTurnBarrier + g before a batch and, once the
   // batch is issued, arrives at the other's. The walk starts with warpgroup 1
   // arriving at warpgroup 0's (startTurns) and ends with warpgroup 0 taking
   // the turn warpgroup 1 passed last (endTurns).
   static constexpr int kTurnBarrier = 3;
-  bool pingPong() const { return warpgroupMma() && W == 8 && spec.branch != Branch::Selected; }
+  bool pingPong() const {
+    return spec.pass == KernelPass::BackwardDQ && warpgroupMma() && W == 8 && spec.branch != Branch::Selected;
+  }
   // Runs body(g) in warpgroup g, with g an immediate (a register barrier id
   // makes ptxas reserve all 16 barriers).
   void perWarpgroup(const std::function<void(int)> &body) {
@@ -957,9 +964,7 @@ void BackwardKernelBuilder::buildDkdv() {
                           batch, kvHead, first, h.mins(h.add(first, h.c32(TQ - 1)), tHi));
       return stepKeys.chunkFullyVisible(k0, C);
     };
-    startTurns();
     results = runSteps(numSteps, stepToken, stepMult, fullyVisible, flat);
-    endTurns();
   } else {
     // The selected branch: only the tokens whose index list names this block
     // see its keys (SelectionMap::walk finds them window by window); each

@@ -113,6 +113,43 @@ func.func @nsa_window_bwd_dq(%q: tensor<?x?x16x128xbf16>, %k: tensor<?x?x1x128xb
 
 // -----
 
+// The compressed bwd_dq for Dk = 192 on sm_90a: two warpgroups (8 warps) take
+// turns issuing their wgmma batches (FA3's ping-pong): warpgroup 1 hands the
+// first turn to warpgroup 0 at barrier 3, each waits for its turn at 3 + g and
+// passes it after commit_group. Its bwd_dkdv issues in lockstep (no turns).
+// CHECK-LABEL: gpu.func @nsa_compressed_bwd_dq_wide
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
+// CHECK: "barrier.arrive 3, 256;"
+// CHECK: "barrier.sync 3, 256;"
+// CHECK: "barrier.sync 4, 256;"
+// CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK: wgmma.commit_group.sync.aligned
+// CHECK: "barrier.arrive 4, 256;"
+// CHECK: "barrier.arrive 3, 256;"
+// CHECK: wgmma.wait_group.sync.aligned 0
+// CHECK-LABEL: gpu.func @nsa_compressed_bwd_dkdv_wide
+// CHECK-NOT: barrier.arrive
+// CHECK: gpu.return
+// SM80-LABEL: gpu.func @nsa_compressed_bwd_dq_wide
+// SM80-NOT: barrier.arrive
+// SM80: gpu.return
+func.func @nsa_compressed_bwd_dq_wide(%q: tensor<?x?x16x192xbf16>, %k: tensor<?x?x1x192xbf16>, %v: tensor<?x?x1x128xbf16>)
+    -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "bwd_dq"}
+      : (tensor<?x?x16x192xbf16>, tensor<?x?x1x192xbf16>, tensor<?x?x1x128xbf16>)
+      -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>
+}
+func.func @nsa_compressed_bwd_dkdv_wide(%q: tensor<?x?x16x192xbf16>, %k: tensor<?x?x1x192xbf16>, %v: tensor<?x?x1x128xbf16>)
+    -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>) {
+  %o, %lse = nsa.compressed_attention %q, %k, %v {gather = #nsa.compressed<block = 32, stride = 16>, nsa.kernel = "bwd_dkdv"}
+      : (tensor<?x?x16x192xbf16>, tensor<?x?x1x192xbf16>, tensor<?x?x1x128xbf16>)
+      -> (tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>)
+  return %o, %lse : tensor<?x?x16x128xbf16>, tensor<?x?x16xf32>
+}
+
+// -----
+
 // The fused scoring + top-n kernel of the compressed branch: mma for the
 // scores of 8 tokens x 16 heads (8 warps; sm_90a: S^T = K Q^T, two warpgroups'
 // wgmma on a 64-key chunk while the next one is copied), the group sum in the
