@@ -185,6 +185,27 @@ class CacheCounters(ctypes.Structure):
         return {name: getattr(self, name) for name, _ in self._fields_ if name != "struct_size"}
 
 
+class TuneBackwardResult(ctypes.Structure):
+    """nsajit_tune_backward_result: the fastest dK/dV split length (0: automatic), the
+    automatic one's splits, their whole-backward times."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("split_tokens", ctypes.c_int32),
+        ("splits", ctypes.c_int32),
+        ("best_ms", ctypes.c_double),
+        ("default_splits", ctypes.c_int32),
+        ("default_ms", ctypes.c_double),
+        ("candidates", ctypes.c_int32),
+        ("failed", ctypes.c_int32),
+        ("database", ctypes.c_char * 512),
+    ]
+
+    def as_dict(self) -> Dict[str, Union[int, float, str]]:
+        out = {name: getattr(self, name) for name, _ in self._fields_ if name != "struct_size"}
+        out["database"] = self.database.decode(errors="replace")
+        return out
+
+
 class TuneResult(ctypes.Structure):
     """nsajit_tune_result: the fastest tile, the default tile, their times."""
     _fields_ = [
@@ -400,6 +421,12 @@ _OPTIONAL_FUNCTIONS.update({
     # tune(ctx, cfg, branch, batch, seq_len, repeats, progress, user, result)
     "nsajit_tune": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_int, TUNE_PROGRESS_FN, _c_void_p,
                               ctypes.POINTER(TuneResult)]),
+    # tune_backward(ctx, cfg, branch, batch, seq_len, repeats, progress, user, result)
+    "nsajit_tune_backward": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int, _c_int, TUNE_PROGRESS_FN,
+                                       _c_void_p, ctypes.POINTER(TuneBackwardResult)]),
+    # tuned_backward_split(ctx, cfg, branch, batch, seq_len, &split_tokens, &tuned)
+    "nsajit_tuned_backward_split": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int,
+                                              ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(_c_int)]),
     # tuned_tile(ctx, cfg, branch, batch, seq_len, &warps, &tokens, &kv_chunk, &tuned)
     "nsajit_tuned_tile": (_status, [_c_void_p, _c_config_p, _c_int, _c_int, _c_int] +
                           [ctypes.POINTER(ctypes.c_int32)] * 3 + [ctypes.POINTER(_c_int)]),
@@ -421,6 +448,8 @@ _UNAVAILABLE = {
     "nsajit_tune": ("the autotuner", FunctionUnavailableError),
     "nsajit_prepare": ("nsajit_prepare", FunctionUnavailableError),
     "nsajit_tuned_tile": ("the autotuner", FunctionUnavailableError),
+    "nsajit_tune_backward": ("the backward's tuner", FunctionUnavailableError),
+    "nsajit_tuned_backward_split": ("the backward's tuner", FunctionUnavailableError),
 }
 
 
@@ -894,6 +923,34 @@ class Context:
         self._lib.call("tune", h, ctypes.byref(config), _branch(branch), int(batch), int(seq_len), int(repeats), cb,
                        None, ctypes.byref(result))
         return result.as_dict()
+
+    def tune_backward(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1,
+                      seq_len: int = 16384, repeats: int = 20,
+                      progress: Union[bool, Callable[[int, int, str, float], None]] = True
+                      ) -> Dict[str, Union[int, float, str]]:
+        """Times the whole backward of ``branch`` over the dK/dV split lengths (nsajit's
+        automatic one, 256 .. 32768 tokens, no split; those giving distinct splits at this
+        size) on random inputs of batch x seq_len tokens, median of ``repeats`` launches, and
+        records the fastest in the per-GPU tuning database, which later backward launches use
+        unless the context's split is set. ``progress`` as for :meth:`tune`. Returns the
+        result as a dict (split_tokens 0: the automatic length won)."""
+        h = self._require()
+        cb = TUNE_PROGRESS_FN(_progress_reporter(progress, "tuning the backward",
+                                                 lambda ms: f"{ms:9.4f} ms" if ms >= 0 else "   failed"))
+        result = TuneBackwardResult()
+        result.struct_size = ctypes.sizeof(TuneBackwardResult)
+        self._lib.call("tune_backward", h, ctypes.byref(config), _branch(branch), int(batch), int(seq_len),
+                       int(repeats), cb, None, ctypes.byref(result))
+        return result.as_dict()
+
+    def tuned_backward_split(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1,
+                             seq_len: int = 16384) -> Dict[str, int]:
+        """The dK/dV split length the tuning database gives a backward at batch x seq_len:
+        ``{"split_tokens", "tuned"}`` (tuned = 0: none recorded; split_tokens 0: automatic)."""
+        split, tuned = ctypes.c_int32(), ctypes.c_int()
+        self._lib.call("tuned_backward_split", self._require(), ctypes.byref(config), _branch(branch), int(batch),
+                       int(seq_len), ctypes.byref(split), ctypes.byref(tuned))
+        return {"split_tokens": split.value, "tuned": tuned.value}
 
     def tuned_tile(self, config: NsajitConfig, branch: Union[Branch, str, int], batch: int = 1,
                    seq_len: int = 16384) -> Dict[str, int]:

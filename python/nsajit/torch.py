@@ -1000,19 +1000,27 @@ def nsa_attention(q: Tensor, k: Optional[Tensor], v: Optional[Tensor], g_cmp: Te
 
 def tune(branch: str, *, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128, heads: int = 4,
          group: int = 16, l: int = 32, d: int = 16, l_sel: int = 64, n: int = 16, w: int = 512,
-         seq_len: int = 16384, batch: int = 1, repeats: int = 20, device=None, progress=True) -> dict:
+         seq_len: int = 16384, batch: int = 1, repeats: int = 20, device=None, progress=True,
+         backward: bool = False) -> dict:
     """Autotunes the forward kernel of ``branch`` ('compressed', 'selected' or 'window') for
     this head configuration on the GPU of ``device``: every legal tile is timed on random
     inputs of batch x seq_len tokens and the fastest is recorded in the per-GPU tuning
     database (in the cache directory), which every later launch with default tiles uses,
-    in this process and others. Returns the tuner's result (best and default tile, ms)."""
+    in this process and others. Returns the tuner's result (best and default tile, ms).
+    ``backward=True`` also tunes the branch's backward (the dK/dV split length, see
+    ``Context.tune_backward``); its result is under the key ``"backward"``."""
     b = _capi.Branch(_capi._branch(branch))  # ValueError naming the allowed branches
     if dtype not in (torch.bfloat16, torch.float16):
         raise TypeError(f"dtype = {dtype} is not supported; allowed: torch.bfloat16, torch.float16")
     kw = {_capi.Branch.COMPRESSED: dict(l=l, d=d), _capi.Branch.SELECTED: dict(l_sel=l_sel, n=n),
           _capi.Branch.WINDOW: dict(w=w)}[b]
     cfg = _make_config(b, dtype, dk, dv, heads, group, **kw)
-    return context(device).tune(cfg, b, batch=batch, seq_len=seq_len, repeats=repeats, progress=progress)
+    ctx = context(device)
+    result = ctx.tune(cfg, b, batch=batch, seq_len=seq_len, repeats=repeats, progress=progress)
+    if backward:
+        result["backward"] = ctx.tune_backward(cfg, b, batch=batch, seq_len=seq_len, repeats=repeats,
+                                               progress=progress)
+    return result
 
 
 def prepare(*, dtype: torch.dtype = torch.bfloat16, dk: int = 128, dv: int = 128, heads: int = 4, group: int = 16,

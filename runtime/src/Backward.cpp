@@ -162,11 +162,25 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
   return p;
 }
 
-void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream) {
+std::optional<int> tunedBackwardSplit(const nsajit_context &ctx, const KernelSpec &dkdv, int batch, int seqLen) {
+  if (!ctx.useTuning || !ctx.tuning || ctx.tuning->empty())
+    return std::nullopt;
+  std::optional<TuningEntry> e = ctx.tuning->lookupEntry(tuningKey(dkdv), static_cast<std::int64_t>(batch) * seqLen);
+  if (!e)
+    return std::nullopt;
+  return e->splitTokens;
+}
+
+void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream, int splitTokensOverride) {
   BackwardOptions options;
-  options.splitTokens = ctx.backwardSplitTokens.load();
+  options.splitTokens = splitTokensOverride >= 0 ? splitTokensOverride : ctx.backwardSplitTokens.load();
   options.selectionMapLimit = ctx.selectionMapLimit.load();
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, options); });
+  if (splitTokensOverride < 0 && options.splitTokens == 0)
+    if (std::optional<int> tuned =
+            tunedBackwardSplit(ctx, specFromConfig(req.config, req.branch, arch, KernelPass::BackwardDKDV), req.batch,
+                               req.seqLen))
+      options.splitTokens = *tuned;
   if (req.branch == Branch::Selected)
     options.dqFirst = selectedFirstKernel(ctx, specFromConfig(req.config, req.branch, arch, KernelPass::BackwardDQ));
   PreparedBackward p = prepareBackward(req, arch, options);

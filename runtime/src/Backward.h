@@ -97,7 +97,14 @@ int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std
 std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &args);
 
 // Validates the request, loads the three kernels (all before the first
-// launch), and launches them in order on `stream`. Throws Error.
-void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream);
+// launch), and launches them in order on `stream`. The dK/dV split length is
+// the context's (nsajit_context_set_backward_split), else the tuned one
+// (tuneBackward, Tuner.h), else automatic; `splitTokensOverride` >= 0 takes
+// its place (the tuner's candidates). Throws Error.
+void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *stream, int splitTokensOverride = -1);
+
+// The split length the tuning database holds for `dkdv`'s spec at batch x
+// seqLen (the entry nearest in tokens), if any and tuning is on.
+std::optional<int> tunedBackwardSplit(const nsajit_context &ctx, const KernelSpec &dkdv, int batch, int seqLen);
 
 } // namespace nsajit::rt

@@ -489,6 +489,56 @@ NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_con
   });
 }
 
+NSAJIT_API nsajit_status nsajit_tune_backward(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                              int batch, int seq_len, int repeats, nsajit_tune_progress_fn progress,
+                                              void *user, nsajit_tune_backward_result *result) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (!result)
+      invalidArgument("result is NULL: pass the address of an nsajit_tune_backward_result");
+    if (result->struct_size < sizeof(nsajit_tune_backward_result))
+      invalidArgument("result->struct_size = {}; set it to sizeof(nsajit_tune_backward_result) = {}",
+                      result->struct_size, sizeof(nsajit_tune_backward_result));
+    BackwardTuneProgress report;
+    if (progress)
+      report = [&](int done, int total, int splitTokens, int splits, double ms) {
+        std::string what = splitTokens ? fmt::format("split {} ({} CTAs a key chunk)", splitTokens, splits)
+                                       : fmt::format("split auto ({} CTAs a key chunk)", splits);
+        progress(done, total, what.c_str(), ms, user);
+      };
+    BackwardTuneResult r = tuneBackward(c, config, branchFromC(branch), batch, seq_len, repeats, report);
+    nsajit_tune_backward_result out{};
+    out.struct_size = sizeof out;
+    out.split_tokens = r.bestSplitTokens;
+    out.splits = r.bestSplits;
+    out.best_ms = r.bestMs;
+    out.default_splits = r.defaultSplits;
+    out.default_ms = r.defaultMs;
+    out.candidates = r.candidates;
+    out.failed = r.failed;
+    std::snprintf(out.database, sizeof out.database, "%s", r.database.c_str());
+    *result = out;
+  });
+}
+
+NSAJIT_API nsajit_status nsajit_tuned_backward_split(nsajit_context *ctx, const nsajit_config *config,
+                                                     nsajit_branch branch, int batch, int seq_len,
+                                                     int32_t *split_tokens, int *tuned) {
+  return guarded([&] {
+    nsajit_context &c = requireContext(ctx);
+    if (!split_tokens || !tuned)
+      invalidArgument("split_tokens and tuned must not be NULL");
+    if (batch < 1 || seq_len < 1)
+      invalidArgument("batch = {}, seq_len = {}: both must be >= 1", batch, seq_len);
+    nsajit_config cfg = readConfig(config);
+    cfg.tile_warps = cfg.tile_tokens = cfg.tile_kv_chunk = 0;
+    KernelSpec dkdv = specFromConfig(&cfg, branchFromC(branch), contextArch(c), KernelPass::BackwardDKDV);
+    std::optional<int> t = tunedBackwardSplit(c, dkdv, batch, seq_len);
+    *split_tokens = t ? *t : 0;
+    *tuned = t ? 1 : 0;
+  });
+}
+
 NSAJIT_API nsajit_status nsajit_prepare(nsajit_context *ctx, const nsajit_config *config, unsigned flags, int batch,
                                         int seq_len, nsajit_prepare_progress_fn progress, void *user,
                                         int *kernels_out) {

@@ -1,9 +1,11 @@
 #include "Tuner.h"
 
+#include "Backward.h"
 #include "Log.h"
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <random>
 
 namespace nsajit::rt {
@@ -35,36 +37,71 @@ std::vector<TileConfig> tileCandidates(const KernelSpec &spec, int sharedLimitBy
   return out;
 }
 
-TuneResult pickBest(const std::vector<TileConfig> &candidates, const std::function<double(const TileConfig &)> &measure,
-                    const TuneProgress &progress, double minGain) {
-  TuneResult r;
-  r.candidates = static_cast<int>(candidates.size());
+PickedIndex pickFastest(int candidates, const std::function<double(int)> &measure,
+                        const std::function<void(int done, int i, double ms)> &progress,
+                        const std::function<std::string(int)> &describe, double minGain) {
+  PickedIndex r;
+  r.candidates = candidates;
   bool have = false;
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const TileConfig &t = candidates[i];
+  for (int i = 0; i < candidates; ++i) {
     double ms = -1;
     try {
-      ms = measure(t);
+      ms = measure(i);
     } catch (const Error &e) {
       ++r.failed;
-      logMessage(NSAJIT_LOG_INFO, fmt::format("tuning: tile w{} t{} c{} failed: {}", t.warps, t.tokensPerCta,
-                                              t.kvChunk, e.what()));
+      logMessage(NSAJIT_LOG_INFO, fmt::format("tuning: {} failed: {}", describe(i), e.what()));
     }
-    if (i == 0) {
-      r.defaults = t;
+    if (i == 0)
       r.defaultMs = ms;
-    }
-    if (ms >= 0 && (!have || ms < r.bestMs * (1.0 - (r.best == r.defaults ? minGain : 0.0)))) {
-      r.best = t;
+    if (ms >= 0 && (!have || ms < r.bestMs * (1.0 - (r.best == 0 ? minGain : 0.0)))) {
+      r.best = i;
       r.bestMs = ms;
       have = true;
     }
     if (progress)
-      progress(static_cast<int>(i) + 1, r.candidates, t, ms);
+      progress(i + 1, i, ms);
   }
   if (!have)
-    fail(NSAJIT_ERROR_DRIVER_ERROR, "tuning: all {} candidate tiles failed (see the log)", r.candidates);
+    fail(NSAJIT_ERROR_DRIVER_ERROR, "tuning: all {} candidates failed (see the log)", candidates);
   return r;
+}
+
+TuneResult pickBest(const std::vector<TileConfig> &candidates, const std::function<double(const TileConfig &)> &measure,
+                    const TuneProgress &progress, double minGain) {
+  const int n = static_cast<int>(candidates.size());
+  auto tileName = [&](int i) {
+    const TileConfig &t = candidates[static_cast<std::size_t>(i)];
+    return fmt::format("tile w{} t{} c{}", t.warps, t.tokensPerCta, t.kvChunk);
+  };
+  std::function<void(int, int, double)> report;
+  if (progress)
+    report = [&](int done, int i, double ms) { progress(done, n, candidates[static_cast<std::size_t>(i)], ms); };
+  PickedIndex p = pickFastest(
+      n, [&](int i) { return measure(candidates[static_cast<std::size_t>(i)]); }, report, tileName, minGain);
+  TuneResult r;
+  r.candidates = p.candidates;
+  r.failed = p.failed;
+  r.defaults = candidates.front();
+  r.defaultMs = p.defaultMs;
+  r.best = candidates[static_cast<std::size_t>(p.best)];
+  r.bestMs = p.bestMs;
+  return r;
+}
+
+std::vector<int> backwardSplitCandidates(const std::function<int(int splitTokens)> &splitsOf, int seqLen) {
+  std::vector<int> out{0}, seen{splitsOf(0)};
+  std::vector<int> lengths;
+  for (int t = 256; t <= 32768 && t < seqLen; t *= 2)
+    lengths.push_back(t);
+  lengths.push_back(std::max(1, seqLen)); // no split
+  for (int t : lengths) {
+    const int splits = splitsOf(t);
+    if (std::find(seen.begin(), seen.end(), splits) == seen.end()) {
+      out.push_back(t);
+      seen.push_back(splits);
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -132,10 +169,112 @@ nsajit_tensor contiguous(CUdeviceptr data, std::int64_t tokens, std::int64_t hea
   return nsajit_tensor{data, tokens * heads * dim, heads * dim, dim};
 }
 
-} // namespace
+// The random problem a tuning run times: q, k, v, the selected branch's
+// indices and the forward outputs, plus (backward) dout and the gradients.
+struct RandomProblem {
+  std::vector<std::unique_ptr<DeviceAllocation>> memory;
+  nsajit_tensor q{}, k{}, v{}, indices{}, o{}, lse{}, dout{}, delta{}, dq{}, dk{}, dv{};
+  ForwardRequest forward;
+  BackwardRequest backward;
 
-TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch branch, int batch, int seqLen,
-                       int repeats, const TuneProgress &progress) {
+  RandomProblem(const CudaDriver &drv, const KernelSpec &spec, const nsajit_config *config, Branch branch, int batch,
+                int seqLen, int H, bool withBackward) {
+    std::mt19937 rng(12345);
+    const std::int64_t B = batch, T = seqLen, HQ = std::int64_t{H} * spec.group, Dk = spec.headDimQK,
+                       Dv = spec.headDimV;
+    const std::int64_t Tkv =
+        branch == Branch::Compressed ? compressedLength(seqLen, spec.cmpBlock, spec.cmpStride) : seqLen;
+    auto alloc = [&](std::int64_t tokens, std::int64_t heads, std::int64_t dim, std::size_t bytesPer, bool random) {
+      memory.push_back(std::make_unique<DeviceAllocation>(drv, std::size_t(B * tokens * heads * dim) * bytesPer));
+      if (random)
+        fillRandomHalf(drv, memory.back()->ptr, std::size_t(B * tokens * heads * dim), spec.dtype, rng);
+      return contiguous(memory.back()->ptr, tokens, heads, dim);
+    };
+    q = alloc(T, HQ, Dk, 2, true);
+    k = alloc(Tkv, H, Dk, 2, true);
+    v = alloc(Tkv, H, Dv, 2, true);
+    o = alloc(T, HQ, Dv, 2, false);
+    lse = alloc(T, HQ, 1, 4, false);
+    if (branch == Branch::Selected) {
+      indices = alloc(T, H, spec.slcCount, 4, false);
+      std::vector<std::int32_t> host = randomIndices(batch, seqLen, H, spec.slcCount, spec.slcBlock, rng);
+      drv.check(drv.cuMemcpyHtoD(indices.data, host.data(), host.size() * 4), "cuMemcpyHtoD");
+    }
+    forward.branch = branch;
+    forward.config = config;
+    forward.batch = batch;
+    forward.seqLen = seqLen;
+    forward.q = &q;
+    forward.k = &k;
+    forward.v = &v;
+    forward.indices = branch == Branch::Selected ? &indices : nullptr;
+    forward.out = &o;
+    forward.lse = &lse;
+    if (!withBackward)
+      return;
+    dout = alloc(T, HQ, Dv, 2, true);
+    delta = alloc(T, HQ, 1, 4, false);
+    dq = alloc(T, HQ, Dk, 2, false);
+    dk = alloc(Tkv, H, Dk, 2, false);
+    dv = alloc(Tkv, H, Dv, 2, false);
+    backward.branch = branch;
+    backward.config = config;
+    backward.batch = batch;
+    backward.seqLen = seqLen;
+    backward.q = &q;
+    backward.k = &k;
+    backward.v = &v;
+    backward.indices = forward.indices;
+    backward.o = &o;
+    backward.lse = &lse;
+    backward.dout = &dout;
+    backward.delta = &delta;
+    backward.dq = &dq;
+    backward.dk = &dk;
+    backward.dv = &dv;
+  }
+};
+
+// Times launches on the default stream with CUDA events.
+class EventTimer {
+public:
+  explicit EventTimer(const CudaDriver &drv) : drv_(drv) {
+    drv.check(drv.cuEventCreate(&start_, CU_EVENT_DEFAULT), "cuEventCreate");
+    drv.check(drv.cuEventCreate(&stop_, CU_EVENT_DEFAULT), "cuEventCreate");
+  }
+  ~EventTimer() {
+    drv_.cuEventDestroy(start_);
+    drv_.cuEventDestroy(stop_);
+  }
+  EventTimer(const EventTimer &) = delete;
+  EventTimer &operator=(const EventTimer &) = delete;
+
+  // One untimed launch (compiles and loads; warms the caches), then the median
+  // of `repeats` single-launch timings.
+  double medianMs(int repeats, const std::function<void()> &launch) {
+    launch();
+    drv_.check(drv_.cuCtxSynchronize(), "cuCtxSynchronize (a tuning launch failed)");
+    std::vector<float> times;
+    for (int r = 0; r < repeats; ++r) {
+      drv_.check(drv_.cuEventRecord(start_, nullptr), "cuEventRecord");
+      launch();
+      drv_.check(drv_.cuEventRecord(stop_, nullptr), "cuEventRecord");
+      drv_.check(drv_.cuEventSynchronize(stop_), "cuEventSynchronize");
+      float ms = 0;
+      drv_.check(drv_.cuEventElapsedTime(&ms, start_, stop_), "cuEventElapsedTime");
+      times.push_back(ms);
+    }
+    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+    return static_cast<double>(times[times.size() / 2]);
+  }
+
+private:
+  const CudaDriver &drv_;
+  CUevent start_ = nullptr, stop_ = nullptr;
+};
+
+// The checks both tuners share; returns the config with its tile fields 0.
+nsajit_config checkedTuningConfig(const nsajit_config *config, int batch, int seqLen, int repeats) {
   if (!config)
     invalidArgument("config is NULL: pass an nsajit_config (nsajit_config_init)");
   if (batch < 1 || seqLen < 1)
@@ -144,86 +283,102 @@ TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch 
     invalidArgument("repeats = {} is out of range; allowed: 1..10000", repeats);
   nsajit_config c = readConfig(config);
   c.tile_warps = c.tile_tokens = c.tile_kv_chunk = 0;
-  const Arch arch = contextArch(ctx);
-  const KernelSpec spec = specFromConfig(&c, branch, arch);
-  const int H = c.num_kv_heads, HQ = H * spec.group;
-  const int Tkv = branch == Branch::Compressed ? compressedLength(seqLen, spec.cmpBlock, spec.cmpStride) : seqLen;
-  if (Tkv == 0)
+  return c;
+}
+
+// The spec of `pass` for the tuning config; the compressed branch needs a key.
+KernelSpec tuningSpec(const nsajit_config &c, Branch branch, Arch arch, KernelPass pass, int seqLen) {
+  KernelSpec spec = specFromConfig(&c, branch, arch, pass);
+  if (branch == Branch::Compressed && compressedLength(seqLen, spec.cmpBlock, spec.cmpStride) == 0)
     invalidArgument("tuning: seq_len = {} is shorter than the compressed block l = {}: nothing to time", seqLen,
                     spec.cmpBlock);
+  return spec;
+}
 
+void recordTuning(nsajit_context &ctx, const TuningEntry &e) {
+  if (!ctx.tuning->record(e))
+    logMessage(NSAJIT_LOG_WARNING, fmt::format("tuning: result kept in memory only: {}", ctx.tuning->warning()));
+}
+
+} // namespace
+
+TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch branch, int batch, int seqLen,
+                       int repeats, const TuneProgress &progress) {
+  const nsajit_config c = checkedTuningConfig(config, batch, seqLen, repeats);
+  const KernelSpec spec = tuningSpec(c, branch, contextArch(ctx), KernelPass::Forward, seqLen);
   const CudaDriver &drv = *ctx.drv;
   ScopedContext scope(drv, ctx.cuContext);
-  std::mt19937 rng(12345);
-  const std::size_t B = batch, T = seqLen;
-  DeviceAllocation q(drv, B * T * HQ * spec.headDimQK * 2), k(drv, B * Tkv * H * spec.headDimQK * 2),
-      v(drv, B * Tkv * H * spec.headDimV * 2), o(drv, B * T * HQ * spec.headDimV * 2), lse(drv, B * T * HQ * 4),
-      idx(drv, branch == Branch::Selected ? B * T * H * spec.slcCount * 4 : 0);
-  fillRandomHalf(drv, q.ptr, B * T * HQ * spec.headDimQK, spec.dtype, rng);
-  fillRandomHalf(drv, k.ptr, B * Tkv * H * spec.headDimQK, spec.dtype, rng);
-  fillRandomHalf(drv, v.ptr, B * Tkv * H * spec.headDimV, spec.dtype, rng);
-  if (branch == Branch::Selected) {
-    std::vector<std::int32_t> host = randomIndices(batch, seqLen, H, spec.slcCount, spec.slcBlock, rng);
-    drv.check(drv.cuMemcpyHtoD(idx.ptr, host.data(), host.size() * 4), "cuMemcpyHtoD");
-  }
-  const nsajit_tensor tq = contiguous(q.ptr, T, HQ, spec.headDimQK), tk = contiguous(k.ptr, Tkv, H, spec.headDimQK),
-                      tv = contiguous(v.ptr, Tkv, H, spec.headDimV), to = contiguous(o.ptr, T, HQ, spec.headDimV),
-                      tl = contiguous(lse.ptr, T, HQ, 1), ti = contiguous(idx.ptr, T, H, spec.slcCount);
-
-  CUevent start = nullptr, stop = nullptr;
-  drv.check(drv.cuEventCreate(&start, CU_EVENT_DEFAULT), "cuEventCreate");
-  drv.check(drv.cuEventCreate(&stop, CU_EVENT_DEFAULT), "cuEventCreate");
-  struct Events {
-    const CudaDriver &drv;
-    CUevent a, b;
-    ~Events() {
-      drv.cuEventDestroy(a);
-      drv.cuEventDestroy(b);
-    }
-  } events{drv, start, stop};
+  RandomProblem problem(drv, spec, &c, branch, batch, seqLen, c.num_kv_heads, false);
+  EventTimer timer(drv);
 
   auto measure = [&](const TileConfig &tile) {
     nsajit_config tc = c;
     tc.tile_warps = tile.warps;
     tc.tile_tokens = tile.tokensPerCta;
     tc.tile_kv_chunk = tile.kvChunk;
-    ForwardRequest req;
-    req.branch = branch;
+    ForwardRequest req = problem.forward;
     req.config = &tc;
-    req.batch = batch;
-    req.seqLen = seqLen;
-    req.q = &tq;
-    req.k = &tk;
-    req.v = &tv;
-    req.indices = branch == Branch::Selected ? &ti : nullptr;
-    req.out = &to;
-    req.lse = &tl;
-    launchForward(ctx, req, nullptr); // compiles and loads; warms the caches
-    drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize (a tuning launch failed)");
-    // Median of `repeats` single-launch timings.
-    std::vector<float> times;
-    for (int r = 0; r < repeats; ++r) {
-      drv.check(drv.cuEventRecord(start, nullptr), "cuEventRecord");
-      launchForward(ctx, req, nullptr);
-      drv.check(drv.cuEventRecord(stop, nullptr), "cuEventRecord");
-      drv.check(drv.cuEventSynchronize(stop), "cuEventSynchronize");
-      float ms = 0;
-      drv.check(drv.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime");
-      times.push_back(ms);
-    }
-    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-    return static_cast<double>(times[times.size() / 2]);
+    return timer.medianMs(repeats, [&] { launchForward(ctx, req, nullptr); });
   };
 
   TuneResult r = pickBest(tileCandidates(spec, ctx.info.sharedPerBlockOptin), measure, progress);
   TuningEntry e;
   e.key = tuningKey(spec);
-  e.tokens = static_cast<std::int64_t>(B * T);
+  e.tokens = std::int64_t{batch} * seqLen;
   e.tile = r.best;
   e.bestMs = r.bestMs;
   e.defaultMs = r.defaultMs;
-  if (!ctx.tuning->record(e))
-    logMessage(NSAJIT_LOG_WARNING, fmt::format("tuning: result kept in memory only: {}", ctx.tuning->warning()));
+  recordTuning(ctx, e);
+  r.database = ctx.tuning->path();
+  return r;
+}
+
+BackwardTuneResult tuneBackward(nsajit_context &ctx, const nsajit_config *config, Branch branch, int batch,
+                                int seqLen, int repeats, const BackwardTuneProgress &progress) {
+  const nsajit_config c = checkedTuningConfig(config, batch, seqLen, repeats);
+  const Arch arch = contextArch(ctx);
+  const KernelSpec dkdv = tuningSpec(c, branch, arch, KernelPass::BackwardDKDV, seqLen);
+  const CudaDriver &drv = *ctx.drv;
+  ScopedContext scope(drv, ctx.cuContext);
+  RandomProblem problem(drv, dkdv, &c, branch, batch, seqLen, c.num_kv_heads, true);
+  EventTimer timer(drv);
+  launchForward(ctx, problem.forward, nullptr); // o and lse (the forward's tuned tile, if any)
+  drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize (the tuning forward failed)");
+
+  auto splitsOf = [&](int splitTokens) {
+    BackwardOptions options;
+    options.splitTokens = splitTokens;
+    return prepareBackward(problem.backward, arch, options).dkdvSplits;
+  };
+  const std::vector<int> candidates = backwardSplitCandidates(splitsOf, seqLen);
+  const int n = static_cast<int>(candidates.size());
+  auto length = [&](int i) { return candidates[static_cast<std::size_t>(i)]; };
+  std::function<void(int, int, double)> report;
+  if (progress)
+    report = [&](int done, int i, double ms) { progress(done, n, length(i), splitsOf(length(i)), ms); };
+  PickedIndex p = pickFastest(
+      n,
+      [&](int i) {
+        return timer.medianMs(repeats, [&] { launchBackward(ctx, problem.backward, nullptr, length(i)); });
+      },
+      report, [&](int i) { return fmt::format("backward split {} tokens", length(i)); });
+
+  BackwardTuneResult r;
+  r.bestSplitTokens = length(p.best);
+  r.bestSplits = splitsOf(r.bestSplitTokens);
+  r.defaultSplits = splitsOf(0);
+  r.bestMs = p.bestMs;
+  r.defaultMs = p.defaultMs;
+  r.candidates = p.candidates;
+  r.failed = p.failed;
+  TuningEntry e;
+  e.key = tuningKey(dkdv);
+  e.tokens = std::int64_t{batch} * seqLen;
+  e.tile = withDefaultTiles(dkdv).tile;
+  e.splitTokens = r.bestSplitTokens;
+  e.bestMs = r.bestMs;
+  e.defaultMs = r.defaultMs;
+  recordTuning(ctx, e);
   r.database = ctx.tuning->path();
   return r;
 }

@@ -37,10 +37,47 @@ using TuneProgress = std::function<void(int done, int total, const TileConfig &t
 TuneResult pickBest(const std::vector<TileConfig> &candidates, const std::function<double(const TileConfig &)> &measure,
                     const TuneProgress &progress, double minGain = 0.02);
 
+// The index core of pickBest: candidate i's time by measure(i) (throwing Error =
+// it failed, logged with describe(i)); returns the chosen index with the times.
+struct PickedIndex {
+  int best = -1, candidates = 0, failed = 0;
+  double bestMs = 0, defaultMs = 0;
+};
+PickedIndex pickFastest(int candidates, const std::function<double(int)> &measure,
+                        const std::function<void(int done, int i, double ms)> &progress,
+                        const std::function<std::string(int)> &describe, double minGain = 0.02);
+
 // Tunes the forward kernel of `branch` for `config` (its tile fields ignored) at
 // batch x seqLen on the context's GPU, `repeats` timed launches per candidate,
 // and records the result in ctx.tuning. Throws Error.
 TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch branch, int batch, int seqLen,
                        int repeats, const TuneProgress &progress);
+
+// The backward's tuning: the split length of the bwd_dkdv token walk
+// (Backward.h dkdvSplits), the one backward choice that moves its time most at
+// long sequences (H100, T = 64k, compressed [paper] dK/dV: 23.8 ms at 1024
+// tokens, 34.7 at 4096 with the chunk-relative walk; s14run3). Candidates:
+// automatic (0, first), then 256 .. 32768 tokens and no split (seqLen), each
+// kept only if it gives another number of splits at this size.
+std::vector<int> backwardSplitCandidates(const std::function<int(int splitTokens)> &splitsOf, int seqLen);
+
+struct BackwardTuneResult {
+  int bestSplitTokens = 0, bestSplits = 1; // 0: automatic
+  int defaultSplits = 1;
+  double bestMs = 0, defaultMs = 0;         // the whole backward (bwd_pre, bwd_dq, bwd_dkdv)
+  int candidates = 0, failed = 0;
+  std::string database;
+};
+
+// Called after each candidate: done of total, its split length (0: automatic),
+// the splits it gives, its time (< 0: it failed).
+using BackwardTuneProgress = std::function<void(int done, int total, int splitTokens, int splits, double ms)>;
+
+// Times the backward of `branch` (after one forward for o and lse) at batch x
+// seqLen over backwardSplitCandidates, `repeats` timed launches each (median),
+// and records the fastest in ctx.tuning under the bwd_dkdv spec's key; later
+// backward launches without a context split use it. Throws Error.
+BackwardTuneResult tuneBackward(nsajit_context &ctx, const nsajit_config *config, Branch branch, int batch,
+                                int seqLen, int repeats, const BackwardTuneProgress &progress);
 
 } // namespace nsajit::rt

@@ -18,7 +18,8 @@ namespace nsajit::rt {
 
 namespace {
 
-constexpr const char *kHeader = "nsajit-tuning 1";
+constexpr const char *kHeader = "nsajit-tuning 2";
+constexpr const char *kHeaderV1 = "nsajit-tuning 1"; // no split_tokens column
 
 // mkdir -p of the parent directory of `path`.
 void makeParents(const std::string &path) {
@@ -60,10 +61,12 @@ std::vector<TuningEntry> TuningDb::parse(const std::string &text, std::string *w
   std::istringstream in(text);
   std::string line;
   int lineNo = 0, bad = 0;
+  bool version1 = false;
   while (std::getline(in, line)) {
     ++lineNo;
     if (lineNo == 1) {
-      if (line != kHeader) {
+      version1 = line == kHeaderV1;
+      if (line != kHeader && !version1) {
         if (warning)
           *warning = fmt::format("not a tuning database (first line is not '{}'): ignored", kHeader);
         return {};
@@ -78,7 +81,7 @@ std::vector<TuningEntry> TuningDb::parse(const std::string &text, std::string *w
       f.push_back(line.substr(start, tab - start));
     f.push_back(line.substr(start));
     TuningEntry e;
-    bool ok = f.size() == 7 && !f[0].empty();
+    bool ok = f.size() == (version1 ? 7u : 8u) && !f[0].empty();
     if (ok) {
       char *end = nullptr;
       auto integer = [&](const std::string &s) {
@@ -99,7 +102,8 @@ std::vector<TuningEntry> TuningDb::parse(const std::string &text, std::string *w
       e.tile.kvChunk = static_cast<int>(integer(f[4]));
       e.bestMs = real(f[5]);
       e.defaultMs = real(f[6]);
-      ok = ok && e.tokens > 0 && e.tile.warps > 0 && e.tile.tokensPerCta > 0 && e.tile.kvChunk > 0;
+      e.splitTokens = version1 ? 0 : static_cast<int>(integer(f[7]));
+      ok = ok && e.tokens > 0 && e.tile.warps > 0 && e.tile.tokensPerCta > 0 && e.tile.kvChunk > 0 && e.splitTokens >= 0;
     }
     if (ok)
       out.push_back(std::move(e));
@@ -114,12 +118,19 @@ std::vector<TuningEntry> TuningDb::parse(const std::string &text, std::string *w
 std::string TuningDb::format(const std::vector<TuningEntry> &entries) {
   std::string s = std::string(kHeader) + "\n";
   for (const TuningEntry &e : entries)
-    s += fmt::format("{}\t{}\t{}\t{}\t{}\t{:.6g}\t{:.6g}\n", e.key, e.tokens, e.tile.warps, e.tile.tokensPerCta,
-                     e.tile.kvChunk, e.bestMs, e.defaultMs);
+    s += fmt::format("{}\t{}\t{}\t{}\t{}\t{:.6g}\t{:.6g}\t{}\n", e.key, e.tokens, e.tile.warps, e.tile.tokensPerCta,
+                     e.tile.kvChunk, e.bestMs, e.defaultMs, e.splitTokens);
   return s;
 }
 
 std::optional<TileConfig> TuningDb::lookup(const std::string &key, std::int64_t tokens) const {
+  std::optional<TuningEntry> e = lookupEntry(key, tokens);
+  if (!e)
+    return std::nullopt;
+  return e->tile;
+}
+
+std::optional<TuningEntry> TuningDb::lookupEntry(const std::string &key, std::int64_t tokens) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const TuningEntry *best = nullptr;
   double bestDistance = 0;
@@ -135,7 +146,7 @@ std::optional<TileConfig> TuningDb::lookup(const std::string &key, std::int64_t 
   }
   if (!best)
     return std::nullopt;
-  return best->tile;
+  return *best;
 }
 
 bool TuningDb::record(const TuningEntry &entry) {

@@ -5,8 +5,12 @@
 // tile fields are 0). NSAJIT_TUNING=off ignores the database.
 //
 // File format (tab separated, one line per tuned (spec, problem size)):
-//   nsajit-tuning 1
-//   <key> <tokens> <warps> <tokens_per_cta> <kv_chunk> <best_ms> <default_ms>
+//   nsajit-tuning 2
+//   <key> <tokens> <warps> <tokens_per_cta> <kv_chunk> <best_ms> <default_ms> <split_tokens>
+// A forward kernel's entry gives its tile (split_tokens 0); a bwd_dkdv
+// kernel's entry (tuneBackward) gives the split length of its token walk
+// (0: automatic) and its default tile. Files of format 1 (no split_tokens
+// column) are read as well.
 // `key` is tuningKey(spec): the spec without its tile, plus the codegen
 // revision (a new code generator invalidates old timings). `tokens` is B x T of
 // the tuning run; a lookup takes the entry nearest in log2(tokens). Unreadable
@@ -30,6 +34,7 @@ struct TuningEntry {
   TileConfig tile;
   double bestMs = 0;
   double defaultMs = 0;    // the default tile's time in the same run
+  int splitTokens = 0;     // bwd_dkdv entries: the split length of the walk (0: automatic)
 };
 
 // The spec's identity for tuning: everything but its tile, plus the codegen revision.
@@ -45,6 +50,7 @@ public:
 
   // The tuned tile for `key` nearest to `tokens`, if any.
   std::optional<TileConfig> lookup(const std::string &key, std::int64_t tokens) const;
+  std::optional<TuningEntry> lookupEntry(const std::string &key, std::int64_t tokens) const;
   // Adds or replaces the entry of (key, tokens) and saves the file. Returns false
   // (and sets warning()) when the file could not be written; the entry is kept in memory.
   bool record(const TuningEntry &entry);

@@ -9,7 +9,8 @@
 //                                       configuration in parallel (progress bar)
 //   nsajit tune [config] [--T n --B n]  time every tile of each branch's forward
 //                                       on the GPU and record the fastest in the
-//                                       per-GPU tuning database (used by later runs)
+//                                       per-GPU tuning database (used by later runs);
+//               [--backward]            also each backward's dK/dV split length
 // Config flags: --branch all|compressed|selected|window --dtype bf16|fp16
 //   --dk N --dv N --heads H --group G --l N --d N --lsel N --n N --w N
 //   --arch sm_80|sm_90a (compile without a GPU)
@@ -39,6 +40,7 @@ struct Options {
   int T = 1000, B = 1;
   bool tSet = false;
   int repeats = 20;
+  bool backward = false; // tune: the backward's split length too
   std::string indices = "valid"; // check: the selected branch's index lists
 };
 
@@ -54,6 +56,7 @@ void usage(FILE *f) {
                "  --T N --B N           check/tune: sequence length and batch (default 1000 / 16384, 1)\n"
                "  --indices valid|local|hostile   check: the selected branch's index lists (default valid)\n"
                "  --repeats N           tune: timed launches per tile (default 20)\n"
+               "  --backward            tune: also each backward's dK/dV split length\n"
                "The defaults are the paper's: bf16, Dk=Dv=128, H=4, G=16, l=32, d=16, l'=64, n=16, w=512.\n");
 }
 
@@ -96,6 +99,8 @@ bool parse(int argc, char **argv, Options &o) {
         std::fprintf(stderr, "nsajit: --arch %s is not supported; allowed: sm_80, sm_90a\n", v);
         return false;
       }
+    } else if (a == "--backward") {
+      o.backward = true;
     } else if (a == "--ptx") {
       o.printPtx = true;
     } else if (a == "--T" || a == "--B") {
@@ -345,7 +350,8 @@ int cmdTune(const Options &o) {
     return 1;
   }
   const int T = o.tSet ? o.T : 16384;
-  std::printf("tuning the forward kernels at B = %d, T = %d, %d timed launches per tile\n", o.B, T, o.repeats);
+  std::printf("tuning the forward kernels%s at B = %d, T = %d, %d timed launches per candidate\n",
+              o.backward ? " and the backward's split" : "", o.B, T, o.repeats);
   int failures = 0;
   for (auto [branch, name] : list) {
     nsajit_tune_result r{};
@@ -361,6 +367,21 @@ int cmdTune(const Options &o) {
                 r.default_kv_chunk, r.default_ms, r.default_ms > 0 ? r.default_ms / r.best_ms : 0.0, r.candidates,
                 r.failed);
     std::printf("           recorded in %s\n", r.database[0] ? r.database : "memory only (no cache directory)");
+    if (!o.backward)
+      continue;
+    std::string label = std::string(name) + " backward";
+    nsajit_tune_backward_result b{};
+    b.struct_size = sizeof b;
+    if (nsajit_tune_backward(ctx, &o.cfg, branch, o.B, T, o.repeats, tuneProgress, label.data(), &b) != NSAJIT_OK) {
+      std::fprintf(stderr, "\nnsajit tune %s: %s\n", label.c_str(), nsajit_last_error());
+      ++failures;
+      continue;
+    }
+    std::printf("%-10s backward best split %s (%d CTAs a key chunk) %.4f ms; automatic (%d) %.4f ms (%.2fx); "
+                "%d lengths, %d failed\n",
+                name, b.split_tokens ? std::to_string(b.split_tokens).c_str() : "auto", b.splits, b.best_ms,
+                b.default_splits, b.default_ms, b.default_ms > 0 ? b.default_ms / b.best_ms : 0.0, b.candidates,
+                b.failed);
   }
   nsajit_context_destroy(ctx);
   return failures ? 1 : 0;

@@ -493,6 +493,44 @@ NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_con
                                            int batch, int seq_len, int32_t *warps, int32_t *tokens,
                                            int32_t *kv_chunk, int *tuned);
 
+/* nsajit_tune_backward tunes the backward of `branch` for `config`: the split
+ * length of the bwd_dkdv token walk (the most query tokens one dK/dV CTA walks,
+ * nsajit_context_set_backward_split), the backward choice that moves its time
+ * most at long sequences. It times the whole backward (bwd_pre, bwd_dq,
+ * bwd_dkdv; after one forward for o and lse) on random inputs of batch x
+ * seq_len tokens, `repeats` timed launches per candidate (median; CUDA events
+ * on the default stream), for nsajit's automatic length and for 256, 512, ...,
+ * 32768 tokens and no split, each only where it gives another number of splits
+ * at this size. The fastest is recorded in the tuning database under the
+ * bwd_dkdv kernel's spec; backward launches of a context whose split is 0
+ * (automatic, the default) then use it (the entry nearest in batch x seq_len).
+ * The automatic length wins unless another is more than 2% faster. `progress`
+ * (may be NULL) is called after each candidate with "split <tokens> (<n>
+ * CTAs a key chunk)" or "split auto (<n> ...)" and its time in ms (< 0: it failed). */
+typedef struct nsajit_tune_backward_result {
+  uint32_t struct_size;   /* = sizeof(nsajit_tune_backward_result) */
+  int32_t split_tokens;   /* the fastest split length (0: the automatic one) */
+  int32_t splits;         /* the CTAs a key chunk's walk is split over with it, at batch x seq_len */
+  double best_ms;         /* the whole backward */
+  int32_t default_splits; /* the automatic length's splits */
+  double default_ms;      /* < 0 if it failed */
+  int32_t candidates;     /* lengths tried */
+  int32_t failed;
+  char database[512];     /* the file the result was recorded in ("" = memory only) */
+} nsajit_tune_backward_result;
+
+NSAJIT_API nsajit_status nsajit_tune_backward(nsajit_context *ctx, const nsajit_config *config, nsajit_branch branch,
+                                              int batch, int seq_len, int repeats, nsajit_tune_progress_fn progress,
+                                              void *user, nsajit_tune_backward_result *result);
+
+/* The split length a backward of `branch` would take from the tuning database
+ * at batch x seq_len: *split_tokens the tuned length (*tuned = 1; 0 is the
+ * automatic one), else 0 (*tuned = 0). A context split set by
+ * nsajit_context_set_backward_split takes precedence over both. */
+NSAJIT_API nsajit_status nsajit_tuned_backward_split(nsajit_context *ctx, const nsajit_config *config,
+                                                     nsajit_branch branch, int batch, int seq_len,
+                                                     int32_t *split_tokens, int *tuned);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

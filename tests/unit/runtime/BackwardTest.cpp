@@ -767,6 +767,69 @@ TEST_F(FakeGpuBackward, SplitWalksLaunchSplitsPerChunkWithAWorkspacePerStream) {
   EXPECT_EQ(fake.fakecuda_live_allocations(), live - 1);
 }
 
+// The backward's tuner against the fake driver, whose "timings" (mode 2) are the
+// last launch's grid x in thousandths of a ms: the fewest dK/dV CTAs win, so the
+// unsplit walk. It must be recorded, used by later launches of contexts without
+// a split of their own, and ignored with NSAJIT_TUNING=off.
+TEST_F(FakeGpuBackward, TuneBackwardRecordsTheFastestSplitAndLaunchesUseIt) {
+  fake.fakecuda_set_elapsed_from_shared(2);
+  nsajit_context *ctx = create();
+  const int B = 1, T = 4096, Tc = (T - 32) / 16 + 1;
+  const KernelSpec spec = specFromConfig(&cfg, Branch::Compressed, Arch::SM90a, KernelPass::BackwardDKDV);
+  const int chunks = ceilDiv(Tc, spec.tile.kvChunk), autoSplits = dkdvSplits(spec, T, 0);
+  ASSERT_GT(autoSplits, 1);
+  std::vector<std::string> seen;
+  auto onProgress = [](int done, int total, const char *what, double ms, void *user) {
+    static_cast<std::vector<std::string> *>(user)->push_back(what);
+    EXPECT_LE(done, total);
+    EXPECT_GT(ms, 0.0);
+  };
+  nsajit_tune_backward_result r{};
+  r.struct_size = sizeof r;
+  ASSERT_EQ(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_COMPRESSED, B, T, 3, onProgress, &seen, &r), NSAJIT_OK)
+      << nsajit_last_error();
+  EXPECT_EQ(r.split_tokens, T); // no split
+  EXPECT_EQ(r.splits, 1);
+  EXPECT_EQ(r.default_splits, autoSplits);
+  EXPECT_NEAR(r.best_ms, chunks / 1000.0, 1e-6);
+  EXPECT_NEAR(r.default_ms, chunks * autoSplits / 1000.0, 1e-6);
+  EXPECT_EQ(r.failed, 0);
+  // auto, then 256, 512, 2048 and 4096 (no split): 1024 splits as auto does.
+  ASSERT_EQ(r.candidates, 5);
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen.front(), fmt::format("split auto ({} CTAs a key chunk)", autoSplits));
+  EXPECT_EQ(seen.back(), fmt::format("split {} (1 CTAs a key chunk)", T));
+  EXPECT_NE(std::string(r.database).find(cacheDir.path() + "/tuning/"), std::string::npos) << r.database;
+
+  int32_t split = -1;
+  int tuned = -1;
+  ASSERT_EQ(nsajit_tuned_backward_split(ctx, &cfg, NSAJIT_BRANCH_COMPRESSED, B, T, &split, &tuned), NSAJIT_OK);
+  EXPECT_EQ(tuned, 1);
+  EXPECT_EQ(split, T);
+  ASSERT_EQ(nsajit_tuned_backward_split(ctx, &cfg, NSAJIT_BRANCH_WINDOW, B, T, &split, &tuned), NSAJIT_OK);
+  EXPECT_EQ(tuned, 0);
+  EXPECT_EQ(split, 0);
+
+  // Later launches walk unsplit; the context's own split takes precedence.
+  DeviceTensors d(cfg, Branch::Compressed, B, T);
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(fake.lastLaunch().grid[0], unsigned(chunks));
+  ASSERT_EQ(nsajit_context_set_backward_split(ctx, 512), NSAJIT_OK);
+  ASSERT_EQ(backward(ctx, Branch::Compressed, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(fake.lastLaunch().grid[0], unsigned(chunks * dkdvSplits(spec, T, 512)));
+  // A new context reads the database; NSAJIT_TUNING=off ignores it.
+  ASSERT_EQ(backward(create(), Branch::Compressed, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+  EXPECT_EQ(fake.lastLaunch().grid[0], unsigned(chunks));
+  {
+    ScopedEnv off("NSAJIT_TUNING", "off");
+    nsajit_context *ignoring = create();
+    ASSERT_EQ(backward(ignoring, Branch::Compressed, B, T, d.t, true), NSAJIT_OK) << nsajit_last_error();
+    EXPECT_EQ(fake.lastLaunch().grid[0], unsigned(chunks * autoSplits));
+    ASSERT_EQ(nsajit_tuned_backward_split(ignoring, &cfg, NSAJIT_BRANCH_COMPRESSED, B, T, &split, &tuned), NSAJIT_OK);
+    EXPECT_EQ(tuned, 0);
+  }
+}
+
 TEST_F(FakeGpuBackward, CompressedWithoutCompleteBlocksLaunchesNoKeyKernel) {
   nsajit_context *ctx = create();
   const int T = 10; // < l = 32

@@ -628,8 +628,12 @@ CUresult CUDAAPI cuEventRecord(CUevent, CUstream) { return CUDA_SUCCESS; }
 CUresult CUDAAPI cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
 CUresult CUDAAPI cuEventElapsedTime(float *ms, CUevent, CUevent) {
   LOCK;
-  // A "timing" that tests can predict: the last launch's shared memory in KiB.
-  *ms = st().elapsedFromShared ? static_cast<float>(st().last.shared) / 1024.0f : 1.0f;
+  // A "timing" that tests can predict: the last launch's shared memory in KiB
+  // (mode 1) or its grid x in thousandths (mode 2).
+  const int mode = st().elapsedFromShared;
+  *ms = mode == 1   ? static_cast<float>(st().last.shared) / 1024.0f
+        : mode == 2 ? static_cast<float>(st().last.grid[0]) / 1000.0f
+                    : 1.0f;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuEventDestroy(CUevent e) {

@@ -37,7 +37,8 @@ int fakecuda_image_loads(void);      /* successful cuModuleLoadData (machine cod
 void fakecuda_set_max_threads_per_block(int n);
 /* cuLaunchKernel returns `result` without launching (0: launch normally). */
 void fakecuda_set_launch_result(int result);
-/* cuEventElapsedTime returns the last launch's dynamic shared memory in KiB (1: on; 0: always 1 ms). */
+/* cuEventElapsedTime returns the last launch's dynamic shared memory in KiB (1), its grid x / 1000 (2),
+ * or always 1 ms (0). */
 void fakecuda_set_elapsed_from_shared(int on);
 void fakecuda_get_last_launch(FakeCudaLaunch *out);
 /* Launch `index` (0 = the first since fakecuda_reset); returns 0, or -1 when there is no such launch. */

@@ -899,6 +899,29 @@ TEST_F(FakeGpu, TuneRecordsTheFastestTileAndLaunchesUseIt) {
   }
 }
 
+TEST_F(FakeGpu, TuneBackwardRejectsBadRequests) {
+  nsajit_context *ctx = create();
+  nsajit_tune_backward_result r{};
+  r.struct_size = sizeof r;
+  EXPECT_ERROR_WITH(nsajit_tune_backward(nullptr, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_ERROR_WITH(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 0, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "seq_len = 0");
+  EXPECT_ERROR_WITH(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 0, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "repeats = 0");
+  EXPECT_ERROR_WITH(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_COMPRESSED, 1, 16, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "shorter than the compressed block");
+  EXPECT_ERROR_WITH(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "result is NULL");
+  r.struct_size = 8;
+  EXPECT_ERROR_WITH(nsajit_tune_backward(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, 3, nullptr, nullptr, &r),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "struct_size = 8");
+  int32_t split = 0;
+  EXPECT_ERROR_WITH(nsajit_tuned_backward_split(ctx, &cfg, NSAJIT_BRANCH_WINDOW, 1, 128, &split, nullptr),
+                    NSAJIT_ERROR_INVALID_ARGUMENT, "must not be NULL");
+  EXPECT_EQ(fake.launches().size(), 0u); // nothing launched
+}
+
 TEST_F(FakeGpu, TuneRejectsBadRequests) {
   nsajit_context *ctx = create();
   nsajit_tune_result r{};

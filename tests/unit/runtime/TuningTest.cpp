@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 using namespace nsajit;
@@ -56,14 +57,56 @@ TEST(TuningDb, DamagedFilesAreSkippedWithAWarning) {
   EXPECT_NE(warning.find("not a tuning database"), std::string::npos);
   std::string text = TuningDb::format({entry("good", 100, {2, 1, 16})});
   text += "bad line without tabs\n";
-  text += "key\t-5\t1\t1\t16\t1\t1\n";          // negative size
-  text += "key\t100\t1\t1\t16\tnan\t1\n";       // not a time
-  text += "key\t100\t0\t1\t16\t1\t1\n";         // no warps
-  text += "key\t10x\t1\t1\t16\t1\t1\n";         // trailing junk
+  text += "key\t-5\t1\t1\t16\t1\t1\t0\n";       // negative size
+  text += "key\t100\t1\t1\t16\tnan\t1\t0\n";    // not a time
+  text += "key\t100\t0\t1\t16\t1\t1\t0\n";      // no warps
+  text += "key\t10x\t1\t1\t16\t1\t1\t0\n";      // trailing junk
+  text += "key\t100\t1\t1\t16\t1\t1\t-64\n";    // negative split
+  text += "key\t100\t1\t1\t16\t1\t1\n";          // a format-1 line in a format-2 file
   std::vector<TuningEntry> out = TuningDb::parse(text, &warning);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].key, "good");
-  EXPECT_NE(warning.find("5 malformed"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("7 malformed"), std::string::npos) << warning;
+}
+
+TEST(TuningDb, BackwardSplitsRoundTripAndFormat1FilesStillRead) {
+  TuningEntry b = entry("bwd_dkdv spec", 65536, {8, 2, 128});
+  b.splitTokens = 4096;
+  std::string text = TuningDb::format({entry("fwd spec", 65536, {8, 8, 64}), b});
+  EXPECT_EQ(text.substr(0, text.find('\n')), "nsajit-tuning 2");
+  std::vector<TuningEntry> out = TuningDb::parse(text, nullptr);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].splitTokens, 0);
+  EXPECT_EQ(out[1].splitTokens, 4096);
+  TuningDb db("");
+  db.record(b);
+  std::optional<TuningEntry> found = db.lookupEntry("bwd_dkdv spec", 60000);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->splitTokens, 4096);
+  EXPECT_FALSE(db.lookupEntry("other", 60000));
+  // A file written by an nsajit before the backward's tuner: 7 columns, no split.
+  std::string warning;
+  out = TuningDb::parse("nsajit-tuning 1\nkey\t100\t2\t1\t16\t1.5\t2\n", &warning);
+  EXPECT_EQ(warning, "");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].tile, (TileConfig{2, 1, 16}));
+  EXPECT_EQ(out[0].splitTokens, 0);
+}
+
+TEST(BackwardSplitCandidates, AutomaticFirstThenLengthsOfDistinctSplits) {
+  // Splits of a walk of `walk` tokens: ceil(walk / length), automatic = 1024 tokens.
+  auto walkOf = [](int walk) {
+    return [walk](int tokens) { return (walk + (tokens ? tokens : 1024) - 1) / (tokens ? tokens : 1024); };
+  };
+  EXPECT_EQ(backwardSplitCandidates(walkOf(10000), 10000), (std::vector<int>{0, 256, 512, 2048, 4096, 8192, 10000}));
+  // Short sequences: lengths below seq_len, then no split, none repeating a split count.
+  EXPECT_EQ(backwardSplitCandidates(walkOf(300), 300), (std::vector<int>{0, 256}));
+  auto capped = [](int tokens) { return std::min(64, (40000 + std::max(tokens, 1) - 1) / std::max(tokens, 1)); };
+  // 256 and 512 both hit the cap of 64 splits (as automatic 0 does here): only one stays.
+  std::vector<int> c = backwardSplitCandidates(capped, 40000);
+  EXPECT_EQ(c.front(), 0);
+  EXPECT_EQ(std::count(c.begin(), c.end(), 256) + std::count(c.begin(), c.end(), 512), 0);
+  EXPECT_EQ(c.back(), 40000);
 }
 
 TEST(TuningDb, LookupTakesTheNearestProblemSize) {
