@@ -422,6 +422,34 @@ def test_tune_records_a_tile_that_later_launches_use_and_that_computes_correctly
     assert rel_err(out, ref) < TOL
 
 
+@pytest.mark.parametrize("branch", ["compressed", "selected", "window"])
+def test_tune_backward_records_a_split_that_later_backwards_use_and_that_computes_correctly(branch):
+    """nt.tune(backward=True) also times the backward over the dK/dV split lengths and
+    records the fastest; a backward afterwards takes it (tuned_backward_split) and its
+    gradients still match the reference."""
+    need_backward(branch)
+    c = dict(B=1, T=3000, H=2, G=8, Dk=128, Dv=128, dtype=torch.bfloat16, l=32, d=16, l_sel=64, n=4, w=200)
+    seen = []
+    res = nt.tune(branch, dk=c["Dk"], dv=c["Dv"], heads=c["H"], group=c["G"], l=c["l"], d=c["d"],
+                  l_sel=c["l_sel"], n=c["n"], w=c["w"], seq_len=c["T"], batch=c["B"], repeats=3, backward=True,
+                  progress=lambda done, total, what, ms: seen.append((done, total, what, ms)))
+    bwd = res["backward"]
+    splits = [what for *_, what, _ in seen if what.startswith("split")]
+    assert bwd["candidates"] == len(splits) >= 2, (bwd, seen)
+    assert splits[0].startswith("split auto")
+    assert bwd["best_ms"] > 0 and bwd["candidates"] > bwd["failed"]
+    assert bwd["best_ms"] <= bwd["default_ms"] or bwd["default_ms"] < 0
+    assert bwd["splits"] >= 1 and bwd["default_splits"] >= 1
+    kw = {"compressed": dict(l=c["l"], d=c["d"]), "selected": dict(l_sel=c["l_sel"], n=c["n"]),
+          "window": dict(w=c["w"])}[branch]
+    b = {"compressed": nsajit.Branch.COMPRESSED, "selected": nsajit.Branch.SELECTED,
+         "window": nsajit.Branch.WINDOW}[branch]
+    cfg = nt._make_config(b, c["dtype"], c["Dk"], c["Dv"], c["H"], c["G"], **kw)
+    split = nt.context().tuned_backward_split(cfg, b, batch=c["B"], seq_len=c["T"])
+    assert split == {"split_tokens": bwd["split_tokens"], "tuned": 1}, (split, bwd)
+    test_branch_backward(branch, c, gated=True)
+
+
 # ---- preparing a configuration ------------------------------------------------------------
 
 
