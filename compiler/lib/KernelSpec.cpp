@@ -383,7 +383,7 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
     // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
     // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
     // window 7.86 -> 7.20; for Dk = 128 the window's took 5.40 -> 5.53, so it keeps 4 warps; s8run5).
-    const bool wideDq = s.pass == KernelPass::BackwardDQ && s.arch == Arch::SM90a && s.headDimQK > 128 &&
+    const bool wideDq = s.pass == KernelPass::BackwardDQ && s.arch == Arch::SM90a &&
                         s.headDimQK + s.headDimV <= 320;
     if (!t.warps) t.warps = std::max(wideDq ? 8 : 4, s.group / 16);
     if (!t.tokensPerCta) t.tokensPerCta = std::max(1, t.warps * 16 / s.group);
