@@ -94,8 +94,8 @@ private:
   }
   // wgmma (backwardUsesWarpgroupMma), else mma.sync.
   bool warpgroupMma() const { return backwardUsesWarpgroupMma(spec); }
-  // FA3's ping-pong for the wide dQ kernels (two warpgroups on wgmma, Dk >
-  // 128, dense branches): the warpgroups take turns issuing their batches of
+  // FA3's ping-pong for the wide dQ kernels (two warpgroups on wgmma, dense
+  // branches; defaultTileConfig): the warpgroups take turns issuing their batches of
   // products, so one computes P and dS while the other's products run. In
   // lockstep both issued together and then both left the tensor cores idle
   // for their elementwise work. H100, T = 64k (s15run1): compressed [paper]

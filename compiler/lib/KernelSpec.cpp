@@ -380,9 +380,13 @@ TileConfig defaultTileConfig(const KernelSpec &s) {
       t.kvChunk = specialisedForwardFits(s, wide) ? 64 : 32;
     }
   } else {
-    // The dense dQ kernels for Dk > 128 on sm_90a: two warpgroups (128 query rows) share
-    // each staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
-    // window 7.86 -> 7.20; for Dk = 128 the window's took 5.40 -> 5.53, so it keeps 4 warps; s8run5).
+    // The dense dQ kernels on sm_90a ("wide"): two warpgroups (128 query rows) share each
+    // staged K/V chunk (H100, T = 64k, G = 16, Dk = 192: compressed 24.46 -> 22.69 ms,
+    // window 7.86 -> 7.20; s8run5) and take turns issuing their products (the ping-pong,
+    // templates/BackwardAttention.cpp). For Dk = 128 two warpgroups first lost (window
+    // 5.40 -> 5.53 ms, s8run5); with the ping-pong and 64-key chunks they win: window
+    // 4.92-4.98 -> 4.64-4.67 ms, compressed l = 32, d = 16 14.51 -> 14.01-14.06, l = d = 64
+    // 4.53-4.61 -> 4.49-4.50 (s15run2).
     const bool wideDq = s.pass == KernelPass::BackwardDQ && s.arch == Arch::SM90a &&
                         s.headDimQK + s.headDimV <= 320;
     if (!t.warps) t.warps = std::max(wideDq ? 8 : 4, s.group / 16);
