@@ -910,7 +910,8 @@ class Context:
              repeats: int = 20, progress: Union[bool, Callable[[int, int, str, float], None]] = True
              ) -> Dict[str, Union[int, float, str]]:
         """Times every legal tile of the forward kernel of ``branch`` for ``config`` on this GPU
-        (random inputs of batch x seq_len tokens, median of ``repeats`` launches) and records
+        (random inputs of batch x seq_len tokens, median of ``repeats`` launches; the selected
+        branch: the sum over random and local block indices) and records
         the fastest in the per-GPU tuning database, which later launches with default tiles
         use. ``progress``: True prints a progress line to stderr, or a callable
         ``(done, total, tile, ms)`` (ms < 0: the tile failed). Returns the result as a dict."""
@@ -930,7 +931,8 @@ class Context:
                       ) -> Dict[str, Union[int, float, str]]:
         """Times the whole backward of ``branch`` over the dK/dV split lengths (nsajit's
         automatic one, 256 .. 32768 tokens, no split; those giving distinct splits at this
-        size) on random inputs of batch x seq_len tokens, median of ``repeats`` launches, and
+        size) on random inputs of batch x seq_len tokens (the selected branch: random plus local
+        block indices), median of ``repeats`` launches, and
         records the fastest in the per-GPU tuning database, which later backward launches use
         unless the context's split is set. ``progress`` as for :meth:`tune`. Returns the
         result as a dict (split_tokens 0: the automatic length won)."""

@@ -12,7 +12,9 @@
 #include "Context.h"
 #include "TuningDb.h"
 
+#include <cstdint>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,13 @@ TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch 
 // automatic (0, first), then 256 .. 32768 tokens and no split (seqLen), each
 // kept only if it gives another number of splits at this size.
 std::vector<int> backwardSplitCandidates(const std::function<int(int splitTokens)> &splitsOf, int seqLen);
+
+// Selected-branch indices [B, T, H, n] as trained models select them (bench_nsa.py's
+// local_indices): block 0, the token's own block c and c - 1, two blocks drawn
+// from before the 16 blocks preceding c, the rest from those near blocks (then
+// from further back where they do not fill n); ascending, -1 padded. The tuners
+// time the selected branch on these and on uniformly random indices.
+std::vector<std::int32_t> localIndices(int batch, int seqLen, int heads, int n, int block, std::mt19937 &rng);
 
 struct BackwardTuneResult {
   int bestSplitTokens = 0, bestSplits = 1; // 0: automatic

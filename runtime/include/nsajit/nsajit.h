@@ -457,7 +457,9 @@ NSAJIT_API nsajit_status nsajit_prepare(nsajit_context *ctx, const nsajit_config
  * nsajit_tune times every legal tile (warps, query tokens per CTA, kv chunk) of
  * the forward kernel of `branch` for `config` (its tile_* fields are ignored) on
  * the context's GPU, with random inputs of batch x seq_len tokens and `repeats`
- * timed launches per tile (median; CUDA events on the default stream), and
+ * timed launches per tile (median; CUDA events on the default stream; the
+ * selected branch's time is the sum over uniformly random block indices and
+ * local ones, as trained models select them), and
  * records the fastest in the per-GPU tuning database in the cache directory
  * (<cache dir>/tuning/<GPU name>-sm<cc>.tsv). Forward launches whose config has
  * all tile_* fields 0 then use the tuned tile (of the entry nearest in
@@ -499,7 +501,8 @@ NSAJIT_API nsajit_status nsajit_tuned_tile(nsajit_context *ctx, const nsajit_con
  * most at long sequences. It times the whole backward (bwd_pre, bwd_dq,
  * bwd_dkdv; after one forward for o and lse) on random inputs of batch x
  * seq_len tokens, `repeats` timed launches per candidate (median; CUDA events
- * on the default stream), for nsajit's automatic length and for 256, 512, ...,
+ * on the default stream; the selected branch: the sum over random and local
+ * block indices, as nsajit_tune), for nsajit's automatic length and for 256, 512, ...,
  * 32768 tokens and no split, each only where it gives another number of splits
  * at this size. The fastest is recorded in the tuning database under the
  * bwd_dkdv kernel's spec; backward launches of a context whose split is 0

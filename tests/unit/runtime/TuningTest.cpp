@@ -224,3 +224,29 @@ TEST(PickBest, TheDefaultWinsUnlessAnotherIsClearlyFaster) {
   EXPECT_DOUBLE_EQ(r.defaultMs, 1.0);
   EXPECT_THROW(pickBest({{8, 8, 128}}, times(1, 1, 1), nullptr), Error);
 }
+
+TEST(LocalIndices, ForcedNearAndFewFarBlocksAscendingAndDistinct) {
+  std::mt19937 rng(7);
+  const int T = 4000, H = 2, n = 16, block = 64;
+  std::vector<std::int32_t> idx = localIndices(1, T, H, n, block, rng);
+  ASSERT_EQ(idx.size(), std::size_t(T) * H * n);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h) {
+      const std::int32_t *row = idx.data() + (std::size_t(t) * H + h) * n;
+      const int c = t / block;
+      const int valid = static_cast<int>(std::count_if(row, row + n, [](std::int32_t j) { return j >= 0; }));
+      ASSERT_EQ(valid, std::min(n, c + 1)) << "t = " << t;
+      ASSERT_TRUE(std::is_sorted(row, row + valid)) << "t = " << t;
+      ASSERT_EQ(std::adjacent_find(row, row + valid), row + valid) << "t = " << t; // distinct
+      ASSERT_LE(row[valid - 1], c);
+      ASSERT_EQ(row[0], 0);
+      ASSERT_TRUE(std::binary_search(row, row + valid, c));
+      if (c >= 1)
+        ASSERT_TRUE(std::binary_search(row, row + valid, c - 1));
+      // Beyond the 16 near blocks: at most the two far draws once the near ones fill n.
+      if (c > 20) {
+        const int far = static_cast<int>(std::count_if(row + 1, row + valid, [&](std::int32_t j) { return j < c - 16; }));
+        ASSERT_LE(far, 2) << "t = " << t;
+      }
+    }
+}
