@@ -92,8 +92,10 @@ func.func @nsa_selected_bwd_dkdv(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64
 // -----
 
 // The window's bwd_dq on sm_90a: S = Q K^T and dP = dO V^T over 64-key chunks
-// from swizzled tiles, then dQ += dS K with dS in registers and K transposed.
+// from swizzled tiles, then dQ += dS K with dS in registers and K transposed;
+// two warpgroups (8 warps, 128 query rows) for Dk = 128 too.
 // CHECK-LABEL: gpu.func @nsa_window_bwd_dq
+// CHECK-SAME: known_block_size = array<i32: 256, 1, 1>
 // CHECK-NOT: nvvm.mma.sync
 // CHECK: fence.proxy.async.shared::cta
 // CHECK: wgmma.fence.sync.aligned
