@@ -219,6 +219,19 @@ private:
   // For each (A, B, depth): the tiles of A B^T, this warp's 16 rows of A (rows
   // 16 warp..) against every row of B (its B.rows columns), over `depth` columns.
   std::vector<std::vector<Frag4>> productsABt(ArrayRef<std::tuple<Tile, Tile, int>> ops);
+  // The same on wgmma with each A held in registers (this warp's 16 rows, the
+  // depth 16 A.size()): only B is read from shared memory.
+  std::vector<std::vector<Frag4>> productsARegsBt(ArrayRef<std::pair<std::vector<Frag4>, Tile>> ops);
+  // The selected dQ union tiles on wgmma keep Q and dO in registers, loaded
+  // once a tile: their 32-key chunks (Dk > 128) made S = Q K^T and dP = dO V^T
+  // m64n32k16 with both operands in shared memory, 3 KB of reads (24 cycles)
+  // for 16 cycles of tensor work. H100, T = 64k, local indices, the union
+  // kernel: Dk = 192 16.83-16.86 -> 15.14-15.25 ms, Dk = 128 12.80-12.88 ->
+  // 12.08-12.70 (s15run7; 240 / 228 registers, still two CTAs an SM). The wide
+  // dense dQ kernels have no registers left for it (232 with Dk = 192).
+  bool queriesInRegisters() const {
+    return spec.pass == KernelPass::BackwardDQ && spec.branch == Branch::Selected && warpgroupMma();
+  }
   // acc[i] += A[i] B[i]: A[i] register fragments (this warp's 16 rows, k = 16
   // A[i].size() rows of B[i]), B[i] a tile of those rows.
   void accumulateAB(ArrayRef<std::vector<Frag4> *> acc, ArrayRef<std::vector<Frag4>> a, ArrayRef<Tile> b);
@@ -292,6 +305,46 @@ std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std:
   at = 0;
   for (auto &op : ops) {
     const size_t n = std::get<1>(op).rows / 2;
+    out.push_back(WarpgroupMma::tiles(ArrayRef<Value>(issued).slice(at, n)));
+    at += n;
+  }
+  return out;
+}
+
+std::vector<std::vector<Frag4>>
+BackwardKernelBuilder::productsARegsBt(ArrayRef<std::pair<std::vector<Frag4>, Tile>> ops) {
+  // One fence over the accumulators and the A registers, every product, one wait.
+  size_t total = 0;
+  std::vector<Value> regs;
+  for (auto &op : ops) total += op.second.rows / 2;
+  regs.assign(total, h.cf(0.0f));
+  for (auto &op : ops) {
+    auto f = WarpgroupMma::flatten(op.first);
+    regs.insert(regs.end(), f.begin(), f.end());
+  }
+  takeTurn();
+  regs = wg.fence(regs);
+  std::vector<Value> issued;
+  size_t at = 0, aAt = total;
+  for (auto &[a, b] : ops) {
+    const size_t n = b.rows / 2;
+    auto acc = wg.issueProductARegsBt(ArrayRef<Value>(regs).slice(at, n),
+                                      WarpgroupMma::tiles(ArrayRef<Value>(regs).slice(aAt, 4 * a.size())), smem,
+                                      {h.mul(b.elemBase, h.c32(2)), b.rows});
+    issued.insert(issued.end(), acc.begin(), acc.end());
+    at += n, aAt += 4 * a.size();
+  }
+  if (pingPong()) {
+    issued = wg.commit(issued);
+    passTurn();
+    issued = wg.wait(issued, 0);
+  } else {
+    issued = wg.commitAndWait(issued);
+  }
+  std::vector<std::vector<Frag4>> out;
+  at = 0;
+  for (auto &op : ops) {
+    const size_t n = op.second.rows / 2;
     out.push_back(WarpgroupMma::tiles(ArrayRef<Value>(issued).slice(at, n)));
     at += n;
   }
@@ -565,6 +618,15 @@ void BackwardKernelBuilder::buildDqTile() {
   loopInit.push_back(start0);
   loopInit.push_back(active0);
   const int accSize = static_cast<int>(flat.size());
+  // Q and dO in registers for the whole walk (queriesInRegisters): read once,
+  // after every thread's copies of them landed.
+  std::vector<Frag4> qFrags, dFrags;
+  if (queriesInRegisters()) {
+    h.barrier();
+    Value warpRow = h.mul(ids.warp, h.c32(16));
+    for (int kk = 0; kk < Dk / 16; ++kk) qFrags.push_back(loadA(qTile, warpRow, kk));
+    for (int kk = 0; kk < Dv / 16; ++kk) dFrags.push_back(loadA(dTile, warpRow, kk));
+  }
   startTurns();
   auto loop = scf::ForOp::create(
       h.b, h.loc, h.c32(0), numChunks, h.c32(1), loopInit, [&](OpBuilder &, Location, Value c, ValueRange loopIter) {
@@ -605,7 +667,9 @@ void BackwardKernelBuilder::buildDqTile() {
             [&](OpBuilder &, Location) {
               const int nTiles = C / 8;
               const Tile kTile{kB, kPitch, C}, vTile{vB, vPitch, C};
-              auto products = productsABt({{qTile, kTile, Dk}, {dTile, vTile, Dv}}); // S = Q K^T, dP = dO V^T
+              auto products = queriesInRegisters()
+                                  ? productsARegsBt({{qFrags, kTile}, {dFrags, vTile}})
+                                  : productsABt({{qTile, kTile, Dk}, {dTile, vTile, Dv}}); // S = Q K^T, dP = dO V^T
               std::vector<Frag4> &s = products[0], &dp = products[1];
               // P from the saved lse, dS = P (gate dP - delta).
               Value keyBase = h.add(keyStart, h.mul(ids.tig, h.c32(2)));

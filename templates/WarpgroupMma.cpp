@@ -98,6 +98,18 @@ std::vector<Value> WarpgroupMma::issueProductABt(ArrayRef<Value> acc, Value smem
   return out;
 }
 
+std::vector<Value> WarpgroupMma::issueProductARegsBt(ArrayRef<Value> acc, ArrayRef<Frag4> a, Value smem,
+                                                     const SwizzledTile &b) {
+  // k-step kk reads 32 bytes at (kk % 4) * 32 of each row of panel kk / 4 of B.
+  Value descB = descriptor(smem, b.byteOffset, /*leadingBytes=*/16, /*strideBytes=*/1024);
+  std::vector<Value> out(acc.begin(), acc.end());
+  for (size_t kk = 0; kk < a.size(); ++kk) {
+    const int panel = static_cast<int>(kk) / 4, inRow = (static_cast<int>(kk) % 4) * 32;
+    out = mma(out, a[kk], advance(descB, panel * b.rows * 128 + inRow), /*transposeB=*/false);
+  }
+  return out;
+}
+
 std::vector<Value> WarpgroupMma::issueProductAB(ArrayRef<Value> acc, ArrayRef<Frag4> a, Value smem,
                                                 const SwizzledTile &b) {
   // B N-major (its rows are K, transposed by wgmma): 64-column panels b.rows *

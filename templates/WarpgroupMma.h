@@ -63,6 +63,11 @@ public:
   // and B = the N = 2 acc.size() rows of `b` (both K-major; e.g. S = Q K^T).
   std::vector<mlir::Value> issueProductABt(llvm::ArrayRef<mlir::Value> acc, mlir::Value smem, const SwizzledTile &a,
                                            mlir::Value aRow, const SwizzledTile &b, int depth);
+  // acc (64 x N) += A B^T, A = a.size() register fragments (64 x 16 each, the
+  // depth 16 a.size()) and B = the N = 2 acc.size() rows of `b` (K-major; e.g.
+  // S = Q K^T with Q held in registers: only K is read from shared memory).
+  std::vector<mlir::Value> issueProductARegsBt(llvm::ArrayRef<mlir::Value> acc, llvm::ArrayRef<Frag4> a,
+                                               mlir::Value smem, const SwizzledTile &b);
   // acc (64 x N) += A B, A = a.size() register fragments (64 x 16 each) and B
   // = the 16 a.size() rows of `b`, N of its columns (N-major; e.g. O += P V).
   std::vector<mlir::Value> issueProductAB(llvm::ArrayRef<mlir::Value> acc, llvm::ArrayRef<Frag4> a, mlir::Value smem,
