@@ -137,6 +137,15 @@ private:
           h.namedArrive(kTurnBarrier, 256);
       });
   }
+  // Closes a batch of wgmma products: commit, pass the turn (ping-pong), wait
+  // for all of them. Returns the accumulators passed through.
+  std::vector<Value> finishBatch(const std::vector<Value> &issued) {
+    if (!pingPong())
+      return wg.commitAndWait(issued);
+    std::vector<Value> committed = wg.commit(issued);
+    passTurn();
+    return wg.wait(committed, 0);
+  }
   void endTurns() {
     if (pingPong())
       perWarpgroup([&](int g) {
@@ -295,13 +304,7 @@ std::vector<std::vector<Frag4>> BackwardKernelBuilder::productsABt(ArrayRef<std:
     issued.insert(issued.end(), acc.begin(), acc.end());
     at += n;
   }
-  if (pingPong()) {
-    issued = wg.commit(issued);
-    passTurn();
-    issued = wg.wait(issued, 0);
-  } else {
-    issued = wg.commitAndWait(issued);
-  }
+  issued = finishBatch(issued);
   at = 0;
   for (auto &op : ops) {
     const size_t n = std::get<1>(op).rows / 2;
@@ -334,13 +337,7 @@ BackwardKernelBuilder::productsARegsBt(ArrayRef<std::pair<std::vector<Frag4>, Ti
     issued.insert(issued.end(), acc.begin(), acc.end());
     at += n, aAt += 4 * a.size();
   }
-  if (pingPong()) {
-    issued = wg.commit(issued);
-    passTurn();
-    issued = wg.wait(issued, 0);
-  } else {
-    issued = wg.commitAndWait(issued);
-  }
+  issued = finishBatch(issued);
   std::vector<std::vector<Frag4>> out;
   at = 0;
   for (auto &op : ops) {
@@ -388,13 +385,7 @@ void BackwardKernelBuilder::accumulateAB(ArrayRef<std::vector<Frag4> *> acc, Arr
     issued.insert(issued.end(), out.begin(), out.end());
     at += n, aAt += an;
   }
-  if (pingPong()) {
-    issued = wg.commit(issued);
-    passTurn();
-    issued = wg.wait(issued, 0);
-  } else {
-    issued = wg.commitAndWait(issued);
-  }
+  issued = finishBatch(issued);
   at = 0;
   for (auto *d : acc) {
     const size_t n = 4 * d->size();
