@@ -1,7 +1,9 @@
 // The autotuner: times every legal tile of a forward kernel spec on the
 // context's GPU (CUDA events, random inputs of the requested size) and records
 // the fastest in the context's tuning database (TuningDb), which later launches
-// with default tiles use.
+// with default tiles use; and (tuneBackward) the split length of a backward's
+// dK/dV walk, which later backward launches use. The selected branch is timed
+// on random and on local block indices (localIndices), ranked by the sum.
 //
 // Search space (tileCandidates): warps 1..8 x kv_chunk 16..128 x query tokens
 // per CTA (tokens x G filling the warps' 16-row MMA tiles; the selected branch
