@@ -163,7 +163,7 @@ std::array<void *, kBackwardKernelParamCount> kernelParams(BackwardKernelArgs &a
 }
 
 std::optional<int> tunedBackwardSplit(const nsajit_context &ctx, const KernelSpec &dkdv, int batch, int seqLen) {
-  if (!ctx.useTuning || !ctx.tuning || ctx.tuning->empty())
+  if (!usesTuningEntries(ctx))
     return std::nullopt;
   std::optional<TuningEntry> e = ctx.tuning->lookupEntry(tuningKey(dkdv), static_cast<std::int64_t>(batch) * seqLen);
   if (!e)
@@ -176,7 +176,8 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
   options.splitTokens = splitTokensOverride >= 0 ? splitTokensOverride : ctx.backwardSplitTokens.load();
   options.selectionMapLimit = ctx.selectionMapLimit.load();
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, options); });
-  if (splitTokensOverride < 0 && options.splitTokens == 0)
+  // (The dK/dV spec is built only when there are entries to look it up in.)
+  if (splitTokensOverride < 0 && options.splitTokens == 0 && usesTuningEntries(ctx))
     if (std::optional<int> tuned =
             tunedBackwardSplit(ctx, specFromConfig(req.config, req.branch, arch, KernelPass::BackwardDKDV), req.batch,
                                req.seqLen))

@@ -176,8 +176,10 @@ void checkDeviceSpans(const nsajit_context &ctx, const SpanList &spans) {
   }
 }
 
+bool usesTuningEntries(const nsajit_context &ctx) { return ctx.useTuning && ctx.tuning && !ctx.tuning->empty(); }
+
 std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen) {
-  if (!ctx.useTuning || !ctx.tuning || ctx.tuning->empty())
+  if (!usesTuningEntries(ctx))
     return std::nullopt;
   return ctx.tuning->lookup(tuningKey(spec), static_cast<std::int64_t>(batch) * seqLen);
 }

@@ -61,6 +61,9 @@ std::string describeDevice(const nsajit_context &ctx);
 // applies (and NSAJIT_SELECTED_TWO_KERNEL does not turn it off).
 std::optional<KernelSpec> selectedFirstKernel(const nsajit_context &ctx, const KernelSpec &spec);
 
+// Whether launches consult the tuning database: it has entries and NSAJIT_TUNING is not off.
+bool usesTuningEntries(const nsajit_context &ctx);
+
 // The tuned tile for the forward of `spec` at batch x seqLen, if the context has one (and uses them).
 std::optional<TileConfig> tunedTile(const nsajit_context &ctx, const KernelSpec &spec, int batch, int seqLen);
 

@@ -229,6 +229,16 @@ struct RandomProblem {
   BackwardRequest backward, backwardLocal;
   bool hasLocal = false; // the selected branch
 
+  // The requests a candidate is timed on: random indices, then (selected) local ones.
+  std::vector<const ForwardRequest *> forwards() const {
+    return hasLocal ? std::vector<const ForwardRequest *>{&forward, &forwardLocal}
+                    : std::vector<const ForwardRequest *>{&forward};
+  }
+  std::vector<const BackwardRequest *> backwards() const {
+    return hasLocal ? std::vector<const BackwardRequest *>{&backward, &backwardLocal}
+                    : std::vector<const BackwardRequest *>{&backward};
+  }
+
   RandomProblem(const CudaDriver &drv, const KernelSpec &spec, const nsajit_config *config, Branch branch, int batch,
                 int seqLen, int H, bool withBackward) {
     std::mt19937 rng(12345);
@@ -383,9 +393,7 @@ TuneResult tuneForward(nsajit_context &ctx, const nsajit_config *config, Branch 
     tc.tile_tokens = tile.tokensPerCta;
     tc.tile_kv_chunk = tile.kvChunk;
     double ms = 0;
-    for (const ForwardRequest *base : {&problem.forward, &problem.forwardLocal}) {
-      if (base == &problem.forwardLocal && !problem.hasLocal)
-        break;
+    for (const ForwardRequest *base : problem.forwards()) {
       ForwardRequest req = *base;
       req.config = &tc;
       ms += timer.medianMs(repeats, [&] { launchForward(ctx, req, nullptr); });
@@ -414,9 +422,8 @@ BackwardTuneResult tuneBackward(nsajit_context &ctx, const nsajit_config *config
   ScopedContext scope(drv, ctx.cuContext);
   RandomProblem problem(drv, dkdv, &c, branch, batch, seqLen, c.num_kv_heads, true);
   EventTimer timer(drv);
-  launchForward(ctx, problem.forward, nullptr); // o and lse (the forward's tuned tile, if any)
-  if (problem.hasLocal)
-    launchForward(ctx, problem.forwardLocal, nullptr);
+  for (const ForwardRequest *req : problem.forwards()) // o and lse (the forward's tuned tile, if any)
+    launchForward(ctx, *req, nullptr);
   drv.check(drv.cuCtxSynchronize(), "cuCtxSynchronize (the tuning forward failed)");
 
   auto splitsOf = [&](int splitTokens) {
@@ -433,9 +440,9 @@ BackwardTuneResult tuneBackward(nsajit_context &ctx, const nsajit_config *config
   PickedIndex p = pickFastest(
       n,
       [&](int i) {
-        double ms = timer.medianMs(repeats, [&] { launchBackward(ctx, problem.backward, nullptr, length(i)); });
-        if (problem.hasLocal)
-          ms += timer.medianMs(repeats, [&] { launchBackward(ctx, problem.backwardLocal, nullptr, length(i)); });
+        double ms = 0;
+        for (const BackwardRequest *req : problem.backwards())
+          ms += timer.medianMs(repeats, [&] { launchBackward(ctx, *req, nullptr, length(i)); });
         return ms;
       },
       report, [&](int i) { return fmt::format("backward split {} tokens", length(i)); });

@@ -241,8 +241,9 @@ TEST(LocalIndices, ForcedNearAndFewFarBlocksAscendingAndDistinct) {
       ASSERT_LE(row[valid - 1], c);
       ASSERT_EQ(row[0], 0);
       ASSERT_TRUE(std::binary_search(row, row + valid, c));
-      if (c >= 1)
+      if (c >= 1) {
         ASSERT_TRUE(std::binary_search(row, row + valid, c - 1));
+      }
       // Beyond the 16 near blocks: at most the two far draws once the near ones fill n.
       if (c > 20) {
         const int far = static_cast<int>(std::count_if(row + 1, row + valid, [&](std::int32_t j) { return j < c - 16; }));
