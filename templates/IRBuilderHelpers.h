@@ -51,6 +51,7 @@ public:
   mlir::Value band(mlir::Value x, mlir::Value y) { return mlir::arith::AndIOp::create(b, loc, x, y); }
   mlir::Value bnot(mlir::Value x) { return mlir::arith::XOrIOp::create(b, loc, x, cbool(true)); } // an i1
   mlir::Value ext64(mlir::Value x) { return mlir::arith::ExtSIOp::create(b, loc, b.getI64Type(), x); }
+  mlir::Value trunc32(mlir::Value x) { return mlir::arith::TruncIOp::create(b, loc, b.getI32Type(), x); }
   mlir::Value zext32(mlir::Value x) { return mlir::arith::ExtUIOp::create(b, loc, b.getI32Type(), x); }
   mlir::Value lt(mlir::Value x, mlir::Value y) {
     return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::slt, x, y);

@@ -129,4 +129,21 @@ SmallVector<Value> SelectionMap::walk(Value blk, Value tLo, Value tHi, Value war
   return SmallVector<Value>(loop.getResults());
 }
 
+Value SelectionMap::entriesBefore(Value list, Value count, Value firstToken, Value token) {
+  // Entries are below 32 x threads; the largest power of two not above that
+  // starts the descent, so `before` can reach every count.
+  Value offset = h.sub(token, firstToken);
+  Value before = h.c32(0);
+  int top = 1;
+  while (2 * top <= 32 * threads) top *= 2;
+  for (int stride = top; stride >= 1; stride /= 2) {
+    Value next = h.add(before, h.c32(stride));
+    Value inList = h.le(next, count);
+    Value entry = h.load(h.i16(), h.gep(list, h.i16(), h.select(inList, h.sub(next, h.c32(1)), h.c32(0))), 2);
+    Value below = h.band(inList, h.lt(h.zext32(entry), offset));
+    before = h.select(below, next, before);
+  }
+  return before;
+}
+
 } // namespace nsajit::tpl

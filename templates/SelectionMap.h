@@ -49,6 +49,10 @@ public:
                                       mlir::Value list, mlir::ValueRange init, const ListedFn &timesListed,
                                       const WindowBody &body);
 
+  // How many of a window's `count` listed tokens (entries: offsets from
+  // `firstToken`, ascending) come before `token`: a binary search of the list.
+  mlir::Value entriesBefore(mlir::Value list, mlir::Value count, mlir::Value firstToken, mlir::Value token);
+
 private:
   mlir::Value word(mlir::Value blk, mlir::Value w); // pointer to word w of block blk's row
   // A window word's bits: from the map, or from its 32 tokens' index lists.

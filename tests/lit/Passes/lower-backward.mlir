@@ -64,17 +64,23 @@ func.func @nsa_selected_bwd_dq(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xb
 // swizzled tiles (fenced for the async proxy); sm_80: mma.sync.
 // The splits of a chunk (grid x / chunks) add their partials in order: wait
 // for the earlier splits' bits, read and write the sums in L2, set the bit.
+// The CTA order puts every head's first chunk first (its place from the
+// linear CTA index: the grid's z and y sizes). Each window's walk starts at
+// the pivot token, found by a binary search of the 4096-entry list (13 probes).
 // CHECK-LABEL: gpu.func @nsa_selected_bwd_dkdv
 // SM80-LABEL: gpu.func @nsa_selected_bwd_dkdv
 // SM80-NOT: wgmma
 // SM80: nvvm.mma.sync
 // SM80: atom.acq_rel.gpu.global.or.b64
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK: nvvm.read.ptx.sreg.nctaid.z
+// CHECK: nvvm.read.ptx.sreg.nctaid.y
 // CHECK: nvvm.read.ptx.sreg.nctaid.x
 // CHECK: llvm.intr.ctpop
 // CHECK: nvvm.shfl.sync  up
 // CHECK: "llvm.intr.cttz"
 // CHECK: arith.trunci %{{.*}} : i32 to i16
+// CHECK-COUNT-13: arith.extui %{{.*}} : i16 to i32
 // CHECK: fence.proxy.async.shared::cta
 // CHECK: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // CHECK: ld.acquire.gpu.global.b64
