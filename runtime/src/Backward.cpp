@@ -38,7 +38,7 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::i
   }
   auto splitsOf = [&](std::int64_t segment) { return (walk + segment - 1) / segment; };
   const std::int64_t automatic = s.branch == Branch::Compressed ? kCompressedSplitTokens
-                                 : s.branch == Branch::Selected  ? 8192
+                                 : s.branch == Branch::Selected  ? kSelectedSplitTokens
                                                                  : 2048;
   std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : automatic);
   // (Not the compressed walk: segment-major, many of its CTAs find no work.)

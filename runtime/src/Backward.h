@@ -68,7 +68,7 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
 // that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
 // 0 is automatic: 1024 tokens for the compressed branch (below), 2048 for the
-// window (a window walk is shorter: no split) and 8192 for the selected one. Without splits the
+// window (a window walk is shorter: no split) and kSelectedSplitTokens for the selected one. Without splits the
 // CTA of the first compressed keys walks the whole sequence alone (H100,
 // T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward), and so
 // does the CTA of a block every token selects (the NSA's initial block).
@@ -88,6 +88,14 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // with no growth (many of its CTAs find no work): [paper] 25.1 -> 23.8 ms,
 // l = d = 64 5.4-5.7 -> 5.3 (H100, T = 64k, s14run3).
 inline constexpr int kMaxDkdvSplits = 64;
+// The selected branch's automatic split length. 8192 until the initial
+// block's splits started first (templates/BackwardAttention.cpp,
+// startFirstChunksFirst): longer splits left the last head's initial block
+// walking alone at the end on local indices. Since then, H100, T = 64k,
+// selected dK/dV random / local indices (ms, s16run3): [paper] 8192 tokens
+// 19.7 / 17.6, 16384 18.0 / 16.1, 32768 17.5 / 28.2, 4096 25.7 / 24.1;
+// [main] 14.8 / 13.4, 13.5 / 11.8, 12.8 / 19.2, 20.6 / 19.3.
+inline constexpr int kSelectedSplitTokens = 16384;
 inline constexpr int kCompressedSplitTokens = 1024;
 inline constexpr std::int64_t kDkdvTargetCtas = 2048;
 int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0);

@@ -221,8 +221,8 @@ NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
  * selects) is split over several CTAs that add their partial sums in a fixed
  * order (deterministic) in a scratch buffer the context keeps per stream
  * (freed by nsajit_context_destroy). `tokens`: the most query tokens one CTA
- * walks; 0 (the default) chooses automatically (2048 for the compressed and
- * window branches, 8192 for the selected one, at most 64 CTAs a chunk). */
+ * walks; 0 (the default) chooses automatically (1024 for the compressed branch, 2048 for the
+ * window, 16384 for the selected one, at most 64 CTAs a chunk). */
 NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens);
 /* The selected branch's backward marks, per selection block, the query tokens
  * that selected it (a bitmap of B x H x ceil(T / l') x ceil(T / 32) words in

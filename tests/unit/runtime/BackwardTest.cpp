@@ -268,7 +268,7 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   nsajit_config_init(&c);
   auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
   // Automatic: 1024 tokens a CTA for the compressed branch (segment-major, no growth), 2048 for
-  // the window, 8192 for the selected one, at most 64 CTAs.
+  // the window, 16384 for the selected one, at most 64 CTAs.
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), kMaxDkdvSplits);
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
@@ -286,9 +286,10 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 512), 4);    // 2048 / 512 CTAs
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 100000), 3); // never beyond 8192 tokens
   c.window = 512;
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 8);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 8);
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0), 1);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 4);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 4);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65537, 0), 5);
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 16384, 0), 1);
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0), 1); // a window key is seen by kvChunk + w - 1 tokens
   // Explicit lengths.
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 100), 7); // (128 + 511) / 100 rounded up: 128 keys a CTA
