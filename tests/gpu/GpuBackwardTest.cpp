@@ -79,6 +79,15 @@ std::vector<BwdCase> matrix() {
     c.lsel = 64, c.n = 16, c.seed = seed++;
     cases.push_back({c, g == 4});
   }
+  // The selected dK/dV walk from its pivot (each window's list walked from its first token
+  // at or after the block's start rounded up to 16 blocks, then wrapped around) on local
+  // indices, whose lists cross the pivots at 1024 and 2048 tokens; two KV heads and two
+  // batches for the CTA order that starts every head's first chunk first.
+  {
+    Case c{Br::Slc, false, 128, 128, 4, 2, 2, 2200};
+    c.lsel = 64, c.n = 8, c.seed = seed++, c.indices = IndexMode::Local;
+    cases.push_back({c, true});
+  }
   // The compressed dK/dV walk over several key chunks (segment-major: every chunk's CTAs
   // split the same token segments, and the later chunks' first segments hold no token):
   // T = 2700 gives 167 compressed keys with l = 32, d = 16 (2 chunks of 128 on sm_90a, 3 of
