@@ -24,7 +24,7 @@ void checkGatePairing(const nsajit_tensor *gate, const nsajit_tensor *dgate) {
 
 } // namespace
 
-int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas) {
+int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas, int smCount) {
   if (splitTokens < 0)
     invalidArgument("the backward split length is {}: pass 0 (automatic) or the most query tokens one dK/dV CTA "
                     "should walk (>= 1)",
@@ -41,6 +41,16 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::i
                                  : s.branch == Branch::Selected  ? kSelectedSplitTokens
                                                                  : 2048;
   std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : automatic);
+  if (splitTokens == 0 && s.branch == Branch::Selected && unsplitCtas > 0) {
+    // The initial block's walk (every token) in splits no longer than the
+    // walks each resident CTA does on average: B H T n token-block pairs over
+    // kSelectedDkdvCtasPerSm x SMs CTAs (rounded), with segments of at least
+    // kSelectedMinSplitTokens.
+    const std::int64_t chunks = std::max<std::int64_t>(1, (seqLen + s.tile.kvChunk - 1) / s.tile.kvChunk);
+    const std::int64_t lists = std::max<std::int64_t>(1, unsplitCtas / chunks) * s.slcCount; // B H n
+    const std::int64_t resident = std::int64_t{kSelectedDkdvCtasPerSm} * (smCount > 0 ? smCount : kDefaultSmCount);
+    splits = std::min((resident + lists / 2) / lists, splitsOf(kSelectedMinSplitTokens));
+  }
   // (Not the compressed walk: segment-major, many of its CTAs find no work.)
   if (splitTokens == 0 && s.branch == Branch::Window && unsplitCtas > 0)
     // Enough CTAs already (many heads or key chunks): longer segments, up to 8192 tokens.
@@ -111,7 +121,7 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
     d = launchDims(d.spec, ps);
   LaunchDims &dkdv = p.kernels[2];
   p.dkdvSplits = dkdvSplits(dkdv.spec, ps.T, options.splitTokens,
-                            std::int64_t{dkdv.grid[0]} * dkdv.grid[1] * dkdv.grid[2]);
+                            std::int64_t{dkdv.grid[0]} * dkdv.grid[1] * dkdv.grid[2], options.smCount);
   std::uint64_t mapBytes = 0;
   if (slc) {
     const std::int64_t words = (ps.T + 31) / 32, blocks = (ps.Tkv + dkdv.spec.slcBlock - 1) / dkdv.spec.slcBlock;
@@ -175,6 +185,7 @@ void launchBackward(nsajit_context &ctx, const BackwardRequest &req, void *strea
   BackwardOptions options;
   options.splitTokens = splitTokensOverride >= 0 ? splitTokensOverride : ctx.backwardSplitTokens.load();
   options.selectionMapLimit = ctx.selectionMapLimit.load();
+  options.smCount = ctx.info.smCount;
   const Arch arch = archAfterArgumentChecks(ctx, [&](Arch a) { prepareBackward(req, a, options); });
   // (The dK/dV spec is built only when there are entries to look it up in.)
   if (splitTokensOverride < 0 && options.splitTokens == 0 && usesTuningEntries(ctx))

@@ -60,6 +60,7 @@ struct BackwardOptions {
   // index lists instead (H100, T = 64k, paper head dims, random indices:
   // bwd_dkdv 42.2 ms with the scan).
   std::uint64_t selectionMapLimit = kDefaultSelectionMapLimit;
+  int smCount = 0; // the GPU's SMs, for the selected branch's automatic split (0: kDefaultSmCount)
 };
 
 // Checks everything that can be checked without a GPU. Throws Error.
@@ -68,7 +69,7 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // How many CTAs split the query-token walk of each bwd_dkdv key chunk: enough
 // that none walks more than about `splitTokens` tokens, at most kMaxDkdvSplits.
 // 0 is automatic: 1024 tokens for the compressed branch (below), 2048 for the
-// window (a window walk is shorter: no split) and kSelectedSplitTokens for the selected one. Without splits the
+// window (a window walk is shorter: no split); the selected one: kSelectedSplitTokens. Without splits the
 // CTA of the first compressed keys walks the whole sequence alone (H100,
 // T = 64k, compressed l = d = 64: 83 ms of a 93 ms forward + backward), and so
 // does the CTA of a block every token selects (the NSA's initial block).
@@ -88,17 +89,27 @@ PreparedBackward prepareBackward(const BackwardRequest &req, Arch arch, const Ba
 // with no growth (many of its CTAs find no work): [paper] 25.1 -> 23.8 ms,
 // l = d = 64 5.4-5.7 -> 5.3 (H100, T = 64k, s14run3).
 inline constexpr int kMaxDkdvSplits = 64;
-// The selected branch's automatic split length. 8192 until the initial
-// block's splits started first (templates/BackwardAttention.cpp,
-// startFirstChunksFirst): longer splits left the last head's initial block
-// walking alone at the end on local indices. Since then, H100, T = 64k,
-// selected dK/dV random / local indices (ms, s16run3): [paper] 8192 tokens
-// 19.7 / 17.6, 16384 18.0 / 16.1, 32768 17.5 / 28.2, 4096 25.7 / 24.1;
-// [main] 14.8 / 13.4, 13.5 / 11.8, 12.8 / 19.2, 20.6 / 19.3.
+// The selected branch's automatic split. Every token selects the initial
+// block (NSA's forced blocks), so its CTAs walk the whole sequence between
+// them; with too few splits they run on alone after the other CTAs are done,
+// with too many the split sums cost more than they save (s15run5). The rule
+// (dkdvSplits): about as many tokens a split as a resident CTA walks on
+// average, B H T n / (kSelectedDkdvCtasPerSm x SMs) (2 CTAs of 4 warps an SM,
+// by its registers), rounded, and at least kSelectedMinSplitTokens. H100,
+// T = 64k, B = 1, H = 4, n = 16: 4 splits. Selected dK/dV random / local
+// indices (ms, s16run3): [paper] 8 splits (8192 tokens) 19.7 / 17.6, 4 18.0 /
+// 16.1, 2 17.5 / 28.2, 16 25.7 / 24.1; [main] 14.8 / 13.4, 13.5 / 11.8, 12.8 /
+// 19.2, 20.6 / 19.3. At T = 32k, 2 splits (16384 tokens) left the initial
+// block's walk the whole kernel: 14.0 ms on local indices (s16run6).
+// kSelectedSplitTokens serves where the launch's CTAs are not known.
 inline constexpr int kSelectedSplitTokens = 16384;
+inline constexpr int kSelectedMinSplitTokens = 4096;
+inline constexpr int kSelectedDkdvCtasPerSm = 2;
+inline constexpr int kDefaultSmCount = 132; // H100 SXM
 inline constexpr int kCompressedSplitTokens = 1024;
 inline constexpr std::int64_t kDkdvTargetCtas = 2048;
-int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0);
+int dkdvSplits(const KernelSpec &dkdv, std::int64_t seqLen, int splitTokens, std::int64_t unsplitCtas = 0,
+               int smCount = 0);
 
 // The scalar kernel parameters in BackwardKernelArgs order (15 u64, 39 i64,
 // 3 i32), as cuLaunchKernel wants them: an array of pointers into `args`.

@@ -429,6 +429,7 @@ BackwardTuneResult tuneBackward(nsajit_context &ctx, const nsajit_config *config
   auto splitsOf = [&](int splitTokens) {
     BackwardOptions options;
     options.splitTokens = splitTokens;
+    options.smCount = ctx.info.smCount;
     return prepareBackward(problem.backward, arch, options).dkdvSplits;
   };
   const std::vector<int> candidates = backwardSplitCandidates(splitsOf, seqLen);

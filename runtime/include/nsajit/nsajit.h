@@ -222,7 +222,9 @@ NSAJIT_API nsajit_status nsajit_context_set_arch(nsajit_context *ctx, int arch);
  * order (deterministic) in a scratch buffer the context keeps per stream
  * (freed by nsajit_context_destroy). `tokens`: the most query tokens one CTA
  * walks; 0 (the default) chooses automatically (1024 for the compressed branch, 2048 for the
- * window, 16384 for the selected one, at most 64 CTAs a chunk). */
+ * window; for the selected one, about the tokens a resident CTA walks on
+ * average: 4 splits at B = 1, H = 4, n = 16 on an H100; at most 64 CTAs a
+ * chunk). */
 NSAJIT_API nsajit_status nsajit_context_set_backward_split(nsajit_context *ctx, int tokens);
 /* The selected branch's backward marks, per selection block, the query tokens
  * that selected it (a bitmap of B x H x ceil(T / l') x ceil(T / 32) words in

@@ -268,7 +268,7 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   nsajit_config_init(&c);
   auto spec = [&](Branch b) { return specFromConfig(&c, b, Arch::SM90a, KernelPass::BackwardDKDV); };
   // Automatic: 1024 tokens a CTA for the compressed branch (segment-major, no growth), 2048 for
-  // the window, 16384 for the selected one, at most 64 CTAs.
+  // the window, at most 64 CTAs.
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 65536, 0), kMaxDkdvSplits);
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 4096, 0), 4); // (4096 - 31) / 1024 rounded up
   EXPECT_EQ(dkdvSplits(spec(Branch::Compressed), 20, 0), 1);   // no compressed key at all
@@ -286,7 +286,16 @@ TEST(BackwardValidate, DkdvSplitsBoundTheLongestTokenWalk) {
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 512), 4);    // 2048 / 512 CTAs
   EXPECT_EQ(dkdvSplits(spec(Branch::Window), 65536, 0, 100000), 3); // never beyond 8192 tokens
   c.window = 512;
-  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 100000), 4);
+  // The selected branch, given the launch's CTAs (1024 chunks of 64 keys a KV head at
+  // T = 64k): about B H T n / (2 x SMs) tokens a split, rounded, at least 4096 tokens.
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 1024 * 4, 132), 4);  // 264 / 64 = 4.1
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 32768, 0, 512 * 4, 132), 4);   // not T-dependent
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 1024 * 4), 4);       // 132 SMs by default
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 1024 * 4, 108), 3);  // 216 / 64 = 3.4
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 1024 * 1, 132), 16); // one KV head: 16.5
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 8192, 0, 128 * 4, 132), 2);    // segments >= 4096 tokens
+  EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0, 1024 * 32, 132), 1); // many heads: no split
+  // Without the launch's CTAs: 16384 tokens a split.
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65536, 0), 4);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 65537, 0), 5);
   EXPECT_EQ(dkdvSplits(spec(Branch::Selected), 16384, 0), 1);
