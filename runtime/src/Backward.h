@@ -99,8 +99,10 @@ inline constexpr int kMaxDkdvSplits = 64;
 // T = 64k, B = 1, H = 4, n = 16: 4 splits. Selected dK/dV random / local
 // indices (ms, s16run3): [paper] 8 splits (8192 tokens) 19.7 / 17.6, 4 18.0 /
 // 16.1, 2 17.5 / 28.2, 16 25.7 / 24.1; [main] 14.8 / 13.4, 13.5 / 11.8, 12.8 /
-// 19.2, 20.6 / 19.3. At T = 32k, 2 splits (16384 tokens) left the initial
-// block's walk the whole kernel: 14.0 ms on local indices (s16run6).
+// 19.2, 20.6 / 19.3. A fixed length fails at other lengths: [paper], random /
+// local (s16run7): T = 32k, the rule's 4 splits 9.0 / 8.0 ms, 2 splits (16384
+// tokens) 9.2 / 14.3, 8 splits 9.3 / 8.7; T = 16k, 4 splits 4.8 / 4.2, 2
+// (8192 tokens) 5.1 / 7.1, 1 5.3 / 13.4.
 // kSelectedSplitTokens serves where the launch's CTAs are not known.
 inline constexpr int kSelectedSplitTokens = 16384;
 inline constexpr int kSelectedMinSplitTokens = 4096;
