@@ -791,13 +791,13 @@ Value BackwardKernelBuilder::timesListed(Value tok, Value blk) {
 void BackwardKernelBuilder::buildDkdv() {
   const int kPitch = Dk + rowPad(), vPitch = Dv + rowPad(), qPitch = Dk + rowPad(), dPitch = Dv + rowPad();
   const int Rq = TQ * G; // query rows per step
-  // Shared layout: the CTA's K and V rows; per step buffer (two: the next
-  // step's rows are copied while one is computed) the Q and dO rows
+  // Shared layout: the CTA's K and V rows; per step buffer (dkdvStepBuffers:
+  // the next step's rows are copied while one is computed) the Q and dO rows
   // (elements), then per buffer the rows' lse / delta / gate / multiplicity
   // floats and the slots' tokens (bytes); then 8 bytes for
   // OrderedSplitSum, the warps' totals (32 bytes) and the selected branch's
   // token list of a window (32 W words: 1024 W 16-bit entries).
-  const int buffers = 2;
+  const int buffers = dkdvStepBuffers(spec);
   const int kBase = 0, vBase = C * kPitch, rowsBase = vBase + C * vPitch, rowsElems = Rq * (qPitch + dPitch);
   const int scalarsBase = 2 * (rowsBase + buffers * rowsElems), scalarBytes = 16 * Rq + 4 * TQ;
   const int splitScratchOff = scalarsBase + buffers * scalarBytes;
@@ -947,7 +947,12 @@ void BackwardKernelBuilder::buildDkdv() {
   };
 
   // The pipelined walk over `numSteps` steps of TQ slots: step s + 1's rows
-  // copied (and its scalars loaded) while step s is computed, in two buffers.
+  // copied (and its scalars loaded) while step s is computed, in a ring of
+  // `buffers`. With two, a closing barrier a step frees the buffer that the
+  // next step's copies overwrite; with three, they go into the buffer of step
+  // s - 2, which every warp left before this step's barrier, so the step has
+  // one barrier (the dense dK/dV kernels waited at their barriers more than on
+  // anything else: Nsight Compute, s16run6).
   // `stepToken(step)(slot)`: the slot's token and whether it takes part;
   // `stepMult(step)(slot)`: how often it lists the keys (dense branches: 1);
   // `fullyVisible(step)`: no per-element mask is needed (null: always mask).
@@ -971,7 +976,8 @@ void BackwardKernelBuilder::buildDkdv() {
     storeScalars(first, loadScalars(stepToken(first), stepMult(first)));
     auto loop = scf::ForOp::create(
         h.b, h.loc, h.c32(0), numSteps, h.c32(1), init, [&](OpBuilder &, Location, Value s, ValueRange iter) {
-          Value buf = h.rems(s, h.c32(2)), nextBuf = h.sub(h.c32(1), buf), next = h.add(s, h.c32(1));
+          Value next = h.add(s, h.c32(1));
+          Value buf = h.rems(s, h.c32(buffers)), nextBuf = h.rems(next, h.c32(buffers));
           // Its buffer was freed by the previous iteration's closing barrier.
           auto startNextStep = [&] {
             scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {
@@ -998,7 +1004,8 @@ void BackwardKernelBuilder::buildDkdv() {
           SmallVector<Value> out = computeStep(iter, buf, fullyVisible ? fullyVisible(s) : Value());
           storeSlots(nextBuf, next);
           storeScalars(nextBuf, nextScalars);
-          h.barrier(); // the buffer is overwritten by the next iteration's copies
+          if (buffers == 2)
+            h.barrier(); // the buffer is overwritten by the next iteration's copies
           scf::YieldOp::create(h.b, h.loc, out);
         });
     waitStaged(h); // the copies issued past the last step are empty; leave nothing in flight

@@ -560,6 +560,31 @@ int forwardMinCtasPerSm(const KernelSpec &s) {
   return ctas >= 2 && ctas * (bytes + kReservedBytesPerCta) <= kSharedBytesPerSm ? ctas : 0;
 }
 
+namespace {
+
+// The dK/dV kernel's shared memory with `buffers` step buffers: the CTA's K and
+// V rows, per buffer a step's Q and dO rows and their scalars, the split sum's
+// 8 bytes, the warps' totals and the selected branch's token list. Tiles in
+// swizzled panels on sm_90a, padded rows on sm_80.
+int dkdvSharedBytes(const KernelSpec &s, const TileConfig &t, int buffers) {
+  const int pad = s.arch == Arch::SM90a ? 0 : 8;
+  const int k = (s.headDimQK + pad) * 2, v = (s.headDimV + pad) * 2, rows = t.tokensPerCta * s.group;
+  const int list = s.branch == Branch::Selected ? 2048 * t.warps : 0;
+  return t.kvChunk * (k + v) + buffers * (rows * (k + v + 16) + t.tokensPerCta * 4) + 8 + 32 + list;
+}
+
+} // namespace
+
+int dkdvStepBuffers(const KernelSpec &s) {
+  KernelSpec filled = s;
+  filled.tile = defaultTileConfig(s);
+  if (s.pass != KernelPass::BackwardDKDV || !backwardUsesWarpgroupMma(filled))
+    return 2;
+  // The CTAs an SM its registers allow (up to 255 a thread) must keep fitting.
+  const int ctas = std::max(1, kRegistersPerSm / (256 * filled.tile.warps * 32));
+  return ctas * (dkdvSharedBytes(s, filled.tile, 3) + kReservedBytesPerCta) <= kSharedBytesPerSm ? 3 : 2;
+}
+
 int sharedMemoryBytes(const KernelSpec &s) {
   TileConfig t = defaultTileConfig(s);
   const int kRow = (s.headDimQK + 8) * 2; // the mma.sync forward's padded Q rows
@@ -591,13 +616,8 @@ int sharedMemoryBytes(const KernelSpec &s) {
       bytes += kUnionBitmapBytes;
     return bytes;
   }
-  case KernelPass::BackwardDKDV: {
-    // Tiles in swizzled panels on sm_90a, padded rows on sm_80.
-    const int pad = s.arch == Arch::SM90a ? 0 : 8;
-    const int k = (s.headDimQK + pad) * 2, v = (s.headDimV + pad) * 2, rows = t.tokensPerCta * s.group;
-    const int list = s.branch == Branch::Selected ? 2048 * t.warps : 0;
-    return t.kvChunk * (k + v) + 2 * (rows * (k + v + 16) + t.tokensPerCta * 4) + 8 + 32 + list;
-  }
+  case KernelPass::BackwardDKDV:
+    return dkdvSharedBytes(s, t, dkdvStepBuffers(s));
   case KernelPass::BackwardPreprocess:
     return 0;
   case KernelPass::Compress:
