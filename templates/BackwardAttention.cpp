@@ -952,7 +952,7 @@ void BackwardKernelBuilder::buildDkdv() {
   // next step's copies overwrite; with three, they go into the buffer of step
   // s - 2, which every warp left before this step's barrier, so the step has
   // one barrier (the dense dK/dV kernels waited at their barriers more than on
-  // anything else: Nsight Compute, s16run6).
+  // anything else: Nsight Compute, s16run6; dkdvStepBuffers says where it paid).
   // `stepToken(step)(slot)`: the slot's token and whether it takes part;
   // `stepMult(step)(slot)`: how often it lists the keys (dense branches: 1);
   // `fullyVisible(step)`: no per-element mask is needed (null: always mask).
@@ -976,8 +976,12 @@ void BackwardKernelBuilder::buildDkdv() {
     storeScalars(first, loadScalars(stepToken(first), stepMult(first)));
     auto loop = scf::ForOp::create(
         h.b, h.loc, h.c32(0), numSteps, h.c32(1), init, [&](OpBuilder &, Location, Value s, ValueRange iter) {
-          Value next = h.add(s, h.c32(1));
-          Value buf = h.rems(s, h.c32(buffers)), nextBuf = h.rems(next, h.c32(buffers));
+          Value buf, nextBuf, next;
+          if (buffers == 2) {
+            buf = h.rems(s, h.c32(2)), nextBuf = h.sub(h.c32(1), buf), next = h.add(s, h.c32(1));
+          } else {
+            next = h.add(s, h.c32(1)), buf = h.rems(s, h.c32(buffers)), nextBuf = h.rems(next, h.c32(buffers));
+          }
           // Its buffer was freed by the previous iteration's closing barrier.
           auto startNextStep = [&] {
             scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {

@@ -578,7 +578,12 @@ int dkdvSharedBytes(const KernelSpec &s, const TileConfig &t, int buffers) {
 int dkdvStepBuffers(const KernelSpec &s) {
   KernelSpec filled = s;
   filled.tile = defaultTileConfig(s);
-  if (s.pass != KernelPass::BackwardDKDV || !backwardUsesWarpgroupMma(filled))
+  // Three only for the window branch: H100, T = 64k, dK/dV ms, two buffers
+  // against three (s16run8): window Dk = 192 7.82 -> 7.62, Dk = 128 5.78 ->
+  // 5.52; but compressed [paper] 23.8 -> 25.0, selected [paper] random / local
+  // 18.0 / 16.1 -> 18.2 / 16.4 (compressed l = d = 64, Dk = 128, 5.16 -> 4.98;
+  // selected Dk = 128 13.4 / 11.9 -> 13.2 / 12.0).
+  if (s.pass != KernelPass::BackwardDKDV || s.branch != Branch::Window || !backwardUsesWarpgroupMma(filled))
     return 2;
   // The CTAs an SM its registers allow (up to 255 a thread) must keep fitting.
   const int ctas = std::max(1, kRegistersPerSm / (256 * filled.tile.warps * 32));

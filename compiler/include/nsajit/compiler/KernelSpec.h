@@ -102,9 +102,10 @@ int sharedMemoryBytes(const KernelSpec &spec);
 // swizzled panels.
 bool backwardUsesWarpgroupMma(const KernelSpec &spec);
 // The dK/dV kernel's ring of step buffers (Q and dO rows of a step, and their
-// scalars): 3 on wgmma where the CTAs an SM still fit (the step's copies then
-// go into the buffer of two steps back, which every warp left before the
-// step's one barrier), else 2 (and a second barrier a step).
+// scalars): 3 for the window branch on wgmma where the CTAs an SM still fit
+// (the step's copies then go into the buffer of two steps back, which every
+// warp left before the step's one barrier), else 2 (and a second barrier a
+// step). Three made the compressed [paper] and selected kernels slower.
 int dkdvStepBuffers(const KernelSpec &spec);
 // Whether a selected dQ tile (filled in) is a wgmma union tile: sm_90a, whole
 // warpgroups whose rows are all tokens' (tokens x G = warps x 16, 2 tokens or more).
