@@ -5,7 +5,6 @@
 #include "OrderedSplitSum.h"
 #include "SelectedBlockUnion.h"
 #include "SelectionMap.h"
-
 #include "TokenDone.h"
 #include "WarpMma.h"
 #include "WarpgroupMma.h"
@@ -982,7 +981,8 @@ void BackwardKernelBuilder::buildDkdv() {
           } else {
             next = h.add(s, h.c32(1)), buf = h.rems(s, h.c32(buffers)), nextBuf = h.rems(next, h.c32(buffers));
           }
-          // Its buffer was freed by the previous iteration's closing barrier.
+          // The next step's buffer: freed by the previous iteration's closing
+          // barrier, or (three buffers) last read two steps back.
           auto startNextStep = [&] {
             scf::IfOp::create(h.b, h.loc, h.lt(next, numSteps), [&](OpBuilder &, Location) {
               stageStepRows(nextBuf, stepToken(next));
@@ -1195,7 +1195,7 @@ std::pair<Value, SmallVector<Value>> BackwardKernelBuilder::addSplitPartials(Val
 // first, heads fastest, then the other chunks head by head. The hardware
 // starts CTAs in the order (head, batch, x) with x fastest, so the last head's
 // first block, which every token selects (the initial block), would start
-// last and walk its 8192-token splits alone at the end. (All chunks with the
+// last and walk its long splits alone at the end. (All chunks with the
 // heads fastest did the same for local indices, but spread the CTAs running
 // together over four heads' rows and made random indices slower: selected
 // dK/dV, H100, T = 64k, [paper], random / local: 19.4 / 19.9 ms, heads fastest
@@ -1203,8 +1203,8 @@ std::pair<Value, SmallVector<Value>> BackwardKernelBuilder::addSplitPartials(Val
 // A split still starts after the earlier splits of its chunk (OrderedSplitSum).
 void BackwardKernelBuilder::startFirstChunksFirst() {
   Value heads = h.ext64(h.mul(h.gridDimY(), h.gridDimZ()));
-  Value linear = h.add(h.ext64(h.blockIdX()), h.mul(h.ext64(h.gridDimX()), h.add(h.ext64(h.blockIdY()),
-                                                                              h.mul(h.ext64(h.gridDimY()), h.ext64(h.blockIdZ())))));
+  Value headRow = h.add(h.ext64(h.blockIdY()), h.mul(h.ext64(h.gridDimY()), h.ext64(h.blockIdZ())));
+  Value linear = h.add(h.ext64(h.blockIdX()), h.mul(h.ext64(h.gridDimX()), headRow));
   Value splits = h.ext64(h.maxs(h.divs(h.gridDimX(), h.ceilDiv(p.kvLen, h.c32(C))), h.c32(1)));
   Value firstCtas = h.mul(splits, heads);
   Value inFirst = h.lt(linear, firstCtas);
