@@ -40,16 +40,19 @@ int dkdvSplits(const KernelSpec &s, std::int64_t seqLen, int splitTokens, std::i
   const std::int64_t automatic = s.branch == Branch::Compressed ? kCompressedSplitTokens
                                  : s.branch == Branch::Selected  ? kSelectedSplitTokens
                                                                  : 2048;
-  std::int64_t splits = splitsOf(splitTokens > 0 ? splitTokens : automatic);
+  std::int64_t splits = 0;
   if (splitTokens == 0 && s.branch == Branch::Selected && unsplitCtas > 0) {
     // The initial block's walk (every token) in splits no longer than the
     // walks each resident CTA does on average: B H T n token-block pairs over
     // kSelectedDkdvCtasPerSm x SMs CTAs (rounded), with segments of at least
-    // kSelectedMinSplitTokens.
+    // kSelectedMinSplitTokens. (The unsplit grid is a CTA per key chunk, KV
+    // head and batch; the selected branch's keys are the sequence's.)
     const std::int64_t chunks = std::max<std::int64_t>(1, (seqLen + s.tile.kvChunk - 1) / s.tile.kvChunk);
     const std::int64_t lists = std::max<std::int64_t>(1, unsplitCtas / chunks) * s.slcCount; // B H n
     const std::int64_t resident = std::int64_t{kSelectedDkdvCtasPerSm} * (smCount > 0 ? smCount : kDefaultSmCount);
     splits = std::min((resident + lists / 2) / lists, splitsOf(kSelectedMinSplitTokens));
+  } else {
+    splits = splitsOf(splitTokens > 0 ? splitTokens : automatic);
   }
   // (Not the compressed walk: segment-major, many of its CTAs find no work.)
   if (splitTokens == 0 && s.branch == Branch::Window && unsplitCtas > 0)
