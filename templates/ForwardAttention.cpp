@@ -94,6 +94,19 @@ private:
   // `g`: the chunks the CTA walked in its earlier tiles (the ring's position).
   void produceChunks(Value g);
   SoftmaxState consumeChunks(const SoftmaxState &init, Value g);
+  // The pieces of a tile's walk: the ring buffer of chunk c of a tile whose
+  // chunk 0 is at ring position g, the wait for its copies, its release, and
+  // the release of Q buffer qb (one arrival a consumer warp).
+  Value ringBuf(Value g, Value c) { return h.rems(h.add(g, c), h.c32(stages)); }
+  void waitChunk(Value g, Value c);
+  void releaseChunk(Value g, Value c);
+  void releaseQuery(Value qb);
+  // Chunk 0 of the tile computed on its own: its softmax flattened (m, l, then P packed).
+  SmallVector<Value> firstChunkAlone(const SoftmaxState &init, Value g);
+  SmallVector<Value> flattenFirstChunk(const ChunkProbabilities &pr);
+  // Chunks 1 .. numChunks - 1 from chunk 0's flattened softmax: the state (O
+  // without the last chunk's P V) and the last chunk's P.
+  std::pair<SoftmaxState, std::vector<Frag4>> chunkLoop(ValueRange first, const SoftmaxState &init, Value g);
   // The CTA's tiles (forwardTilesPerCta): the producer stages each tile's Q
   // (two buffers) and chunks, the consumers compute and store each tile.
   void produceTiles(Value firstTile);
@@ -210,11 +223,18 @@ void ForwardKernelBuilder::stageChunk(Value buf, Value keyStart, Value active, c
   // 128-byte lines, and Nsight Compute counted 1.5x the ideal L2 sectors for
   // them: H100, T = 64k, NSA [paper], the L2-bound selected forward 28.6 -> 21.8
   // ms with the panels; bench/results/2026-11-26-h100-session10/s10run6.)
+  // The producer's copies are unrolled: with the row loop, each copy's address
+  // registers were rewritten by the next pass while the copy still held them,
+  // and the producer (busy 83 % of its time) kept the consumers waiting for
+  // chunks. H100, T = 64k, ms: window [main] 3.04-3.07 -> 2.90-2.91, [paper]
+  // 3.29 -> 3.19, compressed [paper] 9.48 -> 9.26, the selected union kernel
+  // on local indices 10.88 -> 9.71 (bench/results/2026-11-27-h100-session17/s17run4).
+  const bool unrolled = specialised;
   scf::IfOp::create(h.b, h.loc, active, [&](OpBuilder &, Location) {
     stageSwizzledPanels(h, who, threads, smem, kBaseOf(buf), C, Dk, p.k, keyRow(p.ks), /*wait=*/false,
-                        /*commit=*/false);
+                        /*commit=*/false, unrolled);
     stageSwizzledPanels(h, who, threads, smem, vBaseOf(buf), C, Dv, p.v, keyRow(p.vs), /*wait=*/false,
-                        /*commit=*/false);
+                        /*commit=*/false, unrolled);
     scf::YieldOp::create(h.b, h.loc);
   });
   commitStaged(h);
@@ -510,78 +530,98 @@ void ForwardKernelBuilder::produceChunks(Value g) {
                      });
 }
 
+void ForwardKernelBuilder::waitChunk(Value g, Value c) {
+  // The copies landed in the generic proxy; this thread's proxy fence after
+  // the wait orders them before its wgmma's async-proxy reads.
+  Value ring = h.add(g, c);
+  ringBarrier(h.rems(ring, h.c32(stages)), /*full=*/true).wait(h.band(h.divs(ring, h.c32(stages)), h.c32(1)));
+  fenceAsyncProxy(h);
+}
+
+void ForwardKernelBuilder::releaseChunk(Value g, Value c) {
+  scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+    ringBarrier(ringBuf(g, c), /*full=*/false).arrive();
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+void ForwardKernelBuilder::releaseQuery(Value qb) {
+  scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
+    queryBarrier(qb, /*full=*/false).arrive();
+    scf::YieldOp::create(h.b, h.loc);
+  });
+}
+
+SmallVector<Value> ForwardKernelBuilder::firstChunkAlone(const SoftmaxState &init, Value g) {
+  Value c0 = h.c32(0);
+  waitChunk(g, c0);
+  std::array<Value, 2> bias;
+  ChunkProbabilities first = probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(ringBuf(g, c0))), 0)),
+                                           chunkAt(c0).first, chunkBias(c0, bias));
+  return flattenFirstChunk(first);
+}
+
+SmallVector<Value> ForwardKernelBuilder::flattenFirstChunk(const ChunkProbabilities &pr) {
+  SmallVector<Value> v{pr.m[0], pr.m[1], pr.l[0], pr.l[1]};
+  for (auto &f : packProbabilities(pr.p)) v.append(f.begin(), f.end());
+  return v;
+}
+
+std::pair<SoftmaxState, std::vector<Frag4>> ForwardKernelBuilder::chunkLoop(ValueRange first, const SoftmaxState &init,
+                                                                            Value g) {
+  // FA3's overlap inside a warpgroup: chunk c's scores and chunk c - 1's P V
+  // are issued together, and chunk c's softmax runs while P V is computed.
+  // The first chunk's softmax and the last chunk's P V are outside the loop,
+  // so that no in-flight accumulator crosses a branch. Every chunk holds keys
+  // (chunkAt's flag is true: the dense branches' range, the union's blocks).
+  const int oTiles = Dv / 8;
+  SmallVector<Value> carried(first.begin(), first.begin() + 4);
+  for (auto &f : init.o) carried.append(f.begin(), f.end()); // zeros: no rescale
+  carried.append(first.begin() + 4, first.end());
+  auto loop = scf::ForOp::create(
+      h.b, h.loc, h.c32(1), numChunks, h.c32(1), carried, [&](OpBuilder &, Location, Value c, ValueRange it) {
+        SoftmaxState cur = SoftmaxState::unflatten(it, oTiles);
+        std::vector<Frag4> pPrev = WarpgroupMma::tiles(SmallVector<Value>(it.drop_front(4 + 4 * oTiles)));
+        Value prev = h.sub(c, h.c32(1));
+        waitChunk(g, c);
+        // One fence for both products: every register they read is
+        // written before the first is issued (else ptxas serialises them).
+        std::vector<Value> regs(C / 2, h.cf(0.0f));
+        for (auto &f : cur.o) regs.insert(regs.end(), f.begin(), f.end());
+        for (auto &f : pPrev) regs.insert(regs.end(), f.begin(), f.end());
+        regs = wg.fence(regs);
+        std::vector<Value> sAcc = issueScores(kBaseOf(ringBuf(g, c)), std::vector<Value>(regs.begin(), regs.begin() + C / 2));
+        ArrayRef<Value> rest = ArrayRef<Value>(regs).drop_front(C / 2);
+        std::vector<Value> oAcc = issueAccumulate(WarpgroupMma::tiles(rest.take_front(4 * oTiles)),
+                                                  WarpgroupMma::tiles(rest.drop_front(4 * oTiles)),
+                                                  vBaseOf(ringBuf(g, prev)), /*fenced=*/true);
+        sAcc = wg.wait(sAcc, 1);
+        std::array<Value, 2> bias;
+        ChunkProbabilities pr = probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, chunkBias(c, bias));
+        oAcc = wg.wait(oAcc, 0);
+        releaseChunk(g, prev);
+        // P is packed only now: its registers are the A operand of the P V
+        // just completed (writing them while it runs serialises the wgmma).
+        SmallVector<Value> next{pr.m[0], pr.m[1], pr.l[0], pr.l[1]};
+        for (size_t i = 0; i < oAcc.size(); ++i) next.push_back(h.fmul(oAcc[i], pr.alpha[(i % 4) / 2]));
+        for (auto &f : packProbabilities(pr.p)) next.append(f.begin(), f.end());
+        scf::YieldOp::create(h.b, h.loc, next);
+      });
+  SoftmaxState last = SoftmaxState::unflatten(loop.getResults(), oTiles);
+  return {last, WarpgroupMma::tiles(SmallVector<Value>(loop.getResults().drop_front(4 + 4 * oTiles)))};
+}
+
 SoftmaxState ForwardKernelBuilder::consumeChunks(const SoftmaxState &init, Value g) {
   // Chunk c: wait for its `full` phase, compute, and release the buffer (one
   // arrival a consumer warp, after wgmma's reads of it are complete).
-  const int S = stages;
-  // The copies landed in the generic proxy; this thread's proxy fence after
-  // the wait orders them before its wgmma's async-proxy reads.
-  auto waitFull = [&](Value c) {
-    Value ring = h.add(g, c);
-    ringBarrier(h.rems(ring, h.c32(S)), /*full=*/true).wait(h.band(h.divs(ring, h.c32(S)), h.c32(1)));
-    fenceAsyncProxy(h);
-  };
-  auto bufOf = [&](Value c) { return h.rems(h.add(g, c), h.c32(S)); };
-  auto release = [&](Value c) {
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-      ringBarrier(bufOf(c), /*full=*/false).arrive();
-      scf::YieldOp::create(h.b, h.loc);
-    });
-  };
-  // FA3's overlap inside a warpgroup: chunk c's scores and chunk c - 1's P V
-  // are issued together, and chunk c's softmax runs while P V is computed.
-  // The first chunk's softmax and the last chunk's P V are peeled off, so that
-  // no in-flight accumulator crosses a branch. Every chunk holds keys
-  // (chunkAt's flag is true: the dense branches' range, the union's blocks).
   const int oTiles = Dv / 8;
   auto any = scf::IfOp::create(
       h.b, h.loc, h.gt(numChunks, h.c32(0)),
       [&](OpBuilder &, Location) {
-        Value c0 = h.c32(0);
-        waitFull(c0);
-        std::array<Value, 2> bias;
-        ChunkProbabilities first = probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(bufOf(c0))), 0)),
-                                                 chunkAt(c0).first, chunkBias(c0, bias));
-        SmallVector<Value> carried{first.m[0], first.m[1], first.l[0], first.l[1]};
-        for (auto &f : init.o) carried.append(f.begin(), f.end()); // zeros: no rescale
-        for (auto &f : packProbabilities(first.p)) carried.append(f.begin(), f.end());
-        auto loop = scf::ForOp::create(
-            h.b, h.loc, h.c32(1), numChunks, h.c32(1), carried, [&](OpBuilder &, Location, Value c, ValueRange it) {
-              SoftmaxState cur = SoftmaxState::unflatten(it, oTiles);
-              std::vector<Frag4> pPrev = WarpgroupMma::tiles(SmallVector<Value>(it.drop_front(4 + 4 * oTiles)));
-              Value prev = h.sub(c, h.c32(1));
-              waitFull(c);
-              // One fence for both products: every register they read is
-              // written before the first is issued (else ptxas serialises them).
-              std::vector<Value> regs(C / 2, h.cf(0.0f));
-              for (auto &f : cur.o) regs.insert(regs.end(), f.begin(), f.end());
-              for (auto &f : pPrev) regs.insert(regs.end(), f.begin(), f.end());
-              regs = wg.fence(regs);
-              std::vector<Value> sAcc =
-                  issueScores(kBaseOf(bufOf(c)), std::vector<Value>(regs.begin(), regs.begin() + C / 2));
-              ArrayRef<Value> rest = ArrayRef<Value>(regs).drop_front(C / 2);
-              std::vector<Value> oAcc =
-                  issueAccumulate(WarpgroupMma::tiles(rest.take_front(4 * oTiles)),
-                                  WarpgroupMma::tiles(rest.drop_front(4 * oTiles)), vBaseOf(bufOf(prev)),
-                                  /*fenced=*/true);
-              sAcc = wg.wait(sAcc, 1);
-              ChunkProbabilities pr =
-                  probabilities(cur, WarpgroupMma::tiles(sAcc), chunkAt(c).first, chunkBias(c, bias));
-              oAcc = wg.wait(oAcc, 0);
-              release(prev);
-              // P is packed only now: its registers are the A operand of the P V
-              // just completed (writing them while it runs serialises the wgmma).
-              SmallVector<Value> next{pr.m[0], pr.m[1], pr.l[0], pr.l[1]};
-              for (size_t i = 0; i < oAcc.size(); ++i) next.push_back(h.fmul(oAcc[i], pr.alpha[(i % 4) / 2]));
-              for (auto &f : packProbabilities(pr.p)) next.append(f.begin(), f.end());
-              scf::YieldOp::create(h.b, h.loc, next);
-            });
-        SoftmaxState last = SoftmaxState::unflatten(loop.getResults(), oTiles);
-        std::vector<Frag4> pLast =
-            WarpgroupMma::tiles(SmallVector<Value>(loop.getResults().drop_front(4 + 4 * oTiles)));
+        auto [last, pLast] = chunkLoop(firstChunkAlone(init, g), init, g);
         Value lastC = h.sub(numChunks, h.c32(1));
-        last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(bufOf(lastC))), 0));
-        release(lastC);
+        last.o = WarpgroupMma::tiles(wg.wait(issueAccumulate(last.o, pLast, vBaseOf(ringBuf(g, lastC))), 0));
+        releaseChunk(g, lastC);
         scf::YieldOp::create(h.b, h.loc, last.flatten());
       },
       [&](OpBuilder &, Location) { scf::YieldOp::create(h.b, h.loc, init.flatten()); });
@@ -672,10 +712,7 @@ void ForwardKernelBuilder::consumeTiles(Value firstTile, const SoftmaxState &ini
     }
     SoftmaxState state = consumeChunks(init, ringPos);
     // The tile's scores are complete: its Q buffer is free.
-    scf::IfOp::create(h.b, h.loc, h.eq(ids.lane, h.c32(0)), [&](OpBuilder &, Location) {
-      queryBarrier(qb, /*full=*/false).arrive();
-      scf::YieldOp::create(h.b, h.loc);
-    });
+    releaseQuery(qb);
     scf::IfOp::create(h.b, h.loc, computed, [&](OpBuilder &, Location) {
       storeOutputs(state);
       scf::YieldOp::create(h.b, h.loc);

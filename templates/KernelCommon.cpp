@@ -89,20 +89,30 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value sme
 }
 
 void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, Value smem, Value smemElemBase,
-                         int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit) {
+                         int rows, int dim, Value src, const RowOffsetFn &rowOffset, bool wait, bool commit,
+                         bool unrolled) {
   // Thread tid stores chunk tid % 8 of rows tid / 8, tid / 8 + threads / 8, ... in
   // every panel: one row offset serves the row's dim / 64 copies. Chunk c of row
   // r holds the row's chunk c ^ (r % 8) of the panel's 64 columns; 8 threads read
   // one row's 128 bytes and consecutive threads write consecutive shared bytes.
   Value chunk = h.rems(ids.tid, h.c32(8));
-  scf::ForOp::create(h.b, h.loc, h.divs(ids.tid, h.c32(8)), h.c32(rows), h.c32(threads / 8), ValueRange{},
-                     [&](OpBuilder &, Location, Value row, ValueRange) {
-                       auto [off, valid] = rowOffset(row);
-                       Value source = h.mul(arith::XOrIOp::create(h.b, h.loc, chunk, h.rems(row, h.c32(8))), h.c32(8));
-                       Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8))));
-                       copyRow(h, smem, dst, 64 * rows, src, off, valid, source, dim / 64);
-                       scf::YieldOp::create(h.b, h.loc);
-                     });
+  auto copy = [&](Value row) {
+    auto [off, valid] = rowOffset(row);
+    Value source = h.mul(arith::XOrIOp::create(h.b, h.loc, chunk, h.rems(row, h.c32(8))), h.c32(8));
+    Value dst = h.add(smemElemBase, h.add(h.mul(row, h.c32(64)), h.mul(chunk, h.c32(8))));
+    copyRow(h, smem, dst, 64 * rows, src, off, valid, source, dim / 64);
+  };
+  const int rowsAPass = threads / 8;
+  if (unrolled && rows % rowsAPass == 0) {
+    Value first = h.divs(ids.tid, h.c32(8));
+    for (int pass = 0; pass < rows / rowsAPass; ++pass) copy(h.add(first, h.c32(pass * rowsAPass)));
+  } else {
+    scf::ForOp::create(h.b, h.loc, h.divs(ids.tid, h.c32(8)), h.c32(rows), h.c32(rowsAPass), ValueRange{},
+                       [&](OpBuilder &, Location, Value row, ValueRange) {
+                         copy(row);
+                         scf::YieldOp::create(h.b, h.loc);
+                       });
+  }
   finishStaging(h, wait, commit);
 }
 

@@ -61,7 +61,7 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Val
 // 63.1; bench/results/2026-11-26-h100-session9/s9run3).
 void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
                          mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
-                         bool wait = true, bool commit = true);
+                         bool wait = true, bool commit = true, bool unrolled = false);
 // Closes the thread's current cp.async group (possibly empty).
 void commitStaged(IRBuilderHelpers &h);
 // Waits until at most `pending` of this thread's most recent staging groups are

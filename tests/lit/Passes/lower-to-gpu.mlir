@@ -75,9 +75,27 @@ func.func @nsa_selected_fwd(%q: tensor<?x?x16x64xbf16>, %k: tensor<?x?x1x64xbf16
 // CHECK: arith.xori
 // CHECK: nvvm.cp.async.shared.global
 // CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
+// A chunk's copies are unrolled, 4 rows of K then of V a thread, with no loop
+// between them and its arrival (a loop's next pass rewrote the address
+// registers a copy still held).
 // CHECK: scf.for
 // CHECK: mbarrier.try_wait.parity.shared::cta.b64
 // CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: {{scf.for|cp.async.mbarrier.arrive}}
+// CHECK: nvvm.cp.async.shared.global
+// CHECK-NOT: scf.for
 // CHECK: cp.async.mbarrier.arrive.noinc.shared::cta.b64
 // CHECK: nvvm.cp.async.wait.group 0
 // The consumers take the registers, wait for a tile's Q and fence the async
