@@ -19,7 +19,8 @@ namespace nsajit::rt {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'S', 'A', 'J', 'I', 'T', 'C', '1'};
-constexpr std::uint32_t kFormatVersion = 1;
+// 2: the word-wise checksum (1: FNV-1a over every byte).
+constexpr std::uint32_t kFormatVersion = 2;
 constexpr std::size_t kHeaderSize = 48;
 constexpr std::uint64_t kMaxKey = 1u << 20;
 constexpr std::uint64_t kMaxPayload = 1ull << 30;
@@ -52,6 +53,39 @@ std::uint64_t fnv1a(std::uint64_t h, const void *data, std::size_t n) {
     h *= 1099511628211ull;
   }
   return h;
+}
+
+// A checksum that reads 8-byte words in four independent lanes: each word is
+// xored into its lane, multiplied by an odd constant and its high bits shifted
+// down (every step is a bijection, so one changed word always changes its
+// lane), the tail bytes go through FNV-1a, and the lanes are folded and mixed.
+// For a configuration's 700 KB of machine code FNV-1a a byte at a time (format
+// 1) took 0.82 ms on the build host and this 0.04 ms; the cached load of all
+// the configuration's kernels measured 10.1 ms (H100 host,
+// bench/results/2026-11-27-h100-session17/s17run5).
+std::uint64_t wordChecksum(std::uint64_t seed, const void *data, std::size_t n) {
+  constexpr std::uint64_t kMul[4] = {0x9E3779B97F4A7C15ull, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull,
+                                     0xD6E8FEB86659FD93ull};
+  const unsigned char *p = static_cast<const unsigned char *>(data);
+  std::uint64_t lane[4] = {seed, seed ^ kMul[1], seed ^ kMul[2], seed ^ kMul[3]};
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 4; ++j) {
+      std::uint64_t w;
+      std::memcpy(&w, p + i + 8 * j, 8);
+      lane[j] = (lane[j] ^ w) * kMul[j];
+      lane[j] ^= lane[j] >> 31;
+    }
+  std::uint64_t h = fnv1a(seed ^ n, p + i, n - i);
+  for (int j = 0; j < 4; ++j) {
+    h = (h ^ lane[j]) * 1099511628211ull;
+    h ^= h >> 29;
+  }
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  return h ^ (h >> 33);
 }
 
 // mkdir -p; returns 0 or the errno of the first failure.
@@ -114,11 +148,7 @@ std::shared_ptr<DiskCache> gGlobal;
 } // namespace
 
 std::uint64_t DiskCache::checksum(const std::string &key, const std::string &payload) {
-  std::uint64_t h = 1469598103934665603ull;
-  h = fnv1a(h, key.data(), key.size());
-  const unsigned char sep = 0;
-  h = fnv1a(h, &sep, 1);
-  return fnv1a(h, payload.data(), payload.size());
+  return wordChecksum(wordChecksum(1469598103934665603ull, key.data(), key.size()), payload.data(), payload.size());
 }
 
 std::string DiskCache::hexKey(const std::string &key) {

@@ -141,6 +141,33 @@ TEST(DiskCache, RejectsCorruptedBytes) {
   EXPECT_EQ(cache.rejects(), 6u);
 }
 
+TEST(DiskCache, ChecksumChangesWithEveryBitOfTheKeyAndPayload) {
+  // Payload lengths around the 32-byte blocks: whole blocks, a tail, only a tail.
+  for (std::size_t n : {std::size_t(7), std::size_t(64), std::size_t(203)}) {
+    std::string payload(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+      payload[i] = static_cast<char>(i * 37 + 11);
+    const std::uint64_t base = DiskCache::checksum(kKey, payload);
+    for (std::size_t i = 0; i < n; ++i)
+      for (int b = 0; b < 8; ++b) {
+        std::string bad = payload;
+        bad[i] = static_cast<char>(bad[i] ^ (1 << b));
+        EXPECT_NE(DiskCache::checksum(kKey, bad), base) << "payload of " << n << ", byte " << i << ", bit " << b;
+      }
+    for (std::size_t i = 0; i < kKey.size(); ++i) {
+      std::string bad = kKey;
+      bad[i] = static_cast<char>(bad[i] ^ 0x20);
+      EXPECT_NE(DiskCache::checksum(bad, payload), base) << "key byte " << i;
+    }
+  }
+  // The boundary between key and payload counts.
+  EXPECT_NE(DiskCache::checksum("ab", "c"), DiskCache::checksum("a", "bc"));
+  // Two flips of the same bit in words 32 bytes apart (the same lane) do not cancel.
+  std::string zeros(96, '\0'), twice = zeros;
+  twice[7] = twice[39] = static_cast<char>(0x80);
+  EXPECT_NE(DiskCache::checksum(kKey, twice), DiskCache::checksum(kKey, zeros));
+}
+
 TEST(DiskCache, RejectsAFileWrittenForAnotherKey) {
   // Simulates a hash collision: the file at key B's path holds key A.
   TempDir tmp;
