@@ -23,7 +23,7 @@ namespace nsajit {
 
 std::string compilerVersion() {
   // Bump kCodegenRevision whenever generated code changes for the same spec.
-  constexpr int kCodegenRevision = 41;
+  constexpr int kCodegenRevision = 42;
   return fmt::format("nsajit {} codegen {} mlir {} abi {}", NSAJIT_VERSION_STRING, kCodegenRevision,
                      LLVM_VERSION_STRING, kForwardKernelParamCount);
 }
