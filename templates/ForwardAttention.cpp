@@ -103,7 +103,6 @@ private:
   void releaseQuery(Value qb);
   // Chunk 0 of the tile computed on its own: its softmax flattened (m, l, then P packed).
   SmallVector<Value> firstChunkAlone(const SoftmaxState &init, Value g);
-  SmallVector<Value> flattenFirstChunk(const ChunkProbabilities &pr);
   // Chunks 1 .. numChunks - 1 from chunk 0's flattened softmax: the state (O
   // without the last chunk's P V) and the last chunk's P.
   std::pair<SoftmaxState, std::vector<Frag4>> chunkLoop(ValueRange first, const SoftmaxState &init, Value g);
@@ -558,12 +557,8 @@ SmallVector<Value> ForwardKernelBuilder::firstChunkAlone(const SoftmaxState &ini
   std::array<Value, 2> bias;
   ChunkProbabilities first = probabilities(init, WarpgroupMma::tiles(wg.wait(issueScores(kBaseOf(ringBuf(g, c0))), 0)),
                                            chunkAt(c0).first, chunkBias(c0, bias));
-  return flattenFirstChunk(first);
-}
-
-SmallVector<Value> ForwardKernelBuilder::flattenFirstChunk(const ChunkProbabilities &pr) {
-  SmallVector<Value> v{pr.m[0], pr.m[1], pr.l[0], pr.l[1]};
-  for (auto &f : packProbabilities(pr.p)) v.append(f.begin(), f.end());
+  SmallVector<Value> v{first.m[0], first.m[1], first.l[0], first.l[1]};
+  for (auto &f : packProbabilities(first.p)) v.append(f.begin(), f.end());
   return v;
 }
 

@@ -58,7 +58,10 @@ void stageRows(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Val
 // the row's dim / 64 copies: the kernels that stage a chunk every step issue
 // few instructions for it (H100, T = 64k, Dk = 192, against an offset a copy:
 // window forward + backward 22.0 -> 20.8 ms, compressed l = 32, d = 16 66.7 ->
-// 63.1; bench/results/2026-11-26-h100-session9/s9run3).
+// 63.1; bench/results/2026-11-26-h100-session9/s9run3). `unrolled`: the passes
+// as straight-line code (where `rows` is a multiple of threads / 8), so no pass
+// rewrites the address registers of a copy still in flight (the forward's
+// producer warpgroup).
 void stageSwizzledPanels(IRBuilderHelpers &h, const ThreadIds &ids, int threads, mlir::Value smem,
                          mlir::Value smemElemBase, int rows, int dim, mlir::Value src, const RowOffsetFn &rowOffset,
                          bool wait = true, bool commit = true, bool unrolled = false);
