@@ -25,7 +25,9 @@ namespace nsajit::rt {
 class Ptxas {
 public:
   // The process's ptxas, looked up (and its version read) on first use; null when
-  // there is none that runs. Thread-safe.
+  // there is none that runs. Thread-safe. The version comes from the disk cache
+  // where an earlier process ran `ptxas --version` on the same file (its path,
+  // inode, size and times).
   static std::shared_ptr<const Ptxas> get();
   // Tests only: look it up again on the next get() (the environment may have changed).
   static void resetForTesting();

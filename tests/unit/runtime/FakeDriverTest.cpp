@@ -470,6 +470,34 @@ TEST_F(FakeGpu, PtxasAssemblesAndItsMachineCodeIsCached) {
   EXPECT_NE(std::string(ptx).find(".entry"), std::string::npos);
 }
 
+TEST_F(FakeGpu, PtxasVersionIsKeptOnDiskUntilTheBinaryChanges) {
+  FakePtxas ptxas;
+  std::shared_ptr<const Ptxas> first = Ptxas::get();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->version(), "Cuda compilation tools, release 99.9, V99.9.0 (fake)");
+  EXPECT_EQ(ptxas.versionRuns(), 1);
+  // A new process reads the version from the disk cache: no ptxas runs.
+  Ptxas::resetForTesting();
+  std::shared_ptr<const Ptxas> again = Ptxas::get();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->version(), first->version());
+  EXPECT_EQ(ptxas.versionRuns(), 1);
+  // A ptxas updated in place (another size and times) is asked again.
+  {
+    std::ofstream(ptxas.path(), std::ios::app) << "# updated\n";
+  }
+  Ptxas::resetForTesting();
+  ASSERT_TRUE(Ptxas::get());
+  EXPECT_EQ(ptxas.versionRuns(), 2);
+  // Without a disk cache every process asks.
+  DiskCache::setGlobalForTesting(std::make_shared<DiskCache>("", "unit tests"));
+  Ptxas::resetForTesting();
+  ASSERT_TRUE(Ptxas::get());
+  Ptxas::resetForTesting();
+  ASSERT_TRUE(Ptxas::get());
+  EXPECT_EQ(ptxas.versionRuns(), 4);
+}
+
 TEST_F(FakeGpu, PtxasAssemblesForTheGpusOwnArchitecture) {
   FakePtxas ptxas;
   char info[1024];

@@ -117,7 +117,8 @@ public:
     {
       std::ofstream f(script_);
       f << "#!/bin/sh\n"
-           "if [ \"$1\" = --version ]; then echo 'Cuda compilation tools, release 99.9, V99.9.0 (fake)'; exit 0; fi\n"
+           "if [ \"$1\" = --version ]; then echo x >> \"$(dirname \"$0\")/versions.log\";\n"
+           "  echo 'Cuda compilation tools, release 99.9, V99.9.0 (fake)'; exit 0; fi\n"
            "echo \"$@\" >> \"$(dirname \"$0\")/calls.log\"\n"
            "if [ -n \"$FAKE_PTXAS_SLEEP\" ]; then sleep \"$FAKE_PTXAS_SLEEP\"; fi\n"
            "if [ -n \"$FAKE_PTXAS_FAIL\" ]; then echo \"ptxas fatal   : $FAKE_PTXAS_FAIL\" >&2; exit 255; fi\n"
@@ -128,6 +129,16 @@ public:
     Ptxas::resetForTesting();
   }
   ~FakePtxas() { Ptxas::resetForTesting(); } // env_ then restores NSAJIT_PTXAS
+  // How often it was asked for its version.
+  int versionRuns() const {
+    std::ifstream in(dir_ / "versions.log");
+    int n = 0;
+    for (std::string l; std::getline(in, l);)
+      ++n;
+    return n;
+  }
+  // The script's path (a test may rewrite it: a ptxas updated in place).
+  const std::string &path() const { return script_; }
   // One line per assembly: "-arch=sm_90a -O3 IN -o OUT".
   std::vector<std::string> calls() const {
     std::vector<std::string> lines;
