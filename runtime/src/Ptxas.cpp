@@ -179,9 +179,10 @@ std::string versionKey(const std::string &path) {
 
 // The version line of the ptxas at `path` ("Cuda compilation tools, release
 // ..."), or "" with `error` set. Read from the disk cache where an earlier
-// process stored it: running ptxas --version took a few milliseconds of every
-// process's first cached kernel load (the paper configuration's 21 kernels
-// loaded in 10.1 ms, H100 host, bench/results/2026-11-27-h100-session17/s17run5).
+// process stored it: running ptxas --version started a child process in every
+// process's first cached kernel load (18-33 ms on the build host, 0.7 ms from
+// the cache; the paper configuration's 21 cached kernels loaded in 10.1 ms on
+// the H100 host with it, bench/results/2026-11-27-h100-session17/s17run5).
 std::string ptxasVersion(const std::string &path, std::string &error) {
   const std::string key = versionKey(path);
   std::shared_ptr<DiskCache> disk = DiskCache::global();

@@ -130,25 +130,21 @@ public:
   }
   ~FakePtxas() { Ptxas::resetForTesting(); } // env_ then restores NSAJIT_PTXAS
   // How often it was asked for its version.
-  int versionRuns() const {
-    std::ifstream in(dir_ / "versions.log");
-    int n = 0;
-    for (std::string l; std::getline(in, l);)
-      ++n;
-    return n;
-  }
+  int versionRuns() const { return static_cast<int>(lines("versions.log").size()); }
   // The script's path (a test may rewrite it: a ptxas updated in place).
   const std::string &path() const { return script_; }
   // One line per assembly: "-arch=sm_90a -O3 IN -o OUT".
-  std::vector<std::string> calls() const {
-    std::vector<std::string> lines;
-    std::ifstream in(dir_ / "calls.log");
-    for (std::string l; std::getline(in, l);)
-      lines.push_back(l);
-    return lines;
-  }
+  std::vector<std::string> calls() const { return lines("calls.log"); }
 
 private:
+  std::vector<std::string> lines(const char *log) const {
+    std::vector<std::string> out;
+    std::ifstream in(dir_ / log);
+    for (std::string l; std::getline(in, l);)
+      out.push_back(l);
+    return out;
+  }
+
   TempDir dir_;
   ScopedEnv env_;
   std::string script_;
